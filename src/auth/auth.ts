@@ -1,0 +1,52 @@
+// Authentication and authorization ports. The broker asks an Authenticator at CONNECT and an
+// Authorizer in the PUBLISH and SUBSCRIBE pipelines. The defaults allow everything.
+import type { ConnectPacket } from '../mqtt/packet.ts';
+import { ReasonCode } from '../mqtt/reason-code.ts';
+
+/** What the broker knows about a client when it authenticates. */
+export interface ConnectContext {
+  hub: string;
+  clientId: string;
+  transport: 'tcp' | 'tls' | 'ws' | 'wss';
+  remoteAddress: string;
+  username: string | undefined;
+  password: Buffer | undefined;
+  /** Credentials that came with the WebSocket upgrade (query access_token or Authorization header). */
+  upgradeToken: string | undefined;
+  connect: ConnectPacket;
+}
+
+/** A client's identity and rights once authenticated. */
+export interface Principal {
+  userId: string | undefined;
+  roles: string[];
+  /** How the client was authenticated, for the audit log ("anonymous", "jwt", ...). */
+  method: string;
+}
+
+export type AuthResult = { ok: true; principal: Principal } | { ok: false; reasonCode: ReasonCode; reason?: string };
+
+export interface Authenticator {
+  authenticate(ctx: ConnectContext): Promise<AuthResult> | AuthResult;
+}
+
+export interface Authorizer {
+  canPublish(hub: string, clientId: string, principal: Principal, topicName: string): boolean;
+  canSubscribe(hub: string, clientId: string, principal: Principal, topicFilter: string): boolean;
+}
+
+/** Accepts every client as anonymous. */
+export const allowAnonymous: Authenticator = {
+  authenticate: () => ({ ok: true, principal: { userId: undefined, roles: [], method: 'anonymous' } }),
+};
+
+/** Allows every publish and subscribe. */
+export const allowAll: Authorizer = {
+  canPublish: () => true,
+  canSubscribe: () => true,
+};
+
+/** Refuses every client (used when anonymous access is off and no credentials scheme is set). */
+export const denyAll: Authenticator = {
+  authenticate: () => ({ ok: false, reasonCode: ReasonCode.NotAuthorized, reason: 'anonymous access is disabled' }),
+};

@@ -1,0 +1,222 @@
+// Broker: the engine's facade. Transports hand it connections; the REST API (later) publishes,
+// subscribes sessions and disconnects clients through it. Owns hubs, routing and start-up.
+import type { Message, QoS } from '../mqtt/packet.ts';
+import { ReasonCode } from '../mqtt/reason-code.ts';
+import { isValidTopicName } from '../mqtt/topic.ts';
+import { Connection } from './connection.ts';
+import { Deliveries } from './deliveries.ts';
+import { Hub } from './hub.ts';
+import type { BrokerOptions } from './options.ts';
+import type { AcceptInfo, Authenticator, Authorizer, ByteChannel, Clock, Logger, Store, Timer, UnitOfWork } from './ports.ts';
+import { planRoute } from './router.ts';
+import { SessionManager } from './session-manager.ts';
+import { toDeliveryRecord, type Delivery, type EncodeCache, type Session } from './session.ts';
+import type { DeliveryRecord } from '../store/store.ts';
+
+export interface BrokerDeps {
+  options: BrokerOptions;
+  store: Store;
+  clock: Clock;
+  logger: Logger;
+  authenticator: Authenticator;
+  authorizer: Authorizer;
+}
+
+/** A routed message ready to be committed and dispatched. */
+export interface RoutePlan {
+  /** Sessions that will receive the message. */
+  matched: number;
+  /** Resolves when the durable part is committed; undefined when nothing had to be stored. */
+  committed: Promise<void> | undefined;
+  /** Hand the message to the sessions (call after `committed` resolved). */
+  dispatch(): void;
+}
+
+export class Broker {
+  readonly options: BrokerOptions;
+  readonly store: Store;
+  readonly clock: Clock;
+  readonly logger: Logger;
+  readonly authenticator: Authenticator;
+  readonly authorizer: Authorizer;
+  readonly hubs = new Map<string, Hub>();
+  readonly connections = new Set<Connection>();
+  readonly deliveries: Deliveries;
+  readonly sessions: SessionManager;
+  #nextId: number;
+  #sweep: Timer | undefined;
+  #accepting = true;
+
+  constructor(deps: BrokerDeps) {
+    this.options = deps.options;
+    this.store = deps.store;
+    this.clock = deps.clock;
+    this.logger = deps.logger;
+    this.authenticator = deps.authenticator;
+    this.authorizer = deps.authorizer;
+    this.deliveries = new Deliveries(this);
+    this.sessions = new SessionManager(this);
+    this.#nextId = deps.clock.now() * 1000;
+  }
+
+  /** A fresh id for messages and deliveries (monotonic within this node). */
+  nextId(): number {
+    return this.#nextId++;
+  }
+
+  /** The hub called `name` (hub names are case-insensitive), created on first use. */
+  hub(name: string): Hub {
+    const key = name.toLowerCase();
+    let hub = this.hubs.get(key);
+    if (!hub) {
+      hub = new Hub(key);
+      this.hubs.set(key, hub);
+    }
+    return hub;
+  }
+
+  /** Rebuild memory from the store and start the keep-alive sweep. */
+  async start(): Promise<void> {
+    const state = await this.store.load();
+    let maxId = 0;
+    for (const m of state.messages) if (m.id > maxId) maxId = m.id;
+    for (const d of state.deliveries) if (d.id > maxId) maxId = d.id;
+    for (const m of state.retained) if (m.id > maxId) maxId = m.id;
+    if (maxId >= this.#nextId) this.#nextId = maxId + 1;
+    this.sessions.restore(state);
+    this.#sweep = this.clock.setInterval(() => this.#checkDeadlines(), 250);
+  }
+
+  /** Take a new client connection from a transport. */
+  accept(channel: ByteChannel, info: AcceptInfo): Connection | undefined {
+    if (!this.#accepting) {
+      channel.close();
+      return undefined;
+    }
+    const conn = new Connection(this, channel, info);
+    this.connections.add(conn);
+    return conn;
+  }
+
+  /** Called by Connection once its socket is gone. */
+  connectionClosed(conn: Connection, publishWill: boolean): void {
+    if (!this.connections.delete(conn)) return;
+    this.sessions.detach(conn, publishWill);
+  }
+
+  #checkDeadlines(): void {
+    const now = this.clock.now();
+    for (const conn of this.connections) {
+      if (conn.state === 'new' && now > conn.deadlineMs) conn.end(undefined); // connect timeout
+      else if (conn.state === 'connected' && conn.keepAliveSec > 0 && now > conn.deadlineMs) {
+        conn.end(ReasonCode.KeepAliveTimeout); // [MQTT-3.1.2-22] 1.5 × keep alive without a packet
+      }
+    }
+  }
+
+  /**
+   * Plan the fan-out of a message, including the retained-message update. Deliveries to
+   * persistent sessions at QoS > 0, retained changes and `extra` go into one unit of work.
+   */
+  route(message: Message, extra?: (tx: UnitOfWork) => void): RoutePlan {
+    const hub = this.hub(message.hub);
+    const targets = planRoute(hub, message);
+    const pairs: Array<[Session, Delivery]> = [];
+    let records: DeliveryRecord[] | undefined;
+    for (const t of targets) {
+      const s = t.session;
+      if (t.qos === 0 && !s.connection) continue; // QoS 0 is not queued for offline sessions
+      if (s.queue.length >= this.options.maxQueuedMessages) {
+        s.droppedCount++;
+        if (s.droppedCount === 1 || s.droppedCount % 1000 === 0) {
+          this.logger.warn({ clientId: s.clientId, hub: hub.name, dropped: s.droppedCount }, 'session queue full; message dropped');
+        }
+        continue;
+      }
+      const d: Delivery = {
+        id: this.nextId(), message, qos: t.qos, retain: t.retain, subscriptionIds: t.subscriptionIds, shareKey: t.shareKey,
+        packetId: 0, state: 'queued',
+      };
+      pairs.push([s, d]);
+      if (s.persistent && d.qos > 0) (records ??= []).push(toDeliveryRecord(s, d));
+    }
+    const retain = message.retain && this.options.retainAvailable;
+    let committed: Promise<void> | undefined;
+    if (records || retain || extra) {
+      const rows = records;
+      committed = this.store.transaction((tx) => {
+        if (rows || (retain && message.payload.length > 0)) tx.insertMessage(message);
+        if (retain) {
+          // [MQTT-3.3.1-5] store, or [MQTT-3.3.1-6] a zero-byte payload removes the retained message
+          if (message.payload.length > 0) tx.putRetained(message);
+          else tx.deleteRetained(hub.name, message.topicName);
+        }
+        if (rows) tx.enqueueDeliveries(rows);
+        extra?.(tx);
+      });
+    }
+    return {
+      matched: pairs.length,
+      committed,
+      dispatch: () => {
+        if (retain) {
+          if (message.payload.length > 0) hub.retained.set(message.topicName, message);
+          else hub.retained.delete(message.topicName);
+        }
+        const cache: EncodeCache = new Map();
+        for (const [s, d] of pairs) this.deliveries.enqueue(s, d, cache);
+      },
+    };
+  }
+
+  /** Route, commit and dispatch a message; resolves with the number of receiving sessions. */
+  async publish(message: Message, extra?: (tx: UnitOfWork) => void): Promise<number> {
+    const plan = this.route(message, extra);
+    if (plan.committed) await plan.committed;
+    plan.dispatch();
+    return plan.matched;
+  }
+
+  /** Publish on behalf of the server (REST API, tools): QoS ≤ 2, no publisher id. */
+  async publishFromServer(input: {
+    hub: string; topicName: string; payload: Buffer; qos: QoS; retain?: boolean; messageExpiryIntervalSec?: number;
+    properties?: Message['properties'];
+  }): Promise<number> {
+    if (!isValidTopicName(input.topicName)) throw new RangeError(`invalid topic name: ${input.topicName}`);
+    const now = this.clock.now();
+    return this.publish({
+      id: this.nextId(), hub: this.hub(input.hub).name, topicName: input.topicName, payload: input.payload, qos: input.qos,
+      retain: input.retain ?? false, properties: input.properties, createdAtMs: now,
+      expiresAtMs: input.messageExpiryIntervalSec ? now + input.messageExpiryIntervalSec * 1000 : undefined,
+    });
+  }
+
+  /** Disconnect a client by id (5.0 clients get DISCONNECT with `reasonCode`). Returns false if not connected. */
+  disconnectClient(hub: string, clientId: string, reasonCode: ReasonCode = ReasonCode.AdministrativeAction): boolean {
+    const conn = this.hub(hub).sessions.get(clientId)?.connection;
+    if (!conn) return false;
+    conn.end(reasonCode);
+    return true;
+  }
+
+  /** Add a subscription to an existing session on behalf of the server. Returns false if no such session. */
+  async subscribeSession(hub: string, clientId: string, topicFilter: string, qos: QoS): Promise<boolean> {
+    const session = this.hub(hub).sessions.get(clientId);
+    if (!session) return false;
+    await this.sessions.subscribe(session, {
+      topicFilter, qos, noLocal: false, retainAsPublished: false, retainHandling: 0,
+    }, undefined);
+    return true;
+  }
+
+  /**
+   * Graceful shutdown: stop accepting, send 5.0 clients DISCONNECT 0x8B, close the rest and
+   * stop timers. Transports must be closed by the caller first.
+   */
+  async shutdown(): Promise<void> {
+    this.#accepting = false;
+    this.#sweep?.cancel();
+    for (const conn of [...this.connections]) conn.end(ReasonCode.ServerShuttingDown);
+    this.sessions.stopTimers();
+  }
+}

@@ -1,0 +1,274 @@
+// Connection: one per socket. Owns the byte channel, the packet reader, output batching, the
+// ordered reply chain and the network-level limits of the client. Protocol decisions are in
+// channel.ts and handlers/.
+import { encodePacket, encodePublish, patchPublish, PacketReader, type PublishProperties, type ReadResult } from '../mqtt/codec.ts';
+import { MqttError } from '../mqtt/errors.ts';
+import type { OutboundPacket, ProtocolVersion } from '../mqtt/packet.ts';
+import { ReasonCode, reasonCodeName } from '../mqtt/reason-code.ts';
+import type { OutboundAliases } from '../mqtt/session-state.ts';
+import type { AcceptInfo, ByteChannel, Principal } from './ports.ts';
+import type { Broker } from './broker.ts';
+import type { Delivery, EncodeCache, Session } from './session.ts';
+import { handleIn } from './channel.ts';
+
+let dirty: Connection[] = [];
+let flushScheduled = false;
+
+function flushAll(): void {
+  flushScheduled = false;
+  const list = dirty;
+  dirty = [];
+  for (const c of list) c.flush();
+}
+
+/** One client network connection and its protocol-level connection state. */
+export class Connection {
+  readonly broker: Broker;
+  readonly channel: ByteChannel;
+  readonly info: AcceptInfo;
+  readonly reader: PacketReader;
+  /** 'new' until CONNECT is accepted; 'closed' once ended. */
+  state: 'new' | 'connected' | 'closed' = 'new';
+  version: ProtocolVersion = 4;
+  clientId = '';
+  session: Session | undefined;
+  principal: Principal | undefined;
+  keepAliveSec = 0;
+  /** Time by which the next packet must arrive (connect timeout, then 1.5 × keep alive). */
+  deadlineMs: number;
+  /** Outbound QoS 1/2 window: min(client's Receive Maximum, broker's maxInflight). */
+  sendQuota: number;
+  clientMaxPacketBytes = Number.POSITIVE_INFINITY;
+  inboundAliases: Map<number, string> | undefined;
+  outboundAliases: OutboundAliases | undefined;
+  /** Inbound QoS 1 publishes whose PUBACK is not written yet. */
+  inboundQos1Pending = 0;
+  /** Client asked for reason strings and user properties on errors (5.0 Request Problem Information). */
+  problemInformation = true;
+  /** CONNECT has arrived (it may still be being decided). */
+  connectSeen = false;
+  /** Set by DISCONNECT 0x00 so that the will is discarded [MQTT-3.1.2-10]. */
+  discardWill = false;
+  #out: Buffer[] = [];
+  #outBytes = 0;
+  #dirty = false;
+  #tail: Promise<void> | undefined;
+  #backpressured = false;
+
+  constructor(broker: Broker, channel: ByteChannel, info: AcceptInfo) {
+    this.broker = broker;
+    this.channel = channel;
+    this.info = info;
+    this.reader = new PacketReader(broker.options.maxPacketBytes);
+    this.deadlineMs = broker.clock.now() + broker.options.connectTimeoutMs;
+    this.sendQuota = broker.options.maxInflight;
+    channel.onData = (bytes) => this.#onData(bytes);
+    channel.onDrain = () => this.#onDrain();
+    channel.onClose = () => this.#onClose();
+  }
+
+  get isOpen(): boolean {
+    return this.state !== 'closed';
+  }
+
+  /** True while the transport holds more than the soft buffer limit. */
+  get isBackpressured(): boolean {
+    return this.#backpressured;
+  }
+
+  #onData(bytes: Buffer): void {
+    if (this.state === 'closed') return;
+    if (this.keepAliveSec > 0) this.deadlineMs = this.broker.clock.now() + this.keepAliveSec * 1500;
+    try {
+      this.reader.push(bytes, (r) => this.#onPacket(r));
+    } catch (e) {
+      this.fail(e);
+    }
+  }
+
+  #onPacket(r: ReadResult): boolean {
+    if (this.state === 'closed') return false;
+    if (r.kind === 'unsupported-protocol') {
+      // [MQTT-3.1.2-2] unsupported level: CONNACK 0x01 (3.1.1 format), then close
+      this.write(Buffer.from([0x20, 0x02, 0x00, 0x01]));
+      this.end(undefined);
+      return false;
+    }
+    try {
+      handleIn(this, r.packet);
+    } catch (e) {
+      this.fail(e);
+      return false;
+    }
+    return this.isOpen;
+  }
+
+  /** End the connection because of an error: MqttError → DISCONNECT with its code (5.0). */
+  fail(e: unknown): void {
+    if (this.state === 'closed') return;
+    if (e instanceof MqttError) {
+      this.broker.logger.debug({ clientId: this.clientId, reasonCode: e.reasonCode, err: e.message }, 'protocol error');
+      this.end(e.reasonCode, e.message);
+    } else {
+      this.broker.logger.error({ clientId: this.clientId, err: e }, 'connection failed');
+      this.end(ReasonCode.UnspecifiedError);
+    }
+  }
+
+  #onDrain(): void {
+    if (this.state === 'closed') return;
+    if (this.channel.bufferedBytes() < this.broker.options.softBufferBytes) {
+      this.#backpressured = false;
+      if (this.session) this.broker.deliveries.pump(this.session);
+    }
+  }
+
+  #onClose(): void {
+    if (this.state === 'closed') return;
+    this.state = 'closed';
+    this.#out = [];
+    this.broker.connectionClosed(this, !this.discardWill);
+  }
+
+  /** Queue bytes for this event-loop turn's batched write. */
+  write(bytes: Buffer): void {
+    if (this.state === 'closed') return;
+    this.#out.push(bytes);
+    this.#outBytes += bytes.length;
+    if (!this.#dirty) {
+      this.#dirty = true;
+      dirty.push(this);
+      if (!flushScheduled) {
+        flushScheduled = true;
+        setImmediate(flushAll);
+      }
+    }
+  }
+
+  /** Write everything queued as one transport write. */
+  flush(): void {
+    this.#dirty = false;
+    const out = this.#out;
+    if (out.length === 0) return;
+    const bytes = out.length === 1 ? out[0]! : Buffer.concat(out, this.#outBytes);
+    this.#out = [];
+    this.#outBytes = 0;
+    const ok = this.channel.write(bytes);
+    if (!ok || this.channel.bufferedBytes() > this.broker.options.softBufferBytes) this.#backpressured = true;
+  }
+
+  /** Encode and queue a packet now, bypassing the reply chain. */
+  send(packet: OutboundPacket): void {
+    const bytes = encodePacket(packet, this.version);
+    if (bytes.length > this.clientMaxPacketBytes) {
+      // [MQTT-3.1.2-24] never exceed the client's Maximum Packet Size: drop properties, else the packet
+      if ('properties' in packet && packet.properties) {
+        this.send({ ...packet, properties: undefined } as OutboundPacket);
+      }
+      return;
+    }
+    this.write(bytes);
+  }
+
+  /**
+   * Run `fn` after every earlier ordered step and after `wait` settles, so that replies leave in
+   * the order their packets arrived [MQTT-4.6.0-2] even when some wait for a commit.
+   */
+  after(wait: Promise<unknown> | undefined, fn: () => void, onError?: (e: unknown) => void): void {
+    if (wait === undefined && this.#tail === undefined) {
+      fn();
+      return;
+    }
+    const step = async (): Promise<void> => {
+      try {
+        await wait;
+      } catch (e) {
+        if (this.state === 'closed') return;
+        if (onError) onError(e);
+        else this.fail(e);
+        return;
+      }
+      if (this.state === 'closed') return;
+      fn();
+    };
+    const prev = this.#tail;
+    const tail = (prev ? prev.then(step) : step()).catch((e: unknown) => this.fail(e));
+    this.#tail = tail;
+    void tail.then(() => {
+      if (this.#tail === tail) this.#tail = undefined;
+    });
+  }
+
+  /** Send a reply in packet order (see `after`). */
+  reply(packet: OutboundPacket): void {
+    this.after(undefined, () => this.send(packet));
+  }
+
+  /** Encode (or take from `cache`) and queue a PUBLISH for a delivery. */
+  sendDelivery(d: Delivery, dup: boolean, cache: EncodeCache | undefined): void {
+    const m = d.message;
+    const now = this.broker.clock.now();
+    let props: PublishProperties | undefined;
+    let topicName = m.topicName;
+    let key: string | undefined;
+    if (this.version === 5) {
+      props = m.properties ? { ...m.properties } : {};
+      if (m.expiresAtMs !== undefined) props.messageExpiryInterval = Math.max(1, Math.ceil((m.expiresAtMs - now) / 1000));
+      if (d.subscriptionIds) props.subscriptionIdentifier = d.subscriptionIds.length === 1 ? d.subscriptionIds[0]! : d.subscriptionIds;
+      const alias = this.outboundAliases?.lookup(m.topicName);
+      if (alias) {
+        props.topicAlias = alias.alias;
+        if (!alias.isNew) topicName = '';
+      } else if (cache) {
+        key = `5|${d.qos}|${d.retain ? 1 : 0}|${props.messageExpiryInterval ?? ''}|${d.subscriptionIds?.join(',') ?? ''}`;
+      }
+    } else if (cache) {
+      key = `4|${d.qos}|${d.retain ? 1 : 0}`;
+    }
+    let bytes: Buffer | undefined;
+    if (key !== undefined) {
+      const template = cache!.get(key);
+      if (template) {
+        bytes = d.qos === 0 ? template : Buffer.from(template);
+      }
+    }
+    if (!bytes) {
+      bytes = encodePublish(topicName, m.payload, d.qos, d.retain, false, 0, props, this.version === 5);
+      if (key !== undefined) {
+        cache!.set(key, bytes);
+        if (d.qos > 0) bytes = Buffer.from(bytes);
+      }
+    }
+    if (d.qos > 0) patchPublish(bytes, d.packetId, dup);
+    if (bytes.length > this.clientMaxPacketBytes) {
+      // [MQTT-3.1.2-25] a message too large for the client is discarded as if delivered
+      this.broker.logger.debug({ clientId: this.clientId, topicName: m.topicName, bytes: bytes.length }, 'message exceeds client maximum packet size; discarded');
+      if (d.qos > 0 && this.session) this.broker.deliveries.complete(this.session, d);
+      return;
+    }
+    this.write(bytes);
+  }
+
+  /**
+   * Close the connection. With a reason code on 5.0 after CONNECT, DISCONNECT goes out first
+   * [MQTT-4.13.2-1]. The session is detached; its will follows the will rules.
+   */
+  end(reasonCode: ReasonCode | undefined, reason?: string): void {
+    if (this.state === 'closed') return;
+    const wasConnected = this.state === 'connected';
+    const properties = reason && this.problemInformation ? { reasonString: reason } : undefined;
+    if (reasonCode !== undefined && wasConnected && this.version === 5) {
+      this.send({ type: 'disconnect', reasonCode, properties });
+    } else if (reasonCode !== undefined && !wasConnected && this.reader.protocolVersion === 5 && reasonCode >= 0x80) {
+      // [MQTT-3.2.2-?] before CONNACK, an error is reported with CONNACK and the reason code
+      this.version = 5;
+      this.send({ type: 'connack', sessionPresent: false, reasonCode, properties });
+    }
+    this.state = 'closed';
+    this.flush();
+    this.#out = [];
+    this.channel.close();
+    this.broker.connectionClosed(this, !this.discardWill);
+    this.broker.logger.debug({ clientId: this.clientId, reasonCode, reason: reasonCode !== undefined ? reasonCodeName(reasonCode) : undefined }, 'connection ended by broker');
+  }
+}

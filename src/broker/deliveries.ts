@@ -1,0 +1,145 @@
+// Outbound side of sessions: queueing, the in-flight window, acknowledgements from the client,
+// resending on resume and moving shared-subscription deliveries to another member.
+import type { QoS } from '../mqtt/packet.ts';
+import type { Broker } from './broker.ts';
+import { pickSharedMember } from './router.ts';
+import { toDeliveryRecord, type Delivery, type EncodeCache, type Session } from './session.ts';
+
+export class Deliveries {
+  readonly #broker: Broker;
+  /** QoS 0 messages dropped because a client's transport buffer was full. */
+  droppedQos0 = 0;
+
+  constructor(broker: Broker) {
+    this.#broker = broker;
+  }
+
+  #isExpired(d: Delivery, now: number): boolean {
+    return d.message.expiresAtMs !== undefined && d.message.expiresAtMs <= now;
+  }
+
+  /** Queue a delivery on a session and send what the window allows. */
+  enqueue(session: Session, d: Delivery, cache?: EncodeCache): void {
+    session.queue.push(d);
+    if (session.connection) this.pump(session, cache);
+  }
+
+  /**
+   * Send queued deliveries while the client's window and transport allow. For persistent
+   * sessions the packet id is committed before the PUBLISH leaves, so a restart resumes it.
+   */
+  pump(session: Session, cache?: EncodeCache): void {
+    const conn = session.connection;
+    if (!conn || conn.state !== 'connected') return;
+    const { store, clock, options, logger } = this.#broker;
+    const now = clock.now();
+    let durable: Delivery[] | undefined;
+    let expired: Delivery[] | undefined;
+    while (session.queue.length > 0) {
+      const d = session.queue.peek()!;
+      if (d.qos === 0) {
+        session.queue.shift();
+        if (this.#isExpired(d, now)) continue; // [MQTT-3.3.2-5] expired messages are not delivered
+        if (conn.channel.bufferedBytes() > options.hardBufferBytes) {
+          this.droppedQos0++;
+          continue;
+        }
+        conn.sendDelivery(d, false, cache);
+        continue;
+      }
+      // [MQTT-3.3.4-9] no more than Receive Maximum unacknowledged QoS 1/2 publishes
+      if (conn.isBackpressured || session.inflight.size >= conn.sendQuota) break;
+      session.queue.shift();
+      if (this.#isExpired(d, now)) {
+        if (session.persistent) (expired ??= []).push(d);
+        continue;
+      }
+      d.packetId = session.packetIds.allocate(session.inflight);
+      d.state = 'sent';
+      session.inflight.set(d.packetId, d);
+      if (session.persistent) (durable ??= []).push(d);
+      else conn.sendDelivery(d, false, cache);
+    }
+    if (expired) {
+      const ids = expired.map((d) => d.id);
+      store.transaction((tx) => { for (const id of ids) tx.deleteDelivery(id); })
+        .catch((err: unknown) => logger.warn({ err }, 'could not delete expired deliveries'));
+    }
+    if (durable) {
+      const batch = durable;
+      store.transaction((tx) => { for (const d of batch) tx.updateDelivery(d.id, d.packetId, 'sent'); }).then(() => {
+        if (session.connection !== conn || conn.state !== 'connected') return;
+        for (const d of batch) if (session.inflight.get(d.packetId) === d) conn.sendDelivery(d, false, cache);
+      }, (err: unknown) => {
+        logger.error({ err, clientId: session.clientId }, 'could not record deliveries in flight');
+        conn.fail(err);
+      });
+    }
+  }
+
+  /** The client acknowledged (or the broker discarded) an in-flight delivery. */
+  complete(session: Session, d: Delivery): void {
+    if (session.inflight.get(d.packetId) === d) session.inflight.delete(d.packetId);
+    if (session.persistent) {
+      this.#broker.store.transaction((tx) => tx.deleteDelivery(d.id))
+        .catch((err: unknown) => this.#broker.logger.warn({ err, clientId: session.clientId }, 'could not delete acknowledged delivery'));
+    }
+    this.pump(session);
+  }
+
+  /** Resend what was in flight when the session's previous connection ended [MQTT-4.4.0-1]. */
+  resume(session: Session): void {
+    const conn = session.connection;
+    if (!conn) return;
+    for (const d of session.inflight.values()) {
+      if (d.state === 'pubrec') conn.send({ type: 'pubrel', packetId: d.packetId, reasonCode: 0 });
+      else conn.sendDelivery(d, true, undefined);
+    }
+    this.pump(session);
+  }
+
+  /**
+   * Hand a session's shared-subscription deliveries to other members of their groups: queued
+   * ones, and QoS 1 ones in flight (a duplicate is allowed at QoS 1, a loss is not).
+   */
+  redistributeShared(session: Session): void {
+    const hub = session.hub;
+    const movable = (d: Delivery): boolean => d.shareKey !== undefined && (d.state === 'queued' || d.qos === 1) && d.state !== 'pubrec';
+    const candidates: Delivery[] = [];
+    for (const d of session.queue) if (movable(d)) candidates.push(d);
+    for (const d of session.inflight.values()) if (movable(d)) candidates.push(d);
+    if (candidates.length === 0) return;
+    const moved: Array<{ from: Delivery; to: Delivery; target: Session }> = [];
+    for (const d of candidates) {
+      const group = hub.sharedGroups.get(d.shareKey!);
+      if (!group) continue;
+      const member = pickSharedMember(group, session, d.qos);
+      if (!member || !member.session.connection) continue;
+      const to: Delivery = {
+        id: this.#broker.nextId(), message: d.message, qos: Math.min(d.message.qos, member.qos) as QoS, retain: d.retain,
+        subscriptionIds: member.subscriptionId !== undefined ? [member.subscriptionId] : undefined, shareKey: d.shareKey,
+        packetId: 0, state: 'queued',
+      };
+      moved.push({ from: d, to, target: member.session });
+    }
+    if (moved.length === 0) return;
+    const movedSet = new Set(moved.map((m) => m.from));
+    session.queue.extract((d) => movedSet.has(d));
+    for (const m of moved) if (session.inflight.get(m.from.packetId) === m.from) session.inflight.delete(m.from.packetId);
+    const apply = (): void => { for (const m of moved) this.enqueue(m.target, m.to); };
+    const durable = moved.some((m) => m.target.persistent) || session.persistent;
+    if (!durable) {
+      apply();
+      return;
+    }
+    this.#broker.store.transaction((tx) => {
+      for (const m of moved) {
+        if (session.persistent) tx.deleteDelivery(m.from.id);
+        if (m.target.persistent) {
+          tx.insertMessage(m.to.message);
+          tx.enqueueDeliveries([toDeliveryRecord(m.target, m.to)]);
+        }
+      }
+    }).then(apply, (err: unknown) => this.#broker.logger.error({ err }, 'could not move shared deliveries'));
+  }
+}

@@ -1,0 +1,144 @@
+// CONNECT: validation, client id rules, authentication, session open and CONNACK (MQTT 5 §3.1, §3.2).
+import { randomBytes } from 'node:crypto';
+import type { ConnackPacket, ConnectPacket } from '../../mqtt/packet.ts';
+import { ReasonCode, type ConnackReasonCode, toV3ConnackReturnCode } from '../../mqtt/reason-code.ts';
+import { OutboundAliases } from '../../mqtt/session-state.ts';
+import { validateConnect } from '../../mqtt/validate.ts';
+import type { AuthResult } from '../ports.ts';
+import type { Connection } from '../connection.ts';
+
+/** Refuse the connection with a CONNACK carrying `rc`, then close [MQTT-3.2.2-6]. */
+function refuse(conn: Connection, rc: ConnackReasonCode, reason?: string): void {
+  const packet: ConnackPacket = conn.version === 5
+    ? { type: 'connack', sessionPresent: false, reasonCode: rc, properties: reason ? { reasonString: reason } : undefined }
+    : { type: 'connack', sessionPresent: false, reasonCode: toV3ConnackReturnCode(rc) };
+  conn.send(packet);
+  conn.broker.logger.info({ clientId: conn.clientId, reasonCode: rc, reason, remoteAddress: conn.channel.remoteAddress }, 'connection refused');
+  conn.end(undefined);
+}
+
+export function handleConnect(conn: Connection, packet: ConnectPacket): void {
+  const broker = conn.broker;
+  conn.version = packet.protocolVersion;
+  const invalid = validateConnect(packet);
+  if (invalid !== undefined) {
+    if (invalid === ReasonCode.MalformedPacket || invalid === ReasonCode.ProtocolError) {
+      // [MQTT-4.13.1-1] malformed CONNECT: CONNACK (5.0) with the code, then close
+      if (conn.version === 5) refuse(conn, invalid);
+      else conn.end(undefined);
+      return;
+    }
+    refuse(conn, invalid as ConnackReasonCode);
+    return;
+  }
+  let clientId = packet.clientId;
+  let assigned: string | undefined;
+  if (clientId.length === 0) {
+    // [MQTT-3.1.3-8] 3.1.1: an empty client id needs clean session 1, else identifier rejected
+    if (conn.version === 4 && !packet.cleanStart) {
+      refuse(conn, ReasonCode.ClientIdentifierNotValid);
+      return;
+    }
+    // [MQTT-3.1.3-6] [MQTT-3.2.2-16] assign a unique id (returned to 5.0 clients)
+    clientId = `tern-${randomBytes(9).toString('base64url')}`;
+    assigned = clientId;
+  }
+  conn.clientId = clientId;
+  const props = packet.properties;
+  if (conn.version === 5 && props?.authenticationMethod !== undefined) {
+    // [MQTT-4.12.0-1] no enhanced authentication method is configured
+    refuse(conn, ReasonCode.BadAuthenticationMethod, `authentication method ${props.authenticationMethod} is not supported`);
+    return;
+  }
+  let result: AuthResult | Promise<AuthResult>;
+  try {
+    result = broker.authenticator.authenticate({
+      hub: broker.hub(conn.info.hub).name, clientId, transport: conn.channel.transport, remoteAddress: conn.channel.remoteAddress,
+      username: packet.username, password: packet.password, upgradeToken: conn.info.upgradeToken, connect: packet,
+    });
+  } catch (err) {
+    broker.logger.error({ err, clientId }, 'authenticator failed');
+    refuse(conn, ReasonCode.ServerUnavailable);
+    return;
+  }
+  const proceed = (r: AuthResult): void => {
+    if (conn.state === 'closed') return;
+    if (!r.ok) {
+      refuse(conn, r.reasonCode as ConnackReasonCode, r.reason);
+      return;
+    }
+    conn.principal = r.principal;
+    accept(conn, packet, assigned);
+  };
+  if (result instanceof Promise) {
+    let value: AuthResult | undefined;
+    const decided = result.then((r) => { value = r; });
+    conn.after(decided, () => proceed(value!), (err) => {
+      broker.logger.error({ err, clientId }, 'authenticator failed');
+      refuse(conn, ReasonCode.ServerUnavailable);
+    });
+    return;
+  }
+  proceed(result);
+}
+
+function accept(conn: Connection, packet: ConnectPacket, assigned: string | undefined): void {
+  const broker = conn.broker;
+  const opts = broker.options;
+  const props = packet.properties;
+  // Keep alive: the broker's maximum wins, and 5.0 clients are told [MQTT-3.2.2-21]
+  let keepAliveSec = packet.keepAliveSec;
+  let serverKeepAlive: number | undefined;
+  if (opts.maxKeepAliveSec > 0 && (keepAliveSec === 0 || keepAliveSec > opts.maxKeepAliveSec)) {
+    if (conn.version === 5) {
+      keepAliveSec = opts.maxKeepAliveSec;
+      serverKeepAlive = keepAliveSec;
+    }
+  }
+  conn.keepAliveSec = keepAliveSec;
+  let expiry: number;
+  let expiryCapped: number | undefined;
+  if (conn.version === 5) {
+    expiry = props?.sessionExpiryInterval ?? 0; // [MQTT-3.1.2-?] absent means 0
+    if (expiry > opts.maxSessionExpirySec) expiry = expiryCapped = opts.maxSessionExpirySec;
+  } else {
+    expiry = packet.cleanStart ? 0 : Math.min(0xffffffff, opts.maxSessionExpirySec);
+  }
+  if (conn.version === 5) {
+    conn.sendQuota = Math.min(props?.receiveMaximum ?? 65535, opts.maxInflight);
+    if (props?.maximumPacketSize) conn.clientMaxPacketBytes = props.maximumPacketSize;
+    if (props?.topicAliasMaximum) conn.outboundAliases = new OutboundAliases(props.topicAliasMaximum);
+    if (props?.requestProblemInformation === false) conn.problemInformation = false;
+  }
+  const { session, sessionPresent, committed } = broker.sessions.open(conn, packet, expiry);
+  const finish = (): void => {
+    if (conn.state === 'closed') return;
+    conn.session = session;
+    session.connection = conn;
+    conn.state = 'connected';
+    if (keepAliveSec > 0) conn.deadlineMs = broker.clock.now() + keepAliveSec * 1500;
+    const connack: ConnackPacket = { type: 'connack', sessionPresent: sessionPresent && !packet.cleanStart, reasonCode: 0 };
+    if (conn.version === 5) {
+      const p: NonNullable<ConnackPacket['properties']> = {};
+      if (assigned) p.assignedClientIdentifier = assigned;
+      if (serverKeepAlive !== undefined) p.serverKeepAlive = serverKeepAlive;
+      if (expiryCapped !== undefined) p.sessionExpiryInterval = expiryCapped;
+      if (opts.receiveMaximum < 65535) p.receiveMaximum = opts.receiveMaximum;
+      if (opts.maximumQos < 2) p.maximumQoS = opts.maximumQos;
+      if (!opts.retainAvailable) p.retainAvailable = false;
+      p.maximumPacketSize = opts.maxPacketBytes;
+      if (opts.topicAliasMaximum > 0) p.topicAliasMaximum = opts.topicAliasMaximum;
+      if (!opts.wildcardSubscriptionAvailable) p.wildcardSubscriptionAvailable = false;
+      if (!opts.subscriptionIdentifiersAvailable) p.subscriptionIdentifiersAvailable = false;
+      if (!opts.sharedSubscriptionAvailable) p.sharedSubscriptionAvailable = false;
+      connack.properties = p;
+    }
+    conn.send(connack);
+    broker.logger.debug({ clientId: conn.clientId, hub: session.hub.name, sessionPresent: connack.sessionPresent, protocolVersion: conn.version }, 'client connected');
+    if (sessionPresent) broker.deliveries.resume(session);
+  };
+  conn.after(committed, finish, (err) => {
+    broker.logger.error({ err, clientId: conn.clientId }, 'could not store session');
+    refuse(conn, ReasonCode.ServerUnavailable);
+  });
+}

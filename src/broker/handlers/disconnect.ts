@@ -1,0 +1,23 @@
+// DISCONNECT from a client (MQTT 5 §3.14): 0x00 discards the will, 0x04 publishes it; 5.0 may
+// set a new Session Expiry Interval, but not from 0 to non-zero.
+import { MqttError } from '../../mqtt/errors.ts';
+import type { DisconnectPacket } from '../../mqtt/packet.ts';
+import { ReasonCode } from '../../mqtt/reason-code.ts';
+import type { Connection } from '../connection.ts';
+
+export function handleDisconnect(conn: Connection, p: DisconnectPacket): void {
+  conn.after(undefined, () => {
+    const session = conn.session!;
+    const expiry = p.properties?.sessionExpiryInterval;
+    if (expiry !== undefined) {
+      // [MQTT-3.14.2-2] a session that had expiry 0 at CONNECT cannot be given one now
+      if (session.expiryIntervalSec === 0 && expiry > 0) {
+        throw new MqttError(ReasonCode.ProtocolError, 'session expiry interval was 0 at CONNECT');
+      }
+      session.expiryIntervalSec = Math.min(expiry, conn.broker.options.maxSessionExpirySec);
+    }
+    // [MQTT-3.1.2-10] normal disconnection removes the will; 0x04 asks for it to be published
+    conn.discardWill = p.reasonCode !== ReasonCode.DisconnectWithWillMessage;
+    conn.end(undefined);
+  });
+}

@@ -1,0 +1,94 @@
+// PUBLISH from a client (MQTT 5 §3.3): topic alias, validation, receive maximum, QoS 2 duplicate
+// detection, authorization, then route → commit → dispatch → acknowledge, in packet order.
+import { MqttError } from '../../mqtt/errors.ts';
+import type { Message, PublishPacket } from '../../mqtt/packet.ts';
+import { ReasonCode } from '../../mqtt/reason-code.ts';
+import { compactProperties } from '../../mqtt/codec.ts';
+import { isPayloadFormatValid, validatePublish } from '../../mqtt/validate.ts';
+import type { Connection } from '../connection.ts';
+
+/** Resolve an inbound Topic Alias (MQTT 5 §3.3.2.3.4). */
+function resolveTopicAlias(conn: Connection, p: PublishPacket): void {
+  const alias = p.properties?.topicAlias;
+  if (alias === undefined) return;
+  // [MQTT-3.3.2-8] [MQTT-3.3.2-9] alias 0 or above our Topic Alias Maximum
+  if (alias === 0 || alias > conn.broker.options.topicAliasMaximum) {
+    throw new MqttError(ReasonCode.TopicAliasInvalid, `topic alias ${alias} is out of range`);
+  }
+  conn.inboundAliases ??= new Map();
+  if (p.topicName.length > 0) {
+    conn.inboundAliases.set(alias, p.topicName);
+  } else {
+    const topicName = conn.inboundAliases.get(alias);
+    // [MQTT-3.3.4-?] an unknown alias with an empty topic name is a protocol error
+    if (topicName === undefined) throw new MqttError(ReasonCode.ProtocolError, `unknown topic alias ${alias}`);
+    p.topicName = topicName;
+  }
+}
+
+function ack(conn: Connection, p: PublishPacket, reasonCode: number): void {
+  if (p.qos === 1) {
+    conn.inboundQos1Pending--;
+    conn.send({ type: 'puback', packetId: p.packetId!, reasonCode });
+  } else if (p.qos === 2) {
+    if (reasonCode >= 0x80) conn.session?.inboundQos2.delete(p.packetId!);
+    conn.send({ type: 'pubrec', packetId: p.packetId!, reasonCode });
+  }
+}
+
+export function handlePublish(conn: Connection, p: PublishPacket): void {
+  const broker = conn.broker;
+  const session = conn.session!;
+  const opts = broker.options;
+  if (conn.version === 5) resolveTopicAlias(conn, p);
+  const invalid = validatePublish(p, opts.maximumQos, opts.retainAvailable);
+  if (invalid !== undefined) throw new MqttError(invalid, `invalid PUBLISH to ${p.topicName}`);
+  if (p.qos === 2 && session.inboundQos2.has(p.packetId!)) {
+    // [MQTT-4.3.3-9] a QoS 2 PUBLISH whose id awaits PUBREL is not routed again
+    conn.reply({ type: 'pubrec', packetId: p.packetId!, reasonCode: 0 });
+    return;
+  }
+  if (p.qos > 0) {
+    // [MQTT-3.3.4-7] more unacknowledged QoS 1/2 publishes than our Receive Maximum
+    if (conn.inboundQos1Pending + session.inboundQos2.size >= opts.receiveMaximum) {
+      throw new MqttError(ReasonCode.ReceiveMaximumExceeded, 'receive maximum exceeded');
+    }
+    if (p.qos === 1) conn.inboundQos1Pending++;
+    else session.inboundQos2.add(p.packetId!);
+  }
+  if (conn.version === 5 && !isPayloadFormatValid(p.payload, p.properties)) {
+    // [MQTT-3.3.2-4] payload is not UTF-8 though the format indicator says so
+    if (p.qos === 0) throw new MqttError(ReasonCode.PayloadFormatInvalid, 'payload is not valid UTF-8');
+    conn.after(undefined, () => ack(conn, p, ReasonCode.PayloadFormatInvalid));
+    return;
+  }
+  if (!broker.authorizer.canPublish(session.hub.name, conn.clientId, conn.principal!, p.topicName)) {
+    broker.logger.debug({ clientId: conn.clientId, topicName: p.topicName }, 'publish not authorized');
+    // [v3.1.1 MQTT-3.3.5-2] 3.1.1 has no negative ack: acknowledge and drop
+    conn.after(undefined, () => ack(conn, p, conn.version === 5 ? ReasonCode.NotAuthorized : 0));
+    return;
+  }
+  const now = broker.clock.now();
+  const expirySec = p.properties?.messageExpiryInterval;
+  const message: Message = {
+    id: broker.nextId(), hub: session.hub.name, topicName: p.topicName, payload: p.payload, qos: p.qos, retain: p.retain,
+    properties: conn.version === 5 ? compactProperties(p.properties) : undefined,
+    expiresAtMs: expirySec !== undefined && expirySec > 0 ? now + expirySec * 1000 : undefined,
+    publisherId: conn.clientId, createdAtMs: now,
+  };
+  const persistQos2 = p.qos === 2 && session.persistent;
+  const plan = broker.route(message, persistQos2
+    ? (tx) => tx.addInboundQos2({ hub: session.hub.name, clientId: session.clientId, packetId: p.packetId! })
+    : undefined);
+  conn.after(plan.committed, () => {
+    plan.dispatch();
+    // [MQTT-3.3.4-?] 5.0: No matching subscribers is reported with a success-class code
+    const rc = conn.version === 5 && plan.matched === 0 ? ReasonCode.NoMatchingSubscribers : ReasonCode.Success;
+    ack(conn, p, rc);
+  }, (err) => {
+    broker.logger.error({ err, clientId: conn.clientId, topicName: p.topicName }, 'could not store message');
+    // Never acknowledge what was not stored: 5.0 gets a failure code, 3.1.1 loses the connection
+    if (conn.version === 5 && p.qos > 0) ack(conn, p, ReasonCode.ImplementationSpecificError);
+    else conn.end(undefined);
+  });
+}

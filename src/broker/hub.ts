@@ -1,0 +1,63 @@
+// Hub: an isolated namespace of sessions, subscriptions and retained messages. Owns the
+// subscription trie and shared groups; knows nothing about sockets or the store.
+import { RetainedTree, TopicTree } from '../mqtt/topic-tree.ts';
+import type { Message } from '../mqtt/packet.ts';
+import type { Session, SharedGroup, Subscription } from './session.ts';
+
+/** What the subscription trie holds: a session's own subscription or a shared group. */
+export type RouteEntry = Subscription | SharedGroup;
+
+export class Hub {
+  readonly name: string;
+  readonly sessions = new Map<string, Session>();
+  readonly tree = new TopicTree<RouteEntry>();
+  readonly sharedGroups = new Map<string, SharedGroup>();
+  readonly retained = new RetainedTree<Message>();
+
+  constructor(name: string) {
+    this.name = name;
+  }
+
+  /** Put a subscription into routing; replaces one with the same key. Returns the replaced one. */
+  addSubscription(sub: Subscription): Subscription | undefined {
+    const previous = sub.session.subscriptions.get(sub.key);
+    if (previous) this.removeSubscription(previous);
+    sub.session.subscriptions.set(sub.key, sub);
+    if (sub.shareName === undefined) {
+      this.tree.add(sub.topicFilter, sub);
+      return previous;
+    }
+    const groupKey = `${sub.shareName}/${sub.topicFilter}`;
+    let group = this.sharedGroups.get(groupKey);
+    if (!group) {
+      group = { kind: 'shared', key: groupKey, shareName: sub.shareName, topicFilter: sub.topicFilter, members: [], next: 0 };
+      this.sharedGroups.set(groupKey, group);
+      this.tree.add(sub.topicFilter, group);
+    }
+    group.members.push(sub);
+    return previous;
+  }
+
+  /** Take a subscription out of routing. */
+  removeSubscription(sub: Subscription): void {
+    if (sub.session.subscriptions.get(sub.key) === sub) sub.session.subscriptions.delete(sub.key);
+    if (sub.shareName === undefined) {
+      this.tree.remove(sub.topicFilter, sub);
+      return;
+    }
+    const groupKey = `${sub.shareName}/${sub.topicFilter}`;
+    const group = this.sharedGroups.get(groupKey);
+    if (!group) return;
+    const i = group.members.indexOf(sub);
+    if (i >= 0) group.members.splice(i, 1);
+    if (group.members.length === 0) {
+      this.sharedGroups.delete(groupKey);
+      this.tree.remove(sub.topicFilter, group);
+    }
+  }
+
+  /** Remove every subscription of a session from routing. */
+  removeAllSubscriptions(session: Session): void {
+    for (const sub of [...session.subscriptions.values()]) this.removeSubscription(sub);
+  }
+}

@@ -1,0 +1,82 @@
+// Fan-out planning: which sessions get a message, at which QoS, with which subscription ids.
+// Overlapping subscriptions of one session give one delivery at the highest QoS; each shared
+// group picks one member.
+import type { Message, QoS } from '../mqtt/packet.ts';
+import type { Hub } from './hub.ts';
+import type { Session, SharedGroup } from './session.ts';
+
+/** One planned delivery. */
+export interface Target {
+  session: Session;
+  qos: QoS;
+  retain: boolean;
+  subscriptionIds: number[] | undefined;
+  shareKey: string | undefined;
+}
+
+/** Every session that must receive `message`, in no particular order. */
+export function planRoute(hub: Hub, message: Message): Target[] {
+  const bySession = new Map<Session, Target>();
+  const shared: Target[] = [];
+  hub.tree.match(message.topicName, (entry) => {
+    if (entry.kind === 'shared') {
+      const member = pickSharedMember(entry, undefined, message.qos);
+      if (member) {
+        const sub = member;
+        shared.push({
+          session: sub.session, qos: Math.min(message.qos, sub.qos) as QoS, retain: sub.retainAsPublished && message.retain,
+          subscriptionIds: sub.subscriptionId !== undefined ? [sub.subscriptionId] : undefined, shareKey: entry.key,
+        });
+      }
+      return;
+    }
+    const session = entry.session;
+    // [MQTT-3.8.3-3] No Local: never back to the publishing connection's session
+    if (entry.noLocal && message.publisherId === session.clientId) return;
+    const qos = Math.min(message.qos, entry.qos) as QoS; // [MQTT-3.8.4-8] downgrade to granted QoS
+    const retain = entry.retainAsPublished && message.retain; // [MQTT-3.3.1-12] [MQTT-3.3.1-13]
+    const known = bySession.get(session);
+    if (!known) {
+      bySession.set(session, {
+        session, qos, retain, shareKey: undefined,
+        subscriptionIds: entry.subscriptionId !== undefined ? [entry.subscriptionId] : undefined,
+      });
+      return;
+    }
+    // [MQTT-3.3.4-2] overlapping subscriptions: one copy at the highest QoS, [MQTT-3.3.4-3] every id
+    if (qos > known.qos) known.qos = qos;
+    if (retain) known.retain = true;
+    if (entry.subscriptionId !== undefined) (known.subscriptionIds ??= []).push(entry.subscriptionId);
+  });
+  if (shared.length === 0) return [...bySession.values()];
+  return [...bySession.values(), ...shared];
+}
+
+/**
+ * Pick a member of a shared group, round-robin: first one whose session is connected with room
+ * in its window, else any connected one, else a persistent (offline) one.
+ */
+export function pickSharedMember(group: SharedGroup, exclude: Session | undefined, qos: QoS) {
+  const n = group.members.length;
+  let connected: (typeof group.members)[number] | undefined;
+  let offline: (typeof group.members)[number] | undefined;
+  for (let k = 0; k < n; k++) {
+    const i = (group.next + k) % n;
+    const sub = group.members[i]!;
+    const session = sub.session;
+    if (session === exclude) continue;
+    const conn = session.connection;
+    if (conn) {
+      if (qos === 0 || session.inflight.size < conn.sendQuota) {
+        group.next = (i + 1) % n;
+        return sub;
+      }
+      connected ??= sub;
+    } else if (session.persistent) {
+      offline ??= sub;
+    }
+  }
+  const pick = connected ?? offline;
+  if (pick) group.next = (group.members.indexOf(pick) + 1) % n;
+  return pick;
+}

@@ -1,0 +1,137 @@
+// Session: the state that outlives a network connection (MQTT 5 §4.1): subscriptions, queued and
+// in-flight outbound deliveries, inbound QoS 2 ids awaiting PUBREL, the will and expiry.
+import type { Message, ProtocolVersion, QoS } from '../mqtt/packet.ts';
+import { PacketIdAllocator } from '../mqtt/session-state.ts';
+import type { DeliveryRecord, DeliveryState, Timer, WillRecord } from './ports.ts';
+import type { Connection } from './connection.ts';
+import type { Hub } from './hub.ts';
+
+/** A session's subscription to one filter (a shared one keeps its `$share/...` form in `key`). */
+export interface Subscription {
+  kind: 'subscription';
+  session: Session;
+  /** The filter as subscribed, e.g. `a/+` or `$share/g/a/+`. */
+  key: string;
+  /** The filter that is matched (without `$share/{group}/`). */
+  topicFilter: string;
+  shareName: string | undefined;
+  qos: QoS;
+  noLocal: boolean;
+  retainAsPublished: boolean;
+  retainHandling: 0 | 1 | 2;
+  subscriptionId: number | undefined;
+}
+
+/** The members of one `$share/{shareName}/{topicFilter}` group in a hub. */
+export interface SharedGroup {
+  kind: 'shared';
+  /** `{shareName}/{topicFilter}`. */
+  key: string;
+  shareName: string;
+  topicFilter: string;
+  members: Subscription[];
+  next: number;
+}
+
+/** One message on its way to one session. */
+export interface Delivery {
+  id: number;
+  message: Message;
+  qos: QoS;
+  retain: boolean;
+  subscriptionIds: number[] | undefined;
+  shareKey: string | undefined;
+  /** 0 until the delivery is sent. */
+  packetId: number;
+  state: DeliveryState;
+}
+
+/** Per-dispatch cache of encoded PUBLISH variants, so fan-out encodes once per variant. */
+export type EncodeCache = Map<string, Buffer>;
+
+/** Durable-store row for a delivery. */
+export function toDeliveryRecord(session: Session, d: Delivery): DeliveryRecord {
+  return {
+    id: d.id, hub: session.hub.name, clientId: session.clientId, messageId: d.message.id, qos: d.qos, retain: d.retain,
+    subscriptionIds: d.subscriptionIds ?? [], shareKey: d.shareKey, packetId: d.packetId, state: d.state,
+  };
+}
+
+/** Simple FIFO with O(1) shift. */
+export class DeliveryQueue {
+  #items: Delivery[] = [];
+  #head = 0;
+  get length(): number {
+    return this.#items.length - this.#head;
+  }
+  push(d: Delivery): void {
+    this.#items.push(d);
+  }
+  unshift(d: Delivery): void {
+    if (this.#head > 0) this.#items[--this.#head] = d;
+    else this.#items.unshift(d);
+  }
+  peek(): Delivery | undefined {
+    return this.#items[this.#head];
+  }
+  shift(): Delivery | undefined {
+    if (this.#head >= this.#items.length) return undefined;
+    const d = this.#items[this.#head++];
+    if (this.#head > 1024 && this.#head * 2 > this.#items.length) {
+      this.#items = this.#items.slice(this.#head);
+      this.#head = 0;
+    }
+    return d;
+  }
+  /** Remove and return the items matching `pred`. */
+  extract(pred: (d: Delivery) => boolean): Delivery[] {
+    const out: Delivery[] = [];
+    const keep: Delivery[] = [];
+    for (let i = this.#head; i < this.#items.length; i++) {
+      const d = this.#items[i]!;
+      (pred(d) ? out : keep).push(d);
+    }
+    this.#items = keep;
+    this.#head = 0;
+    return out;
+  }
+  *[Symbol.iterator](): IterableIterator<Delivery> {
+    for (let i = this.#head; i < this.#items.length; i++) yield this.#items[i]!;
+  }
+}
+
+/** The state of one client id in one hub. */
+export class Session {
+  readonly hub: Hub;
+  readonly clientId: string;
+  protocolVersion: ProtocolVersion;
+  /** Stored durably: Session Expiry Interval > 0 (5.0) or clean session 0 (3.1.1). */
+  persistent = false;
+  /** Seconds the session outlives its connection; 0xFFFFFFFF never expires. */
+  expiryIntervalSec = 0;
+  readonly subscriptions = new Map<string, Subscription>();
+  /** Sent QoS 1/2 deliveries by packet id. */
+  readonly inflight = new Map<number, Delivery>();
+  readonly queue = new DeliveryQueue();
+  /** Inbound QoS 2 packet ids whose PUBREL has not arrived [MQTT-4.3.3-?]. */
+  readonly inboundQos2 = new Set<number>();
+  readonly packetIds = new PacketIdAllocator();
+  connection: Connection | undefined;
+  will: WillRecord | undefined;
+  willTimer: Timer | undefined;
+  expiryTimer: Timer | undefined;
+  disconnectedAtMs: number | undefined;
+  /** Messages dropped because the queue was full. */
+  droppedCount = 0;
+
+  constructor(hub: Hub, clientId: string, protocolVersion: ProtocolVersion) {
+    this.hub = hub;
+    this.clientId = clientId;
+    this.protocolVersion = protocolVersion;
+  }
+
+  /** True while a network connection holds the session. */
+  get isConnected(): boolean {
+    return this.connection !== undefined;
+  }
+}

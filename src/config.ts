@@ -1,0 +1,158 @@
+// Typed configuration from CLI flags, environment variables and an optional JSON file (in that
+// order of precedence), validated once at start-up. Nothing else reads process.env.
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+
+type Kind = 'string' | 'int' | 'bool' | 'port';
+
+interface OptionDef {
+  flag: string;
+  env: string;
+  kind: Kind;
+  default: string | number | boolean | undefined;
+  description: string;
+  min?: number;
+  max?: number;
+  choices?: readonly string[];
+}
+
+const defs = {
+  host: { flag: 'host', env: 'TERN_HOST', kind: 'string', default: '127.0.0.1', description: 'address the listeners bind to' },
+  httpPort: { flag: 'http-port', env: 'TERN_HTTP_PORT', kind: 'port', default: 8080, description: 'WebSocket + HTTP port (0 picks a free port)' },
+  mqttPort: { flag: 'mqtt-port', env: 'TERN_MQTT_PORT', kind: 'port', default: 1883, description: 'MQTT over TCP port (0 picks a free port)' },
+  mqttsPort: { flag: 'mqtts-port', env: 'TERN_MQTTS_PORT', kind: 'port', default: 8883, description: 'MQTT over TLS port, used when --tls-cert and --tls-key are set' },
+  tlsCert: { flag: 'tls-cert', env: 'TERN_TLS_CERT', kind: 'string', default: undefined, description: 'PEM certificate file for mqtts (and wss on the HTTP port)' },
+  tlsKey: { flag: 'tls-key', env: 'TERN_TLS_KEY', kind: 'string', default: undefined, description: 'PEM private key file for mqtts and wss' },
+  dataDir: { flag: 'data-dir', env: 'TERN_DATA_DIR', kind: 'string', default: './data', description: 'directory for local state' },
+  databaseUrl: { flag: 'database-url', env: 'DATABASE_URL', kind: 'string', default: undefined, description: 'PostgreSQL connection URL' },
+  defaultHub: { flag: 'default-hub', env: 'TERN_DEFAULT_HUB', kind: 'string', default: 'default', description: 'hub of TCP clients and of the /mqtt WebSocket path' },
+  nodeId: { flag: 'node-id', env: 'TERN_NODE_ID', kind: 'string', default: 'node-1', description: 'name of this broker node' },
+  logLevel: { flag: 'log-level', env: 'TERN_LOG_LEVEL', kind: 'string', default: 'info', description: 'log level', choices: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] },
+  allowAnonymous: { flag: 'allow-anonymous', env: 'TERN_ALLOW_ANONYMOUS', kind: 'bool', default: undefined, description: 'accept clients without credentials (default: yes on loopback, must be set explicitly elsewhere)' },
+  allowUwsFallback: { flag: 'allow-uws-fallback', env: 'TERN_ALLOW_UWS_FALLBACK', kind: 'bool', default: false, description: 'start even if uWebSockets.js fell back to its slow pure-JS server' },
+  maxPacketSize: { flag: 'max-packet-size', env: 'TERN_MAX_PACKET_SIZE', kind: 'int', default: 1048576, min: 64, max: 268435455, description: 'largest inbound MQTT packet in bytes (Maximum Packet Size)' },
+  receiveMaximum: { flag: 'receive-maximum', env: 'TERN_RECEIVE_MAXIMUM', kind: 'int', default: 65535, min: 1, max: 65535, description: 'unacknowledged QoS 1/2 publishes a client may send (Receive Maximum)' },
+  maxInflight: { flag: 'max-inflight', env: 'TERN_MAX_INFLIGHT', kind: 'int', default: 1024, min: 1, max: 65535, description: 'QoS 1/2 messages in flight to one client' },
+  topicAliasMaximum: { flag: 'topic-alias-maximum', env: 'TERN_TOPIC_ALIAS_MAXIMUM', kind: 'int', default: 64, min: 0, max: 65535, description: 'topic aliases a client may use (Topic Alias Maximum)' },
+  maximumQos: { flag: 'maximum-qos', env: 'TERN_MAXIMUM_QOS', kind: 'int', default: 2, min: 0, max: 2, description: 'highest QoS accepted (Maximum QoS)' },
+  retainAvailable: { flag: 'retain-available', env: 'TERN_RETAIN_AVAILABLE', kind: 'bool', default: true, description: 'support retained messages' },
+  wildcardSubscriptions: { flag: 'wildcard-subscriptions', env: 'TERN_WILDCARD_SUBSCRIPTIONS', kind: 'bool', default: true, description: 'allow + and # in subscriptions' },
+  subscriptionIdentifiers: { flag: 'subscription-identifiers', env: 'TERN_SUBSCRIPTION_IDENTIFIERS', kind: 'bool', default: true, description: 'support subscription identifiers' },
+  sharedSubscriptions: { flag: 'shared-subscriptions', env: 'TERN_SHARED_SUBSCRIPTIONS', kind: 'bool', default: true, description: 'support $share/{group}/{filter}' },
+  maxKeepAlive: { flag: 'max-keep-alive', env: 'TERN_MAX_KEEP_ALIVE', kind: 'int', default: 0, min: 0, max: 65535, description: 'largest keep alive in seconds, sent as Server Keep Alive (0: no limit)' },
+  maxSessionExpiry: { flag: 'max-session-expiry', env: 'TERN_MAX_SESSION_EXPIRY', kind: 'int', default: 4294967295, min: 0, max: 4294967295, description: 'largest Session Expiry Interval in seconds' },
+  connectTimeout: { flag: 'connect-timeout', env: 'TERN_CONNECT_TIMEOUT', kind: 'int', default: 10, min: 1, max: 3600, description: 'seconds a new connection has to send CONNECT' },
+  maxQueuedMessages: { flag: 'max-queued-messages', env: 'TERN_MAX_QUEUED_MESSAGES', kind: 'int', default: 100000, min: 1, max: 100000000, description: 'messages queued per session before new ones are dropped' },
+} as const satisfies Record<string, OptionDef>;
+
+type Defs = typeof defs;
+type ValueOf<K extends Kind> = K extends 'string' ? string : K extends 'bool' ? boolean : number;
+
+/** The validated configuration. Options without a default may be undefined. */
+export type Config = {
+  [K in keyof Defs]: Defs[K]['default'] extends undefined ? ValueOf<Defs[K]['kind']> | undefined : ValueOf<Defs[K]['kind']>;
+} & { configFile: string | undefined };
+
+/** Bad configuration; `problems` lists every invalid value. */
+export class ConfigError extends Error {
+  readonly problems: string[];
+  constructor(problems: string[]) {
+    super(`invalid configuration:\n  ${problems.join('\n  ')}`);
+    this.name = 'ConfigError';
+    this.problems = problems;
+  }
+}
+
+/** `--help` text listing every option. */
+export function helpText(): string {
+  const lines = ['Usage: tern [options]', '', 'Options (flag / environment variable, default):'];
+  for (const d of Object.values(defs) as OptionDef[]) {
+    const dflt = d.default === undefined ? '' : ` (default: ${String(d.default)})`;
+    const arg = d.kind === 'bool' ? '[=true|false]' : d.kind === 'string' ? ' <value>' : ' <n>';
+    lines.push(`  --${d.flag}${arg}  /  ${d.env}`, `      ${d.description}${dflt}`);
+  }
+  lines.push('  --config <file>  /  TERN_CONFIG', '      JSON file with any of the options above, keyed by flag name');
+  lines.push('  --help', '      print this text and exit');
+  return lines.join('\n');
+}
+
+function convert(d: OptionDef, raw: unknown, source: string, problems: string[]): string | number | boolean | undefined {
+  const where = `${source} ${source === 'flag' ? `--${d.flag}` : source === 'env' ? d.env : `"${d.flag}"`}`;
+  if (d.kind === 'bool') {
+    if (typeof raw === 'boolean') return raw;
+    const s = String(raw).toLowerCase();
+    if (['1', 'true', 'yes', 'on', ''].includes(s)) return true;
+    if (['0', 'false', 'no', 'off'].includes(s)) return false;
+    problems.push(`${where}: expected true or false, got "${String(raw)}"`);
+    return undefined;
+  }
+  if (d.kind === 'string') {
+    const s = String(raw);
+    if (d.choices && !d.choices.includes(s)) {
+      problems.push(`${where}: expected one of ${d.choices.join(', ')}, got "${s}"`);
+      return undefined;
+    }
+    return s;
+  }
+  const s = String(raw).trim();
+  const n = /^-?\d+$/.test(s) ? Number(s) : Number.NaN;
+  const [min, max] = d.kind === 'port' ? [0, 65535] : [d.min ?? 0, d.max ?? Number.MAX_SAFE_INTEGER];
+  if (!Number.isSafeInteger(n) || n < min || n > max) {
+    problems.push(`${where}: expected an integer from ${min} to ${max}, got "${String(raw)}"`);
+    return undefined;
+  }
+  return n;
+}
+
+/** Read and validate configuration. Throws ConfigError listing every problem. */
+export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): Config | 'help' {
+  const options: Record<string, { type: 'string' | 'boolean' }> = { help: { type: 'boolean' }, config: { type: 'string' } };
+  for (const d of Object.values(defs) as OptionDef[]) options[d.flag] = { type: 'string' };
+  let values: Record<string, string | boolean | undefined>;
+  // Bare boolean flags (--allow-anonymous) mean true
+  const normalized = argv.map((a) => {
+    const d = (Object.values(defs) as OptionDef[]).find((x) => `--${x.flag}` === a);
+    return d?.kind === 'bool' ? `${a}=true` : a;
+  });
+  try {
+    values = parseArgs({ args: normalized, options, strict: true, allowPositionals: false }).values;
+  } catch (e) {
+    throw new ConfigError([(e as Error).message]);
+  }
+  if (values['help']) return 'help';
+  const problems: string[] = [];
+  const configFile = (values['config'] as string | undefined) ?? env['TERN_CONFIG'];
+  let file: Record<string, unknown> = {};
+  if (configFile) {
+    try {
+      const parsed: unknown = JSON.parse(readFileSync(configFile, 'utf8'));
+      if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new Error('not a JSON object');
+      file = parsed as Record<string, unknown>;
+      const known = new Set((Object.values(defs) as OptionDef[]).map((d) => d.flag));
+      for (const k of Object.keys(file)) if (!known.has(k)) problems.push(`config file: unknown option "${k}"`);
+    } catch (e) {
+      problems.push(`config file ${configFile}: ${(e as Error).message}`);
+    }
+  }
+  const out: Record<string, unknown> = { configFile };
+  for (const [key, d] of Object.entries(defs) as Array<[string, OptionDef]>) {
+    const fromFlag = values[d.flag];
+    const fromEnv = env[d.env];
+    if (fromFlag !== undefined) out[key] = convert(d, fromFlag, 'flag', problems);
+    else if (fromEnv !== undefined && fromEnv !== '') out[key] = convert(d, fromEnv, 'env', problems);
+    else if (file[d.flag] !== undefined) out[key] = convert(d, file[d.flag], 'config file', problems);
+    else out[key] = d.default;
+  }
+  const c = out as Config;
+  if ((c.tlsCert === undefined) !== (c.tlsKey === undefined)) problems.push('--tls-cert and --tls-key must be given together');
+  if (c.databaseUrl !== undefined && !/^postgres(ql)?:\/\//.test(c.databaseUrl)) {
+    problems.push('DATABASE_URL: expected a postgres:// or postgresql:// URL');
+  }
+  if (c.defaultHub.length === 0) problems.push('--default-hub must not be empty');
+  const loopback = c.host === '127.0.0.1' || c.host === 'localhost' || c.host === '::1' || c.host.startsWith('127.');
+  if (!loopback && c.allowAnonymous === undefined) {
+    problems.push(`--host ${c.host} is not a loopback address: set --allow-anonymous explicitly (no access keys are configured)`);
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+  return c;
+}

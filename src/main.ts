@@ -1,0 +1,120 @@
+// Composition root: config → logger → store → auth → broker → listeners; signals.
+import { readFileSync } from 'node:fs';
+import { allowAll, allowAnonymous, denyAll } from './auth/auth.ts';
+import { Broker } from './broker/broker.ts';
+import { defaultBrokerOptions, type BrokerOptions } from './broker/options.ts';
+import { systemClock } from './broker/ports.ts';
+import { ConfigError, helpText, loadConfig, type Config } from './config.ts';
+import { createLogger } from './observability/logger.ts';
+import { MemoryStore } from './store/memory-store.ts';
+import { listenTcp, type Listener } from './transport/tcp.ts';
+import { isNativeUws, listenWs } from './transport/ws.ts';
+
+function brokerOptions(c: Config): BrokerOptions {
+  return {
+    ...defaultBrokerOptions,
+    nodeId: c.nodeId,
+    defaultHub: c.defaultHub,
+    maxPacketBytes: c.maxPacketSize,
+    receiveMaximum: c.receiveMaximum,
+    maxInflight: c.maxInflight,
+    topicAliasMaximum: c.topicAliasMaximum,
+    maximumQos: c.maximumQos as 0 | 1 | 2,
+    retainAvailable: c.retainAvailable,
+    wildcardSubscriptionAvailable: c.wildcardSubscriptions,
+    subscriptionIdentifiersAvailable: c.subscriptionIdentifiers,
+    sharedSubscriptionAvailable: c.sharedSubscriptions,
+    maxKeepAliveSec: c.maxKeepAlive,
+    maxSessionExpirySec: c.maxSessionExpiry,
+    connectTimeoutMs: c.connectTimeout * 1000,
+    maxQueuedMessages: c.maxQueuedMessages,
+  };
+}
+
+async function main(): Promise<void> {
+  let config: Config | 'help';
+  try {
+    config = loadConfig(process.argv.slice(2), process.env);
+  } catch (e) {
+    if (e instanceof ConfigError) {
+      process.stderr.write(`tern: ${e.message}\n\nRun with --help to list the options.\n`);
+      process.exit(2);
+    }
+    throw e;
+  }
+  if (config === 'help') {
+    process.stdout.write(`${helpText()}\n`);
+    return;
+  }
+  const logger = createLogger(config.logLevel);
+  if (!isNativeUws()) {
+    if (!config.allowUwsFallback) {
+      logger.fatal({}, 'uWebSockets.js could not load its native binary for this platform; refusing to run on its slow fallback (set --allow-uws-fallback to override)');
+      process.exit(1);
+    }
+    logger.warn({}, 'uWebSockets.js runs on its pure-JS fallback; WebSocket performance is degraded');
+  }
+  if (config.databaseUrl) {
+    logger.warn({}, 'DATABASE_URL is set, but this build keeps state in memory only: the PostgreSQL store is not available yet');
+  }
+  const store = new MemoryStore();
+  await store.open();
+  const options = brokerOptions(config);
+  const broker = new Broker({
+    options, store, clock: systemClock, logger,
+    authenticator: config.allowAnonymous === false ? denyAll : allowAnonymous,
+    authorizer: allowAll,
+  });
+  await broker.start();
+
+  const onConnection = broker.accept.bind(broker);
+  const listeners: Listener[] = [];
+  const tlsFiles = config.tlsCert && config.tlsKey ? { certFile: config.tlsCert, keyFile: config.tlsKey } : undefined;
+  const ws = await listenWs({
+    host: config.host, port: config.httpPort, defaultHub: options.defaultHub,
+    maxPayloadBytes: options.maxPacketBytes + 1024, onConnection, tls: tlsFiles,
+    routes: (app) => {
+      app.get('/health', (res) => {
+        res.writeHeader('content-type', 'application/json').end(JSON.stringify({ status: 'ok', connections: broker.connections.size }));
+      });
+    },
+  });
+  listeners.push(ws);
+  const tcp = await listenTcp({ host: config.host, port: config.mqttPort, hub: options.defaultHub, onConnection });
+  listeners.push(tcp);
+  let mqttsPort: number | undefined;
+  if (tlsFiles) {
+    const mqtts = await listenTcp({
+      host: config.host, port: config.mqttsPort, hub: options.defaultHub, onConnection,
+      tls: { cert: readFileSync(tlsFiles.certFile), key: readFileSync(tlsFiles.keyFile) },
+    });
+    listeners.push(mqtts);
+    mqttsPort = mqtts.port;
+  }
+  const scheme = tlsFiles ? 'wss' : 'ws';
+  logger.info({
+    host: config.host, httpPort: ws.port, mqttPort: tcp.port, mqttsPort, store: store.kind, nodeId: options.nodeId,
+    mqttUrl: `mqtt://${config.host}:${tcp.port}`, wsUrl: `${scheme}://${config.host}:${ws.port}/mqtt`,
+  }, 'tern listening');
+
+  let stopping = false;
+  const stop = async (signal: string): Promise<void> => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'shutting down');
+    for (const l of listeners) await l.close();
+    await broker.shutdown();
+    await store.close();
+    // Give sockets a moment to flush their final DISCONNECT packets
+    await new Promise((r) => setTimeout(r, 100));
+    logger.info({}, 'stopped');
+    process.exit(0);
+  };
+  process.on('SIGINT', () => void stop('SIGINT'));
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`tern: failed to start: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,72 @@
+// Topic names and filters: validation, shared-subscription parsing and matching (MQTT 5 §4.7, §4.8).
+// Pure string logic.
+
+/** True if `topicName` is a valid PUBLISH topic name. */
+export function isValidTopicName(topicName: string): boolean {
+  // [MQTT-4.7.3-1] at least one character; [MQTT-3.3.2-2] no wildcards in a topic name
+  if (topicName.length === 0 || topicName.length > 65535) return false;
+  for (let i = 0; i < topicName.length; i++) {
+    const c = topicName.charCodeAt(i);
+    if (c === 0x23 /* # */ || c === 0x2b /* + */ || c === 0) return false;
+  }
+  return true;
+}
+
+/** True if `topicFilter` is a valid (non-shared) topic filter. */
+export function isValidTopicFilter(topicFilter: string): boolean {
+  if (topicFilter.length === 0 || topicFilter.length > 65535) return false; // [MQTT-4.7.3-1]
+  if (topicFilter.includes('\u0000')) return false;
+  const levels = topicFilter.split('/');
+  for (let i = 0; i < levels.length; i++) {
+    const level = levels[i]!;
+    if (level.includes('#')) {
+      // [MQTT-4.7.1-1] '#' occupies a whole level and is the last character
+      if (level !== '#' || i !== levels.length - 1) return false;
+    }
+    // [MQTT-4.7.1-2] '+' occupies a whole level
+    if (level.includes('+') && level !== '+') return false;
+  }
+  return true;
+}
+
+/** True if the filter contains a wildcard. */
+export function hasWildcard(topicFilter: string): boolean {
+  return topicFilter.includes('+') || topicFilter.includes('#');
+}
+
+/** A parsed `$share/{group}/{filter}`. */
+export interface SharedFilter {
+  shareName: string;
+  topicFilter: string;
+}
+
+/**
+ * Parse a shared subscription. Returns undefined for a normal filter and null for a malformed
+ * `$share/...` ([MQTT-4.8.2-1] the share name has no '/', '+' or '#' and is non-empty;
+ * [MQTT-4.8.2-2] a topic filter follows).
+ */
+export function parseSharedFilter(topicFilter: string): SharedFilter | null | undefined {
+  if (!topicFilter.startsWith('$share/')) return undefined;
+  const rest = topicFilter.slice(7);
+  const slash = rest.indexOf('/');
+  if (slash <= 0) return null;
+  const shareName = rest.slice(0, slash);
+  const filter = rest.slice(slash + 1);
+  if (shareName.includes('+') || shareName.includes('#')) return null;
+  if (!isValidTopicFilter(filter)) return null;
+  return { shareName, topicFilter: filter };
+}
+
+/** Does `topicFilter` match `topicName`? '$'-topics are not matched by a leading wildcard [MQTT-4.7.2-1]. */
+export function matchTopic(topicFilter: string, topicName: string): boolean {
+  if (topicName.startsWith('$') && (topicFilter.startsWith('+') || topicFilter.startsWith('#'))) return false;
+  const f = topicFilter.split('/');
+  const t = topicName.split('/');
+  for (let i = 0; i < f.length; i++) {
+    const level = f[i]!;
+    if (level === '#') return true;
+    if (i >= t.length) return false;
+    if (level !== '+' && level !== t[i]) return false;
+  }
+  return f.length === t.length;
+}

@@ -1,0 +1,87 @@
+// Packet rules that the decoder does not check, each with its normative id. Validators return a
+// ReasonCode for a failure (undefined when valid) and never throw.
+import type { ConnectPacket, MessageProperties, PublishPacket, SubscribePacket, UnsubscribePacket } from './packet.ts';
+import { ReasonCode } from './reason-code.ts';
+import { isValidTopicFilter, isValidTopicName, parseSharedFilter } from './topic.ts';
+import { isUtf8 } from 'node:buffer';
+
+/** A string decoded from the wire that held malformed UTF-8 or U+0000 ([MQTT-1.5.4-1], [MQTT-1.5.4-2]). */
+export function isBadWireString(s: string | undefined): boolean {
+  return s !== undefined && (s.includes('\uFFFD') || s.includes('\u0000'));
+}
+
+/** CONNECT rules beyond framing. Returns the CONNACK reason code on failure. */
+export function validateConnect(p: ConnectPacket): ReasonCode | undefined {
+  // [MQTT-3.1.2-1] protocol name must be "MQTT" for 3.1.1 and 5.0
+  if (p.protocolName !== 'MQTT') return ReasonCode.UnsupportedProtocolVersion;
+  if (isBadWireString(p.clientId) || isBadWireString(p.username)) return ReasonCode.MalformedPacket;
+  if (p.will) {
+    // [MQTT-3.1.2-14] will QoS 3 is malformed (the decoder rejects it); will topic is a topic name
+    if (!isValidTopicName(p.will.topicName) || isBadWireString(p.will.topicName)) return ReasonCode.TopicNameInvalid;
+    if (p.protocolVersion === 5 && p.will.properties?.payloadFormatIndicator && !isUtf8(p.will.payload)) {
+      return ReasonCode.PayloadFormatInvalid; // [MQTT-3.1.3-11]
+    }
+  }
+  const props = p.properties;
+  if (props) {
+    // [MQTT-3.1.2-?] Receive Maximum and Maximum Packet Size of 0 are protocol errors
+    if (props.receiveMaximum === 0) return ReasonCode.ProtocolError;
+    if (props.maximumPacketSize === 0) return ReasonCode.ProtocolError;
+    if (props.authenticationData !== undefined && props.authenticationMethod === undefined) return ReasonCode.ProtocolError;
+  }
+  return undefined;
+}
+
+/** PUBLISH rules; the caller has already resolved the topic alias. */
+export function validatePublish(p: PublishPacket, maximumQos: number, retainAvailable: boolean): ReasonCode | undefined {
+  // [MQTT-3.3.1-2] DUP must be 0 for QoS 0
+  if (p.qos === 0 && p.dup) return ReasonCode.MalformedPacket;
+  // [MQTT-3.3.2-2] no wildcards in a topic name; [MQTT-4.7.3-1] non-empty
+  if (!isValidTopicName(p.topicName)) return ReasonCode.TopicNameInvalid;
+  // [MQTT-3.2.2-11] a QoS above Maximum QoS is a protocol violation
+  if (p.qos > maximumQos) return ReasonCode.QosNotSupported;
+  // [MQTT-3.2.2-14] retain when Retain Available is 0
+  if (p.retain && !retainAvailable) return ReasonCode.RetainNotSupported;
+  if (p.qos > 0 && !p.packetId) return ReasonCode.ProtocolError; // [MQTT-2.2.1-3] non-zero packet id
+  const props = p.properties;
+  if (props) {
+    if (props.subscriptionIdentifier !== undefined) return ReasonCode.ProtocolError; // [MQTT-3.3.4-6]
+    if (isBadWireString(props.contentType) || isBadWireString(props.responseTopic)) return ReasonCode.MalformedPacket;
+    // [MQTT-3.3.2-14] response topic is a topic name
+    if (props.responseTopic !== undefined && !isValidTopicName(props.responseTopic)) return ReasonCode.ProtocolError;
+  }
+  return undefined;
+}
+
+/** [MQTT-3.3.2-4]: a UTF-8 payload format indicator must come with a UTF-8 payload. */
+export function isPayloadFormatValid(payload: Buffer, props: MessageProperties | undefined): boolean {
+  return !props?.payloadFormatIndicator || isUtf8(payload);
+}
+
+/** SUBSCRIBE packet-level rules (per-filter rules are applied by the handler). */
+export function validateSubscribe(p: SubscribePacket): ReasonCode | undefined {
+  if (p.subscriptions.length === 0) return ReasonCode.ProtocolError; // [MQTT-3.8.3-2]
+  for (const s of p.subscriptions) {
+    if (isBadWireString(s.topicFilter)) return ReasonCode.MalformedPacket;
+    if (s.retainHandling > 2) return ReasonCode.ProtocolError; // [MQTT-3.8.3-5] rejected by decoder too
+  }
+  if (p.properties?.subscriptionIdentifier === 0) return ReasonCode.ProtocolError; // [MQTT-3.8.2-1]
+  return undefined;
+}
+
+/** Per-filter SUBSCRIBE check: the reason code for a filter that cannot be granted. */
+export function validateSubscriptionFilter(topicFilter: string, noLocal: boolean): ReasonCode | undefined {
+  const shared = parseSharedFilter(topicFilter);
+  if (shared === null) return ReasonCode.TopicFilterInvalid;
+  if (shared === undefined) return isValidTopicFilter(topicFilter) ? undefined : ReasonCode.TopicFilterInvalid;
+  // [MQTT-3.8.3-4] No Local on a shared subscription is a protocol error
+  if (noLocal) return ReasonCode.ProtocolError;
+  return undefined;
+}
+
+/** UNSUBSCRIBE packet-level rules. */
+export function validateUnsubscribe(p: UnsubscribePacket): ReasonCode | undefined {
+  if (p.topicFilters.length === 0) return ReasonCode.ProtocolError; // [MQTT-3.10.3-2]
+  for (const f of p.topicFilters) if (isBadWireString(f)) return ReasonCode.MalformedPacket;
+  return undefined;
+}

@@ -1,0 +1,139 @@
+// MemoryStore: the reference Store, kept in process memory. Used by unit tests and as the
+// start-up default until a database is configured; "durable" only for the life of the process.
+import type { Message } from '../mqtt/packet.ts';
+import type {
+  DeliveryRecord, DeliveryState, InboundQos2Record, SessionRecord, StoredState, Store, SubscriptionRecord,
+  UnitOfWork, WillRecord,
+} from './store.ts';
+
+const key = (hub: string, id: string): string => `${hub}\u0000${id}`;
+
+/** In-process Store; units of work submitted in one tick commit together. */
+export class MemoryStore implements Store {
+  readonly kind = 'memory';
+  readonly #sessions = new Map<string, SessionRecord>();
+  readonly #subscriptions = new Map<string, Map<string, SubscriptionRecord>>();
+  readonly #messages = new Map<number, Message>();
+  readonly #deliveries = new Map<number, DeliveryRecord>();
+  readonly #retained = new Map<string, Message>();
+  readonly #wills = new Map<string, WillRecord>();
+  readonly #inboundQos2 = new Map<string, Set<number>>();
+  /** Deliveries referencing each message. */
+  readonly #refs = new Map<number, number>();
+  #pending: Array<{ ops: Array<() => void>; resolve: () => void }> = [];
+  #scheduled = false;
+  /** Number of commits performed (each may hold many units of work). */
+  commits = 0;
+
+  async open(): Promise<void> {}
+  async close(): Promise<void> {}
+
+  async load(): Promise<StoredState> {
+    const subscriptions: SubscriptionRecord[] = [];
+    for (const m of this.#subscriptions.values()) for (const s of m.values()) subscriptions.push({ ...s });
+    const inboundQos2: InboundQos2Record[] = [];
+    for (const [k, ids] of this.#inboundQos2) {
+      const [hub, clientId] = k.split('\u0000') as [string, string];
+      for (const packetId of ids) inboundQos2.push({ hub, clientId, packetId });
+    }
+    const referenced = new Set<number>();
+    for (const d of this.#deliveries.values()) referenced.add(d.messageId);
+    return {
+      sessions: [...this.#sessions.values()].map((s) => ({ ...s })),
+      subscriptions,
+      messages: [...this.#messages.values()].filter((m) => referenced.has(m.id)),
+      deliveries: [...this.#deliveries.values()].map((d) => ({ ...d, subscriptionIds: [...d.subscriptionIds] })),
+      retained: [...this.#retained.values()],
+      wills: [...this.#wills.values()].map((w) => ({ ...w })),
+      inboundQos2,
+    };
+  }
+
+  transaction(build: (tx: UnitOfWork) => void): Promise<void> {
+    const ops: Array<() => void> = [];
+    build(this.#unitOfWork(ops));
+    return new Promise<void>((resolve) => {
+      this.#pending.push({ ops, resolve });
+      if (!this.#scheduled) {
+        this.#scheduled = true;
+        queueMicrotask(() => this.#commit());
+      }
+    });
+  }
+
+  #commit(): void {
+    const batch = this.#pending;
+    this.#pending = [];
+    this.#scheduled = false;
+    this.commits++;
+    for (const unit of batch) for (const op of unit.ops) op();
+    for (const unit of batch) unit.resolve();
+  }
+
+  #unitOfWork(ops: Array<() => void>): UnitOfWork {
+    return {
+      putSession: (s) => ops.push(() => this.#sessions.set(key(s.hub, s.clientId), { ...s })),
+      deleteSession: (hub, clientId) => ops.push(() => this.#deleteSession(hub, clientId)),
+      putSubscription: (s) => ops.push(() => {
+        const k = key(s.hub, s.clientId);
+        let m = this.#subscriptions.get(k);
+        if (!m) this.#subscriptions.set(k, (m = new Map()));
+        m.set(s.topicFilter, { ...s });
+      }),
+      deleteSubscription: (hub, clientId, topicFilter) => ops.push(() => {
+        this.#subscriptions.get(key(hub, clientId))?.delete(topicFilter);
+      }),
+      insertMessage: (m) => ops.push(() => { if (!this.#messages.has(m.id)) this.#messages.set(m.id, m); }),
+      enqueueDeliveries: (ds) => ops.push(() => {
+        for (const d of ds) {
+          if (this.#deliveries.has(d.id)) continue;
+          this.#deliveries.set(d.id, { ...d, subscriptionIds: [...d.subscriptionIds] });
+          this.#refs.set(d.messageId, (this.#refs.get(d.messageId) ?? 0) + 1);
+        }
+      }),
+      updateDelivery: (id: number, packetId: number, state: DeliveryState) => ops.push(() => {
+        const d = this.#deliveries.get(id);
+        if (d) { d.packetId = packetId; d.state = state; }
+      }),
+      deleteDelivery: (id) => ops.push(() => this.#deleteDelivery(id)),
+      putRetained: (m) => ops.push(() => this.#retained.set(key(m.hub, m.topicName), m)),
+      deleteRetained: (hub, topicName) => ops.push(() => { this.#retained.delete(key(hub, topicName)); }),
+      putWill: (w) => ops.push(() => this.#wills.set(key(w.hub, w.clientId), { ...w })),
+      deleteWill: (hub, clientId) => ops.push(() => { this.#wills.delete(key(hub, clientId)); }),
+      addInboundQos2: (r) => ops.push(() => {
+        const k = key(r.hub, r.clientId);
+        let s = this.#inboundQos2.get(k);
+        if (!s) this.#inboundQos2.set(k, (s = new Set()));
+        s.add(r.packetId);
+      }),
+      deleteInboundQos2: (hub, clientId, packetId) => ops.push(() => {
+        this.#inboundQos2.get(key(hub, clientId))?.delete(packetId);
+      }),
+    };
+  }
+
+  #deleteSession(hub: string, clientId: string): void {
+    const k = key(hub, clientId);
+    this.#sessions.delete(k);
+    this.#subscriptions.delete(k);
+    this.#wills.delete(k);
+    this.#inboundQos2.delete(k);
+    for (const d of [...this.#deliveries.values()]) {
+      if (d.hub === hub && d.clientId === clientId) this.#deleteDelivery(d.id);
+    }
+  }
+
+  #deleteDelivery(id: number): void {
+    const d = this.#deliveries.get(id);
+    if (!d) return;
+    this.#deliveries.delete(id);
+    // A message no delivery references any more is garbage (retained copies are held separately).
+    const refs = (this.#refs.get(d.messageId) ?? 1) - 1;
+    if (refs > 0) {
+      this.#refs.set(d.messageId, refs);
+    } else {
+      this.#refs.delete(d.messageId);
+      this.#messages.delete(d.messageId);
+    }
+  }
+}

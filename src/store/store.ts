@@ -1,0 +1,119 @@
+// The durable-state port. The engine reaches sessions, subscriptions, deliveries, retained
+// messages and wills only through this interface; implementations group-commit units of work.
+import type { Message, ProtocolVersion, QoS } from '../mqtt/packet.ts';
+
+/** A stored session (only persistent sessions are stored). */
+export interface SessionRecord {
+  hub: string;
+  clientId: string;
+  protocolVersion: ProtocolVersion;
+  /** Session Expiry Interval in seconds; 0xFFFFFFFF never expires. */
+  expiryIntervalSec: number;
+  /** Set while a connection holds the session (a crash leaves it set). */
+  connectedAtMs: number | null;
+  disconnectedAtMs: number | null;
+  /** Node that owns the live session. */
+  nodeId: string;
+}
+
+/** A stored subscription; `topicFilter` keeps its `$share/{group}/` prefix. */
+export interface SubscriptionRecord {
+  hub: string;
+  clientId: string;
+  topicFilter: string;
+  qos: QoS;
+  noLocal: boolean;
+  retainAsPublished: boolean;
+  retainHandling: 0 | 1 | 2;
+  subscriptionId: number | undefined;
+}
+
+/** Delivery states: waiting to be sent, sent and unacknowledged, PUBREC received (QoS 2). */
+export type DeliveryState = 'queued' | 'sent' | 'pubrec';
+
+/** One obligation to deliver a stored message to one session. */
+export interface DeliveryRecord {
+  id: number;
+  hub: string;
+  clientId: string;
+  messageId: number;
+  qos: QoS;
+  retain: boolean;
+  subscriptionIds: number[];
+  /** `{shareName}/{topicFilter}` for deliveries of a shared subscription. */
+  shareKey: string | undefined;
+  packetId: number;
+  state: DeliveryState;
+}
+
+/** A will waiting for its session's connection to end (or for its delay after that). */
+export interface WillRecord {
+  hub: string;
+  clientId: string;
+  /** The will as a message; its id and times are set again when it is published. */
+  message: Message;
+  delayIntervalSec: number;
+  /** Message Expiry Interval of the will, counted from publication. */
+  messageExpiryIntervalSec: number | undefined;
+}
+
+/** An inbound QoS 2 packet id whose PUBREL has not arrived yet. */
+export interface InboundQos2Record {
+  hub: string;
+  clientId: string;
+  packetId: number;
+}
+
+/** Everything a broker node needs to rebuild its memory at start-up. */
+export interface StoredState {
+  sessions: SessionRecord[];
+  subscriptions: SubscriptionRecord[];
+  messages: Message[];
+  deliveries: DeliveryRecord[];
+  retained: Message[];
+  wills: WillRecord[];
+  inboundQos2: InboundQos2Record[];
+}
+
+/** Write operations of one unit of work; applied atomically and in call order. */
+export interface UnitOfWork {
+  putSession(session: SessionRecord): void;
+  /** Delete a session with its subscriptions, deliveries, will and inbound QoS 2 ids. */
+  deleteSession(hub: string, clientId: string): void;
+  putSubscription(subscription: SubscriptionRecord): void;
+  deleteSubscription(hub: string, clientId: string, topicFilter: string): void;
+  /** Insert a message once; deliveries and retained entries reference it. Idempotent. */
+  insertMessage(message: Message): void;
+  enqueueDeliveries(deliveries: DeliveryRecord[]): void;
+  updateDelivery(id: number, packetId: number, state: DeliveryState): void;
+  deleteDelivery(id: number): void;
+  putRetained(message: Message): void;
+  deleteRetained(hub: string, topicName: string): void;
+  putWill(will: WillRecord): void;
+  deleteWill(hub: string, clientId: string): void;
+  addInboundQos2(record: InboundQos2Record): void;
+  deleteInboundQos2(hub: string, clientId: string, packetId: number): void;
+}
+
+/** The durable home of broker state. */
+export interface Store {
+  /** Short name for logs ("memory", "postgres"). */
+  readonly kind: string;
+  open(): Promise<void>;
+  close(): Promise<void>;
+  /** Everything stored, for start-up. */
+  load(): Promise<StoredState>;
+  /**
+   * Build a unit of work synchronously and commit it. Units from many callers share one
+   * commit; the promise resolves (in submission order) once the unit is durable.
+   */
+  transaction(build: (tx: UnitOfWork) => void): Promise<void>;
+}
+
+/** A store failure; keeps the driver's error as `cause`. */
+export class StoreError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'StoreError';
+  }
+}

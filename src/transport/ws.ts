@@ -1,0 +1,163 @@
+// MQTT over WebSocket on uWebSockets.js: paths, subprotocol negotiation, ArrayBuffer copying,
+// corked writes and backpressure. Bytes only; also hosts plain HTTP routes given to it.
+import uWS from 'uWebSockets.js';
+import type { ByteChannel, OnConnection } from './byte-channel.ts';
+import type { Listener } from './tcp.ts';
+
+/** True if uWS loaded its native binary rather than its slow pure-JS fallback. */
+export function isNativeUws(): boolean {
+  return typeof (uWS as unknown as Record<string, unknown>)['SSLApp'] === 'function';
+}
+
+export interface WsListenerOptions {
+  host: string;
+  port: number;
+  defaultHub: string;
+  /** Largest WebSocket message accepted (≥ the MQTT maximum packet size). */
+  maxPayloadBytes: number;
+  onConnection: OnConnection;
+  /** Extra HTTP routes (health, REST) registered on the same app. */
+  routes?: (app: uWS.TemplatedApp) => void;
+  tls?: { certFile: string; keyFile: string; passphrase?: string };
+}
+
+interface SocketData {
+  hub: string;
+  token: string | undefined;
+  channel: ByteChannel | undefined;
+  closed: boolean;
+}
+
+/** Hub named by an MQTT WebSocket path, or undefined if the path is not an MQTT endpoint. */
+export function hubFromPath(url: string, defaultHub: string): string | undefined {
+  if (url === '/mqtt' || url === '/mqtt/') return defaultHub;
+  const m = /^\/clients\/mqtt\/hubs\/([^/]+)\/?$/.exec(url);
+  if (!m) return undefined;
+  try {
+    return decodeURIComponent(m[1]!);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Pick the MQTT subprotocol from a Sec-WebSocket-Protocol header: "mqtt", else "mqttv3.1". */
+export function pickSubprotocol(header: string): string | undefined {
+  const offered = header.split(',').map((s) => s.trim()).filter(Boolean);
+  if (offered.includes('mqtt')) return 'mqtt';
+  if (offered.includes('mqttv3.1')) return 'mqttv3.1';
+  return undefined;
+}
+
+function tokenFrom(query: string, authorization: string): string | undefined {
+  const q = new URLSearchParams(query).get('access_token');
+  if (q) return q;
+  const m = /^Bearer\s+(.+)$/i.exec(authorization);
+  return m?.[1];
+}
+
+/** Listen for MQTT over WebSocket. Resolves once bound. */
+export function listenWs(opts: WsListenerOptions): Promise<Listener> {
+  const app = opts.tls
+    ? uWS.SSLApp({ cert_file_name: opts.tls.certFile, key_file_name: opts.tls.keyFile, passphrase: opts.tls.passphrase })
+    : uWS.App();
+  const transport = opts.tls ? 'wss' : 'ws';
+  const open = new Set<uWS.WebSocket<SocketData>>();
+  app.ws<SocketData>('/*', {
+    maxPayloadLength: opts.maxPayloadBytes,
+    idleTimeout: 0,
+    maxBackpressure: 64 * 1024 * 1024,
+    sendPingsAutomatically: false,
+    compression: uWS.DISABLED,
+    upgrade: (res, req, context) => {
+      const url = req.getUrl();
+      const hub = hubFromPath(url, opts.defaultHub);
+      if (hub === undefined) {
+        res.writeStatus('404 Not Found').end('no MQTT endpoint at this path');
+        return;
+      }
+      const offered = req.getHeader('sec-websocket-protocol');
+      // Echo the chosen subprotocol, or `ws`-based clients abort the handshake
+      const protocol = offered ? pickSubprotocol(offered) : undefined;
+      if (offered && protocol === undefined) {
+        res.writeStatus('400 Bad Request').end('MQTT over WebSocket needs the "mqtt" subprotocol');
+        return;
+      }
+      const data: SocketData = {
+        hub, token: tokenFrom(req.getQuery() ?? '', req.getHeader('authorization')), channel: undefined, closed: false,
+      };
+      res.upgrade(data, req.getHeader('sec-websocket-key'), protocol ?? '', req.getHeader('sec-websocket-extensions'), context);
+    },
+    open: (ws) => {
+      open.add(ws);
+      const data = ws.getUserData();
+      const remoteAddress = Buffer.from(ws.getRemoteAddressAsText()).toString();
+      const channel: ByteChannel = {
+        transport,
+        remoteAddress,
+        write: (bytes) => {
+          if (data.closed) return false;
+          let status = 1;
+          ws.cork(() => { status = ws.send(bytes, true); });
+          return status === 1;
+        },
+        bufferedBytes: () => (data.closed ? 0 : ws.getBufferedAmount()),
+        close: () => {
+          if (!data.closed) ws.end(1000);
+        },
+        onData: () => undefined,
+        onDrain: () => undefined,
+        onClose: () => undefined,
+      };
+      data.channel = channel;
+      try {
+        opts.onConnection(channel, { hub: data.hub, upgradeToken: data.token });
+      } catch {
+        ws.end(1011);
+      }
+    },
+    message: (ws, message) => {
+      const data = ws.getUserData();
+      // The ArrayBuffer is only valid during this callback: copy it
+      const bytes = Buffer.from(new Uint8Array(message));
+      try {
+        data.channel?.onData(bytes);
+      } catch {
+        if (!data.closed) ws.end(1011);
+      }
+    },
+    drain: (ws) => {
+      try {
+        ws.getUserData().channel?.onDrain();
+      } catch {
+        ws.end(1011);
+      }
+    },
+    close: (ws) => {
+      open.delete(ws);
+      const data = ws.getUserData();
+      data.closed = true;
+      data.channel?.onClose();
+    },
+  });
+  opts.routes?.(app);
+  app.any('/*', (res) => {
+    res.writeStatus('404 Not Found').end('not found');
+  });
+  return new Promise((resolve, reject) => {
+    app.listen(opts.host, opts.port, (token) => {
+      if (!token) {
+        reject(new Error(`could not listen on ${opts.host}:${opts.port} (address in use or not available)`));
+        return;
+      }
+      resolve({
+        port: uWS.us_socket_local_port(token),
+        close: async () => {
+          uWS.us_listen_socket_close(token);
+          for (const ws of [...open]) {
+            if (!ws.getUserData().closed) ws.end(1001);
+          }
+        },
+      });
+    });
+  });
+}
