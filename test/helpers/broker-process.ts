@@ -1,0 +1,78 @@
+// Starts a real broker process (node + tsx, src/main.ts) on free ports and stops it by PID.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+
+export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+
+export interface BrokerProcess {
+  proc: ChildProcess;
+  host: string;
+  mqttPort: number;
+  httpPort: number;
+  mqttUrl: string;
+  /** WebSocket URL: `/mqtt` (default hub) or `/clients/mqtt/hubs/{hub}`. */
+  wsUrl(hub?: string): string;
+  /** Every log line (parsed JSON) so far. */
+  logs: Array<Record<string, unknown>>;
+  /** SIGTERM and wait for exit; resolves with the exit code. */
+  stop(): Promise<number | null>;
+  /** SIGKILL and wait for exit. */
+  kill(): Promise<void>;
+}
+
+/** Start `src/main.ts` with extra CLI args; resolves once it logs its bound ports. */
+export async function startBroker(args: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<BrokerProcess> {
+  const proc = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', '--http-port', '0', '--mqtt-port', '0', ...args], {
+    cwd: repoRoot,
+    env: { ...process.env, TERN_LOG_LEVEL: 'info', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const logs: Array<Record<string, unknown>> = [];
+  let stderr = '';
+  proc.stderr!.on('data', (b: Buffer) => { stderr += b.toString(); });
+  const lines = createInterface({ input: proc.stdout! });
+  const ready = new Promise<Record<string, unknown>>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`broker did not start in 20 s: ${stderr}`)), 20_000);
+    lines.on('line', (line) => {
+      let entry: Record<string, unknown>;
+      try {
+        entry = JSON.parse(line) as Record<string, unknown>;
+      } catch {
+        return;
+      }
+      logs.push(entry);
+      if (entry['msg'] === 'tern listening') {
+        clearTimeout(timer);
+        resolve(entry);
+      }
+    });
+    proc.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`broker exited with ${code} before listening: ${stderr}`));
+    });
+  });
+  const info = await ready;
+  const host = String(info['host']);
+  const mqttPort = Number(info['mqttPort']);
+  const httpPort = Number(info['httpPort']);
+  const exited = once(proc, 'exit');
+  return {
+    proc, host, mqttPort, httpPort, logs,
+    mqttUrl: `mqtt://${host}:${mqttPort}`,
+    wsUrl: (hub?: string) => (hub ? `ws://${host}:${httpPort}/clients/mqtt/hubs/${hub}` : `ws://${host}:${httpPort}/mqtt`),
+    stop: async () => {
+      if (proc.exitCode !== null) return proc.exitCode;
+      proc.kill('SIGTERM');
+      const [code] = (await exited) as [number | null];
+      return code;
+    },
+    kill: async () => {
+      if (proc.exitCode !== null || proc.signalCode !== null) return;
+      proc.kill('SIGKILL');
+      await exited;
+    },
+  };
+}

@@ -1,0 +1,70 @@
+// MQTT.js clients against a BrokerProcess, over either transport, and the [tcp, ws] × [4, 5] matrix.
+import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
+import type { BrokerProcess } from './broker-process.ts';
+
+export type Transport = 'tcp' | 'ws';
+export type Version = 4 | 5;
+
+/** Every transport × protocol version combination. */
+export const matrix: Array<{ transport: Transport; version: Version; name: string }> = [
+  { transport: 'tcp', version: 4, name: 'tcp v3.1.1' },
+  { transport: 'tcp', version: 5, name: 'tcp v5' },
+  { transport: 'ws', version: 4, name: 'ws v3.1.1' },
+  { transport: 'ws', version: 5, name: 'ws v5' },
+];
+
+let counter = 0;
+/** A client id unique within this test process. */
+export function uniqueId(prefix = 'c'): string {
+  counter++;
+  return `${prefix}-${process.pid}-${counter}-${Math.random().toString(36).slice(2, 8)}`;
+}
+
+/** Connect with MQTT.js; rejects on CONNACK failure. Reconnect is off unless asked for. */
+export async function connect(
+  broker: BrokerProcess, transport: Transport, version: Version, opts: IClientOptions = {},
+): Promise<MqttClient> {
+  const url = transport === 'tcp' ? broker.mqttUrl : broker.wsUrl();
+  return mqtt.connectAsync(url, { protocolVersion: version, reconnectPeriod: 0, connectTimeout: 5000, clientId: uniqueId(), ...opts });
+}
+
+/** Resolve with the next `n` messages a client receives. */
+export function collect(client: MqttClient, n: number, timeoutMs = 5000): Promise<Array<{ topic: string; payload: Buffer; packet: mqtt.IPublishPacket }>> {
+  return new Promise((resolve, reject) => {
+    const got: Array<{ topic: string; payload: Buffer; packet: mqtt.IPublishPacket }> = [];
+    const timer = setTimeout(() => {
+      client.off('message', onMessage);
+      reject(new Error(`expected ${n} messages, got ${got.length}`));
+    }, timeoutMs);
+    const onMessage = (topic: string, payload: Buffer, packet: mqtt.IPublishPacket): void => {
+      got.push({ topic, payload, packet });
+      if (got.length === n) {
+        clearTimeout(timer);
+        client.off('message', onMessage);
+        resolve(got);
+      }
+    };
+    client.on('message', onMessage);
+  });
+}
+
+/** Resolve true if the client receives nothing within `ms`. */
+export function expectNoMessage(client: MqttClient, ms = 300): Promise<boolean> {
+  return new Promise((resolve) => {
+    const onMessage = (): void => {
+      clearTimeout(timer);
+      client.off('message', onMessage);
+      resolve(false);
+    };
+    const timer = setTimeout(() => {
+      client.off('message', onMessage);
+      resolve(true);
+    }, ms);
+    client.on('message', onMessage);
+  });
+}
+
+/** End a client without waiting on a dead connection. */
+export async function close(...clients: MqttClient[]): Promise<void> {
+  await Promise.all(clients.map((c) => c.endAsync(true).catch(() => undefined)));
+}
