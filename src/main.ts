@@ -47,6 +47,9 @@ async function main(): Promise<void> {
     return;
   }
   const logger = createLogger(config.logLevel);
+  // One faulty code path must not take every client down with it: log and keep serving.
+  process.on('unhandledRejection', (err) => logger.error({ err }, 'unhandled rejection'));
+  process.on('uncaughtException', (err) => logger.error({ err }, 'uncaught exception'));
   if (!isNativeUws()) {
     if (!config.allowUwsFallback) {
       logger.fatal({}, 'uWebSockets.js could not load its native binary for this platform; refusing to run on its slow fallback (set --allow-uws-fallback to override)');

@@ -1,0 +1,47 @@
+// MQTT over TLS (mqtts) and WebSocket over TLS (wss) with a throw-away self-signed certificate.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import mqtt from 'mqtt';
+import { startBroker, type BrokerProcess } from '../helpers/broker-process.ts';
+import { close, collect, uniqueId } from '../helpers/clients.ts';
+
+let broker: BrokerProcess;
+let dir: string;
+let mqttsPort: number;
+
+before(async () => {
+  dir = mkdtempSync(path.join(tmpdir(), 'tern-tls-'));
+  execFileSync('openssl', [
+    'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', path.join(dir, 'key.pem'), '-out', path.join(dir, 'cert.pem'),
+    '-days', '1', '-subj', '/CN=localhost',
+  ], { stdio: 'ignore' });
+  broker = await startBroker(['--mqtts-port', '0', '--tls-cert', path.join(dir, 'cert.pem'), '--tls-key', path.join(dir, 'key.pem')]);
+  mqttsPort = Number(broker.logs.find((l) => l['msg'] === 'tern listening')!['mqttsPort']);
+});
+after(async () => {
+  await broker.stop();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('TLS listeners', () => {
+  for (const scheme of ['mqtts', 'wss'] as const) {
+    test(`${scheme}: publish and receive over TLS`, async () => {
+      const url = scheme === 'mqtts' ? `mqtts://localhost:${mqttsPort}` : `wss://localhost:${broker.httpPort}/mqtt`;
+      const client = await mqtt.connectAsync(url, { protocolVersion: 5, rejectUnauthorized: false, reconnectPeriod: 0 });
+      const topic = `tls/${uniqueId()}`;
+      await client.subscribeAsync(topic, { qos: 1 });
+      const got = collect(client, 1);
+      await client.publishAsync(topic, 'secret', { qos: 1 });
+      assert.equal((await got)[0]!.payload.toString(), 'secret');
+      await close(client);
+    });
+  }
+
+  test('a client that does not trust the certificate is refused', async () => {
+    await assert.rejects(mqtt.connectAsync(`mqtts://localhost:${mqttsPort}`, { reconnectPeriod: 0, connectTimeout: 3000 }));
+  });
+});
