@@ -114,13 +114,15 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): Config | 'he
     const d = (Object.values(defs) as OptionDef[]).find((x) => `--${x.flag}` === a);
     return d?.kind === 'bool' ? `${a}=true` : a;
   });
-  try {
-    values = parseArgs({ args: normalized, options, strict: true, allowPositionals: false }).values;
-  } catch (e) {
-    throw new ConfigError([(e as Error).message]);
-  }
-  if (values['help']) return 'help';
   const problems: string[] = [];
+  const parsed = parseArgs({ args: normalized, options, strict: false, allowPositionals: true, tokens: true });
+  values = parsed.values as Record<string, string | boolean | undefined>;
+  if (values['help'] === true) return 'help';
+  for (const t of parsed.tokens ?? []) {
+    if (t.kind === 'positional') problems.push(`unexpected argument "${t.value}"`);
+    else if (t.kind === 'option' && !(t.name in options)) problems.push(`unknown option ${t.rawName}`);
+    else if (t.kind === 'option' && options[t.name]!.type === 'string' && t.value === undefined) problems.push(`option ${t.rawName} needs a value`);
+  }
   const configFile = (values['config'] as string | undefined) ?? env['TERN_CONFIG'];
   let file: Record<string, unknown> = {};
   if (configFile) {

@@ -243,7 +243,7 @@ function toWire(p: OutboundPacket, version: ProtocolVersion): WirePacket {
 /** Encode a server-to-client packet into one buffer. PUBLISH goes through encodePublish. */
 export function encodePacket(p: OutboundPacket, version: ProtocolVersion): Buffer {
   if (p.type === 'publish') {
-    return encodePublish(p.topicName, p.payload, p.qos, p.retain, p.dup, p.packetId ?? 0, version === 5 ? p.properties : undefined);
+    return encodePublish(p.topicName, p.payload, p.qos, p.retain, p.dup, p.packetId ?? 0, version === 5 ? p.properties : undefined, version === 5);
   }
   if (version === 4 && (p.type === 'puback' || p.type === 'pubrec' || p.type === 'pubcomp' || p.type === 'pubrel')) {
     const b = Buffer.allocUnsafe(4);

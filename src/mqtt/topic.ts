@@ -4,7 +4,7 @@
 /** True if `topicName` is a valid PUBLISH topic name. */
 export function isValidTopicName(topicName: string): boolean {
   // [MQTT-4.7.3-1] at least one character; [MQTT-3.3.2-2] no wildcards in a topic name
-  if (topicName.length === 0 || topicName.length > 65535) return false;
+  if (topicName.length === 0 || topicName.length > 65535 || Buffer.byteLength(topicName, 'utf8') > 65535) return false;
   for (let i = 0; i < topicName.length; i++) {
     const c = topicName.charCodeAt(i);
     if (c === 0x23 /* # */ || c === 0x2b /* + */ || c === 0) return false;
@@ -14,7 +14,8 @@ export function isValidTopicName(topicName: string): boolean {
 
 /** True if `topicFilter` is a valid (non-shared) topic filter. */
 export function isValidTopicFilter(topicFilter: string): boolean {
-  if (topicFilter.length === 0 || topicFilter.length > 65535) return false; // [MQTT-4.7.3-1]
+  // [MQTT-4.7.3-1] non-empty; [MQTT-4.7.3-3] at most 65535 bytes of UTF-8
+  if (topicFilter.length === 0 || topicFilter.length > 65535 || Buffer.byteLength(topicFilter, 'utf8') > 65535) return false;
   if (topicFilter.includes('\u0000')) return false;
   const levels = topicFilter.split('/');
   for (let i = 0; i < levels.length; i++) {

@@ -18,7 +18,7 @@ export class MemoryStore implements Store {
   readonly #retained = new Map<string, Message>();
   readonly #wills = new Map<string, WillRecord>();
   readonly #inboundQos2 = new Map<string, Set<number>>();
-  /** Deliveries referencing each message. */
+  /** Deliveries and retained entries referencing each message. */
   readonly #refs = new Map<number, number>();
   #pending: Array<{ ops: Array<() => void>; resolve: () => void }> = [];
   #scheduled = false;
@@ -88,7 +88,7 @@ export class MemoryStore implements Store {
         for (const d of ds) {
           if (this.#deliveries.has(d.id)) continue;
           this.#deliveries.set(d.id, { ...d, subscriptionIds: [...d.subscriptionIds] });
-          this.#refs.set(d.messageId, (this.#refs.get(d.messageId) ?? 0) + 1);
+          this.#ref(d.messageId, 1);
         }
       }),
       updateDelivery: (id: number, packetId: number, state: DeliveryState) => ops.push(() => {
@@ -96,8 +96,20 @@ export class MemoryStore implements Store {
         if (d) { d.packetId = packetId; d.state = state; }
       }),
       deleteDelivery: (id) => ops.push(() => this.#deleteDelivery(id)),
-      putRetained: (m) => ops.push(() => this.#retained.set(key(m.hub, m.topicName), m)),
-      deleteRetained: (hub, topicName) => ops.push(() => { this.#retained.delete(key(hub, topicName)); }),
+      putRetained: (m) => ops.push(() => {
+        const k = key(m.hub, m.topicName);
+        const previous = this.#retained.get(k);
+        this.#retained.set(k, m);
+        this.#ref(m.id, 1);
+        if (previous) this.#ref(previous.id, -1);
+      }),
+      deleteRetained: (hub, topicName) => ops.push(() => {
+        const k = key(hub, topicName);
+        const previous = this.#retained.get(k);
+        if (!previous) return;
+        this.#retained.delete(k);
+        this.#ref(previous.id, -1);
+      }),
       putWill: (w) => ops.push(() => this.#wills.set(key(w.hub, w.clientId), { ...w })),
       deleteWill: (hub, clientId) => ops.push(() => { this.#wills.delete(key(hub, clientId)); }),
       addInboundQos2: (r) => ops.push(() => {
@@ -123,17 +135,21 @@ export class MemoryStore implements Store {
     }
   }
 
+  /** Count references (deliveries, retained entries) to a message; at zero it is garbage. */
+  #ref(messageId: number, delta: number): void {
+    const refs = (this.#refs.get(messageId) ?? 0) + delta;
+    if (refs > 0) {
+      this.#refs.set(messageId, refs);
+    } else {
+      this.#refs.delete(messageId);
+      this.#messages.delete(messageId);
+    }
+  }
+
   #deleteDelivery(id: number): void {
     const d = this.#deliveries.get(id);
     if (!d) return;
     this.#deliveries.delete(id);
-    // A message no delivery references any more is garbage (retained copies are held separately).
-    const refs = (this.#refs.get(d.messageId) ?? 1) - 1;
-    if (refs > 0) {
-      this.#refs.set(d.messageId, refs);
-    } else {
-      this.#refs.delete(d.messageId);
-      this.#messages.delete(d.messageId);
-    }
+    this.#ref(d.messageId, -1);
   }
 }

@@ -17,10 +17,19 @@ function refuse(conn: Connection, rc: ConnackReasonCode, reason?: string): void 
   conn.end(undefined);
 }
 
+/** CONNECT flag rules that the decoder lets through. Returns the CONNACK reason code on failure. */
+function checkConnectFlags(p: ConnectPacket): ReasonCode | undefined {
+  // [MQTT-3.1.2-12] will QoS 3 is a Malformed Packet (mqtt-packet decodes it as 3)
+  if (p.will && (p.will.qos as number) > 2) return ReasonCode.MalformedPacket;
+  // [v3.1.1 MQTT-3.1.2-22] 3.1.1 forbids a password without a user name (5.0 allows it)
+  if (p.protocolVersion === 4 && p.password !== undefined && p.username === undefined) return ReasonCode.MalformedPacket;
+  return undefined;
+}
+
 export function handleConnect(conn: Connection, packet: ConnectPacket): void {
   const broker = conn.broker;
   conn.version = packet.protocolVersion;
-  const invalid = validateConnect(packet);
+  const invalid = checkConnectFlags(packet) ?? validateConnect(packet);
   if (invalid !== undefined) {
     if (invalid === ReasonCode.MalformedPacket || invalid === ReasonCode.ProtocolError) {
       // [MQTT-4.13.1-1] malformed CONNECT: CONNACK (5.0) with the code, then close

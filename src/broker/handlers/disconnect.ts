@@ -10,7 +10,8 @@ export function handleDisconnect(conn: Connection, p: DisconnectPacket): void {
     const session = conn.session!;
     const expiry = p.properties?.sessionExpiryInterval;
     if (expiry !== undefined) {
-      // [MQTT-3.14.2-2] a session that had expiry 0 at CONNECT cannot be given one now
+      // §3.14.2.2.2 (no normative id): a session that had expiry 0 at CONNECT cannot be given one now;
+      // the DISCONNECT is not valid, so the will stays and the session ends as if the network failed
       if (session.expiryIntervalSec === 0 && expiry > 0) {
         throw new MqttError(ReasonCode.ProtocolError, 'session expiry interval was 0 at CONNECT');
       }
