@@ -211,6 +211,7 @@ export class Connection {
     let props: PublishProperties | undefined;
     let topicName = m.topicName;
     let key: string | undefined;
+    let newAlias: number | undefined;
     if (this.version === 5) {
       props = m.properties ? { ...m.properties } : {};
       if (m.expiresAtMs !== undefined) props.messageExpiryInterval = Math.max(1, Math.ceil((m.expiresAtMs - now) / 1000));
@@ -218,7 +219,8 @@ export class Connection {
       const alias = this.outboundAliases?.lookup(m.topicName);
       if (alias) {
         props.topicAlias = alias.alias;
-        if (!alias.isNew) topicName = '';
+        if (alias.isNew) newAlias = alias.alias;
+        else topicName = '';
       } else if (cache) {
         key = `5|${d.qos}|${d.retain ? 1 : 0}|${props.messageExpiryInterval ?? ''}|${d.subscriptionIds?.join(',') ?? ''}`;
       }
@@ -246,6 +248,7 @@ export class Connection {
       if (d.qos > 0 && this.session) this.broker.deliveries.complete(this.session, d);
       return;
     }
+    if (newAlias !== undefined) this.outboundAliases!.record(m.topicName, newAlias);
     this.write(bytes);
   }
 

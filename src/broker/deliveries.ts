@@ -115,8 +115,10 @@ export class Deliveries {
       if (!group) continue;
       const member = pickSharedMember(group, session, d.qos);
       if (!member || !member.session.connection) continue;
+      // [MQTT-4.8.2-3] the new member's granted QoS; [MQTT-3.3.1-12] [MQTT-3.3.1-13] its Retain As Published
       const to: Delivery = {
-        id: this.#broker.nextId(), message: d.message, qos: Math.min(d.message.qos, member.qos) as QoS, retain: d.retain,
+        id: this.#broker.nextId(), message: d.message, qos: Math.min(d.message.qos, member.qos) as QoS,
+        retain: member.retainAsPublished && d.message.retain,
         subscriptionIds: member.subscriptionId !== undefined ? [member.subscriptionId] : undefined, shareKey: d.shareKey,
         packetId: 0, state: 'queued',
       };

@@ -92,6 +92,7 @@ export class PacketReader {
       if (level !== undefined && level !== 4 && level !== 5) return { kind: 'unsupported-protocol', protocolVersion: level };
     }
     if (type === PUBLISH) checkPublishTopicBytes(bytes);
+    checkFraming(bytes, this.#version);
     this.#decoded = undefined;
     this.#parseError = undefined;
     try {
@@ -102,7 +103,10 @@ export class PacketReader {
     if (this.#parseError || !this.#decoded) {
       throw new MqttError(ReasonCode.MalformedPacket, this.#parseError?.message ?? 'incomplete packet');
     }
-    const packet = fromWire(this.#decoded);
+    const wire = this.#decoded as WirePacket;
+    if ('properties' in wire) checkRepeatedProperties(wire.properties);
+    if (wire.cmd === 'connect') checkRepeatedProperties(wire.will?.properties);
+    const packet = fromWire(wire);
     if (packet.type === 'connect') {
       this.#sawConnect = true;
       this.#version = packet.protocolVersion;
@@ -141,6 +145,52 @@ function peekProtocolLevel(b: Buffer): number | undefined {
   const name = b.toString('latin1', off + 2, off + 2 + nameLen);
   if (name !== 'MQTT' && name !== 'MQIsdp') return undefined;
   return b[off + 2 + nameLen];
+}
+
+/**
+ * Remaining-length rules that mqtt-packet does not enforce (it reads a missing packet id as -1
+ * and ignores trailing bytes). `version` is undefined before CONNECT.
+ */
+function checkFraming(b: Buffer, version: ProtocolVersion | undefined): void {
+  const type = b[0]! >> 4;
+  const off = headerLength(b);
+  const remaining = b.length - off;
+  let ok = true;
+  switch (type) {
+    case 4: case 5: case 6: case 7:
+      // PUBACK, PUBREC, PUBREL, PUBCOMP: a packet identifier; in 3.1.1 nothing else [v3.1.1 §3.4.1]
+      ok = remaining >= 2 && (version === 5 || remaining === 2);
+      break;
+    case 12:
+      // PINGREQ has no variable header and no payload [MQTT-3.12]
+      ok = remaining === 0;
+      break;
+    case 14:
+      // 3.1.1 DISCONNECT has no variable header [v3.1.1 §3.14]
+      ok = version === 5 || remaining === 0;
+      break;
+    case PUBLISH:
+      if (version === 5 && remaining >= 2) {
+        // [MQTT-2.2.2] a 5.0 PUBLISH always has a property length after the topic (and packet id)
+        const qos = (b[0]! >> 1) & 3;
+        ok = off + 2 + b.readUInt16BE(off) + (qos > 0 ? 2 : 0) < b.length;
+      }
+      break;
+  }
+  if (!ok) throw new MqttError(ReasonCode.MalformedPacket, `packet type ${type} with remaining length ${remaining} is malformed`);
+}
+
+/**
+ * A property other than User Property given more than once is a Protocol Error (MQTT 5 §2.2.2.2
+ * and each property's definition). mqtt-packet turns repeats into arrays.
+ */
+function checkRepeatedProperties(props: object | undefined): void {
+  if (!props) return;
+  for (const [name, value] of Object.entries(props)) {
+    if (name !== 'userProperties' && Array.isArray(value)) {
+      throw new MqttError(ReasonCode.ProtocolError, `property ${name} appears more than once`);
+    }
+  }
 }
 
 /** [MQTT-1.5.4-1] [MQTT-1.5.4-2] the topic name must be well-formed UTF-8 without U+0000. */

@@ -26,15 +26,19 @@ export class OutboundAliases {
   }
 
   /**
-   * Alias for `topicName`: `{ alias, isNew }` where a new alias must be sent with the topic name,
-   * or undefined once every alias is taken (then the full name is sent without an alias).
+   * Alias for `topicName`: `{ alias, isNew }` where a new alias must be sent with the topic name
+   * and only counts once `record` is called (after the packet is known to be sent), or undefined
+   * once every alias is taken (then the full name is sent without an alias).
    */
   lookup(topicName: string): { alias: number; isNew: boolean } | undefined {
     const known = this.#byTopic.get(topicName);
     if (known !== undefined) return { alias: known, isNew: false };
     if (this.#byTopic.size >= this.#max) return undefined;
-    const alias = this.#byTopic.size + 1;
+    return { alias: this.#byTopic.size + 1, isNew: true };
+  }
+
+  /** Remember a new alias returned by `lookup` once its packet went out. */
+  record(topicName: string, alias: number): void {
     this.#byTopic.set(topicName, alias);
-    return { alias, isNew: true };
   }
 }

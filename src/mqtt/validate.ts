@@ -10,8 +10,14 @@ export function isBadWireString(s: string | undefined): boolean {
   return s !== undefined && (s.includes('\uFFFD') || s.includes('\u0000'));
 }
 
+/** Server capabilities a 5.0 CONNECT's will must fit (MQTT 5 §3.2.2.3.4, §3.2.2.3.5). */
+export interface ConnectLimits {
+  maximumQos: number;
+  retainAvailable: boolean;
+}
+
 /** CONNECT rules beyond framing. Returns the CONNACK reason code on failure. */
-export function validateConnect(p: ConnectPacket): ReasonCode | undefined {
+export function validateConnect(p: ConnectPacket, limits?: ConnectLimits): ReasonCode | undefined {
   // [MQTT-3.1.2-1] protocol name must be "MQTT" for 3.1.1 and 5.0
   if (p.protocolName !== 'MQTT') return ReasonCode.UnsupportedProtocolVersion;
   if (isBadWireString(p.clientId) || isBadWireString(p.username)) return ReasonCode.MalformedPacket;
@@ -20,6 +26,12 @@ export function validateConnect(p: ConnectPacket): ReasonCode | undefined {
     if (!isValidTopicName(p.will.topicName) || isBadWireString(p.will.topicName)) return ReasonCode.TopicNameInvalid;
     if (p.protocolVersion === 5 && p.will.properties?.payloadFormatIndicator && !isUtf8(p.will.payload)) {
       return ReasonCode.PayloadFormatInvalid; // [MQTT-3.1.3-11]
+    }
+    if (limits && p.protocolVersion === 5) {
+      // [MQTT-3.2.2-12] a Will QoS above Maximum QoS is refused with 0x9B
+      if (p.will.qos > limits.maximumQos) return ReasonCode.QosNotSupported;
+      // [MQTT-3.2.2-13] Will Retain 1 when retained messages are not supported is refused with 0x9A
+      if (p.will.retain && !limits.retainAvailable) return ReasonCode.RetainNotSupported;
     }
   }
   const props = p.properties;
@@ -60,6 +72,7 @@ export function isPayloadFormatValid(payload: Buffer, props: MessageProperties |
 
 /** SUBSCRIBE packet-level rules (per-filter rules are applied by the handler). */
 export function validateSubscribe(p: SubscribePacket): ReasonCode | undefined {
+  if (p.packetId === 0) return ReasonCode.ProtocolError; // [MQTT-2.2.1-3] non-zero packet id
   if (p.subscriptions.length === 0) return ReasonCode.ProtocolError; // [MQTT-3.8.3-2]
   for (const s of p.subscriptions) {
     if (isBadWireString(s.topicFilter)) return ReasonCode.MalformedPacket;
@@ -81,6 +94,7 @@ export function validateSubscriptionFilter(topicFilter: string, noLocal: boolean
 
 /** UNSUBSCRIBE packet-level rules. */
 export function validateUnsubscribe(p: UnsubscribePacket): ReasonCode | undefined {
+  if (p.packetId === 0) return ReasonCode.ProtocolError; // [MQTT-2.2.1-3] non-zero packet id
   if (p.topicFilters.length === 0) return ReasonCode.ProtocolError; // [MQTT-3.10.3-2]
   for (const f of p.topicFilters) if (isBadWireString(f)) return ReasonCode.MalformedPacket;
   return undefined;

@@ -29,7 +29,7 @@ function checkConnectFlags(p: ConnectPacket): ReasonCode | undefined {
 export function handleConnect(conn: Connection, packet: ConnectPacket): void {
   const broker = conn.broker;
   conn.version = packet.protocolVersion;
-  const invalid = checkConnectFlags(packet) ?? validateConnect(packet);
+  const invalid = checkConnectFlags(packet) ?? validateConnect(packet, { maximumQos: broker.options.maximumQos, retainAvailable: broker.options.retainAvailable });
   if (invalid !== undefined) {
     if (invalid === ReasonCode.MalformedPacket || invalid === ReasonCode.ProtocolError) {
       // [MQTT-4.13.1-1] malformed CONNECT: CONNACK (5.0) with the code, then close

@@ -49,8 +49,9 @@ export function handlePublish(conn: Connection, p: PublishPacket): void {
     return;
   }
   if (p.qos > 0) {
-    // [MQTT-3.3.4-7] more unacknowledged QoS 1/2 publishes than our Receive Maximum
-    if (conn.inboundQos1Pending + session.inboundQos2.size >= opts.receiveMaximum) {
+    // [MQTT-3.3.4-7] more unacknowledged QoS 1/2 publishes than our Receive Maximum. 3.1.1 has no
+    // Receive Maximum, so a 3.1.1 client was never told a limit and must not be cut off for one.
+    if (conn.version === 5 && conn.inboundQos1Pending + session.inboundQos2.size >= opts.receiveMaximum) {
       throw new MqttError(ReasonCode.ReceiveMaximumExceeded, 'receive maximum exceeded');
     }
     if (p.qos === 1) conn.inboundQos1Pending++;

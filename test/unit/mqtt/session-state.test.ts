@@ -57,25 +57,37 @@ describe('PacketIdAllocator', () => {
 });
 
 describe('OutboundAliases', () => {
+  const use = (aliases: OutboundAliases, topic: string): { alias: number; isNew: boolean } | undefined => {
+    const a = aliases.lookup(topic);
+    if (a?.isNew) aliases.record(topic, a.alias);
+    return a;
+  };
+
   test('assigns aliases 1..max, new on first use and known afterwards', () => {
     const aliases = new OutboundAliases(2);
+    assert.deepEqual(use(aliases, 'a'), { alias: 1, isNew: true });
+    assert.deepEqual(use(aliases, 'a'), { alias: 1, isNew: false });
+    assert.deepEqual(use(aliases, 'b'), { alias: 2, isNew: true });
+    assert.deepEqual(use(aliases, 'b'), { alias: 2, isNew: false });
+  });
+
+  test('[MQTT-3.1.2-25] an alias offered for a packet that was never sent is offered again', () => {
+    const aliases = new OutboundAliases(2);
     assert.deepEqual(aliases.lookup('a'), { alias: 1, isNew: true });
-    assert.deepEqual(aliases.lookup('a'), { alias: 1, isNew: false });
-    assert.deepEqual(aliases.lookup('b'), { alias: 2, isNew: true });
-    assert.deepEqual(aliases.lookup('b'), { alias: 2, isNew: false });
+    assert.deepEqual(aliases.lookup('a'), { alias: 1, isNew: true }, 'not recorded: still new');
   });
 
   test('[MQTT-3.3.2-10] never exceeds the client’s Topic Alias Maximum', () => {
     const aliases = new OutboundAliases(2);
-    aliases.lookup('a');
-    aliases.lookup('b');
-    assert.equal(aliases.lookup('c'), undefined);
-    assert.deepEqual(aliases.lookup('a'), { alias: 1, isNew: false }, 'existing aliases still work');
+    use(aliases, 'a');
+    use(aliases, 'b');
+    assert.equal(use(aliases, 'c'), undefined);
+    assert.deepEqual(use(aliases, 'a'), { alias: 1, isNew: false }, 'existing aliases still work');
   });
 
   test('a maximum of 0 means no aliases', () => {
     const aliases = new OutboundAliases(0);
-    assert.equal(aliases.lookup('a'), undefined);
-    assert.equal(aliases.lookup('a'), undefined);
+    assert.equal(use(aliases, 'a'), undefined);
+    assert.equal(use(aliases, 'a'), undefined);
   });
 });
