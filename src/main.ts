@@ -105,11 +105,11 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     logger.info({ signal }, 'shutting down');
-    for (const l of listeners) await l.close();
+    // Stop accepting and send MQTT 5 clients DISCONNECT 0x8B before the listeners drop every socket
     await broker.shutdown();
-    await store.close();
-    // Give sockets a moment to flush their final DISCONNECT packets
     await new Promise((r) => setTimeout(r, 100));
+    for (const l of listeners) await l.close();
+    await store.close();
     logger.info({}, 'stopped');
     process.exit(0);
   };

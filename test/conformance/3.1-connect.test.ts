@@ -176,22 +176,22 @@ for (const transport of transports) {
     });
 
     test('[MQTT-3.1.4-1] a socket that never sends CONNECT is closed after the connect timeout', async () => {
+      const started = Date.now(); // the broker's timer cannot start before we connect
       const c = await openRaw(broker, transport);
-      const started = Date.now();
       await c.closed(4000);
       const elapsed = Date.now() - started;
-      assert.ok(elapsed >= 900, `closed after ${elapsed} ms, before the 1 s connect timeout`);
+      assert.ok(elapsed >= 1000, `closed after ${elapsed} ms, before the 1 s connect timeout`);
       assert.equal(c.bytes.length, 0);
     });
 
     test('[MQTT-3.1.4-1] a socket that sends half a CONNECT is closed after the connect timeout', async () => {
+      const started = Date.now();
       const c = await openRaw(broker, transport);
       const bytes = connectBytes({ clientId: uniqueId('raw') });
-      const started = Date.now();
       c.send(bytes.subarray(0, bytes.length - 3));
       await c.closed(4000);
       const elapsed = Date.now() - started;
-      assert.ok(elapsed >= 900, `closed after ${elapsed} ms, before the 1 s connect timeout`);
+      assert.ok(elapsed >= 1000, `closed after ${elapsed} ms, before the 1 s connect timeout`);
       assert.equal(c.bytes.length, 0);
     });
 

@@ -5,9 +5,8 @@ import assert from 'node:assert/strict';
 import type { MqttClient } from 'mqtt';
 import type { IDisconnectPacket, Packet } from 'mqtt-packet';
 import { startBroker } from '../helpers/broker-process.ts';
-import { close, connect, matrix } from '../helpers/clients.ts';
+import { close, connect, matrix, uniqueId } from '../helpers/clients.ts';
 import { connectBytes, openRaw, type RawMqtt } from '../helpers/raw-mqtt.ts';
-import { uniqueId } from '../helpers/clients.ts';
 
 interface Observed {
   /** DISCONNECT packets MQTT.js reported. */
