@@ -230,9 +230,12 @@ export class SessionManager {
     const broker = this.#broker;
     const now = broker.clock.now();
     const pairs: Delivery[] = [];
+    const expired: string[] = [];
     hub.retained.match(sub.topicFilter, (m) => {
       if (m.expiresAtMs !== undefined && m.expiresAtMs <= now) {
+        // [MQTT-3.3.2-5] an expired retained message is no longer kept
         hub.retained.delete(m.topicName);
+        expired.push(m.topicName);
         return;
       }
       pairs.push({
@@ -241,6 +244,10 @@ export class SessionManager {
         packetId: 0, state: 'queued',
       });
     });
+    if (expired.length > 0) {
+      broker.store.transaction((tx) => { for (const t of expired) tx.deleteRetained(hub.name, t); })
+        .catch((err: unknown) => broker.logger.warn({ err, hub: hub.name }, 'could not delete expired retained messages'));
+    }
     if (pairs.length === 0) return;
     const durable = session.persistent ? pairs.filter((d) => d.qos > 0) : [];
     const deliver = (): void => { for (const d of pairs) broker.deliveries.enqueue(session, d); };

@@ -45,7 +45,7 @@ async function publish(c: MqttClient, topic: string, payload: string, qos: 0 | 1
 }
 
 for (const { transport, version, name } of matrix) {
-  describe(`retained messages (${name})`, () => {
+  describe(`retained messages (${name})`, { timeout: 20_000 }, () => {
     test('[MQTT-3.3.1-5] [MQTT-3.3.1-9] a new subscriber receives the retained message with RETAIN 1', async () => {
       const topic = `r/${uniqueId()}`;
       const pub = await connect(broker, transport, version);

@@ -18,7 +18,7 @@ before(async () => { broker = await startBroker(); });
 after(async () => { await broker.stop(); });
 
 for (const { transport, version, name } of matrix) {
-  describe(`subscribe and unsubscribe (${name})`, () => {
+  describe(`subscribe and unsubscribe (${name})`, { timeout: 20_000 }, () => {
     const failure = version === 5 ? 0x8f : 0x80;
 
     test('[MQTT-3.8.4-1] [MQTT-3.9.3-1] SUBACK has one code per filter, in order, with the granted QoS', async () => {

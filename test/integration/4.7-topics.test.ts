@@ -43,7 +43,7 @@ async function expectMatches(transport: Transport, version: Version, filter: str
 }
 
 for (const { transport, version, name } of matrix) {
-  describe(`topic filters (${name})`, () => {
+  describe(`topic filters (${name})`, { timeout: 20_000 }, () => {
     test('[MQTT-4.7.1-2] "+" matches exactly one level, including an empty one', async () => {
       const p = `w/${uniqueId()}`;
       await expectMatches(transport, version, `${p}/+`, [`${p}/a`, `${p}/`], [p, `${p}/a/b`, `${p}x/a`]);
