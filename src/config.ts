@@ -23,8 +23,9 @@ const defs = {
   mqttsPort: { flag: 'mqtts-port', env: 'TERN_MQTTS_PORT', kind: 'port', default: 8883, description: 'MQTT over TLS port, used when --tls-cert and --tls-key are set' },
   tlsCert: { flag: 'tls-cert', env: 'TERN_TLS_CERT', kind: 'string', default: undefined, description: 'PEM certificate file for mqtts (and wss on the HTTP port)' },
   tlsKey: { flag: 'tls-key', env: 'TERN_TLS_KEY', kind: 'string', default: undefined, description: 'PEM private key file for mqtts and wss' },
-  dataDir: { flag: 'data-dir', env: 'TERN_DATA_DIR', kind: 'string', default: './data', description: 'directory for local state' },
-  databaseUrl: { flag: 'database-url', env: 'DATABASE_URL', kind: 'string', default: undefined, description: 'PostgreSQL connection URL' },
+  dataDir: { flag: 'data-dir', env: 'TERN_DATA_DIR', kind: 'string', default: './data', description: 'directory for local state (the embedded PostgreSQL cluster lives in <data-dir>/pg)' },
+  store: { flag: 'store', env: 'TERN_STORE', kind: 'string', default: 'postgres', description: 'where durable state lives: postgres (DATABASE_URL, or an embedded server in <data-dir>/pg) or memory (lost at exit)', choices: ['postgres', 'memory'] },
+  databaseUrl: { flag: 'database-url', env: 'DATABASE_URL', kind: 'string', default: undefined, description: 'PostgreSQL connection URL; unset: start an embedded PostgreSQL in <data-dir>/pg' },
   defaultHub: { flag: 'default-hub', env: 'TERN_DEFAULT_HUB', kind: 'string', default: 'default', description: 'hub of TCP clients and of the /mqtt WebSocket path' },
   nodeId: { flag: 'node-id', env: 'TERN_NODE_ID', kind: 'string', default: 'node-1', description: 'name of this broker node' },
   logLevel: { flag: 'log-level', env: 'TERN_LOG_LEVEL', kind: 'string', default: 'info', description: 'log level', choices: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] },
@@ -42,6 +43,7 @@ const defs = {
   maxKeepAlive: { flag: 'max-keep-alive', env: 'TERN_MAX_KEEP_ALIVE', kind: 'int', default: 0, min: 0, max: 65535, description: 'largest keep alive in seconds, sent as Server Keep Alive (0: no limit)' },
   maxSessionExpiry: { flag: 'max-session-expiry', env: 'TERN_MAX_SESSION_EXPIRY', kind: 'int', default: 4294967295, min: 0, max: 4294967295, description: 'largest Session Expiry Interval in seconds' },
   connectTimeout: { flag: 'connect-timeout', env: 'TERN_CONNECT_TIMEOUT', kind: 'int', default: 10, min: 1, max: 3600, description: 'seconds a new connection has to send CONNECT' },
+  maxQueuedBytes: { flag: 'max-queued-bytes', env: 'TERN_MAX_QUEUED_BYTES', kind: 'int', default: 67108864, min: 1024, max: 1099511627776, description: 'payload bytes queued per session before new messages are dropped' },
   maxQueuedMessages: { flag: 'max-queued-messages', env: 'TERN_MAX_QUEUED_MESSAGES', kind: 'int', default: 100000, min: 1, max: 100000000, description: 'messages queued per session before new ones are dropped' },
 } as const satisfies Record<string, OptionDef>;
 

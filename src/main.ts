@@ -1,5 +1,6 @@
 // Composition root: config → logger → store → auth → broker → listeners; signals.
 import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { allowAll, allowAnonymous, denyAll } from './auth/auth.ts';
 import { Broker } from './broker/broker.ts';
 import { defaultBrokerOptions, type BrokerOptions } from './broker/options.ts';
@@ -7,6 +8,9 @@ import { systemClock } from './broker/ports.ts';
 import { ConfigError, helpText, loadConfig, type Config } from './config.ts';
 import { createLogger } from './observability/logger.ts';
 import { MemoryStore } from './store/memory-store.ts';
+import { startEmbeddedPostgres, type EmbeddedDatabase } from './store/pg/embedded.ts';
+import { PgStore } from './store/pg/pg-store.ts';
+import type { Store } from './store/store.ts';
 import { listenTcp, type Listener } from './transport/tcp.ts';
 import { isNativeUws, listenWs } from './transport/ws.ts';
 
@@ -28,6 +32,7 @@ function brokerOptions(c: Config): BrokerOptions {
     maxSessionExpirySec: c.maxSessionExpiry,
     connectTimeoutMs: c.connectTimeout * 1000,
     maxQueuedMessages: c.maxQueuedMessages,
+    maxQueuedBytes: c.maxQueuedBytes,
   };
 }
 
@@ -57,11 +62,25 @@ async function main(): Promise<void> {
     }
     logger.warn({}, 'uWebSockets.js runs on its pure-JS fallback; WebSocket performance is degraded');
   }
-  if (config.databaseUrl) {
-    logger.warn({}, 'DATABASE_URL is set, but this build keeps state in memory only: the PostgreSQL store is not available yet');
+  let embedded: EmbeddedDatabase | undefined;
+  let store: Store;
+  if (config.store === 'memory') {
+    logger.warn({}, 'state is kept in memory only (--store memory): sessions and messages are lost when the broker stops');
+    store = new MemoryStore();
+  } else {
+    let url = config.databaseUrl;
+    if (!url) {
+      embedded = await startEmbeddedPostgres({ dataDir: path.resolve(config.dataDir), logger });
+      url = embedded.url;
+    }
+    store = new PgStore({ url, logger });
   }
-  const store = new MemoryStore();
-  await store.open();
+  try {
+    await store.open();
+  } catch (err) {
+    await embedded?.stop();
+    throw err;
+  }
   const options = brokerOptions(config);
   const broker = new Broker({
     options, store, clock: systemClock, logger,
@@ -110,6 +129,7 @@ async function main(): Promise<void> {
     await new Promise((r) => setTimeout(r, 100));
     for (const l of listeners) await l.close();
     await store.close();
+    await embedded?.stop();
     logger.info({}, 'stopped');
     process.exit(0);
   };

@@ -11,7 +11,7 @@ import type { AcceptInfo, Authenticator, Authorizer, ByteChannel, Clock, Logger,
 import { planRoute } from './router.ts';
 import { SessionManager } from './session-manager.ts';
 import { toDeliveryRecord, type Delivery, type EncodeCache, type Session } from './session.ts';
-import type { DeliveryRecord } from '../store/store.ts';
+import type { AuditEvent, DeliveryRecord } from '../store/store.ts';
 
 export interface BrokerDeps {
   options: BrokerOptions;
@@ -87,6 +87,13 @@ export class Broker {
     this.#sweep = this.clock.setInterval(() => this.#checkDeadlines(), 250);
   }
 
+  /** Append an audit event through the group-commit writer; failures are logged, never thrown. */
+  audit(event: Omit<AuditEvent, 'atMs'>): void {
+    const e: AuditEvent = { ...event, atMs: this.clock.now() };
+    this.store.transaction((tx) => tx.appendAudit(e))
+      .catch((err: unknown) => this.logger.warn({ err, event: e.event, clientId: e.clientId }, 'could not write audit event'));
+  }
+
   /** Take a new client connection from a transport. */
   accept(channel: ByteChannel, info: AcceptInfo): Connection | undefined {
     if (!this.#accepting) {
@@ -126,10 +133,12 @@ export class Broker {
     for (const t of targets) {
       const s = t.session;
       if (t.qos === 0 && !s.connection) continue; // QoS 0 is not queued for offline sessions
-      if (s.queue.length >= this.options.maxQueuedMessages) {
+      if (s.queue.length >= this.options.maxQueuedMessages || s.queue.bytes + message.payload.length > this.options.maxQueuedBytes) {
+        // Never silent: counted, logged and audited (first drop, then every 1000th)
         s.droppedCount++;
         if (s.droppedCount === 1 || s.droppedCount % 1000 === 0) {
-          this.logger.warn({ clientId: s.clientId, hub: hub.name, dropped: s.droppedCount }, 'session queue full; message dropped');
+          this.logger.warn({ clientId: s.clientId, hub: hub.name, dropped: s.droppedCount, queued: s.queue.length, queuedBytes: s.queue.bytes }, 'session queue full; message dropped');
+          this.audit({ hub: hub.name, event: 'queue_overflow', clientId: s.clientId, actor: 'broker', detail: { dropped: s.droppedCount, topicName: message.topicName, queued: s.queue.length, queuedBytes: s.queue.bytes } });
         }
         continue;
       }
@@ -145,7 +154,7 @@ export class Broker {
     if (records || retain || extra) {
       const rows = records;
       committed = this.store.transaction((tx) => {
-        if (rows || (retain && message.payload.length > 0)) tx.insertMessage(message);
+        if (rows) tx.insertMessage(message);
         if (retain) {
           // [MQTT-3.3.1-5] store, or [MQTT-3.3.1-6] a zero-byte payload removes the retained message
           if (message.payload.length > 0) tx.putRetained(message);

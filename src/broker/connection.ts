@@ -45,6 +45,8 @@ export class Connection {
   inboundQos1Pending = 0;
   /** Client asked for reason strings and user properties on errors (5.0 Request Problem Information). */
   problemInformation = true;
+  /** Why the connection ended, for the audit log. */
+  closeReason: { by: 'client' | 'server' | 'network'; reasonCode?: number } | undefined;
   /** CONNECT has arrived (it may still be being decided). */
   connectSeen = false;
   /** Set by DISCONNECT 0x00 so that the will is discarded [MQTT-3.1.2-10]. */
@@ -125,6 +127,7 @@ export class Connection {
 
   #onClose(): void {
     if (this.state === 'closed') return;
+    this.closeReason ??= { by: 'network' };
     this.state = 'closed';
     this.#out = [];
     this.broker.connectionClosed(this, !this.discardWill);
@@ -258,6 +261,7 @@ export class Connection {
    */
   end(reasonCode: ReasonCode | undefined, reason?: string): void {
     if (this.state === 'closed') return;
+    this.closeReason ??= { by: 'server', reasonCode };
     const wasConnected = this.state === 'connected';
     const properties = reason && this.problemInformation ? { reasonString: reason } : undefined;
     if (reasonCode !== undefined && wasConnected && this.version === 5) {

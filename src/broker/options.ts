@@ -27,6 +27,8 @@ export interface BrokerOptions {
   connectTimeoutMs: number;
   /** Messages queued per session before new ones are dropped. */
   maxQueuedMessages: number;
+  /** Payload bytes queued per session before new messages are dropped. */
+  maxQueuedBytes: number;
   /** Transport buffer above which QoS 1/2 sending pauses until drain. */
   softBufferBytes: number;
   /** Transport buffer above which QoS 0 messages to that client are dropped. */
@@ -49,6 +51,7 @@ export const defaultBrokerOptions: BrokerOptions = {
   maxSessionExpirySec: 0xffffffff,
   connectTimeoutMs: 10_000,
   maxQueuedMessages: 100_000,
+  maxQueuedBytes: 64 * 1024 * 1024,
   softBufferBytes: 256 * 1024,
   hardBufferBytes: 4 * 1024 * 1024,
 };

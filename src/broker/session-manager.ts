@@ -39,6 +39,7 @@ export class SessionManager {
     const live = hub.sessions.get(clientId)?.connection;
     if (live) {
       broker.logger.info({ clientId, hub: hub.name }, 'session taken over');
+      broker.audit({ hub: hub.name, event: 'takeover', clientId, actor: 'broker', remoteAddress: conn.channel.remoteAddress, detail: { previousAddress: live.channel.remoteAddress } });
       live.end(ReasonCode.SessionTakenOver); // [MQTT-3.1.4-3]
     }
     let session = hub.sessions.get(clientId);
@@ -99,6 +100,11 @@ export class SessionManager {
     const broker = this.#broker;
     session.connection = undefined;
     session.disconnectedAtMs = broker.clock.now();
+    broker.audit({
+      hub: session.hub.name, event: 'disconnect', clientId: session.clientId, remoteAddress: conn.channel.remoteAddress,
+      reasonCode: conn.closeReason?.reasonCode, actor: conn.closeReason?.by ?? 'network',
+      detail: { initiatedBy: conn.closeReason?.by ?? 'network', willPublished: publishWill && session.will !== undefined },
+    });
     this.#broker.deliveries.redistributeShared(session);
     if (session.will && !publishWill) {
       session.will = undefined;
@@ -128,7 +134,9 @@ export class SessionManager {
     }
     session.expiryTimer = this.#broker.clock.setTimeout(() => {
       session.expiryTimer = undefined;
-      if (!session.connection) this.end(session);
+      if (session.connection) return;
+      this.#broker.audit({ hub: session.hub.name, event: 'session_expired', clientId: session.clientId, actor: 'broker' });
+      this.end(session);
     }, ms);
   }
 

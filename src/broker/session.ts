@@ -61,13 +61,17 @@ export function toDeliveryRecord(session: Session, d: Delivery): DeliveryRecord 
 export class DeliveryQueue {
   #items: Delivery[] = [];
   #head = 0;
+  /** Payload bytes of the queued deliveries. */
+  bytes = 0;
   get length(): number {
     return this.#items.length - this.#head;
   }
   push(d: Delivery): void {
     this.#items.push(d);
+    this.bytes += d.message.payload.length;
   }
   unshift(d: Delivery): void {
+    this.bytes += d.message.payload.length;
     if (this.#head > 0) this.#items[--this.#head] = d;
     else this.#items.unshift(d);
   }
@@ -76,7 +80,8 @@ export class DeliveryQueue {
   }
   shift(): Delivery | undefined {
     if (this.#head >= this.#items.length) return undefined;
-    const d = this.#items[this.#head++];
+    const d = this.#items[this.#head++]!;
+    this.bytes -= d.message.payload.length;
     if (this.#head > 1024 && this.#head * 2 > this.#items.length) {
       this.#items = this.#items.slice(this.#head);
       this.#head = 0;
@@ -93,6 +98,7 @@ export class DeliveryQueue {
     }
     this.#items = keep;
     this.#head = 0;
+    for (const d of out) this.bytes -= d.message.payload.length;
     return out;
   }
   *[Symbol.iterator](): IterableIterator<Delivery> {

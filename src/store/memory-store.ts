@@ -2,11 +2,12 @@
 // start-up default until a database is configured; "durable" only for the life of the process.
 import type { Message } from '../mqtt/packet.ts';
 import type {
-  DeliveryRecord, DeliveryState, InboundQos2Record, SessionRecord, StoredState, Store, SubscriptionRecord,
+  AuditEvent, DeliveryRecord, DeliveryState, InboundQos2Record, SessionRecord, StoredState, Store, SubscriptionRecord,
   UnitOfWork, WillRecord,
 } from './store.ts';
 
 const key = (hub: string, id: string): string => `${hub}\u0000${id}`;
+const MAX_AUDIT_EVENTS = 10_000;
 
 /** In-process Store; units of work submitted in one tick commit together. */
 export class MemoryStore implements Store {
@@ -22,6 +23,8 @@ export class MemoryStore implements Store {
   readonly #refs = new Map<number, number>();
   #pending: Array<{ ops: Array<() => void>; resolve: () => void }> = [];
   #scheduled = false;
+  /** The audit trail, oldest first. */
+  readonly auditEvents: AuditEvent[] = [];
   /** Number of commits performed (each may hold many units of work). */
   commits = 0;
 
@@ -120,6 +123,11 @@ export class MemoryStore implements Store {
       }),
       deleteInboundQos2: (hub, clientId, packetId) => ops.push(() => {
         this.#inboundQos2.get(key(hub, clientId))?.delete(packetId);
+      }),
+      appendAudit: (e) => ops.push(() => {
+        this.auditEvents.push({ ...e });
+        // Memory mode keeps only the most recent events
+        if (this.auditEvents.length > MAX_AUDIT_EVENTS) this.auditEvents.splice(0, this.auditEvents.length - MAX_AUDIT_EVENTS);
       }),
     };
   }

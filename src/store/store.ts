@@ -64,6 +64,19 @@ export interface InboundQos2Record {
   packetId: number;
 }
 
+/** One row of the append-only audit trail (DESIGN.md §6). */
+export interface AuditEvent {
+  hub: string;
+  /** connect, connect_refused, disconnect, takeover, subscribe, unsubscribe, session_expired, queue_overflow, ... */
+  event: string;
+  clientId?: string;
+  actor?: string;
+  remoteAddress?: string;
+  reasonCode?: number;
+  detail?: Record<string, unknown>;
+  atMs: number;
+}
+
 /** Everything a broker node needs to rebuild its memory at start-up. */
 export interface StoredState {
   sessions: SessionRecord[];
@@ -93,6 +106,7 @@ export interface UnitOfWork {
   deleteWill(hub: string, clientId: string): void;
   addInboundQos2(record: InboundQos2Record): void;
   deleteInboundQos2(hub: string, clientId: string, packetId: number): void;
+  appendAudit(event: AuditEvent): void;
 }
 
 /** The durable home of broker state. */

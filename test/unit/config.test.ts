@@ -56,6 +56,7 @@ const flags: Array<[string, string]> = [
   ['subscription-identifiers', 'TERN_SUBSCRIPTION_IDENTIFIERS'], ['shared-subscriptions', 'TERN_SHARED_SUBSCRIPTIONS'],
   ['max-keep-alive', 'TERN_MAX_KEEP_ALIVE'], ['max-session-expiry', 'TERN_MAX_SESSION_EXPIRY'],
   ['connect-timeout', 'TERN_CONNECT_TIMEOUT'], ['max-queued-messages', 'TERN_MAX_QUEUED_MESSAGES'],
+  ['max-queued-bytes', 'TERN_MAX_QUEUED_BYTES'], ['store', 'TERN_STORE'],
   ['config', 'TERN_CONFIG'],
 ];
 
@@ -64,11 +65,11 @@ describe('loadConfig', () => {
     const expected: Config = {
       configFile: undefined,
       host: '127.0.0.1', httpPort: 8080, mqttPort: 1883, mqttsPort: 8883, tlsCert: undefined, tlsKey: undefined,
-      dataDir: './data', databaseUrl: undefined, defaultHub: 'default', nodeId: 'node-1', logLevel: 'info',
+      dataDir: './data', store: 'postgres', databaseUrl: undefined, defaultHub: 'default', nodeId: 'node-1', logLevel: 'info',
       allowAnonymous: undefined, allowUwsFallback: false, maxPacketSize: 1048576, receiveMaximum: 65535,
       maxInflight: 1024, topicAliasMaximum: 64, maximumQos: 2, retainAvailable: true, wildcardSubscriptions: true,
       subscriptionIdentifiers: true, sharedSubscriptions: true, maxKeepAlive: 0, maxSessionExpiry: 4294967295,
-      connectTimeout: 10, maxQueuedMessages: 100000,
+      connectTimeout: 10, maxQueuedMessages: 100000, maxQueuedBytes: 67108864,
     };
     assert.deepEqual(load([], {}), expected);
   });

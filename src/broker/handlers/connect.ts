@@ -14,6 +14,10 @@ function refuse(conn: Connection, rc: ConnackReasonCode, reason?: string): void 
     : { type: 'connack', sessionPresent: false, reasonCode: toV3ConnackReturnCode(rc) };
   conn.send(packet);
   conn.broker.logger.info({ clientId: conn.clientId, reasonCode: rc, reason, remoteAddress: conn.channel.remoteAddress }, 'connection refused');
+  conn.broker.audit({
+    hub: conn.broker.hub(conn.info.hub).name, event: 'connect_refused', clientId: conn.clientId || undefined, reasonCode: rc,
+    remoteAddress: conn.channel.remoteAddress, detail: { reason, transport: conn.channel.transport, protocolVersion: conn.version },
+  });
   conn.end(undefined);
 }
 
@@ -143,6 +147,13 @@ function accept(conn: Connection, packet: ConnectPacket, assigned: string | unde
       connack.properties = p;
     }
     conn.send(connack);
+    broker.audit({
+      hub: session.hub.name, event: 'connect', clientId: conn.clientId, actor: conn.principal?.userId, remoteAddress: conn.channel.remoteAddress,
+      detail: {
+        method: conn.principal?.method, transport: conn.channel.transport, protocolVersion: conn.version,
+        cleanStart: packet.cleanStart, sessionPresent: connack.sessionPresent, username: packet.username,
+      },
+    });
     broker.logger.debug({ clientId: conn.clientId, hub: session.hub.name, sessionPresent: connack.sessionPresent, protocolVersion: conn.version }, 'client connected');
     if (sessionPresent) broker.deliveries.resume(session);
   };

@@ -19,6 +19,7 @@ export function handleDisconnect(conn: Connection, p: DisconnectPacket): void {
     }
     // [MQTT-3.1.2-10] normal disconnection removes the will; 0x04 asks for it to be published
     conn.discardWill = p.reasonCode !== ReasonCode.DisconnectWithWillMessage;
+    conn.closeReason = { by: 'client', reasonCode: p.reasonCode };
     conn.end(undefined);
   });
 }

@@ -35,6 +35,10 @@ export function handleSubscribe(conn: Connection, p: SubscribePacket): void {
   conn.after(committed, () => {
     // [MQTT-3.8.4-1] SUBACK with the same packet id, one code per filter [MQTT-3.8.4-6]
     conn.send({ type: 'suback', packetId: p.packetId, reasonCodes: codes });
+    broker.audit({
+      hub: session.hub.name, event: 'subscribe', clientId: conn.clientId, actor: conn.principal?.userId,
+      detail: { filters: p.subscriptions.map((s, i) => ({ topicFilter: s.topicFilter, qos: s.qos, reasonCode: codes[i] })) },
+    });
     afterAck();
   }, (err) => {
     broker.logger.error({ err, clientId: conn.clientId }, 'could not store subscriptions');

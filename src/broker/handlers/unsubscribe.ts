@@ -21,5 +21,8 @@ export function handleUnsubscribe(conn: Connection, p: UnsubscribePacket): void 
     ? broker.store.transaction((tx) => { for (const f of removed) tx.deleteSubscription(session.hub.name, session.clientId, f); })
     : undefined;
   // [MQTT-3.10.4-4] UNSUBACK even when nothing matched
-  conn.after(committed, () => conn.send({ type: 'unsuback', packetId: p.packetId, reasonCodes: codes }));
+  conn.after(committed, () => {
+    conn.send({ type: 'unsuback', packetId: p.packetId, reasonCodes: codes });
+    broker.audit({ hub: session.hub.name, event: 'unsubscribe', clientId: conn.clientId, actor: conn.principal?.userId, detail: { topicFilters: p.topicFilters, removed } });
+  });
 }

@@ -1,0 +1,124 @@
+// Group-commit compaction: the units of work that accumulated while the previous commit was in
+// flight are folded into their net effect per row, so one transaction can apply them with a few
+// multi-row statements in a fixed order. Pure; no SQL here.
+import type { Message } from '../../mqtt/packet.ts';
+import type {
+  AuditEvent, DeliveryRecord, DeliveryState, SessionRecord, SubscriptionRecord, UnitOfWork, WillRecord,
+} from '../store.ts';
+
+const k2 = (hub: string, clientId: string): string => `${hub}\u0000${clientId}`;
+const k3 = (hub: string, clientId: string, x: string | number): string => `${hub}\u0000${clientId}\u0000${x}`;
+
+interface DeliveryChange {
+  insert?: DeliveryRecord;
+  update?: { packetId: number; state: DeliveryState };
+  delete?: boolean;
+}
+
+/** The net effect of a batch of units of work. Apply in field order. */
+export class Batch implements UnitOfWork {
+  /** Sessions to delete with everything that belongs to them (before anything else). */
+  readonly deletedSessions = new Map<string, { hub: string; clientId: string }>();
+  readonly sessions = new Map<string, SessionRecord>();
+  /** null: delete. */
+  readonly subscriptions = new Map<string, SubscriptionRecord | { hub: string; clientId: string; topicFilter: string; deleted: true }>();
+  readonly wills = new Map<string, WillRecord | { hub: string; clientId: string; deleted: true }>();
+  readonly messages = new Map<number, Message>();
+  readonly retained = new Map<string, Message | { hub: string; topicName: string; deleted: true }>();
+  readonly deliveries = new Map<number, DeliveryChange>();
+  readonly inboundQos2 = new Map<string, { hub: string; clientId: string; packetId: number; add: boolean }>();
+  readonly audit: AuditEvent[] = [];
+
+  putSession(s: SessionRecord): void {
+    this.sessions.set(k2(s.hub, s.clientId), { ...s });
+  }
+
+  deleteSession(hub: string, clientId: string): void {
+    const key = k2(hub, clientId);
+    this.deletedSessions.set(key, { hub, clientId });
+    // Earlier changes to this session in the batch are void; later ones apply after the delete.
+    this.sessions.delete(key);
+    const prefix = `${key}\u0000`;
+    for (const k of this.subscriptions.keys()) if (k.startsWith(prefix)) this.subscriptions.delete(k);
+    for (const k of this.inboundQos2.keys()) if (k.startsWith(prefix)) this.inboundQos2.delete(k);
+    this.wills.delete(key);
+    for (const [id, c] of this.deliveries) {
+      if (c.insert && c.insert.hub === hub && c.insert.clientId === clientId) this.deliveries.delete(id);
+    }
+  }
+
+  putSubscription(s: SubscriptionRecord): void {
+    this.subscriptions.set(k3(s.hub, s.clientId, s.topicFilter), { ...s });
+  }
+
+  deleteSubscription(hub: string, clientId: string, topicFilter: string): void {
+    this.subscriptions.set(k3(hub, clientId, topicFilter), { hub, clientId, topicFilter, deleted: true });
+  }
+
+  insertMessage(m: Message): void {
+    this.messages.set(m.id, m);
+  }
+
+  enqueueDeliveries(ds: DeliveryRecord[]): void {
+    for (const d of ds) {
+      const c = this.deliveries.get(d.id);
+      if (c?.insert) continue;
+      this.deliveries.set(d.id, { insert: { ...d, subscriptionIds: [...d.subscriptionIds] } });
+    }
+  }
+
+  updateDelivery(id: number, packetId: number, state: DeliveryState): void {
+    const c = this.deliveries.get(id);
+    if (c?.delete) return;
+    if (c?.insert) {
+      c.insert.packetId = packetId;
+      c.insert.state = state;
+    } else if (c) {
+      c.update = { packetId, state };
+    } else {
+      this.deliveries.set(id, { update: { packetId, state } });
+    }
+  }
+
+  deleteDelivery(id: number): void {
+    const c = this.deliveries.get(id);
+    if (c?.insert) {
+      this.deliveries.delete(id); // inserted and deleted in one batch: nothing to write
+      return;
+    }
+    this.deliveries.set(id, { delete: true });
+  }
+
+  putRetained(m: Message): void {
+    this.retained.set(k2(m.hub, m.topicName), m);
+  }
+
+  deleteRetained(hub: string, topicName: string): void {
+    this.retained.set(k2(hub, topicName), { hub, topicName, deleted: true });
+  }
+
+  putWill(w: WillRecord): void {
+    this.wills.set(k2(w.hub, w.clientId), { ...w });
+  }
+
+  deleteWill(hub: string, clientId: string): void {
+    this.wills.set(k2(hub, clientId), { hub, clientId, deleted: true });
+  }
+
+  addInboundQos2(r: { hub: string; clientId: string; packetId: number }): void {
+    this.inboundQos2.set(k3(r.hub, r.clientId, r.packetId), { ...r, add: true });
+  }
+
+  deleteInboundQos2(hub: string, clientId: string, packetId: number): void {
+    this.inboundQos2.set(k3(hub, clientId, packetId), { hub, clientId, packetId, add: false });
+  }
+
+  appendAudit(e: AuditEvent): void {
+    this.audit.push(e);
+  }
+}
+
+/** True for the `{ deleted: true }` markers of a Batch. */
+export function isDeleted(x: object): x is { deleted: true } {
+  return (x as { deleted?: boolean }).deleted === true;
+}

@@ -1,0 +1,361 @@
+// PgStore: the Store on PostgreSQL. One writer commits everything that accumulated while the
+// previous commit was in flight as one transaction of multi-row (unnest) statements; each
+// unit's promise resolves, in submission order, when its batch commits (DESIGN.md §4).
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import { drizzle } from 'drizzle-orm/node-postgres';
+import { migrate } from 'drizzle-orm/node-postgres/migrator';
+import type { Message, MessageProperties, ProtocolVersion, QoS } from '../../mqtt/packet.ts';
+import {
+  StoreError, type DeliveryRecord, type DeliveryState, type SessionRecord, type StoredState, type Store,
+  type SubscriptionRecord, type UnitOfWork, type WillRecord,
+} from '../store.ts';
+import { Batch, isDeleted } from './batch.ts';
+
+const migrationsFolder = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../migrations');
+
+/** Lock id held while migrating, so two nodes starting together don't race. */
+const MIGRATION_LOCK = 0x7465726e; // "tern"
+
+export interface PgStoreOptions {
+  url: string;
+  logger: { info(o: object, m?: string): void; warn(o: object, m?: string): void; error(o: object, m?: string): void };
+  poolSize?: number;
+}
+
+type Row = Record<string, unknown>;
+
+/** int8 as a JS number (ids and epoch milliseconds fit in 53 bits). */
+const types = {
+  getTypeParser: (oid: number, format?: 'text' | 'binary') =>
+    oid === 20 ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format as 'text'),
+};
+
+function propsToJson(p: MessageProperties | undefined): string | null {
+  if (!p) return null;
+  return JSON.stringify({ ...p, correlationData: p.correlationData?.toString('base64') });
+}
+
+function propsFromJson(v: unknown): MessageProperties | undefined {
+  if (v === null || v === undefined) return undefined;
+  const o = v as MessageProperties & { correlationData?: string };
+  const out: MessageProperties = { ...o, correlationData: undefined };
+  if (o.correlationData !== undefined) out.correlationData = Buffer.from(o.correlationData, 'base64');
+  else delete out.correlationData;
+  return out;
+}
+
+export class PgStore implements Store {
+  readonly kind = 'postgres';
+  readonly #pool: pg.Pool;
+  readonly #logger: PgStoreOptions['logger'];
+  #open: Batch = new Batch();
+  #waiters: Array<{ resolve: () => void; reject: (e: unknown) => void }> = [];
+  #committing = false;
+  #healthy = true;
+  #closed = false;
+  #gcTimer: NodeJS.Timeout | undefined;
+  /** Commits performed and units committed, for metrics and tests. */
+  commits = 0;
+  units = 0;
+
+  constructor(opts: PgStoreOptions) {
+    this.#logger = opts.logger;
+    this.#pool = new pg.Pool({
+      connectionString: opts.url, max: opts.poolSize ?? 4, types, connectionTimeoutMillis: 5000,
+      idleTimeoutMillis: 30_000, application_name: 'tern',
+    });
+    // An idle client losing its server must not crash the process; the pool replaces it.
+    this.#pool.on('error', (err) => this.#logger.warn({ err }, 'idle PostgreSQL connection failed'));
+  }
+
+  /** Apply the migrations in migrations/ (idempotent; serialized across nodes by an advisory lock). */
+  async open(): Promise<void> {
+    const client = await this.#pool.connect().catch((e: unknown) => {
+      throw new StoreError(`cannot connect to PostgreSQL: ${(e as Error).message}`, { cause: e });
+    });
+    try {
+      await client.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK]);
+      await migrate(drizzle({ client }), { migrationsFolder });
+    } catch (e) {
+      throw new StoreError(`migration failed: ${(e as Error).message}`, { cause: e });
+    } finally {
+      await client.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK]).catch(() => undefined);
+      client.release();
+    }
+    this.#gcTimer = setInterval(() => {
+      this.collectGarbage().catch((err: unknown) => this.#logger.warn({ err }, 'message garbage collection failed'));
+    }, 60_000);
+    this.#gcTimer.unref();
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    clearInterval(this.#gcTimer);
+    while (this.#committing || this.#waiters.length > 0) {
+      if (!this.#committing) void this.#commit();
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    await this.#pool.end();
+  }
+
+  transaction(build: (tx: UnitOfWork) => void): Promise<void> {
+    if (this.#closed && !this.#committing && this.#waiters.length === 0) {
+      return Promise.reject(new StoreError('store is closed'));
+    }
+    build(this.#open);
+    return new Promise<void>((resolve, reject) => {
+      this.#waiters.push({ resolve, reject });
+      if (!this.#committing) void this.#commit();
+    });
+  }
+
+  async #commit(): Promise<void> {
+    this.#committing = true;
+    while (this.#waiters.length > 0) {
+      const batch = this.#open;
+      const waiters = this.#waiters;
+      this.#open = new Batch();
+      this.#waiters = [];
+      try {
+        await this.#apply(batch);
+        this.commits++;
+        this.units += waiters.length;
+        if (!this.#healthy) {
+          this.#healthy = true;
+          this.#logger.info({}, 'PostgreSQL reachable again; commits resumed');
+        }
+        for (const w of waiters) w.resolve();
+      } catch (e) {
+        if (this.#healthy) {
+          this.#healthy = false;
+          this.#logger.error({ err: e }, 'commit failed; acknowledgements are withheld until PostgreSQL answers again');
+        }
+        const err = e instanceof StoreError ? e : new StoreError(`commit failed: ${(e as Error).message}`, { cause: e });
+        for (const w of waiters) w.reject(err);
+      }
+    }
+    this.#committing = false;
+  }
+
+  async #apply(b: Batch): Promise<void> {
+    const client = await this.#pool.connect();
+    let broken = false;
+    try {
+      await client.query('BEGIN');
+      await this.#write(client, b);
+      await client.query('COMMIT');
+    } catch (e) {
+      broken = true;
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw e;
+    } finally {
+      client.release(broken);
+    }
+  }
+
+  async #write(c: pg.PoolClient, b: Batch): Promise<void> {
+    if (b.deletedSessions.size > 0) {
+      const hubs: string[] = [];
+      const ids: string[] = [];
+      for (const s of b.deletedSessions.values()) { hubs.push(s.hub); ids.push(s.clientId); }
+      for (const table of ['sessions', 'subscriptions', 'wills', 'inbound_qos2', 'deliveries']) {
+        await c.query(`DELETE FROM ${table} t USING unnest($1::text[], $2::text[]) AS d(hub, client_id)
+          WHERE t.hub = d.hub AND t.client_id = d.client_id`, [hubs, ids]);
+      }
+    }
+    if (b.sessions.size > 0) {
+      const rows = [...b.sessions.values()];
+      await c.query(`INSERT INTO sessions (hub, client_id, protocol_version, expiry_interval_sec, connected_at_ms, disconnected_at_ms, node_id)
+        SELECT * FROM unnest($1::text[], $2::text[], $3::smallint[], $4::bigint[], $5::bigint[], $6::bigint[], $7::text[])
+        ON CONFLICT (hub, client_id) DO UPDATE SET protocol_version = excluded.protocol_version,
+          expiry_interval_sec = excluded.expiry_interval_sec, connected_at_ms = excluded.connected_at_ms,
+          disconnected_at_ms = excluded.disconnected_at_ms, node_id = excluded.node_id`, [
+        rows.map((r) => r.hub), rows.map((r) => r.clientId), rows.map((r) => r.protocolVersion),
+        rows.map((r) => r.expiryIntervalSec), rows.map((r) => r.connectedAtMs), rows.map((r) => r.disconnectedAtMs),
+        rows.map((r) => r.nodeId),
+      ]);
+    }
+    if (b.subscriptions.size > 0) {
+      const all = [...b.subscriptions.values()];
+      const del = all.filter(isDeleted) as Array<{ hub: string; clientId: string; topicFilter: string }>;
+      const put = all.filter((x) => !isDeleted(x)) as SubscriptionRecord[];
+      if (del.length) {
+        await c.query(`DELETE FROM subscriptions t USING unnest($1::text[], $2::text[], $3::text[]) AS d(hub, client_id, f)
+          WHERE t.hub = d.hub AND t.client_id = d.client_id AND t.topic_filter = d.f`,
+        [del.map((r) => r.hub), del.map((r) => r.clientId), del.map((r) => r.topicFilter)]);
+      }
+      if (put.length) {
+        await c.query(`INSERT INTO subscriptions (hub, client_id, topic_filter, qos, no_local, retain_as_published, retain_handling, subscription_id)
+          SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::smallint[], $5::bool[], $6::bool[], $7::smallint[], $8::int[])
+          ON CONFLICT (hub, client_id, topic_filter) DO UPDATE SET qos = excluded.qos, no_local = excluded.no_local,
+            retain_as_published = excluded.retain_as_published, retain_handling = excluded.retain_handling,
+            subscription_id = excluded.subscription_id`, [
+          put.map((r) => r.hub), put.map((r) => r.clientId), put.map((r) => r.topicFilter), put.map((r) => r.qos),
+          put.map((r) => r.noLocal), put.map((r) => r.retainAsPublished), put.map((r) => r.retainHandling),
+          put.map((r) => r.subscriptionId ?? null),
+        ]);
+      }
+    }
+    if (b.wills.size > 0) {
+      const all = [...b.wills.values()];
+      const del = all.filter(isDeleted) as Array<{ hub: string; clientId: string }>;
+      const put = all.filter((x) => !isDeleted(x)) as WillRecord[];
+      if (del.length) {
+        await c.query(`DELETE FROM wills t USING unnest($1::text[], $2::text[]) AS d(hub, client_id)
+          WHERE t.hub = d.hub AND t.client_id = d.client_id`, [del.map((r) => r.hub), del.map((r) => r.clientId)]);
+      }
+      if (put.length) {
+        await c.query(`INSERT INTO wills (hub, client_id, topic_name, payload, qos, retain, properties, delay_interval_sec, message_expiry_interval_sec, created_at_ms)
+          SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::smallint[], $6::bool[], $7::jsonb[], $8::bigint[], $9::bigint[], $10::bigint[])
+          ON CONFLICT (hub, client_id) DO UPDATE SET topic_name = excluded.topic_name, payload = excluded.payload,
+            qos = excluded.qos, retain = excluded.retain, properties = excluded.properties,
+            delay_interval_sec = excluded.delay_interval_sec, message_expiry_interval_sec = excluded.message_expiry_interval_sec,
+            created_at_ms = excluded.created_at_ms`, [
+          put.map((w) => w.hub), put.map((w) => w.clientId), put.map((w) => w.message.topicName), put.map((w) => w.message.payload),
+          put.map((w) => w.message.qos), put.map((w) => w.message.retain), put.map((w) => propsToJson(w.message.properties)),
+          put.map((w) => w.delayIntervalSec), put.map((w) => w.messageExpiryIntervalSec ?? null), put.map((w) => w.message.createdAtMs),
+        ]);
+      }
+    }
+    if (b.messages.size > 0) {
+      const ms = [...b.messages.values()];
+      await c.query(`INSERT INTO messages (id, hub, topic_name, payload, qos, retain, properties, expires_at_ms, publisher_id, created_at_ms)
+        SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bytea[], $5::smallint[], $6::bool[], $7::jsonb[], $8::bigint[], $9::text[], $10::bigint[])
+        ON CONFLICT (id) DO NOTHING`, [
+        ms.map((m) => m.id), ms.map((m) => m.hub), ms.map((m) => m.topicName), ms.map((m) => m.payload), ms.map((m) => m.qos),
+        ms.map((m) => m.retain), ms.map((m) => propsToJson(m.properties)), ms.map((m) => m.expiresAtMs ?? null),
+        ms.map((m) => m.publisherId ?? null), ms.map((m) => m.createdAtMs),
+      ]);
+    }
+    if (b.retained.size > 0) {
+      const all = [...b.retained.values()];
+      const del = all.filter(isDeleted) as Array<{ hub: string; topicName: string }>;
+      const put = all.filter((x) => !isDeleted(x)) as Message[];
+      if (del.length) {
+        await c.query(`DELETE FROM retained_messages t USING unnest($1::text[], $2::text[]) AS d(hub, topic_name)
+          WHERE t.hub = d.hub AND t.topic_name = d.topic_name`, [del.map((r) => r.hub), del.map((r) => r.topicName)]);
+      }
+      if (put.length) {
+        await c.query(`INSERT INTO retained_messages (hub, topic_name, message_id, payload, qos, properties, expires_at_ms, publisher_id, created_at_ms)
+          SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bytea[], $5::smallint[], $6::jsonb[], $7::bigint[], $8::text[], $9::bigint[])
+          ON CONFLICT (hub, topic_name) DO UPDATE SET message_id = excluded.message_id, payload = excluded.payload,
+            qos = excluded.qos, properties = excluded.properties, expires_at_ms = excluded.expires_at_ms,
+            publisher_id = excluded.publisher_id, created_at_ms = excluded.created_at_ms`, [
+          put.map((m) => m.hub), put.map((m) => m.topicName), put.map((m) => m.id), put.map((m) => m.payload), put.map((m) => m.qos),
+          put.map((m) => propsToJson(m.properties)), put.map((m) => m.expiresAtMs ?? null), put.map((m) => m.publisherId ?? null),
+          put.map((m) => m.createdAtMs),
+        ]);
+      }
+    }
+    if (b.deliveries.size > 0) {
+      const del: number[] = [];
+      const ins: DeliveryRecord[] = [];
+      const upd: Array<{ id: number; packetId: number; state: DeliveryState }> = [];
+      for (const [id, ch] of b.deliveries) {
+        if (ch.delete) del.push(id);
+        else if (ch.insert) ins.push(ch.insert);
+        else if (ch.update) upd.push({ id, ...ch.update });
+      }
+      if (del.length) await c.query('DELETE FROM deliveries WHERE id = ANY($1::bigint[])', [del]);
+      if (ins.length) {
+        await c.query(`INSERT INTO deliveries (id, hub, client_id, message_id, qos, retain, subscription_ids, share_key, packet_id, state)
+          SELECT d.id, d.hub, d.client_id, d.message_id, d.qos, d.retain, d.sids::int[], d.share_key, d.packet_id, d.state
+          FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::smallint[], $6::bool[], $7::text[], $8::text[], $9::int[], $10::text[])
+            AS d(id, hub, client_id, message_id, qos, retain, sids, share_key, packet_id, state)
+          ON CONFLICT (id) DO UPDATE SET packet_id = excluded.packet_id, state = excluded.state`, [
+          ins.map((d) => d.id), ins.map((d) => d.hub), ins.map((d) => d.clientId), ins.map((d) => d.messageId), ins.map((d) => d.qos),
+          ins.map((d) => d.retain), ins.map((d) => `{${d.subscriptionIds.join(',')}}`), ins.map((d) => d.shareKey ?? null),
+          ins.map((d) => d.packetId), ins.map((d) => d.state),
+        ]);
+      }
+      if (upd.length) {
+        await c.query(`UPDATE deliveries t SET packet_id = u.packet_id, state = u.state
+          FROM unnest($1::bigint[], $2::int[], $3::text[]) AS u(id, packet_id, state) WHERE t.id = u.id`,
+        [upd.map((u) => u.id), upd.map((u) => u.packetId), upd.map((u) => u.state)]);
+      }
+    }
+    if (b.inboundQos2.size > 0) {
+      const all = [...b.inboundQos2.values()];
+      const del = all.filter((r) => !r.add);
+      const add = all.filter((r) => r.add);
+      if (del.length) {
+        await c.query(`DELETE FROM inbound_qos2 t USING unnest($1::text[], $2::text[], $3::int[]) AS d(hub, client_id, packet_id)
+          WHERE t.hub = d.hub AND t.client_id = d.client_id AND t.packet_id = d.packet_id`,
+        [del.map((r) => r.hub), del.map((r) => r.clientId), del.map((r) => r.packetId)]);
+      }
+      if (add.length) {
+        await c.query(`INSERT INTO inbound_qos2 (hub, client_id, packet_id) SELECT * FROM unnest($1::text[], $2::text[], $3::int[])
+          ON CONFLICT DO NOTHING`, [add.map((r) => r.hub), add.map((r) => r.clientId), add.map((r) => r.packetId)]);
+      }
+    }
+    if (b.audit.length > 0) {
+      const a = b.audit;
+      await c.query(`INSERT INTO audit_events (at, hub, event, client_id, actor, remote_address, reason_code, detail)
+        SELECT to_timestamp(d.ms / 1000.0), d.hub, d.event, d.client_id, d.actor, d.remote_address, d.reason_code, d.detail
+        FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int[], $8::jsonb[])
+          AS d(ms, hub, event, client_id, actor, remote_address, reason_code, detail)`, [
+        a.map((e) => e.atMs), a.map((e) => e.hub), a.map((e) => e.event), a.map((e) => e.clientId ?? null),
+        a.map((e) => e.actor ?? null), a.map((e) => e.remoteAddress ?? null), a.map((e) => e.reasonCode ?? null),
+        a.map((e) => (e.detail ? JSON.stringify(e.detail) : null)),
+      ]);
+    }
+  }
+
+  async load(): Promise<StoredState> {
+    const q = async (sql: string): Promise<Row[]> => (await this.#pool.query(sql)).rows as Row[];
+    const [sessions, subs, deliveries, retained, wills, qos2] = await Promise.all([
+      q('SELECT * FROM sessions'),
+      q('SELECT * FROM subscriptions'),
+      q('SELECT * FROM deliveries ORDER BY id'),
+      q('SELECT * FROM retained_messages'),
+      q('SELECT * FROM wills'),
+      q('SELECT * FROM inbound_qos2'),
+    ]);
+    const messages = await q('SELECT * FROM messages m WHERE EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = m.id)');
+    const toMessage = (r: Row): Message => ({
+      id: r['id'] as number, hub: r['hub'] as string, topicName: r['topic_name'] as string, payload: r['payload'] as Buffer,
+      qos: r['qos'] as QoS, retain: r['retain'] as boolean, properties: propsFromJson(r['properties']),
+      expiresAtMs: (r['expires_at_ms'] as number | null) ?? undefined, publisherId: (r['publisher_id'] as string | null) ?? undefined,
+      createdAtMs: r['created_at_ms'] as number,
+    });
+    return {
+      sessions: sessions.map((r): SessionRecord => ({
+        hub: r['hub'] as string, clientId: r['client_id'] as string, protocolVersion: r['protocol_version'] as ProtocolVersion,
+        expiryIntervalSec: r['expiry_interval_sec'] as number, connectedAtMs: r['connected_at_ms'] as number | null,
+        disconnectedAtMs: r['disconnected_at_ms'] as number | null, nodeId: r['node_id'] as string,
+      })),
+      subscriptions: subs.map((r): SubscriptionRecord => ({
+        hub: r['hub'] as string, clientId: r['client_id'] as string, topicFilter: r['topic_filter'] as string, qos: r['qos'] as QoS,
+        noLocal: r['no_local'] as boolean, retainAsPublished: r['retain_as_published'] as boolean,
+        retainHandling: r['retain_handling'] as 0 | 1 | 2, subscriptionId: (r['subscription_id'] as number | null) ?? undefined,
+      })),
+      messages: messages.map(toMessage),
+      deliveries: deliveries.map((r): DeliveryRecord => ({
+        id: r['id'] as number, hub: r['hub'] as string, clientId: r['client_id'] as string, messageId: r['message_id'] as number,
+        qos: r['qos'] as QoS, retain: r['retain'] as boolean, subscriptionIds: r['subscription_ids'] as number[],
+        shareKey: (r['share_key'] as string | null) ?? undefined, packetId: r['packet_id'] as number, state: r['state'] as DeliveryState,
+      })),
+      retained: retained.map((r) => toMessage({ ...r, id: r['message_id'], retain: true })),
+      wills: wills.map((r): WillRecord => ({
+        hub: r['hub'] as string, clientId: r['client_id'] as string, delayIntervalSec: r['delay_interval_sec'] as number,
+        messageExpiryIntervalSec: (r['message_expiry_interval_sec'] as number | null) ?? undefined,
+        message: toMessage({ ...r, id: 0, expires_at_ms: null, publisher_id: r['client_id'] }),
+      })),
+      inboundQos2: qos2.map((r) => ({ hub: r['hub'] as string, clientId: r['client_id'] as string, packetId: r['packet_id'] as number })),
+    };
+  }
+
+  /** Delete messages that no delivery references any more (retained copies are separate rows). */
+  async collectGarbage(): Promise<number> {
+    const r = await this.#pool.query(`DELETE FROM messages m WHERE m.created_at_ms < $1
+      AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = m.id)`, [Date.now() - 60_000]);
+    return r.rowCount ?? 0;
+  }
+
+  /** Run a read-only query (audit, admin tools, tests). */
+  async query(sql: string, params: unknown[] = []): Promise<Row[]> {
+    return (await this.#pool.query(sql, params)).rows as Row[];
+  }
+}

@@ -1,0 +1,184 @@
+// The Store contract: every behaviour written once, run against every implementation
+// (MemoryStore and PgStore).
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { Message } from '../../src/mqtt/packet.ts';
+import type { AuditEvent, DeliveryRecord, SessionRecord, Store, SubscriptionRecord } from '../../src/store/store.ts';
+
+export interface StoreFixture {
+  store: Store;
+  /** Audit rows of a hub, oldest first. */
+  readAudit(hub: string): Promise<Array<Pick<AuditEvent, 'event' | 'clientId' | 'reasonCode'>>>;
+  /** A second Store on the same data, as after a restart. */
+  reopen(): Promise<Store>;
+  close(): Promise<void>;
+}
+
+let seq = 1_000_000;
+const nextId = (): number => ++seq;
+
+function session(hub: string, clientId: string, over: Partial<SessionRecord> = {}): SessionRecord {
+  return { hub, clientId, protocolVersion: 5, expiryIntervalSec: 3600, connectedAtMs: 1000, disconnectedAtMs: null, nodeId: 'n1', ...over };
+}
+
+function message(hub: string, topicName: string, over: Partial<Message> = {}): Message {
+  return { id: nextId(), hub, topicName, payload: Buffer.from(`p-${topicName}`), qos: 1, retain: false, createdAtMs: 5000, ...over };
+}
+
+function delivery(hub: string, clientId: string, m: Message, over: Partial<DeliveryRecord> = {}): DeliveryRecord {
+  return { id: nextId(), hub, clientId, messageId: m.id, qos: 1, retain: false, subscriptionIds: [], shareKey: undefined, packetId: 0, state: 'queued', ...over };
+}
+
+function sub(hub: string, clientId: string, topicFilter: string, over: Partial<SubscriptionRecord> = {}): SubscriptionRecord {
+  return { hub, clientId, topicFilter, qos: 1, noLocal: false, retainAsPublished: false, retainHandling: 0, subscriptionId: undefined, ...over };
+}
+
+/** Register the contract for one Store implementation. */
+export function describeStoreContract(name: string, make: () => Promise<StoreFixture>): void {
+  describe(`Store contract: ${name}`, () => {
+    let f: StoreFixture;
+    let hubN = 0;
+    const hub = (): string => `h${++hubN}-${process.pid}`;
+    before(async () => { f = await make(); });
+    after(async () => { await f.close(); });
+
+    test('a session with subscriptions, deliveries, will and QoS 2 ids survives a reopen', async () => {
+      const h = hub();
+      const m = message(h, 'a/b', { properties: { correlationData: Buffer.from([1, 2, 3]), userProperties: { k: ['v1', 'v2'] }, contentType: 'text/plain' }, expiresAtMs: 99_000 });
+      const d = delivery(h, 'c1', m, { subscriptionIds: [3, 7], shareKey: 'g/a/+', qos: 2, packetId: 12, state: 'sent' });
+      await f.store.transaction((tx) => {
+        tx.putSession(session(h, 'c1'));
+        tx.putSubscription(sub(h, 'c1', 'a/+', { qos: 2, noLocal: true, subscriptionId: 3 }));
+        tx.putSubscription(sub(h, 'c1', '$share/g/a/+', { retainHandling: 2 }));
+        tx.insertMessage(m);
+        tx.enqueueDeliveries([d]);
+        tx.putWill({ hub: h, clientId: 'c1', message: message(h, 'will/c1', { retain: true }), delayIntervalSec: 5, messageExpiryIntervalSec: 60 });
+        tx.addInboundQos2({ hub: h, clientId: 'c1', packetId: 44 });
+      });
+      const reopened = await f.reopen();
+      const s = await reopened.load();
+      assert.deepEqual(s.sessions.filter((x) => x.hub === h), [session(h, 'c1')]);
+      const subs = s.subscriptions.filter((x) => x.hub === h).sort((a, b) => a.topicFilter.localeCompare(b.topicFilter));
+      assert.deepEqual(subs, [sub(h, 'c1', '$share/g/a/+', { retainHandling: 2 }), sub(h, 'c1', 'a/+', { qos: 2, noLocal: true, subscriptionId: 3 })]);
+      assert.deepEqual(s.deliveries.filter((x) => x.hub === h), [d]);
+      const loaded = s.messages.find((x) => x.id === m.id);
+      assert.ok(loaded, 'message referenced by a delivery is loaded');
+      assert.deepEqual(loaded.payload, m.payload);
+      assert.deepEqual(loaded.properties?.correlationData, Buffer.from([1, 2, 3]));
+      assert.deepEqual(loaded.properties?.userProperties, { k: ['v1', 'v2'] });
+      assert.equal(loaded.expiresAtMs, 99_000);
+      const will = s.wills.find((w) => w.hub === h);
+      assert.equal(will?.message.topicName, 'will/c1');
+      assert.equal(will?.message.retain, true);
+      assert.equal(will?.delayIntervalSec, 5);
+      assert.equal(will?.messageExpiryIntervalSec, 60);
+      assert.deepEqual(s.inboundQos2.filter((x) => x.hub === h), [{ hub: h, clientId: 'c1', packetId: 44 }]);
+    });
+
+    test('deleteSession removes subscriptions, deliveries, will and QoS 2 ids', async () => {
+      const h = hub();
+      const m = message(h, 't');
+      await f.store.transaction((tx) => {
+        tx.putSession(session(h, 'c'));
+        tx.putSession(session(h, 'other'));
+        tx.putSubscription(sub(h, 'c', 't'));
+        tx.insertMessage(m);
+        tx.enqueueDeliveries([delivery(h, 'c', m), delivery(h, 'other', m)]);
+        tx.putWill({ hub: h, clientId: 'c', message: message(h, 'w'), delayIntervalSec: 0, messageExpiryIntervalSec: undefined });
+        tx.addInboundQos2({ hub: h, clientId: 'c', packetId: 1 });
+      });
+      await f.store.transaction((tx) => tx.deleteSession(h, 'c'));
+      const s = await f.store.load();
+      assert.deepEqual(s.sessions.filter((x) => x.hub === h).map((x) => x.clientId), ['other']);
+      assert.equal(s.subscriptions.filter((x) => x.hub === h).length, 0);
+      assert.deepEqual(s.deliveries.filter((x) => x.hub === h).map((x) => x.clientId), ['other']);
+      assert.equal(s.wills.filter((x) => x.hub === h).length, 0);
+      assert.equal(s.inboundQos2.filter((x) => x.hub === h).length, 0);
+    });
+
+    test('delivery lifecycle: queued → sent → pubrec → deleted', async () => {
+      const h = hub();
+      const m = message(h, 't', { qos: 2 });
+      const d = delivery(h, 'c', m, { qos: 2 });
+      await f.store.transaction((tx) => { tx.putSession(session(h, 'c')); tx.insertMessage(m); tx.enqueueDeliveries([d]); });
+      await f.store.transaction((tx) => tx.updateDelivery(d.id, 9, 'sent'));
+      let s = await f.store.load();
+      assert.deepEqual(s.deliveries.find((x) => x.id === d.id)?.state, 'sent');
+      await f.store.transaction((tx) => tx.updateDelivery(d.id, 9, 'pubrec'));
+      s = await f.store.load();
+      assert.deepEqual(s.deliveries.find((x) => x.id === d.id), { ...d, packetId: 9, state: 'pubrec' });
+      await f.store.transaction((tx) => tx.deleteDelivery(d.id));
+      s = await f.store.load();
+      assert.equal(s.deliveries.find((x) => x.id === d.id), undefined);
+      assert.equal(s.messages.find((x) => x.id === m.id), undefined, 'an unreferenced message is not loaded');
+    });
+
+    test('units of work submitted together commit in order and resolve in order', async () => {
+      const h = hub();
+      const m = message(h, 't');
+      const d = delivery(h, 'c', m);
+      const order: number[] = [];
+      await Promise.all([
+        f.store.transaction((tx) => { tx.putSession(session(h, 'c')); tx.putSubscription(sub(h, 'c', 'x')); }).then(() => order.push(1)),
+        f.store.transaction((tx) => { tx.insertMessage(m); tx.enqueueDeliveries([d]); }).then(() => order.push(2)),
+        f.store.transaction((tx) => tx.updateDelivery(d.id, 3, 'sent')).then(() => order.push(3)),
+        f.store.transaction((tx) => tx.deleteSubscription(h, 'c', 'x')).then(() => order.push(4)),
+        f.store.transaction((tx) => { tx.addInboundQos2({ hub: h, clientId: 'c', packetId: 5 }); tx.deleteInboundQos2(h, 'c', 5); tx.addInboundQos2({ hub: h, clientId: 'c', packetId: 5 }); }).then(() => order.push(5)),
+      ]);
+      assert.deepEqual(order, [1, 2, 3, 4, 5]);
+      const s = await f.store.load();
+      assert.equal(s.subscriptions.filter((x) => x.hub === h).length, 0);
+      assert.deepEqual(s.deliveries.filter((x) => x.hub === h), [{ ...d, packetId: 3, state: 'sent' }]);
+      assert.deepEqual(s.inboundQos2.filter((x) => x.hub === h).map((x) => x.packetId), [5]);
+    });
+
+    test('a delivery enqueued and deleted in one batch leaves nothing; a session deleted then re-created starts empty', async () => {
+      const h = hub();
+      const m = message(h, 't');
+      const d = delivery(h, 'c', m);
+      await f.store.transaction((tx) => { tx.putSession(session(h, 'c')); tx.putSubscription(sub(h, 'c', 'old')); });
+      await Promise.all([
+        f.store.transaction((tx) => { tx.insertMessage(m); tx.enqueueDeliveries([d]); }),
+        f.store.transaction((tx) => tx.deleteDelivery(d.id)),
+        f.store.transaction((tx) => { tx.deleteSession(h, 'c'); tx.putSession(session(h, 'c', { expiryIntervalSec: 7 })); tx.putSubscription(sub(h, 'c', 'new')); }),
+      ]);
+      const s = await f.store.load();
+      assert.equal(s.deliveries.filter((x) => x.hub === h).length, 0);
+      assert.deepEqual(s.sessions.filter((x) => x.hub === h).map((x) => x.expiryIntervalSec), [7]);
+      assert.deepEqual(s.subscriptions.filter((x) => x.hub === h).map((x) => x.topicFilter), ['new']);
+    });
+
+    test('retained messages: put, replace, delete', async () => {
+      const h = hub();
+      await f.store.transaction((tx) => { tx.putRetained(message(h, 'r/1', { retain: true })); tx.putRetained(message(h, 'r/2', { retain: true, qos: 2 })); });
+      await f.store.transaction((tx) => tx.putRetained(message(h, 'r/1', { retain: true, payload: Buffer.from('new') })));
+      await f.store.transaction((tx) => tx.deleteRetained(h, 'r/2'));
+      const s = await f.store.load();
+      const r = s.retained.filter((x) => x.hub === h);
+      assert.equal(r.length, 1);
+      assert.equal(r[0]!.topicName, 'r/1');
+      assert.equal(r[0]!.payload.toString(), 'new');
+      assert.equal(r[0]!.retain, true);
+    });
+
+    test('session updates replace the stored record', async () => {
+      const h = hub();
+      await f.store.transaction((tx) => tx.putSession(session(h, 'c')));
+      await f.store.transaction((tx) => tx.putSession(session(h, 'c', { connectedAtMs: null, disconnectedAtMs: 4242, expiryIntervalSec: 0xffffffff })));
+      const s = await f.store.load();
+      assert.deepEqual(s.sessions.filter((x) => x.hub === h), [session(h, 'c', { connectedAtMs: null, disconnectedAtMs: 4242, expiryIntervalSec: 0xffffffff })]);
+    });
+
+    test('audit events are appended through units of work', async () => {
+      const h = hub();
+      await f.store.transaction((tx) => {
+        tx.appendAudit({ hub: h, event: 'connect', clientId: 'c', atMs: 1_700_000_000_000, detail: { method: 'anonymous' } });
+        tx.appendAudit({ hub: h, event: 'connect_refused', clientId: 'd', reasonCode: 0x87, atMs: 1_700_000_000_001 });
+      });
+      assert.deepEqual(await f.readAudit(h), [
+        { event: 'connect', clientId: 'c', reasonCode: undefined },
+        { event: 'connect_refused', clientId: 'd', reasonCode: 0x87 },
+      ]);
+    });
+  });
+}
