@@ -13,6 +13,8 @@ export class Hub {
   readonly tree = new TopicTree<RouteEntry>();
   readonly sharedGroups = new Map<string, SharedGroup>();
   readonly retained = new RetainedTree<Message>();
+  /** Session opens whose commit is in flight, by client id (the per-client-id lock). */
+  readonly opening = new Map<string, Promise<void>>();
 
   constructor(name: string) {
     this.name = name;

@@ -4,6 +4,7 @@ import { once } from 'node:events';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
+import { createTestDatabase } from './database.ts';
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -23,9 +24,25 @@ export interface BrokerProcess {
   kill(): Promise<void>;
 }
 
-/** Start `src/main.ts` with extra CLI args; resolves once it logs its bound ports. */
-export async function startBroker(args: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<BrokerProcess> {
-  const proc = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', '--http-port', '0', '--mqtt-port', '0', ...args], {
+export interface StartOptions {
+  /** Reuse this database (e.g. to restart on the same state); default: a fresh database per start. */
+  databaseUrl?: string;
+}
+
+/**
+ * Start `src/main.ts` with extra CLI args; resolves once it logs its bound ports. Unless the args
+ * choose a store or database, the broker gets a fresh PostgreSQL database of its own.
+ */
+export async function startBroker(args: string[] = [], env: NodeJS.ProcessEnv = {}, opts: StartOptions = {}): Promise<BrokerProcess & { databaseUrl: string | undefined }> {
+  let databaseUrl = opts.databaseUrl;
+  let dropDatabase: (() => Promise<void>) | undefined;
+  if (!databaseUrl && !args.includes('--store') && !args.includes('--database-url')) {
+    const db = await createTestDatabase();
+    databaseUrl = db.url;
+    dropDatabase = db.drop;
+  }
+  const extra = databaseUrl && !args.includes('--database-url') ? ['--database-url', databaseUrl] : [];
+  const proc = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', '--http-port', '0', '--mqtt-port', '0', ...extra, ...args], {
     cwd: repoRoot,
     env: { ...process.env, TERN_LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -59,8 +76,10 @@ export async function startBroker(args: string[] = [], env: NodeJS.ProcessEnv = 
   const mqttPort = Number(info['mqttPort']);
   const httpPort = Number(info['httpPort']);
   const exited = once(proc, 'exit');
+  // Drop the database once this broker is gone, unless the test keeps it for a restart.
+  if (dropDatabase) void exited.then(() => dropDatabase!().catch(() => undefined));
   return {
-    proc, host, mqttPort, httpPort, logs,
+    proc, host, mqttPort, httpPort, logs, databaseUrl,
     mqttUrl: `mqtt://${host}:${mqttPort}`,
     wsUrl: (hub?: string) => (hub ? `ws://${host}:${httpPort}/clients/mqtt/hubs/${hub}` : `ws://${host}:${httpPort}/mqtt`),
     stop: async () => {

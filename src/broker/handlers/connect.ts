@@ -95,7 +95,27 @@ export function handleConnect(conn: Connection, packet: ConnectPacket): void {
   proceed(result);
 }
 
+/**
+ * Open the session under a per-client-id lock: a CONNECT for a client id whose session is still
+ * being opened (its commit in flight) waits for that open to finish, then takes over.
+ */
 function accept(conn: Connection, packet: ConnectPacket, assigned: string | undefined): void {
+  const hub = conn.broker.hub(conn.info.hub);
+  const previous = hub.opening.get(conn.clientId);
+  if (previous) {
+    conn.after(previous, () => accept(conn, packet, assigned));
+    return;
+  }
+  const opened = openSession(conn, packet, assigned);
+  if (!opened) return;
+  hub.opening.set(conn.clientId, opened);
+  const release = (): void => {
+    if (hub.opening.get(conn.clientId) === opened) hub.opening.delete(conn.clientId);
+  };
+  opened.then(release, release);
+}
+
+function openSession(conn: Connection, packet: ConnectPacket, assigned: string | undefined): Promise<void> | undefined {
   const broker = conn.broker;
   const opts = broker.options;
   const props = packet.properties;
@@ -161,4 +181,5 @@ function accept(conn: Connection, packet: ConnectPacket, assigned: string | unde
     broker.logger.error({ err, clientId: conn.clientId }, 'could not store session');
     refuse(conn, ReasonCode.ServerUnavailable);
   });
+  return committed?.catch(() => undefined);
 }

@@ -1,0 +1,156 @@
+// The zero-setup database (src/store/pg/embedded.ts): initialise once, restart on the same data, adopt
+// the server a SIGKILLed broker left running, and clear a stale postmaster.pid.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
+import { chmod, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import pg from 'pg';
+import { startEmbeddedPostgres, type EmbeddedDatabase } from '../../src/store/pg/embedded.ts';
+import { repoRoot } from '../helpers/broker-process.ts';
+
+interface LogEntry { level: 'info' | 'warn' | 'error'; fields: Record<string, unknown>; msg: string | undefined }
+
+function recordingLogger(): { logger: Parameters<typeof startEmbeddedPostgres>[0]['logger']; entries: LogEntry[] } {
+  const entries: LogEntry[] = [];
+  const at = (level: LogEntry['level']) => (fields: object, msg?: string): void => {
+    entries.push({ level, fields: fields as Record<string, unknown>, msg });
+  };
+  return { logger: { info: at('info'), warn: at('warn'), error: at('error') }, entries };
+}
+
+async function query(url: string, sql: string): Promise<Array<Record<string, unknown>>> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    return (await client.query(sql)).rows as Array<Record<string, unknown>>;
+  } finally {
+    await client.end();
+  }
+}
+
+async function postmasterPid(dataDir: string): Promise<number> {
+  return Number((await readFile(path.join(dataDir, 'pg', 'postmaster.pid'), 'utf8')).split('\n')[0]);
+}
+
+function isRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return false;
+  }
+  try {
+    return !/^\d+ \(.*\) Z/.test(spawnSync('cat', [`/proc/${pid}/stat`], { encoding: 'utf8' }).stdout);
+  } catch {
+    return true;
+  }
+}
+
+describe('embedded postgres', () => {
+  let dataDir: string;
+  const open = new Set<EmbeddedDatabase>();
+  /** postgres PIDs that a SIGKILLed child of ours left behind; killed in after() if a test failed before stopping them */
+  const orphans = new Set<number>();
+
+  async function start(logger = recordingLogger()): Promise<{ db: EmbeddedDatabase; entries: LogEntry[] }> {
+    const db = await startEmbeddedPostgres({ dataDir, logger: logger.logger });
+    open.add(db);
+    return { db, entries: logger.entries };
+  }
+  async function stop(db: EmbeddedDatabase): Promise<void> {
+    await db.stop();
+    open.delete(db);
+  }
+
+  before(async () => {
+    dataDir = await mkdtemp(path.join(tmpdir(), 'tern-embedded-'));
+    // As root the server runs as user postgres, who must be able to enter the temp dir
+    await chmod(dataDir, 0o755);
+  });
+
+  after(async () => {
+    for (const db of open) await db.stop().catch(() => {}); // best effort: the test already failed
+    for (const pid of orphans) if (isRunning(pid)) process.kill(pid, 'SIGKILL');
+    await rm(dataDir, { recursive: true, force: true });
+  });
+
+  test('first start initialises a cluster, keeps its credentials private and serves database tern', async () => {
+    const { db, entries } = await start();
+    assert.ok(entries.some((e) => e.msg === 'embedded postgres: initialised cluster'));
+    assert.ok(entries.some((e) => e.msg === 'embedded postgres: started server'));
+    assert.match(db.url, /^postgres:\/\/tern:[0-9a-f]+@127\.0\.0\.1:\d+\/tern$/);
+    assert.deepEqual(await query(db.url, 'select 1 as one'), [{ one: 1 }]);
+    const [settings] = await query(db.url, "select current_setting('listen_addresses') as l, current_database() as d");
+    assert.deepEqual(settings, { l: '127.0.0.1', d: 'tern' });
+    const credentials = JSON.parse(await readFile(path.join(dataDir, 'pg-credentials.json'), 'utf8')) as Record<string, unknown>;
+    assert.equal(credentials['user'], 'tern');
+    assert.equal((await stat(path.join(dataDir, 'pg-credentials.json'))).mode & 0o777, 0o600);
+    await query(db.url, "create table kept (v text); insert into kept values ('before restart')");
+    const pid = await postmasterPid(dataDir);
+    await stop(db);
+    assert.equal(isRunning(pid), false);
+    assert.equal(existsSync(path.join(dataDir, 'pg', 'postmaster.pid')), false);
+  });
+
+  test('a second start reuses the cluster without initialising it again', async () => {
+    const { db, entries } = await start();
+    assert.equal(entries.some((e) => e.msg === 'embedded postgres: initialised cluster'), false);
+    assert.ok(entries.some((e) => e.msg === 'embedded postgres: started server'));
+    assert.deepEqual(await query(db.url, 'select v from kept'), [{ v: 'before restart' }]);
+    await stop(db);
+  });
+
+  test('after the owning process is SIGKILLed, the next start adopts its still-running server', async () => {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'test/fixtures/embedded-postgres-child.ts', dataDir], {
+      cwd: repoRoot, stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    const exited = once(child, 'exit');
+    const [line] = (await once(createInterface({ input: child.stdout! }), 'line')) as [string];
+    const { url } = JSON.parse(line) as { url: string };
+    const pid = await postmasterPid(dataDir);
+    orphans.add(pid);
+    await query(url, "insert into kept values ('committed before kill -9')");
+    child.kill('SIGKILL');
+    await exited;
+    assert.equal(isRunning(pid), true, 'the server outlives the process that started it');
+
+    const { db, entries } = await start();
+    const adopted = entries.find((e) => e.msg === 'embedded postgres: adopted running server');
+    assert.ok(adopted, `expected adoption, got ${JSON.stringify(entries)}`);
+    assert.equal(adopted.fields['pid'], pid);
+    assert.deepEqual((await query(db.url, 'select v from kept order by v')).map((r) => r['v']), ['before restart', 'committed before kill -9']);
+    await stop(db);
+    assert.equal(isRunning(pid), false, 'stop() ends the adopted server');
+    orphans.delete(pid);
+    assert.equal(existsSync(path.join(dataDir, 'pg', 'postmaster.pid')), false);
+  });
+
+  test('a stale postmaster.pid (its process gone, or not postgres) is removed and the server starts', async () => {
+    const gone = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' });
+    for (const pid of [Number(gone.stdout), process.pid]) {
+      const pidFile = path.join(dataDir, 'pg', 'postmaster.pid');
+      await writeFile(pidFile, `${pid}\n${path.join(dataDir, 'pg')}\n1700000000\n5432\n\n127.0.0.1\n0\nready   \n`);
+      const { db, entries } = await start();
+      const removed = entries.find((e) => e.msg === 'embedded postgres: removed stale postmaster.pid');
+      assert.equal(removed?.fields['pid'], pid);
+      assert.ok(entries.some((e) => e.msg === 'embedded postgres: started server'));
+      assert.equal((await query(db.url, 'select count(*)::int as n from kept'))[0]?.['n'], 2);
+      await stop(db);
+    }
+  });
+
+  test('a cluster whose credentials file is missing fails with a clear error', async () => {
+    const credentials = path.join(dataDir, 'pg-credentials.json');
+    const saved = await readFile(credentials);
+    await rm(credentials);
+    try {
+      await assert.rejects(start(), /cannot read the cluster's credentials from .*pg-credentials\.json.*DATABASE_URL/);
+    } finally {
+      await writeFile(credentials, saved, { mode: 0o600 });
+    }
+  });
+});
