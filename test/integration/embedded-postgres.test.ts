@@ -4,8 +4,8 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import { chmod, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import { existsSync } from 'node:fs';
+import { chmod, mkdir, mkdtemp, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { existsSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
@@ -13,12 +13,12 @@ import pg from 'pg';
 import { startEmbeddedPostgres, type EmbeddedDatabase } from '../../src/store/pg/embedded.ts';
 import { repoRoot } from '../helpers/broker-process.ts';
 
-interface LogEntry { level: 'info' | 'warn' | 'error'; fields: Record<string, unknown>; msg: string | undefined }
+interface LogEntry { level: 'info' | 'warn' | 'error'; fields: Record<string, unknown>; msg: string | undefined; atMs: number }
 
 function recordingLogger(): { logger: Parameters<typeof startEmbeddedPostgres>[0]['logger']; entries: LogEntry[] } {
   const entries: LogEntry[] = [];
   const at = (level: LogEntry['level']) => (fields: object, msg?: string): void => {
-    entries.push({ level, fields: fields as Record<string, unknown>, msg });
+    entries.push({ level, fields: fields as Record<string, unknown>, msg, atMs: Date.now() });
   };
   return { logger: { info: at('info'), warn: at('warn'), error: at('error') }, entries };
 }
@@ -43,11 +43,17 @@ function isRunning(pid: number): boolean {
   } catch {
     return false;
   }
+  // PID 1 here may not reap orphans: a dead one can linger as a zombie
   try {
-    return !/^\d+ \(.*\) Z/.test(spawnSync('cat', [`/proc/${pid}/stat`], { encoding: 'utf8' }).stdout);
+    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
   } catch {
-    return true;
+    return true; // no /proc: kill(0) is all we know
   }
+}
+
+/** The PID of a process that has exited. */
+function deadPid(): number {
+  return Number(spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' }).stdout);
 }
 
 describe('embedded postgres', () => {
@@ -104,7 +110,7 @@ describe('embedded postgres', () => {
     await stop(db);
   });
 
-  test('after the owning process is SIGKILLed, the next start adopts its still-running server', async () => {
+  test('after the owning process is SIGKILLed (not before), the next start adopts its still-running server', async () => {
     const child = spawn(process.execPath, ['--import', 'tsx', 'test/fixtures/embedded-postgres-child.ts', dataDir], {
       cwd: repoRoot, stdio: ['ignore', 'pipe', 'inherit'],
     });
@@ -114,6 +120,8 @@ describe('embedded postgres', () => {
     const pid = await postmasterPid(dataDir);
     orphans.add(pid);
     await query(url, "insert into kept values ('committed before kill -9')");
+    // While its owner lives, the server is not an orphan: a second broker on the same directory is refused
+    await assert.rejects(start(), new RegExp(`in use by the server \\(pid ${pid}\\) of another running process \\(pid ${child.pid}`));
     child.kill('SIGKILL');
     await exited;
     assert.equal(isRunning(pid), true, 'the server outlives the process that started it');
@@ -130,8 +138,7 @@ describe('embedded postgres', () => {
   });
 
   test('a stale postmaster.pid (its process gone, or not postgres) is removed and the server starts', async () => {
-    const gone = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' });
-    for (const pid of [Number(gone.stdout), process.pid]) {
+    for (const pid of [deadPid(), process.pid]) {
       const pidFile = path.join(dataDir, 'pg', 'postmaster.pid');
       await writeFile(pidFile, `${pid}\n${path.join(dataDir, 'pg')}\n1700000000\n5432\n\n127.0.0.1\n0\nready   \n`);
       const { db, entries } = await start();
@@ -140,6 +147,32 @@ describe('embedded postgres', () => {
       assert.ok(entries.some((e) => e.msg === 'embedded postgres: started server'));
       assert.equal((await query(db.url, 'select count(*)::int as n from kept'))[0]?.['n'], 2);
       await stop(db);
+    }
+  });
+
+  test('a stale postmaster.pid is kept while a dead server\'s backends still run in the cluster directory', async () => {
+    // A stand-in backend: a process named postgres whose working directory is the cluster, as real backends' is
+    const link = path.join(dataDir, 'bin', 'postgres');
+    await mkdir(path.dirname(link), { recursive: true });
+    await symlink(process.execPath, link);
+    const backend = spawn(link, ['-e', 'setInterval(() => {}, 60_000)'], { cwd: path.join(dataDir, 'pg'), stdio: 'ignore' });
+    const backendExited = once(backend, 'exit');
+    await once(backend, 'spawn');
+    await writeFile(path.join(dataDir, 'pg', 'postmaster.pid'), `${deadPid()}\n${path.join(dataDir, 'pg')}\n1700000000\n5432\n\n127.0.0.1\n0\nready   \n`);
+    const starting = start();
+    let killedAtMs = 0;
+    // The start must not go ahead while the backend lives; let it wait a moment, then end the backend
+    const timer = setTimeout(() => { killedAtMs = Date.now(); backend.kill('SIGKILL'); }, 500);
+    try {
+      const { db, entries } = await starting;
+      const removed = entries.find((e) => e.msg === 'embedded postgres: removed stale postmaster.pid');
+      assert.ok(removed && killedAtMs > 0 && removed.atMs >= killedAtMs, 'the pid file was removed only after the backend was gone');
+      assert.equal((await query(db.url, 'select count(*)::int as n from kept'))[0]?.['n'], 2);
+      await stop(db);
+    } finally {
+      clearTimeout(timer);
+      if (backend.exitCode === null && backend.signalCode === null) backend.kill('SIGKILL');
+      await backendExited;
     }
   });
 

