@@ -147,7 +147,12 @@ export class Broker {
         packetId: 0, state: 'queued',
       };
       pairs.push([s, d]);
-      if (s.persistent && d.qos > 0) (records ??= []).push(toDeliveryRecord(s, d));
+      if (s.persistent && d.qos > 0) {
+        // Online with room in its window: take the packet id now, so the row is stored as in flight
+        // and the PUBLISH can leave right after this one commit.
+        this.deliveries.reserve(s, d);
+        (records ??= []).push(toDeliveryRecord(s, d));
+      }
     }
     const retain = message.retain && this.options.retainAvailable;
     let committed: Promise<void> | undefined;
@@ -173,7 +178,10 @@ export class Broker {
           else hub.retained.delete(message.topicName);
         }
         const cache: EncodeCache = new Map();
-        for (const [s, d] of pairs) this.deliveries.enqueue(s, d, cache);
+        for (const [s, d] of pairs) {
+          if (d.state === 'queued') this.deliveries.enqueue(s, d, cache);
+          else this.deliveries.sendReserved(s, d, cache);
+        }
       },
     };
   }

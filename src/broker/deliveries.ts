@@ -77,6 +77,27 @@ export class Deliveries {
     }
   }
 
+  /**
+   * For a persistent session that is connected, idle and has room in its window: assign the
+   * packet id and put `d` in flight before its row is stored, so no second commit is needed.
+   */
+  reserve(session: Session, d: Delivery): void {
+    const conn = session.connection;
+    if (!conn || conn.state !== 'connected' || conn.isBackpressured || session.queue.length > 0) return;
+    if (session.inflight.size >= conn.sendQuota) return;
+    d.packetId = session.packetIds.allocate(session.inflight);
+    if (d.packetId === 0) return;
+    d.state = 'sent';
+    session.inflight.set(d.packetId, d);
+  }
+
+  /** Send a delivery reserved by `reserve` once its row is committed (a resume resends it otherwise). */
+  sendReserved(session: Session, d: Delivery, cache?: EncodeCache): void {
+    const conn = session.connection;
+    if (!conn || conn.state !== 'connected' || session.inflight.get(d.packetId) !== d) return;
+    conn.sendDelivery(d, false, cache);
+  }
+
   /** The client acknowledged (or the broker discarded) an in-flight delivery. */
   complete(session: Session, d: Delivery): void {
     if (session.inflight.get(d.packetId) === d) session.inflight.delete(d.packetId);

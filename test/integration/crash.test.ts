@@ -17,6 +17,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { MqttClient } from 'mqtt';
 import type { IPublishPacket, Packet } from 'mqtt-packet';
+import pg from 'pg';
 import { startBroker, type BrokerProcess } from '../helpers/broker-process.ts';
 import { close, uniqueId, type Transport, type Version } from '../helpers/clients.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
@@ -52,6 +53,63 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 
 function persistentConnect(version: Version, clientId: string, extra: Record<string, unknown> = {}): { clientId: string; clean: false; properties?: Record<string, number> } {
   return { clientId, clean: false, ...(version === 5 ? { properties: { sessionExpiryInterval: EXPIRY, ...extra } } : {}) };
+}
+
+/**
+ * SIGKILL the broker while PostgreSQL is applying one of its COMMITs. A deferred constraint trigger
+ * (installed now, removed before returning) makes every COMMIT that stores messages sleep; one such
+ * COMMIT is let through (the next batch grows meanwhile), and once the broker's backend is seen
+ * sleeping in the following one, the broker is frozen (SIGSTOP), the COMMIT is left to finish, then
+ * the broker gets SIGKILL. So the batch is durable while none of its acknowledgements,
+ * nor anything that waited for it, ever left the broker: the "stored, not acknowledged" crash window,
+ * which a plain kill at a random moment rarely hits (a COMMIT takes well under a millisecond here).
+ */
+async function killDuringCommit(broker: BrokerProcess, url: string): Promise<string> {
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  try {
+    await c.query(`CREATE OR REPLACE FUNCTION tern_test_slow_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        IF coalesce(current_setting('tern_test.slept', true), '') = '' THEN
+          PERFORM set_config('tern_test.slept', '1', true);
+          PERFORM pg_sleep(0.3);
+        END IF;
+        RETURN NULL;
+      END $$`);
+    await c.query(`CREATE CONSTRAINT TRIGGER tern_test_slow_commit AFTER INSERT ON messages
+      DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION tern_test_slow_commit()`);
+    const inCommit = `SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'tern'
+      AND state = 'active' AND query = 'COMMIT' AND wait_event = 'PgSleep'`;
+    const sleepingCommit = async (): Promise<number> => {
+      const deadline = Date.now() + 10_000;
+      for (;;) {
+        const rows = (await c.query(inCommit)).rows as Array<{ pid: number }>;
+        if (rows.length > 0) return rows[0]!.pid;
+        if (Date.now() > deadline) throw new Error('the broker committed no message within 10 s');
+      }
+    };
+    /** Resolve once `backend` no longer runs that COMMIT (with `anyStatement`: runs nothing). */
+    const finished = async (backend: number, anyStatement: boolean): Promise<void> => {
+      const deadline = Date.now() + 5000;
+      const sql = `SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND state = 'active'${anyStatement ? '' : ` AND query = 'COMMIT' AND wait_event = 'PgSleep'`}`;
+      while ((await c.query(sql, [backend])).rows.length > 0) {
+        if (Date.now() > deadline) throw new Error('a COMMIT did not finish within 5 s');
+        await sleep(5);
+      }
+    };
+    // Let one slow COMMIT pass, so that the next batch grows while it sleeps; freeze during that next one
+    await finished(await sleepingCommit(), false);
+    const pid = await sleepingCommit();
+    broker.proc.kill('SIGSTOP');
+    const started = Date.now();
+    await finished(pid, true);
+    await broker.kill();
+    return `frozen during a COMMIT (backend ${pid}), killed after it finished (${Date.now() - started} ms later)`;
+  } finally {
+    await c.query('DROP TRIGGER IF EXISTS tern_test_slow_commit ON messages').catch(() => undefined);
+    await c.query('DROP FUNCTION IF EXISTS tern_test_slow_commit()').catch(() => undefined);
+    await c.end();
+  }
 }
 
 interface Receipt { life: 0 | 1; qos: number; dup: boolean; packetId: number }
@@ -308,6 +366,10 @@ describe('kill -9 under load', { concurrency: false }, () => {
   let willBForLateSubscriber: Array<{ topic: string; payload: string; retain: boolean }> = [];
   let timings: Record<string, number> = {};
   let atKill = '';
+  const ackedBeforeCrash = new Set<string>();
+  const storedAtCrash = new Set<string>();
+  let deliveriesAtCrash = '';
+  let crashWindow = '';
 
   before(async () => {
     const t0 = Date.now();
@@ -393,20 +455,32 @@ describe('kill -9 under load', { concurrency: false }, () => {
     const timer = setTimeout(() => kill!(), 40_000);
     await killed;
     clearTimeout(timer);
-    // The publishers keep streaming until their connections drop
     acksAtKill = acks;
-    const snapshot = publishers.map((p) => `${p.name} sent ${p.sent.size} acked ${p.acked.size} finished ${p.finished.size}`);
-    await b1.kill();
+    // kill -9 at the worst instant: while a batch's COMMIT is being applied by PostgreSQL, so that it
+    // ends up stored although no acknowledgement for it can leave any more.
+    crashWindow = await killDuringCommit(b1, db.url);
     for (const p of publishers) p.stop();
     timings['killAt'] = Date.now() - loadStart;
-    atKill = snapshot.join('; ');
-    timings['loadMs'] = Date.now() - loadStart;
     assert.ok(acksAtKill >= killAt, `only ${acksAtKill} of ${killAt} acknowledgements arrived within 40 s`);
 
     // Every connection sees the crash; whatever arrived until then counts as before the crash
     await Promise.all([...subscribers.filter((s) => s.online), ...publishers].map((x) => x.peer!.whenClosed(5000)));
     await until(() => mqttClients.every((c) => !c.connected), 5000, () => 'MQTT.js clients still connected');
     willsBeforeCrash = watchInbox.items.map((m) => `${m.topic}:${m.payload}`);
+    atKill = publishers.map((p) => `${p.name} sent ${p.sent.size} acked ${p.acked.size} finished ${p.finished.size}`).join('; ');
+    for (const p of publishers) for (const seq of p.acked) ackedBeforeCrash.add(p.id(seq));
+    // What the dead broker left in the database: the oracle for "stored" (messages stay until garbage
+    // collection, which only takes rows older than a minute)
+    const client = new pg.Client({ connectionString: db.url });
+    await client.connect();
+    try {
+      const rows = (await client.query(`SELECT convert_from(payload, 'UTF8') AS id FROM messages WHERE topic_name LIKE $1`, [`${LOAD}/%`])).rows as Array<{ id: string }>;
+      for (const r of rows) storedAtCrash.add(r.id);
+      const d = (await client.query(`SELECT state, count(*)::int AS n FROM deliveries GROUP BY state ORDER BY state`)).rows as Array<{ state: string; n: number }>;
+      deliveriesAtCrash = d.map((r) => `${r.state} ${r.n}`).join(', ');
+    } finally {
+      await client.end();
+    }
 
     // Restart on the same database
     const t1 = Date.now();
@@ -470,11 +544,13 @@ describe('kill -9 under load', { concurrency: false }, () => {
   test('counts', (t) => {
     t.diagnostic(`timings ${JSON.stringify(timings)}`);
     t.diagnostic(`killed after ${acksAtKill} acknowledgements (trigger ${killAt} of ${4 * PER_PUBLISHER} messages); publishers then: ${atKill}`);
-    const deliveredAnywhere = new Set(subscribers.flatMap((s) => [...s.delivered.keys()]));
+    t.diagnostic(`crash: ${crashWindow}`);
+    t.diagnostic(`in the database after the kill: ${storedAtCrash.size} load messages; deliveries by state: ${deliveriesAtCrash}`);
     for (const p of publishers) {
-      const unackedButStored = [...p.sent].filter((seq) => !(p.acked.has(seq) && !p.ackedAfterRestart.has(seq)) && deliveredAnywhere.has(p.id(seq))).length;
+      const ids = [...p.sent].map((seq) => p.id(seq));
+      const storedNotAcked = ids.filter((id) => storedAtCrash.has(id) && !ackedBeforeCrash.has(id)).length;
       t.diagnostic(`${p.name}: sent ${p.sent.size}, acknowledged ${p.acked.size} (${p.ackedAfterRestart.size} of them after the restart), finished ${p.finished.size}; `
-        + `resent after restart: ${p.resentPublishes} PUBLISH, ${p.resentPubrels} PUBREL; not acknowledged before the crash yet delivered (stored, ack lost): ${unackedButStored}`);
+        + `resent after restart: ${p.resentPublishes} PUBLISH, ${p.resentPubrels} PUBREL; stored before the crash but not acknowledged: ${storedNotAcked}`);
     }
     for (const s of subscribers) {
       const all = [...s.publishes.values()];
@@ -485,6 +561,10 @@ describe('kill -9 under load', { concurrency: false }, () => {
     }
     assert.ok(expected.size >= killAt, 'the crash happened with messages acknowledged');
     assert.ok(subscribers.filter((s) => s.online).every((s) => s.receivedBeforeCrash > WINDOW), 'online subscribers received messages before the crash');
+  });
+
+  test('[§3.1] every message acknowledged before the crash was in the database when the broker died', () => {
+    assert.deepEqual([...ackedBeforeCrash].filter((id) => !storedAtCrash.has(id)), []);
   });
 
   test('[§3.1] every acknowledged message reaches every persistent subscriber, across the crash', (t) => {

@@ -59,6 +59,7 @@ export class PgStore implements Store {
   /** Commits performed and units committed, for metrics and tests. */
   commits = 0;
   units = 0;
+  #commitMs = 0;
 
   constructor(opts: PgStoreOptions) {
     this.#logger = opts.logger;
@@ -98,6 +99,7 @@ export class PgStore implements Store {
       await new Promise((r) => setTimeout(r, 5));
     }
     await this.#pool.end();
+    this.#logger.info({ commits: this.commits, units: this.units, unitsPerCommit: this.commits ? +(this.units / this.commits).toFixed(1) : 0, commitMs: this.commits ? +(this.#commitMs / this.commits).toFixed(2) : 0 }, 'PostgreSQL store closed');
   }
 
   transaction(build: (tx: UnitOfWork) => void): Promise<void> {
@@ -119,7 +121,9 @@ export class PgStore implements Store {
       this.#open = new Batch();
       this.#waiters = [];
       try {
+        const t0 = performance.now();
         await this.#apply(batch);
+        this.#commitMs += performance.now() - t0;
         this.commits++;
         this.units += waiters.length;
         if (!this.#healthy) {
