@@ -30,18 +30,12 @@ export class PacketReader {
   #length = 0;
   /** Total size of the packet at the head of the buffer, once its fixed header is known. */
   #needed = -1;
-  #parser: Parser;
-  #decoded: WirePacket | undefined;
-  #parseError: Error | undefined;
   #sawConnect = false;
   #version: ProtocolVersion | undefined;
   maxPacketBytes: number;
 
   constructor(maxPacketBytes: number) {
     this.maxPacketBytes = maxPacketBytes;
-    this.#parser = mqttPacket.parser();
-    this.#parser.on('packet', (p: WirePacket) => { this.#decoded = p; });
-    this.#parser.on('error', (e: Error) => { this.#parseError = e; });
   }
 
   /** Protocol version learned from CONNECT (undefined before it). */
@@ -93,17 +87,7 @@ export class PacketReader {
     }
     if (type === PUBLISH) checkPublishTopicBytes(bytes);
     checkFraming(bytes, this.#version);
-    this.#decoded = undefined;
-    this.#parseError = undefined;
-    try {
-      this.#parser.parse(bytes);
-    } catch (e) {
-      this.#parseError = e as Error;
-    }
-    if (this.#parseError || !this.#decoded) {
-      throw new MqttError(ReasonCode.MalformedPacket, this.#parseError?.message ?? 'incomplete packet');
-    }
-    const wire = this.#decoded as WirePacket;
+    const wire = parseWhole(bytes, this.#version ?? 4);
     if ('properties' in wire) checkRepeatedProperties(wire.properties);
     if (wire.cmd === 'connect') checkRepeatedProperties(wire.will?.properties);
     const packet = fromWire(wire);
@@ -113,6 +97,51 @@ export class PacketReader {
     }
     return { kind: 'packet', packet };
   }
+}
+
+/**
+ * mqtt-packet parsers shared by every connection, one per protocol version: the reader hands
+ * them exactly one whole packet at a time, so they hold no state between calls and a
+ * connection costs no parser of its own.
+ */
+interface SharedParser {
+  parser: Parser & { settings: object; _pos: number; _resetState(): void };
+  decoded: WirePacket | undefined;
+  error: Error | undefined;
+}
+const sharedParsers = new Map<ProtocolVersion, SharedParser>();
+
+function parseWhole(bytes: Buffer, version: ProtocolVersion): WirePacket {
+  let sp = sharedParsers.get(version);
+  if (!sp) {
+    const created: SharedParser = {
+      parser: mqttPacket.parser({ protocolVersion: version }) as SharedParser['parser'], decoded: undefined, error: undefined,
+    };
+    created.parser.on('packet', (p: WirePacket) => { created.decoded = p; });
+    created.parser.on('error', (e: Error) => { created.error = e; });
+    sharedParsers.set(version, created);
+    sp = created;
+  }
+  sp.decoded = undefined;
+  sp.error = undefined;
+  let rest = 0;
+  try {
+    rest = sp.parser.parse(bytes);
+  } catch (e) {
+    sp.error = e as Error;
+  }
+  const decoded = sp.decoded as WirePacket | undefined;
+  const error = sp.error as Error | undefined;
+  // Parsing CONNECT switches the parser to that packet's settings; parsing may also stop early.
+  if (decoded?.cmd === 'connect' || error || rest !== 0 || !decoded) {
+    // _resetState leaves the read offset behind, which the next header parse would use
+    sp.parser._resetState();
+    sp.parser._pos = 0;
+    sp.parser.settings = { protocolVersion: version };
+  }
+  if (error || !decoded) throw new MqttError(ReasonCode.MalformedPacket, error?.message ?? 'incomplete packet');
+  if (rest !== 0) throw new MqttError(ReasonCode.MalformedPacket, `${rest} unexpected bytes after the packet`);
+  return decoded;
 }
 
 /** Total packet length from a fixed header, or undefined if more bytes are needed. */

@@ -295,3 +295,59 @@ describe('PostgreSQL outage', { concurrency: false }, () => {
     assert.equal(connack.sessionPresent, false, 'the refused CONNECT must not have left a session behind');
   });
 });
+
+// PostgreSQL refusing the rows of one unit of work (here: U+0000 in a user property, which jsonb
+// cannot store) fails the commit of the whole group-commit batch. That must cost only the offending
+// message, not the acknowledgements of every other client whose units shared the batch (3.1.1 clients
+// even lose their connection when a publish cannot be stored).
+describe('PostgreSQL refuses one unit of work', { concurrency: false }, () => {
+  let broker: BrokerProcess;
+  const peers: Client[] = [];
+  after(async () => {
+    for (const c of peers) c.peer?.destroy();
+    await broker?.stop();
+  });
+
+  test('the other units of its batch are committed and acknowledged; only the refused message fails', async (t) => {
+    broker = await startBroker();
+    const topic = `refused/${run}`;
+    const sub = new Client('refused-sub', 'tcp', 5);
+    const good5 = new Client('good-v5', 'tcp', 5);
+    const good4 = new Client('good-v4', 'ws', 4);
+    const bad = new Client('bad-v5', 'tcp', 5);
+    peers.push(sub, good5, good4, bad);
+    assert.equal(connackCode(await sub.connect(broker, true)), 0);
+    assert.deepEqual(await sub.subscribe(`${topic}/#`, 1), [1]);
+    for (const c of [good5, good4, bad]) assert.equal(connackCode(await c.connect(broker, false)), 0);
+
+    const n = 200;
+    const acks: Record<string, Promise<number | undefined>[]> = { good5: [], good4: [] };
+    let badAck: Promise<number | undefined> | undefined;
+    for (let i = 0; i < n; i++) {
+      acks['good5']!.push(good5.publish(`${topic}/v5`, `v5-${i}`, 1));
+      acks['good4']!.push(good4.publish(`${topic}/v4`, `v4-${i}`, 1));
+      if (i === n / 2) {
+        const messageId = 1;
+        badAck = bad.peer.waitFor((p) => p.cmd === 'puback', 'PUBACK for the refused message', 10_000)
+          .then((p) => (p as Extract<Packet, { cmd: 'puback' }>).reasonCode ?? 0, () => undefined);
+        bad.peer.send({
+          cmd: 'publish', topic: `${topic}/bad`, payload: Buffer.from('bad'), qos: 1, retain: false, dup: false, messageId,
+          properties: { userProperties: { k: 'x\u0000y' } },
+        });
+      }
+    }
+    const codes5 = await Promise.all(acks['good5']!.map((p) => p.catch((e: Error) => e.message)));
+    const codes4 = await Promise.all(acks['good4']!.map((p) => p.catch((e: Error) => e.message)));
+    const badCode = await badAck;
+    const count = (xs: Array<number | string | undefined>): Record<string, number> =>
+      xs.reduce<Record<string, number>>((m, x) => { m[String(x)] = (m[String(x)] ?? 0) + 1; return m; }, {});
+    t.diagnostic(`good 5.0 publisher: ${JSON.stringify(count(codes5))}; good 3.1.1 publisher: ${JSON.stringify(count(codes4))}; refused message: ${badCode === undefined ? 'no PUBACK (connection closed)' : `PUBACK 0x${badCode.toString(16)}`}`);
+    assert.deepEqual(count(codes5), { 0: n }, 'every 5.0 publish acknowledged with success');
+    assert.deepEqual(count(codes4), { 0: n }, 'every 3.1.1 publish acknowledged');
+    assert.ok(badCode === undefined || badCode >= 0x80, 'the message that could not be stored is not acknowledged with success');
+    const want = [...Array.from({ length: n }, (_, i) => `v5-${i}`), ...Array.from({ length: n }, (_, i) => `v4-${i}`)].sort();
+    await sub.until(() => sub.received.length >= 2 * n, `${2 * n} messages`);
+    await sleep(200);
+    assert.deepEqual(sub.payloads().sort(), want, 'the subscriber got every acknowledged message once, and not the refused one');
+  });
+});

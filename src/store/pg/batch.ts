@@ -122,3 +122,54 @@ export class Batch implements UnitOfWork {
 export function isDeleted(x: object): x is { deleted: true } {
   return (x as { deleted?: boolean }).deleted === true;
 }
+
+/** One call made on a unit of work, with its arguments. */
+export type UnitOp = { [K in keyof UnitOfWork]: [K, Parameters<UnitOfWork[K]>] }[keyof UnitOfWork];
+
+/**
+ * The unit of work handed to one `transaction` builder: applies each call to the shared batch and
+ * records it, so that the unit can be applied again on its own (`replay`) should PostgreSQL refuse
+ * the batch because of one unit's data. Arguments are kept by reference; callers pass fresh records.
+ */
+export class RecordingUnit implements UnitOfWork {
+  readonly ops: UnitOp[] = [];
+  readonly #batch: Batch;
+
+  constructor(batch: Batch) {
+    this.#batch = batch;
+  }
+
+  putSession(s: SessionRecord): void { this.ops.push(['putSession', [s]]); this.#batch.putSession(s); }
+  deleteSession(hub: string, clientId: string): void { this.ops.push(['deleteSession', [hub, clientId]]); this.#batch.deleteSession(hub, clientId); }
+  putSubscription(s: SubscriptionRecord): void { this.ops.push(['putSubscription', [s]]); this.#batch.putSubscription(s); }
+  deleteSubscription(hub: string, clientId: string, topicFilter: string): void {
+    this.ops.push(['deleteSubscription', [hub, clientId, topicFilter]]);
+    this.#batch.deleteSubscription(hub, clientId, topicFilter);
+  }
+  insertMessage(m: Message): void { this.ops.push(['insertMessage', [m]]); this.#batch.insertMessage(m); }
+  enqueueDeliveries(ds: DeliveryRecord[]): void { this.ops.push(['enqueueDeliveries', [ds]]); this.#batch.enqueueDeliveries(ds); }
+  updateDelivery(id: number, packetId: number, state: DeliveryState): void {
+    this.ops.push(['updateDelivery', [id, packetId, state]]);
+    this.#batch.updateDelivery(id, packetId, state);
+  }
+  deleteDelivery(id: number): void { this.ops.push(['deleteDelivery', [id]]); this.#batch.deleteDelivery(id); }
+  putRetained(m: Message): void { this.ops.push(['putRetained', [m]]); this.#batch.putRetained(m); }
+  deleteRetained(hub: string, topicName: string): void { this.ops.push(['deleteRetained', [hub, topicName]]); this.#batch.deleteRetained(hub, topicName); }
+  putWill(w: WillRecord): void { this.ops.push(['putWill', [w]]); this.#batch.putWill(w); }
+  deleteWill(hub: string, clientId: string): void { this.ops.push(['deleteWill', [hub, clientId]]); this.#batch.deleteWill(hub, clientId); }
+  addInboundQos2(r: { hub: string; clientId: string; packetId: number }): void { this.ops.push(['addInboundQos2', [r]]); this.#batch.addInboundQos2(r); }
+  deleteInboundQos2(hub: string, clientId: string, packetId: number): void {
+    this.ops.push(['deleteInboundQos2', [hub, clientId, packetId]]);
+    this.#batch.deleteInboundQos2(hub, clientId, packetId);
+  }
+  appendAudit(e: AuditEvent): void { this.ops.push(['appendAudit', [e]]); this.#batch.appendAudit(e); }
+}
+
+/** A fresh batch holding the net effect of the recorded units, applied in order. */
+export function replay(units: ReadonlyArray<readonly UnitOp[]>): Batch {
+  const b = new Batch();
+  for (const ops of units) {
+    for (const [name, args] of ops) (b[name] as (...a: unknown[]) => void).apply(b, args);
+  }
+  return b;
+}

@@ -11,7 +11,7 @@ import {
   StoreError, type DeliveryRecord, type DeliveryState, type SessionRecord, type StoredState, type Store,
   type SubscriptionRecord, type UnitOfWork, type WillRecord,
 } from '../store.ts';
-import { Batch, isDeleted } from './batch.ts';
+import { Batch, isDeleted, RecordingUnit, replay, type UnitOp } from './batch.ts';
 
 const migrationsFolder = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../migrations');
 
@@ -25,6 +25,29 @@ export interface PgStoreOptions {
 }
 
 type Row = Record<string, unknown>;
+
+/** A unit of work waiting for its commit, with what it wrote (to commit it alone if need be). */
+interface Waiter {
+  ops: readonly UnitOp[];
+  resolve: () => void;
+  reject: (e: unknown) => void;
+}
+
+/**
+ * SQLSTATE classes of errors caused by the rows written rather than by the connection or the
+ * server's state: cardinality (21), data exception (22, e.g. U+0000 in text or jsonb), integrity
+ * constraint (23), program limit exceeded (54, e.g. a key too long for its index).
+ */
+const DATA_ERROR_CLASSES = new Set(['21', '22', '23', '54']);
+
+function isDataError(e: unknown): boolean {
+  const code = (e as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && code.length === 5 && DATA_ERROR_CLASSES.has(code.slice(0, 2));
+}
+
+function toStoreError(e: unknown): StoreError {
+  return e instanceof StoreError ? e : new StoreError(`commit failed: ${(e as Error).message}`, { cause: e });
+}
 
 /** int8 as a JS number (ids and epoch milliseconds fit in 53 bits). */
 const types = {
@@ -51,7 +74,7 @@ export class PgStore implements Store {
   readonly #pool: pg.Pool;
   readonly #logger: PgStoreOptions['logger'];
   #open: Batch = new Batch();
-  #waiters: Array<{ resolve: () => void; reject: (e: unknown) => void }> = [];
+  #waiters: Waiter[] = [];
   #committing = false;
   #healthy = true;
   #closed = false;
@@ -106,9 +129,10 @@ export class PgStore implements Store {
     if (this.#closed && !this.#committing && this.#waiters.length === 0) {
       return Promise.reject(new StoreError('store is closed'));
     }
-    build(this.#open);
+    const unit = new RecordingUnit(this.#open);
+    build(unit);
     return new Promise<void>((resolve, reject) => {
-      this.#waiters.push({ resolve, reject });
+      this.#waiters.push({ ops: unit.ops, resolve, reject });
       if (!this.#committing) void this.#commit();
     });
   }
@@ -132,15 +156,59 @@ export class PgStore implements Store {
         }
         for (const w of waiters) w.resolve();
       } catch (e) {
-        if (this.#healthy) {
-          this.#healthy = false;
-          this.#logger.error({ err: e }, 'commit failed; acknowledgements are withheld until PostgreSQL answers again');
-        }
-        const err = e instanceof StoreError ? e : new StoreError(`commit failed: ${(e as Error).message}`, { cause: e });
-        for (const w of waiters) w.reject(err);
+        // One unit's rows refused (not a lost connection): that must not fail the other units with it
+        if (waiters.length > 1 && isDataError(e)) await this.#isolate(waiters);
+        else this.#fail(waiters, e);
       }
     }
     this.#committing = false;
+  }
+
+  #fail(waiters: readonly Waiter[], e: unknown): void {
+    if (isDataError(e)) {
+      this.#logger.error({ err: e }, 'PostgreSQL refused the rows of a unit of work; that unit alone fails');
+    } else if (this.#healthy) {
+      this.#healthy = false;
+      this.#logger.error({ err: e }, 'commit failed; acknowledgements are withheld until PostgreSQL answers again');
+    }
+    const err = toStoreError(e);
+    for (const w of waiters) w.reject(err);
+  }
+
+  /**
+   * PostgreSQL refused a batch because of the data of some unit (say a user property holding U+0000,
+   * which jsonb cannot store). Bisect: commit each half on its own, down to single units, so that
+   * only the offending units fail; the others are committed and resolve, still in submission order.
+   * A failure of another kind on the way fails the units not settled yet, as a failed commit does.
+   */
+  async #isolate(waiters: readonly Waiter[]): Promise<void> {
+    let settled = 0;
+    const commitRange = async (lo: number, hi: number): Promise<void> => {
+      try {
+        await this.#apply(replay(waiters.slice(lo, hi).map((w) => w.ops)));
+      } catch (e) {
+        if (!isDataError(e)) throw e;
+        if (hi - lo === 1) {
+          this.#logger.error({ err: e }, 'PostgreSQL refused the rows of a unit of work; that unit alone fails');
+          waiters[lo]!.reject(toStoreError(e));
+          settled = hi;
+          return;
+        }
+        const mid = (lo + hi) >> 1;
+        await commitRange(lo, mid);
+        await commitRange(mid, hi);
+        return;
+      }
+      this.commits++;
+      this.units += hi - lo;
+      for (let i = lo; i < hi; i++) waiters[i]!.resolve();
+      settled = hi;
+    };
+    try {
+      await commitRange(0, waiters.length);
+    } catch (e) {
+      this.#fail(waiters.slice(settled), e);
+    }
   }
 
   async #apply(b: Batch): Promise<void> {

@@ -282,3 +282,17 @@ describe('PacketReader framing', () => {
     assert.throws(() => feed(connectedReader(4), hex('90 03 0001 00')), isMqttError(ReasonCode.ProtocolError)); // SUBACK
   });
 });
+
+describe('shared parsers', () => {
+  test('a malformed packet on one connection leaves no state behind for the others', () => {
+    const good = new PacketReader(MAX);
+    const bad = new PacketReader(MAX);
+    feed(good, hex(connectBytes[4]));
+    assert.throws(() => feed(bad, hex('10 0e 0004 4d515454 04 03 003c 0002 6331')), isMqttError(ReasonCode.MalformedPacket));
+    const [r] = feed(good, hex('30 05 0001 61 6869'));
+    assert.equal(r?.kind, 'packet');
+    assert.deepEqual(r?.kind === 'packet' && r.packet.type === 'publish' ? [r.packet.topicName, r.packet.payload.toString()] : [], ['a', 'hi']);
+    const [c] = feed(new PacketReader(MAX), hex(connectBytes[5]));
+    assert.equal(c?.kind === 'packet' && c.packet.type === 'connect' ? c.packet.protocolVersion : 0, 5);
+  });
+});
