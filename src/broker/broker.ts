@@ -77,13 +77,16 @@ export class Broker {
 
   /** Rebuild memory from the store and start the keep-alive sweep. */
   async start(): Promise<void> {
+    const t0 = performance.now();
     const state = await this.store.load();
+    const loadedMs = performance.now() - t0;
     let maxId = 0;
     for (const m of state.messages) if (m.id > maxId) maxId = m.id;
     for (const d of state.deliveries) if (d.id > maxId) maxId = d.id;
     for (const m of state.retained) if (m.id > maxId) maxId = m.id;
     if (maxId >= this.#nextId) this.#nextId = maxId + 1;
     this.sessions.restore(state);
+    this.logger.info({ loadMs: Math.round(loadedMs), restoreMs: Math.round(performance.now() - t0 - loadedMs) }, 'start-up state loaded');
     this.#sweep = this.clock.setInterval(() => this.#checkDeadlines(), 250);
   }
 
