@@ -32,7 +32,11 @@ export class SessionManager {
    * Attach `conn` to the session of its client id (taking over a live one [MQTT-3.1.4-3]).
    * Returns whether a session was present and the commit to wait for before CONNACK.
    */
-  open(conn: Connection, packet: ConnectPacket, expiryIntervalSec: number): { session: Session; sessionPresent: boolean; committed: Promise<void> | undefined } {
+  open(conn: Connection, packet: ConnectPacket, expiryIntervalSec: number): {
+    session: Session; sessionPresent: boolean; committed: Promise<void> | undefined;
+    /** Put things back as they were when the commit failed and the CONNECT is refused. */
+    undo(): void;
+  } {
     const broker = this.#broker;
     const hub = broker.hub(conn.info.hub);
     const clientId = conn.clientId;
@@ -49,6 +53,10 @@ export class SessionManager {
       session = undefined;
     }
     const sessionPresent = session !== undefined; // [MQTT-3.2.2-2] [MQTT-3.2.2-3]
+    const before = session && {
+      will: session.will, disconnectedAtMs: session.disconnectedAtMs, expiryIntervalSec: session.expiryIntervalSec,
+      persistent: session.persistent, protocolVersion: session.protocolVersion,
+    };
     if (!session) {
       session = new Session(hub, clientId, packet.protocolVersion);
       hub.sessions.set(clientId, session);
@@ -76,7 +84,21 @@ export class SessionManager {
         else tx.deleteWill(hub.name, clientId);
       });
     }
-    return { session, sessionPresent, committed };
+    const opened = session;
+    const undo = (): void => {
+      if (opened.connection || hub.sessions.get(clientId) !== opened) return;
+      if (!before) {
+        hub.removeAllSubscriptions(opened);
+        hub.sessions.delete(clientId);
+        return;
+      }
+      Object.assign(opened, before);
+      const elapsedMs = broker.clock.now() - (before.disconnectedAtMs ?? broker.clock.now());
+      if (opened.will) this.#scheduleWill(opened, elapsedMs);
+      if (opened.persistent) this.#scheduleExpiry(opened, opened.expiryIntervalSec * 1000 - elapsedMs);
+      else this.end(opened);
+    };
+    return { session, sessionPresent, committed, undo };
   }
 
   #willRecord(conn: Connection, packet: ConnectPacket): WillRecord {
@@ -196,9 +218,13 @@ export class SessionManager {
     return (committed ?? Promise.resolve()).then(afterAck);
   }
 
-  subscribeMany(session: Session, reqs: SubscriptionRequest[], subscriptionId: number | undefined): { committed: Promise<void> | undefined; afterAck: () => void } {
+  subscribeMany(session: Session, reqs: SubscriptionRequest[], subscriptionId: number | undefined): {
+    committed: Promise<void> | undefined; afterAck: () => void;
+    /** Take the subscriptions back out (their commit failed). */
+    undo(): void;
+  } {
     const hub = session.hub;
-    const added: Array<{ sub: Subscription; existed: boolean }> = [];
+    const added: Array<{ sub: Subscription; existed: boolean; previous: Subscription | undefined }> = [];
     for (const req of reqs) {
       const shared = parseSharedFilter(req.topicFilter);
       const sub: Subscription = {
@@ -207,8 +233,8 @@ export class SessionManager {
         retainAsPublished: req.retainAsPublished, retainHandling: req.retainHandling, subscriptionId,
       };
       // [MQTT-3.8.4-3] a subscription with the same filter is replaced
-      const existed = hub.addSubscription(sub) !== undefined;
-      added.push({ sub, existed });
+      const previous = hub.addSubscription(sub);
+      added.push({ sub, existed: previous !== undefined, previous });
     }
     let committed: Promise<void> | undefined;
     if (session.persistent) {
@@ -223,6 +249,12 @@ export class SessionManager {
     }
     return {
       committed,
+      undo: () => {
+        for (const { sub, previous } of [...added].reverse()) {
+          hub.removeSubscription(sub);
+          if (previous) hub.addSubscription(previous);
+        }
+      },
       afterAck: () => {
         for (const { sub, existed } of added) {
           // [MQTT-3.3.1-9] retained messages on subscribe; none for shared subscriptions [MQTT-3.8.3-?]

@@ -16,14 +16,28 @@ export interface ConnectLimits {
   retainAvailable: boolean;
 }
 
+/** [MQTT-1.5.4-2] user property names and values are UTF-8 strings without U+0000. */
+function hasBadUserProperty(u: Record<string, string | string[]> | undefined): boolean {
+  if (!u) return false;
+  for (const [k, v] of Object.entries(u)) {
+    if (isBadWireString(k)) return true;
+    for (const item of Array.isArray(v) ? v : [v]) if (isBadWireString(item)) return true;
+  }
+  return false;
+}
+
 /** CONNECT rules beyond framing. Returns the CONNACK reason code on failure. */
 export function validateConnect(p: ConnectPacket, limits?: ConnectLimits): ReasonCode | undefined {
   // [MQTT-3.1.2-1] protocol name must be "MQTT" for 3.1.1 and 5.0
   if (p.protocolName !== 'MQTT') return ReasonCode.UnsupportedProtocolVersion;
   if (isBadWireString(p.clientId) || isBadWireString(p.username)) return ReasonCode.MalformedPacket;
   if (p.will) {
-    // [MQTT-3.1.2-14] will QoS 3 is malformed (the decoder rejects it); will topic is a topic name
+    // the will topic is a topic name (will QoS 3 is refused in handlers/connect.ts)
     if (!isValidTopicName(p.will.topicName) || isBadWireString(p.will.topicName)) return ReasonCode.TopicNameInvalid;
+    const wp = p.will.properties;
+    if (wp && (hasBadUserProperty(wp.userProperties) || isBadWireString(wp.contentType) || isBadWireString(wp.responseTopic))) {
+      return ReasonCode.MalformedPacket;
+    }
     if (p.protocolVersion === 5 && p.will.properties?.payloadFormatIndicator && !isUtf8(p.will.payload)) {
       return ReasonCode.PayloadFormatInvalid; // [MQTT-3.1.3-11]
     }
@@ -35,6 +49,7 @@ export function validateConnect(p: ConnectPacket, limits?: ConnectLimits): Reaso
     }
   }
   const props = p.properties;
+  if (props && hasBadUserProperty(props.userProperties)) return ReasonCode.MalformedPacket;
   if (props) {
     // [MQTT-3.1.2-?] Receive Maximum and Maximum Packet Size of 0 are protocol errors
     if (props.receiveMaximum === 0) return ReasonCode.ProtocolError;
@@ -59,6 +74,7 @@ export function validatePublish(p: PublishPacket, maximumQos: number, retainAvai
   if (props) {
     if (props.subscriptionIdentifier !== undefined) return ReasonCode.ProtocolError; // [MQTT-3.3.4-6]
     if (isBadWireString(props.contentType) || isBadWireString(props.responseTopic)) return ReasonCode.MalformedPacket;
+    if (hasBadUserProperty(props.userProperties)) return ReasonCode.MalformedPacket;
     // [MQTT-3.3.2-14] response topic is a topic name
     if (props.responseTopic !== undefined && !isValidTopicName(props.responseTopic)) return ReasonCode.ProtocolError;
   }

@@ -27,6 +27,8 @@ export interface BrokerProcess {
 export interface StartOptions {
   /** Reuse this database (e.g. to restart on the same state); default: a fresh database per start. */
   databaseUrl?: string;
+  /** Keep the fresh database when this broker exits (to restart another broker on it after a kill). */
+  keepDatabase?: boolean;
 }
 
 /**
@@ -77,7 +79,7 @@ export async function startBroker(args: string[] = [], env: NodeJS.ProcessEnv = 
   const httpPort = Number(info['httpPort']);
   const exited = once(proc, 'exit');
   // Drop the database once this broker is gone, unless the test keeps it for a restart.
-  if (dropDatabase) void exited.then(() => dropDatabase!().catch(() => undefined));
+  if (dropDatabase && !opts.keepDatabase) void exited.then(() => dropDatabase!().catch(() => undefined));
   return {
     proc, host, mqttPort, httpPort, logs, databaseUrl,
     mqttUrl: `mqtt://${host}:${mqttPort}`,

@@ -143,7 +143,7 @@ function openSession(conn: Connection, packet: ConnectPacket, assigned: string |
     if (props?.topicAliasMaximum) conn.outboundAliases = new OutboundAliases(props.topicAliasMaximum);
     if (props?.requestProblemInformation === false) conn.problemInformation = false;
   }
-  const { session, sessionPresent, committed } = broker.sessions.open(conn, packet, expiry);
+  const { session, sessionPresent, committed, undo } = broker.sessions.open(conn, packet, expiry);
   const finish = (): void => {
     if (conn.state === 'closed') return;
     conn.session = session;
@@ -179,6 +179,7 @@ function openSession(conn: Connection, packet: ConnectPacket, assigned: string |
   };
   conn.after(committed, finish, (err) => {
     broker.logger.error({ err, clientId: conn.clientId }, 'could not store session');
+    undo();
     refuse(conn, ReasonCode.ServerUnavailable);
   });
   return committed?.catch(() => undefined);

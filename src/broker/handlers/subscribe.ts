@@ -31,7 +31,7 @@ export function handleSubscribe(conn: Connection, p: SubscribePacket): void {
     accepted.push(qos === req.qos ? req : { ...req, qos });
     codes.push(qos);
   }
-  const { committed, afterAck } = broker.sessions.subscribeMany(session, accepted, subscriptionId);
+  const { committed, afterAck, undo } = broker.sessions.subscribeMany(session, accepted, subscriptionId);
   conn.after(committed, () => {
     // [MQTT-3.8.4-1] SUBACK with the same packet id, one code per filter [MQTT-3.8.4-6]
     conn.send({ type: 'suback', packetId: p.packetId, reasonCodes: codes });
@@ -42,6 +42,7 @@ export function handleSubscribe(conn: Connection, p: SubscribePacket): void {
     afterAck();
   }, (err) => {
     broker.logger.error({ err, clientId: conn.clientId }, 'could not store subscriptions');
+    undo(); // a subscription the client is told failed must not deliver
     if (conn.version === 5) {
       conn.send({ type: 'suback', packetId: p.packetId, reasonCodes: codes.map(() => ReasonCode.ImplementationSpecificError) });
     } else {
