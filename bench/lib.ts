@@ -21,14 +21,15 @@ export interface RunningBroker {
   stop(): Promise<void>;
 }
 
-/** Start Tern (src/main.ts) with the given CLI args; resolves when it listens. */
-export async function startTern(args: string[]): Promise<RunningBroker> {
+/** Start Tern (src/main.ts) with the given CLI args; resolves when it listens. `onLine` sees every log line. */
+export async function startTern(args: string[], opts: { onLine?: (line: string) => void } = {}): Promise<RunningBroker> {
   const t0 = performance.now();
   const proc = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', '--http-port', '0', '--mqtt-port', '0', '--log-level', 'info', ...args], {
     cwd: repoRoot, stdio: ['ignore', 'pipe', 'inherit'],
   });
   proc.stdout!.on('data', (b: Buffer) => { if (process.env['BENCH_BROKER_LOG']) process.stderr.write(b); });
   const lines = createInterface({ input: proc.stdout! });
+  if (opts.onLine) lines.on('line', opts.onLine);
   const info = await new Promise<Record<string, number>>((resolve, reject) => {
     proc.once('exit', (c) => reject(new Error(`broker exited with ${c}`)));
     lines.on('line', (l) => {

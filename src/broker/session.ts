@@ -116,12 +116,30 @@ export class Session {
   /** Seconds the session outlives its connection; 0xFFFFFFFF never expires. */
   expiryIntervalSec = 0;
   readonly subscriptions = new Map<string, Subscription>();
+  // The containers below are created on first use: an idle subscriber never needs them, and
+  // they are most of what an idle connection would otherwise cost.
+  #inflight: Map<number, Delivery> | undefined;
+  #queue: DeliveryQueue | undefined;
+  #inboundQos2: Set<number> | undefined;
+  #packetIds: PacketIdAllocator | undefined;
+
   /** Sent QoS 1/2 deliveries by packet id. */
-  readonly inflight = new Map<number, Delivery>();
-  readonly queue = new DeliveryQueue();
-  /** Inbound QoS 2 packet ids whose PUBREL has not arrived [MQTT-4.3.3-?]. */
-  readonly inboundQos2 = new Set<number>();
-  readonly packetIds = new PacketIdAllocator();
+  get inflight(): Map<number, Delivery> {
+    return (this.#inflight ??= new Map());
+  }
+
+  get queue(): DeliveryQueue {
+    return (this.#queue ??= new DeliveryQueue());
+  }
+
+  /** Inbound QoS 2 packet ids whose PUBREL has not arrived [MQTT-4.3.3-8]. */
+  get inboundQos2(): Set<number> {
+    return (this.#inboundQos2 ??= new Set());
+  }
+
+  get packetIds(): PacketIdAllocator {
+    return (this.#packetIds ??= new PacketIdAllocator());
+  }
   connection: Connection | undefined;
   will: WillRecord | undefined;
   willTimer: Timer | undefined;

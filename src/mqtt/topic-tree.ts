@@ -3,14 +3,25 @@
 
 interface FilterNode<V> {
   children: Map<string, FilterNode<V>> | undefined;
-  values: Set<V> | undefined;
+  /** One value is kept as itself, more in a Set: most filters have a single subscriber. */
+  values: Set<V> | V | undefined;
 }
 
 function newFilterNode<V>(): FilterNode<V> {
   return { children: undefined, values: undefined };
 }
 
-/** Subscription trie: add/remove values under a filter, match a topic name to every value. */
+function visitValues<V>(node: FilterNode<V> | undefined, visit: (v: V) => void): void {
+  const values = node?.values;
+  if (values === undefined) return;
+  if (values instanceof Set) for (const v of values) visit(v);
+  else visit(values);
+}
+
+/**
+ * Subscription trie: add/remove values under a filter, match a topic name to every value.
+ * A value must not itself be a Set (one value is stored bare, several in a Set).
+ */
 export class TopicTree<V> {
   readonly #root: FilterNode<V> = newFilterNode();
   #size = 0;
@@ -31,9 +42,16 @@ export class TopicTree<V> {
       }
       node = next;
     }
-    node.values ??= new Set();
-    if (node.values.has(value)) return false;
-    node.values.add(value);
+    const values = node.values;
+    if (values === undefined) {
+      node.values = value;
+    } else if (values instanceof Set) {
+      if (values.has(value)) return false;
+      values.add(value);
+    } else {
+      if (values === value) return false;
+      node.values = new Set([values, value]);
+    }
     this.#size++;
     return true;
   }
@@ -49,12 +67,19 @@ export class TopicTree<V> {
       path.push(next);
       node = next;
     }
-    if (!node.values?.delete(value)) return false;
+    const values = node.values;
+    if (values instanceof Set) {
+      if (!values.delete(value)) return false;
+      if (values.size === 1) node.values = values.values().next().value;
+    } else if (values === value) {
+      node.values = undefined;
+    } else {
+      return false;
+    }
     this.#size--;
-    if (node.values.size === 0) node.values = undefined;
     for (let i = levels.length; i > 0; i--) {
       const n = path[i]!;
-      if (n.values || (n.children && n.children.size > 0)) break;
+      if (n.values !== undefined || (n.children && n.children.size > 0)) break;
       path[i - 1]!.children!.delete(levels[i - 1]!);
     }
     return true;
@@ -73,16 +98,15 @@ export class TopicTree<V> {
     const wildOk = !(isDollar && i === 0);
     if (wildOk) {
       const hash = children.get('#');
-      if (hash?.values) for (const v of hash.values) visit(v);
+      visitValues(hash, visit);
     }
     if (i === levels.length) return;
     const exact = children.get(levels[i]!);
     if (exact) {
       if (i + 1 === levels.length) {
-        if (exact.values) for (const v of exact.values) visit(v);
+        visitValues(exact, visit);
         // "a/#" also matches "a" [MQTT-4.7.1-2 example]
-        const hash = exact.children?.get('#');
-        if (hash?.values) for (const v of hash.values) visit(v);
+        visitValues(exact.children?.get('#'), visit);
       } else {
         this.#matchFrom(exact, levels, i + 1, isDollar, visit);
       }
@@ -91,9 +115,8 @@ export class TopicTree<V> {
       const plus = children.get('+');
       if (plus) {
         if (i + 1 === levels.length) {
-          if (plus.values) for (const v of plus.values) visit(v);
-          const hash = plus.children?.get('#');
-          if (hash?.values) for (const v of hash.values) visit(v);
+          visitValues(plus, visit);
+          visitValues(plus.children?.get('#'), visit);
         } else {
           this.#matchFrom(plus, levels, i + 1, isDollar, visit);
         }

@@ -1,0 +1,549 @@
+// Load-generator worker: a child process driven over IPC by bench/run.ts. It holds publishers
+// and/or subscribers (raw MQTT 3.1.1 over ws or TCP, see wire.ts), checks every delivery for loss,
+// duplicates and order (stream + sequence number in the payload), measures end-to-end latency
+// from a monotonic timestamp in the payload, and reports its own CPU use with every mark.
+import net from 'node:net';
+import WebSocket from 'ws';
+import {
+  DISCONNECT, Framer, PUBACK, PUBCOMP, PUBLISH, PUBREC, PUBREL, PublishTemplate,
+  decodeControl, encodeAck, encodeConnect, encodeSubscribe, type PacketHandler,
+} from './wire.ts';
+
+export interface Target { kind: 'ws' | 'tcp'; port: number; path: string }
+type Msg = Record<string, unknown> & { op: string; id?: number };
+
+const hrNow = (): number => Number(process.hrtime.bigint());
+/** An all-zero masking key lets `ws` skip masking (legal per RFC 6455, fine on loopback). */
+const zeroMask = (m: Uint8Array): void => { m[0] = 0; m[1] = 0; m[2] = 0; m[3] = 0; };
+
+function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    p.finally(() => clearTimeout(timer)),
+    new Promise<T>((_, reject) => { timer = setTimeout(() => reject(new Error(`timeout: ${what}`)), ms); }),
+  ]);
+}
+
+async function pool(n: number, concurrency: number, fn: (i: number) => Promise<void>): Promise<void> {
+  let next = 0;
+  const lanes = Array.from({ length: Math.min(n, concurrency) }, async () => {
+    while (next < n) await fn(next++);
+  });
+  await Promise.all(lanes);
+}
+
+let unexpectedCloses = 0;
+
+class Conn {
+  readonly #framer = new Framer();
+  #ws: WebSocket | undefined;
+  #sock!: net.Socket;
+  #out: Buffer[] = [];
+  #flushScheduled = false;
+  #waiter: { type: number; resolve: (p: Record<string, unknown>) => void } | undefined;
+  closed = false;
+  expectClose = false;
+  onPublish: (flags: number, b: Buffer, s: number, e: number) => void = () => undefined;
+  onAck: (type: number, id: number) => void = () => undefined;
+
+  static async open(t: Target, timeoutMs = 15_000): Promise<Conn> {
+    const c = new Conn();
+    const onPacket: PacketHandler = (type, flags, b, s, e, head) => c.#dispatch(type, flags, b, s, e, head);
+    const onClose = (): void => {
+      if (!c.closed && !c.expectClose) unexpectedCloses++;
+      c.closed = true;
+    };
+    if (t.kind === 'ws') {
+      const ws = new WebSocket(`ws://127.0.0.1:${t.port}${t.path}`, 'mqtt', {
+        perMessageDeflate: false, skipUTF8Validation: true, generateMask: zeroMask, handshakeTimeout: timeoutMs,
+      });
+      ws.binaryType = 'nodebuffer';
+      await withTimeout(new Promise<void>((resolve, reject) => {
+        ws.once('open', () => resolve());
+        ws.once('error', reject);
+      }), timeoutMs, 'websocket open');
+      ws.on('error', () => undefined);
+      ws.on('close', onClose);
+      ws.on('message', (data: Buffer) => c.#framer.push(data, onPacket));
+      c.#ws = ws;
+      c.#sock = (ws as unknown as { _socket: net.Socket })._socket;
+    } else {
+      const s = net.connect({ port: t.port, host: '127.0.0.1', noDelay: true });
+      await withTimeout(new Promise<void>((resolve, reject) => {
+        s.once('connect', () => resolve());
+        s.once('error', reject);
+      }), timeoutMs, 'tcp connect');
+      s.on('error', () => undefined);
+      s.on('close', onClose);
+      s.on('data', (data: Buffer) => c.#framer.push(data, onPacket));
+      c.#sock = s;
+    }
+    return c;
+  }
+
+  #dispatch(type: number, flags: number, b: Buffer, s: number, e: number, head: number): void {
+    if (type === PUBLISH) { this.onPublish(flags, b, s, e); return; }
+    if (type >= PUBACK && type <= PUBCOMP) { this.onAck(type, b.readUInt16BE(s)); return; }
+    const w = this.#waiter;
+    if (w && w.type === type) {
+      this.#waiter = undefined;
+      w.resolve(decodeControl(b, head, e) as unknown as Record<string, unknown> ?? {});
+    }
+  }
+
+  #expect(type: number, ms: number, what: string): Promise<Record<string, unknown>> {
+    return withTimeout(new Promise((resolve) => { this.#waiter = { type, resolve }; }), ms, what);
+  }
+
+  queue(b: Buffer): void {
+    this.#out.push(b);
+    if (!this.#flushScheduled) {
+      this.#flushScheduled = true;
+      process.nextTick(this.#flush);
+    }
+  }
+
+  readonly #flush = (): void => {
+    this.#flushScheduled = false;
+    const out = this.#out;
+    this.#out = [];
+    if (this.closed || out.length === 0) return;
+    if (this.#ws) {
+      // One MQTT packet per WebSocket frame, as real clients send; one syscall for the lot.
+      this.#sock.cork();
+      for (const b of out) this.#ws.send(b);
+      this.#sock.uncork();
+    } else {
+      this.#sock.write(out.length === 1 ? out[0]! : Buffer.concat(out));
+    }
+  };
+
+  buffered(): number {
+    return this.#ws ? this.#ws.bufferedAmount : this.#sock.writableLength;
+  }
+
+  onDrainOnce(cb: () => void): void {
+    this.#sock.once('drain', cb);
+  }
+
+  async connect(clientId: string, clean: boolean, ms = 15_000): Promise<{ sessionPresent: boolean }> {
+    const got = this.#expect(2, ms, `CONNACK for ${clientId}`);
+    this.queue(encodeConnect(clientId, clean));
+    const p = await got;
+    if (p['returnCode'] !== 0) throw new Error(`CONNACK ${String(p['returnCode'])} for ${clientId}`);
+    return { sessionPresent: p['sessionPresent'] === true };
+  }
+
+  async subscribe(filter: string, qos: 0 | 1 | 2, ms = 15_000): Promise<void> {
+    const got = this.#expect(9, ms, `SUBACK for ${filter}`);
+    this.queue(encodeSubscribe(1, filter, qos));
+    const p = await got;
+    const granted = (p['granted'] as number[] | undefined) ?? [];
+    if (granted[0] !== qos) throw new Error(`SUBACK granted ${JSON.stringify(granted)} for QoS ${qos}`);
+  }
+
+  /** Send DISCONNECT, then close the connection gracefully. */
+  disconnect(): void {
+    if (this.closed) return;
+    this.expectClose = true;
+    this.queue(DISCONNECT);
+    process.nextTick(() => {
+      if (this.#ws) this.#ws.close(1000); else this.#sock.end();
+    });
+  }
+
+  kill(): void {
+    this.expectClose = true;
+    this.closed = true;
+    if (this.#ws) this.#ws.terminate(); else this.#sock.destroy();
+  }
+}
+
+// ---- subscribers ------------------------------------------------------------------------------
+
+let latOn = false;
+let lat: number[] = [];
+
+class Sub {
+  conn!: Conn;
+  uniq = 0;
+  dups = 0;
+  reordered = 0;
+  gaps = 0;
+  readonly next: number[] = [];
+  readonly uniqByStream: number[] = [];
+  readonly missing: (Set<number> | undefined)[] = [];
+
+  constructor(readonly clientId: string) {}
+
+  attach(conn: Conn): void {
+    this.conn = conn;
+    conn.onPublish = (flags, b, s) => {
+      const qos = (flags >> 1) & 3;
+      let p = s + 2 + b.readUInt16BE(s);
+      if (qos > 0) {
+        conn.queue(encodeAck(qos === 1 ? PUBACK : PUBREC, b.readUInt16BE(p)));
+        p += 2;
+      }
+      if (latOn) lat.push((hrNow() - b.readDoubleBE(p + 8)) / 1e3);
+      this.#record(b.readUInt32BE(p), b.readUInt32BE(p + 4));
+    };
+    conn.onAck = (type, id) => { if (type === PUBREL) conn.queue(encodeAck(PUBCOMP, id)); };
+  }
+
+  #record(stream: number, seq: number): void {
+    while (this.next.length <= stream) { this.next.push(0); this.uniqByStream.push(0); this.missing.push(undefined); }
+    const nx = this.next[stream]!;
+    if (seq === nx) {
+      this.next[stream] = nx + 1;
+    } else if (seq > nx) {
+      this.gaps++;
+      if (seq - nx <= 200_000) {
+        const m = this.missing[stream] ?? new Set<number>();
+        for (let k = nx; k < seq; k++) m.add(k);
+        this.missing[stream] = m;
+      }
+      this.next[stream] = seq + 1;
+    } else if (this.missing[stream]?.delete(seq)) {
+      this.reordered++;
+    } else {
+      this.dups++;
+      return;
+    }
+    this.uniq++;
+    this.uniqByStream[stream] = (this.uniqByStream[stream] ?? 0) + 1;
+  }
+
+  lostAgainst(expected: number[]): number {
+    let lost = 0;
+    for (let s = 0; s < expected.length; s++) lost += Math.max(0, expected[s]! - (this.uniqByStream[s] ?? 0));
+    return lost;
+  }
+}
+
+let subs: Sub[] = [];
+let progressTimer: NodeJS.Timeout | undefined;
+let lastProgress = -1;
+
+function minUniq(): number {
+  let m = Infinity;
+  for (const s of subs) if (s.uniq < m) m = s.uniq;
+  return m;
+}
+
+async function openSub(t: Target, sub: Sub, clean: boolean): Promise<boolean> {
+  const conn = await Conn.open(t);
+  sub.attach(conn);
+  return (await conn.connect(sub.clientId, clean)).sessionPresent;
+}
+
+// ---- publishers -------------------------------------------------------------------------------
+
+let totalPublished = 0;
+let delivered = 0;
+let creditWindow = Infinity;
+let limit = Infinity;
+let mode: 'max' | 'rate' | undefined;
+let rate = 0;
+let rateT0 = 0;
+let rateSent = 0;
+let pumpScheduled = false;
+let ackWaiters: (() => void)[] = [];
+
+class Pub {
+  readonly tpl: PublishTemplate;
+  seq = 0;
+  inflight = 0;
+  acked = 0;
+  readonly ids = new Uint8Array(65536);
+  nextId = 1;
+
+  constructor(readonly conn: Conn, readonly stream: number, topic: string, readonly qos: 0 | 1 | 2, readonly window: number) {
+    this.tpl = new PublishTemplate(topic, qos);
+    conn.onAck = (type, id) => {
+      if (type === PUBREC) { conn.queue(encodeAck(PUBREL, id)); return; }
+      if ((type === PUBACK && qos === 1) || (type === PUBCOMP && qos === 2)) {
+        if (this.ids[id] === 0) return;
+        this.ids[id] = 0;
+        this.inflight--;
+        this.acked++;
+        if (mode === 'max') schedulePump();
+        if (this.inflight === 0 && ackWaiters.length) { const w = ackWaiters; ackWaiters = []; for (const f of w) f(); }
+      }
+    };
+  }
+
+  canSend(): boolean {
+    return this.qos === 0 || this.inflight < this.window;
+  }
+
+  sendOne(now: number): void {
+    let id = 0;
+    if (this.qos > 0) {
+      while (this.ids[this.nextId] !== 0) this.nextId = this.nextId === 65535 ? 1 : this.nextId + 1;
+      id = this.nextId;
+      this.ids[id] = 1;
+      this.inflight++;
+      this.nextId = id === 65535 ? 1 : id + 1;
+    }
+    this.conn.queue(this.tpl.make(id, this.stream, this.seq++, now));
+    totalPublished++;
+  }
+}
+
+let pubs: Pub[] = [];
+
+function schedulePump(): void {
+  if (pumpScheduled || mode !== 'max') return;
+  pumpScheduled = true;
+  setImmediate(pump);
+}
+
+function pump(): void {
+  pumpScheduled = false;
+  if (mode !== 'max') return;
+  let sent = 0;
+  let waitDrain: Pub | undefined;
+  const now = hrNow();
+  for (const p of pubs) {
+    if (p.conn.closed) continue;
+    if (p.conn.buffered() > 1 << 20) { waitDrain = p; continue; }
+    for (let i = 0; i < 32 && p.canSend() && totalPublished - delivered < creditWindow && totalPublished < limit; i++) {
+      p.sendOne(now);
+      sent++;
+    }
+  }
+  if (sent > 0) schedulePump();
+  else if (waitDrain) waitDrain.conn.onDrainOnce(schedulePump);
+  // otherwise blocked on acknowledgements or credit: their arrival calls schedulePump
+}
+
+function rateTick(): void {
+  if (mode !== 'rate') return;
+  const now = hrNow();
+  let due = Math.floor(((now - rateT0) * rate) / 1e9) - rateSent;
+  let i = 0;
+  while (due > 0) {
+    const p = pubs[rateSent % pubs.length]!;
+    if (!p.canSend() || p.conn.closed) break;
+    p.sendOne(now);
+    rateSent++;
+    due--;
+    if (++i > 10_000) break;
+  }
+  setTimeout(rateTick, 1);
+}
+
+function waitAcked(ms: number): Promise<void> {
+  if (pubs.every((p) => p.inflight === 0)) return Promise.resolve();
+  return withTimeout(new Promise<void>((resolve) => {
+    const check = (): void => { if (pubs.every((p) => p.inflight === 0)) resolve(); else ackWaiters.push(check); };
+    ackWaiters.push(check);
+  }), ms, 'acknowledgements').catch(() => undefined);
+}
+
+// ---- connection storm -------------------------------------------------------------------------
+
+let stormConns: Conn[] = [];
+
+// ---- IPC --------------------------------------------------------------------------------------
+
+function marks(): Record<string, unknown> {
+  return {
+    t: hrNow(), cpu: process.cpuUsage(), published: totalPublished,
+    acked: pubs.reduce((a, p) => a + p.acked, 0), uniq: subs.reduce((a, s) => a + s.uniq, 0),
+    subs: subs.length, pubs: pubs.length, rssKb: Math.round(process.memoryUsage.rss() / 1024),
+  };
+}
+
+function subStats(expected: number[]): Record<string, unknown> {
+  let lost = 0; let dups = 0; let reordered = 0; let uniq = 0; let subsWithLoss = 0;
+  for (const s of subs) {
+    const l = s.lostAgainst(expected);
+    lost += l;
+    if (l > 0) subsWithLoss++;
+    dups += s.dups; reordered += s.reordered; uniq += s.uniq;
+  }
+  return { subs: subs.length, uniq, lost, dups, reordered, subsWithLoss, unexpectedCloses };
+}
+
+async function awaitSubs(expected: number[], stallMs: number, timeoutMs: number): Promise<void> {
+  const want = expected.reduce((a, b) => a + b, 0);
+  const t0 = Date.now();
+  let last = -1;
+  let lastChange = Date.now();
+  for (;;) {
+    const done = subs.every((s) => s.lostAgainst(expected) === 0);
+    if (done) return;
+    const u = subs.reduce((a, s) => a + s.uniq, 0);
+    if (u !== last) { last = u; lastChange = Date.now(); }
+    if (Date.now() - lastChange > stallMs || Date.now() - t0 > timeoutMs) return;
+    if (want === 0) return;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+const handlers: Record<string, (m: Msg) => Promise<unknown> | unknown> = {
+  async setupSubs(m) {
+    const t = m['target'] as Target;
+    const ids = m['ids'] as string[];
+    const t0 = hrNow();
+    let present = 0;
+    await pool(ids.length, Number(m['concurrency'] ?? 64), async (i) => {
+      const sub = new Sub(ids[i]!);
+      if (await openSub(t, sub, m['clean'] as boolean)) present++;
+      await sub.conn.subscribe(m['filter'] as string, m['qos'] as 0 | 1 | 2);
+      subs.push(sub);
+    });
+    return { ms: (hrNow() - t0) / 1e6, sessionPresent: present };
+  },
+  async setupPubs(m) {
+    const t = m['target'] as Target;
+    const list = m['pubs'] as { clientId: string; stream: number; topic: string }[];
+    for (const d of list) {
+      const conn = await Conn.open(t);
+      await conn.connect(d.clientId, true);
+      pubs.push(new Pub(conn, d.stream, d.topic, m['qos'] as 0 | 1 | 2, Number(m['window'] ?? 256)));
+    }
+    return { pubs: pubs.length };
+  },
+  start(m) {
+    mode = m['mode'] as 'max' | 'rate';
+    creditWindow = Number(m['credit'] ?? Infinity);
+    limit = Number(m['limit'] ?? Infinity);
+    delivered = 0;
+    if (mode === 'rate') {
+      rate = Number(m['rate']);
+      rateT0 = hrNow();
+      rateSent = 0;
+      rateTick();
+    } else {
+      schedulePump();
+    }
+    return {};
+  },
+  credit(m) {
+    delivered = Number(m['delivered']);
+    schedulePump();
+    return undefined;
+  },
+  progress(m) {
+    clearInterval(progressTimer);
+    progressTimer = undefined;
+    lastProgress = -1;
+    if (m['on']) {
+      progressTimer = setInterval(() => {
+        const v = minUniq();
+        if (v !== lastProgress) { lastProgress = v; process.send!({ op: 'progress', min: v }); }
+      }, 5);
+    }
+    return {};
+  },
+  mark(m) {
+    if (m['lat'] === 'start') { lat = []; latOn = true; }
+    if (m['lat'] === 'stop') latOn = false;
+    return marks();
+  },
+  async publishCount(m) {
+    const n = Number(m['n']);
+    const t0 = hrNow();
+    mode = 'max';
+    creditWindow = Infinity;
+    limit = totalPublished + n;
+    schedulePump();
+    while (totalPublished < limit) await new Promise((r) => setTimeout(r, 5));
+    await waitAcked(60_000);
+    mode = undefined;
+    return { ms: (hrNow() - t0) / 1e6, published: pubs.map((p) => p.seq), unacked: pubs.reduce((a, p) => a + p.inflight, 0) };
+  },
+  async stopPubs() {
+    mode = undefined;
+    await waitAcked(20_000);
+    return { published: pubs.map((p) => [p.stream, p.seq]), acked: pubs.reduce((a, p) => a + p.acked, 0), unacked: pubs.reduce((a, p) => a + p.inflight, 0) };
+  },
+  async awaitSubs(m) {
+    const expected = m['expected'] as number[];
+    await awaitSubs(expected, Number(m['stallMs'] ?? 2000), Number(m['timeoutMs'] ?? 30_000));
+    const r = subStats(expected);
+    if (m['withLatency']) r['lat'] = lat;
+    return r;
+  },
+  offline() {
+    for (const s of subs) s.conn.disconnect();
+    return {};
+  },
+  async drain(m) {
+    const t = m['target'] as Target;
+    const expected = m['expected'] as number[];
+    const t0 = hrNow();
+    let present = 0;
+    await pool(subs.length, 64, async (i) => { if (await openSub(t, subs[i]!, false)) present++; });
+    await awaitSubs(expected, Number(m['stallMs'] ?? 5000), Number(m['timeoutMs'] ?? 120_000));
+    const ms = (hrNow() - t0) / 1e6;
+    return { ms, sessionPresent: present, ...subStats(expected) };
+  },
+  async cleanup(m) {
+    const t = m['target'] as Target;
+    const ids = m['ids'] as string[];
+    await pool(ids.length, 64, async (i) => {
+      const c = await Conn.open(t);
+      await c.connect(ids[i]!, true);
+      c.disconnect();
+    });
+    return {};
+  },
+  async storm(m) {
+    const t = m['target'] as Target;
+    const n = Number(m['n']);
+    const prefix = m['prefix'] as string;
+    const qos = m['qos'] as 0 | 1 | 2;
+    const errors: string[] = [];
+    let ok = 0;
+    let failed = 0;
+    const t0 = hrNow();
+    await pool(n, Number(m['concurrency'] ?? 64), async (i) => {
+      try {
+        const c = await Conn.open(t);
+        stormConns.push(c);
+        await c.connect(`${prefix}-${i}`, true);
+        await c.subscribe(`${m['filterPrefix'] as string}/${i}`, qos);
+        ok++;
+      } catch (err) {
+        failed++;
+        if (errors.length < 5) errors.push((err as Error).message);
+      }
+    });
+    const t1 = hrNow();
+    return { t0, t1, ok, failed, errors, open: stormConns.filter((c) => !c.closed).length };
+  },
+  stormAlive() {
+    return { open: stormConns.filter((c) => !c.closed).length };
+  },
+  async closeAll() {
+    mode = undefined;
+    clearInterval(progressTimer);
+    progressTimer = undefined;
+    for (const s of subs) s.conn?.disconnect();
+    for (const p of pubs) p.conn.disconnect();
+    for (const c of stormConns) c.kill();
+    subs = []; pubs = []; stormConns = [];
+    totalPublished = 0; delivered = 0; lat = []; latOn = false; unexpectedCloses = 0; ackWaiters = [];
+    await new Promise((r) => setTimeout(r, 50));
+    return {};
+  },
+  exit() {
+    setTimeout(() => process.exit(0), 10);
+    return {};
+  },
+};
+
+process.on('message', (m: Msg) => {
+  const h = handlers[m.op];
+  if (!h) { process.send!({ id: m.id, ok: false, error: `unknown op ${m.op}` }); return; }
+  Promise.resolve().then(() => h(m)).then(
+    (result) => { if (m.id !== undefined) process.send!({ id: m.id, ok: true, result }); },
+    (err: unknown) => { if (m.id !== undefined) process.send!({ id: m.id, ok: false, error: (err as Error).message }); },
+  );
+});
+process.on('disconnect', () => process.exit(0));
+process.send!({ op: 'ready', pid: process.pid });

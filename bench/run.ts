@@ -1,0 +1,517 @@
+// Side-by-side benchmark: Tern vs mosquitto vs aedes, one command (`npm run bench`).
+// Each scenario starts its brokers on free loopback ports, then runs them interleaved
+// (A B C A B C ...) for several rounds; load comes from two generator processes
+// (bench/gen-worker.ts) that check every delivery for loss, duplicates and order.
+// Writes a markdown table to stdout and bench/results/latest.md, JSON lines to bench/results/latest.jsonl.
+// Usage: npm run bench [-- --quick] [-- --only fanin,latency] [-- --rounds 3] [-- --seconds 3] [-- --list]
+import { fork, type ChildProcess } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { startEmbeddedPostgres, type EmbeddedDatabase } from '../src/store/pg/embedded.ts';
+import {
+  cpuSeconds, ensureMosquitto, rssKb, startAedes, startMosquitto, startTernBroker, type Broker, type BrokerName,
+} from './brokers.ts';
+import type { Target } from './gen-worker.ts';
+import { median, repoRoot, sleep } from './lib.ts';
+import { renderMarkdown, type RunRecord, type ScenarioInfo } from './report.ts';
+
+const { values: opt } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    only: { type: 'string' },
+    rounds: { type: 'string' },
+    seconds: { type: 'string' },
+    list: { type: 'boolean', default: false },
+  },
+});
+const quick = opt.quick;
+const rounds = Number(opt.rounds ?? (quick ? 1 : 3));
+const measureMs = Number(opt.seconds ?? (quick ? 1.5 : 3)) * 1000;
+const warmupMs = quick ? 500 : 1000;
+const latencyMs = quick ? 2000 : 5000;
+const settleMs = quick ? 1000 : 2000;
+const drainN = quick ? 10_000 : 20_000;
+const LAT_RATE = 1000;
+const SATURATED = 90;
+const quiet = { info: () => undefined, warn: () => undefined, error: (o: object, m?: string) => console.error(m, o) };
+const log = (s: string): void => { process.stderr.write(`[bench] ${s}\n`); };
+
+// ---- generator workers ------------------------------------------------------------------------
+
+type Reply = Record<string, unknown>;
+
+class Gen {
+  readonly proc: ChildProcess;
+  readonly #pending = new Map<number, { resolve: (r: Reply) => void; reject: (e: Error) => void }>();
+  #next = 1;
+  onProgress: (min: number) => void = () => undefined;
+  readonly ready: Promise<void>;
+
+  constructor(readonly name: string) {
+    this.proc = fork(path.join(repoRoot, 'bench/gen-worker.ts'), [], {
+      execArgv: ['--import', 'tsx'], cwd: repoRoot, stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    });
+    this.ready = new Promise((resolve) => {
+      this.proc.on('message', (m: Reply) => {
+        if (m['op'] === 'ready') { resolve(); return; }
+        if (m['op'] === 'progress') { this.onProgress(m['min'] as number); return; }
+        const p = this.#pending.get(m['id'] as number);
+        if (!p) return;
+        this.#pending.delete(m['id'] as number);
+        if (m['ok']) p.resolve((m['result'] ?? {}) as Reply); else p.reject(new Error(`${name}: ${String(m['error'])}`));
+      });
+    });
+    this.proc.on('exit', (c) => { for (const p of this.#pending.values()) p.reject(new Error(`${name} exited with ${c}`)); });
+  }
+
+  call(op: string, args: Reply = {}): Promise<Reply> {
+    const id = this.#next++;
+    return new Promise((resolve, reject) => {
+      this.#pending.set(id, { resolve, reject });
+      this.proc.send({ op, id, ...args });
+    });
+  }
+
+  notify(op: string, args: Reply = {}): void {
+    this.proc.send({ op, ...args });
+  }
+}
+
+let A: Gen;
+let B: Gen;
+
+// ---- measurement helpers ----------------------------------------------------------------------
+
+interface Sample { t: number; cpu: { user: number; system: number }; published: number; acked: number; uniq: number }
+
+function cpuPct(a: Sample, b: Sample): number {
+  return Math.round(((b.cpu.user + b.cpu.system - a.cpu.user - a.cpu.system) * 1e3 / (b.t - a.t)) * 100);
+}
+
+function machineBusy(): { busy: number; total: number } {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const idle = (f[3] ?? 0) + (f[4] ?? 0);
+  const total = f.reduce((a, b) => a + b, 0);
+  return { busy: total - idle, total };
+}
+
+/** CPU of the broker (and its PostgreSQL), of the whole machine, between two points. */
+class ProcWindow {
+  readonly #b: Broker;
+  #t0 = 0; #cpu0 = 0; #pg0 = 0; #m0 = machineBusy(); #pids: number[] = [];
+  constructor(b: Broker) { this.#b = b; }
+  start(): void {
+    this.#t0 = performance.now();
+    this.#cpu0 = cpuSeconds(this.#b.pid);
+    this.#pids = this.#b.extraPids();
+    this.#pg0 = this.#pids.reduce((a, p) => a + cpuSeconds(p), 0);
+    this.#m0 = machineBusy();
+  }
+  stop(): { brokerCpu: number; pgCpu: number | undefined; machineCpu: number } {
+    const s = (performance.now() - this.#t0) / 1000;
+    const m = machineBusy();
+    const ncpu = os.cpus().length;
+    return {
+      brokerCpu: Math.round(((cpuSeconds(this.#b.pid) - this.#cpu0) / s) * 100),
+      pgCpu: this.#pids.length ? Math.round(((this.#pids.reduce((a, p) => a + cpuSeconds(p), 0) - this.#pg0) / s) * 100) : undefined,
+      machineCpu: Math.round(((m.busy - this.#m0.busy) / (m.total - this.#m0.total)) * ncpu * 100),
+    };
+  }
+}
+
+function pct(sorted: number[], p: number): number {
+  if (!sorted.length) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(p * sorted.length) - 1))]!;
+}
+
+function target(b: Broker, kind: 'ws' | 'tcp'): Target {
+  return { kind, port: kind === 'ws' ? b.wsPort : b.tcpPort, path: b.wsPath };
+}
+
+let runCounter = 0;
+const runTag = Date.now().toString(36);
+
+interface Contender { label: string; broker: BrokerName; persistent?: boolean }
+interface Outcome { metrics: Record<string, number>; genCpu: Record<string, number>; problems: string[]; notes: string[]; extra?: Record<string, unknown> }
+
+/** Judge a run's delivery checks; QoS 0 loss is excused only if the broker itself reported drops. */
+async function judge(b: Broker, qos: number, s: { lost: number; dups: number; reordered: number; unexpectedCloses: number; subsWithLoss?: number }, drops0: number | undefined): Promise<{ problems: string[]; notes: string[] }> {
+  const problems: string[] = [];
+  const notes: string[] = [];
+  if (s.lost > 0) {
+    let reported: number | undefined;
+    if (qos === 0 && drops0 !== undefined) {
+      if (b.name === 'mosquitto') await sleep(1300); // $SYS is published every second
+      const d1 = b.reportedDrops();
+      reported = d1 !== undefined ? d1 - drops0 : undefined;
+    }
+    if (qos === 0 && reported !== undefined && reported >= s.lost) notes.push(`QoS 0: ${s.lost} dropped, reported by the broker`);
+    else problems.push(`lost ${s.lost}${s.subsWithLoss ? ` (${s.subsWithLoss} subscribers)` : ''}${qos === 0 ? `, broker reported ${reported ?? 'no'} drops` : ''}`);
+  }
+  if (s.reordered > 0) problems.push(`out of order ${s.reordered}`);
+  if (s.dups > 0) (qos === 1 ? notes : problems).push(`duplicates ${s.dups}`);
+  if (s.unexpectedCloses > 0) problems.push(`${s.unexpectedCloses} connections closed by the broker`);
+  return { problems, notes };
+}
+
+// ---- scenarios --------------------------------------------------------------------------------
+
+interface ThroughputSpec { transport: 'ws' | 'tcp'; qos: 0 | 1 | 2; pubs: number; subs: number; persistent?: boolean }
+
+async function throughput(b: Broker, spec: ThroughputSpec): Promise<Outcome> {
+  const t = target(b, spec.transport);
+  const id = `${runTag}-${++runCounter}`;
+  const fanIn = spec.pubs > 1;
+  const base = `bench/${id}`;
+  const filter = fanIn ? `${base}/in/+` : `${base}/out`;
+  const subIds = Array.from({ length: spec.subs }, (_, i) => `${id}-s${i}`);
+  // Many subscribers are split over both generators; one or few sit alone in B, publishers in A
+  const split = spec.subs >= 100;
+  const subsA = split ? subIds.slice(0, spec.subs / 2) : [];
+  const subsB = split ? subIds.slice(spec.subs / 2) : subIds;
+  const hosts: Gen[] = split ? [A, B] : [B];
+  const subArgs = { target: t, filter, qos: spec.qos, clean: !spec.persistent };
+  await Promise.all([
+    subsA.length ? A.call('setupSubs', { ...subArgs, ids: subsA }) : undefined,
+    B.call('setupSubs', { ...subArgs, ids: subsB }),
+  ]);
+  await A.call('setupPubs', {
+    target: t, qos: spec.qos, window: 256,
+    pubs: Array.from({ length: spec.pubs }, (_, i) => ({ clientId: `${id}-p${i}`, stream: i, topic: fanIn ? `${base}/in/${i}` : `${base}/out` })),
+  });
+  // Closed loop: publishers stay at most `credit` messages ahead of the slowest subscriber
+  const credit = fanIn ? 10_000 : Math.max(200, Math.min(10_000, Math.floor(200_000 / spec.subs)));
+  const latest = new Map<Gen, number>();
+  for (const h of hosts) {
+    h.onProgress = (min) => {
+      latest.set(h, min);
+      if (latest.size === hosts.length) A.notify('credit', { delivered: Math.min(...latest.values()) });
+    };
+  }
+  await Promise.all(hosts.map((h) => h.call('progress', { on: true })));
+  const drops0 = b.reportedDrops();
+  const pw = new ProcWindow(b);
+  await A.call('start', { mode: 'max', credit });
+  await sleep(warmupMs);
+  const [a0, b0] = await Promise.all([A.call('mark'), B.call('mark')]) as unknown as Sample[];
+  pw.start();
+  await sleep(measureMs);
+  const [a1, b1] = await Promise.all([A.call('mark'), B.call('mark')]) as unknown as Sample[];
+  const cpu = pw.stop();
+  const stop = await A.call('stopPubs');
+  const expected: number[] = [];
+  for (const [stream, n] of stop['published'] as [number, number][]) expected[stream] = n;
+  const stats = await Promise.all(hosts.map((h) => h.call('awaitSubs', { expected, stallMs: 3000, timeoutMs: 30_000 })));
+  const sum = (k: string): number => stats.reduce((a, s) => a + (s[k] as number), 0);
+  const s = { lost: sum('lost'), dups: sum('dups'), reordered: sum('reordered'), unexpectedCloses: sum('unexpectedCloses'), subsWithLoss: sum('subsWithLoss') };
+  for (const h of hosts) h.onProgress = () => undefined;
+  await Promise.all([A.call('closeAll'), B.call('closeAll')]);
+  if (spec.persistent) {
+    await B.call('cleanup', { target: t, ids: subIds });
+    await B.call('closeAll');
+  }
+  const rate = (x0: Sample, x1: Sample, k: 'uniq' | 'published'): number => (x1[k] - x0[k]) / ((x1.t - x0.t) / 1e9);
+  const delivered = (split ? rate(a0!, a1!, 'uniq') : 0) + rate(b0!, b1!, 'uniq');
+  const j = await judge(b, spec.qos, s, drops0);
+  const unacked = stop['unacked'] as number;
+  if (unacked > 0) j.problems.push(`${unacked} publishes never acknowledged`);
+  return {
+    metrics: {
+      delivered: Math.round(delivered), published: Math.round(rate(a0!, a1!, 'published')),
+      messagesPerSub: Math.round(delivered / spec.subs), ...cpu,
+      brokerRssKb: rssKb(b.pid), lost: s.lost, dups: s.dups, reordered: s.reordered,
+    },
+    genCpu: { A: cpuPct(a0!, a1!), B: cpuPct(b0!, b1!) }, ...j,
+  };
+}
+
+async function latency(b: Broker): Promise<Outcome> {
+  const t = target(b, 'ws');
+  const id = `${runTag}-${++runCounter}`;
+  const topic = `bench/${id}/lat`;
+  await B.call('setupSubs', { target: t, filter: topic, qos: 1, clean: true, ids: [`${id}-s`] });
+  await A.call('setupPubs', { target: t, qos: 1, window: 256, pubs: [{ clientId: `${id}-p`, stream: 0, topic }] });
+  await A.call('start', { mode: 'rate', rate: LAT_RATE });
+  await sleep(warmupMs);
+  const pw = new ProcWindow(b);
+  const [a0, b0] = await Promise.all([A.call('mark'), B.call('mark', { lat: 'start' })]) as unknown as Sample[];
+  pw.start();
+  await sleep(latencyMs);
+  const [a1, b1] = await Promise.all([A.call('mark'), B.call('mark', { lat: 'stop' })]) as unknown as Sample[];
+  const cpu = pw.stop();
+  const stop = await A.call('stopPubs');
+  const expected = (stop['published'] as [number, number][]).map(([, n]) => n);
+  const st = await B.call('awaitSubs', { expected, stallMs: 3000, timeoutMs: 30_000, withLatency: true });
+  await Promise.all([A.call('closeAll'), B.call('closeAll')]);
+  const lat = (st['lat'] as number[]).map((us) => us / 1000).sort((x, y) => x - y);
+  const j = await judge(b, 1, st as unknown as { lost: number; dups: number; reordered: number; unexpectedCloses: number }, undefined);
+  if (lat.length < (LAT_RATE * latencyMs) / 1000 * 0.9) j.problems.push(`only ${lat.length} latency samples`);
+  return {
+    metrics: {
+      p50: pct(lat, 0.5), p99: pct(lat, 0.99), p999: pct(lat, 0.999), max: lat[lat.length - 1] ?? NaN, samples: lat.length,
+      sentRate: Math.round((a1!.published - a0!.published) / ((a1!.t - a0!.t) / 1e9)), ...cpu, lost: st['lost'] as number,
+    },
+    genCpu: { A: cpuPct(a0!, a1!), B: cpuPct(b0!, b1!) }, ...j,
+  };
+}
+
+async function storm(b: Broker, n: number): Promise<Outcome> {
+  const t = target(b, 'ws');
+  const id = `${runTag}-${++runCounter}`;
+  await sleep(500);
+  const rss0 = rssKb(b.pid);
+  const pw = new ProcWindow(b);
+  pw.start();
+  const [a0, b0] = await Promise.all([A.call('mark'), B.call('mark')]) as unknown as Sample[];
+  const half = Math.floor(n / 2);
+  const [ra, rb] = await Promise.all([
+    A.call('storm', { target: t, n: half, prefix: `${id}-a`, filterPrefix: `storm/${id}/a`, qos: 1, concurrency: 64 }),
+    B.call('storm', { target: t, n: n - half, prefix: `${id}-b`, filterPrefix: `storm/${id}/b`, qos: 1, concurrency: 64 }),
+  ]);
+  const [a1, b1] = await Promise.all([A.call('mark'), B.call('mark')]) as unknown as Sample[];
+  const cpu = pw.stop();
+  const t0 = Math.min(ra!['t0'] as number, rb!['t0'] as number);
+  const t1 = Math.max(ra!['t1'] as number, rb!['t1'] as number);
+  const ok = (ra!['ok'] as number) + (rb!['ok'] as number);
+  const failed = (ra!['failed'] as number) + (rb!['failed'] as number);
+  await sleep(settleMs);
+  const rss1 = rssKb(b.pid);
+  const [sa, sb] = await Promise.all([A.call('stormAlive'), B.call('stormAlive')]);
+  const alive = (sa!['open'] as number) + (sb!['open'] as number);
+  await Promise.all([A.call('closeAll'), B.call('closeAll')]);
+  const problems: string[] = [];
+  if (failed > 0) problems.push(`${failed} of ${n} connections failed: ${[...(ra!['errors'] as string[]), ...(rb!['errors'] as string[])].slice(0, 3).join('; ')}`);
+  if (alive < ok) problems.push(`${ok - alive} connections dropped while idle`);
+  return {
+    metrics: {
+      connPerSec: Math.round(ok / ((t1 - t0) / 1e9)), seconds: (t1 - t0) / 1e9, ok, failed,
+      rssBeforeKb: rss0, rssAfterKb: rss1, kbPerConn: ok ? (rss1 - rss0) / ok : NaN, ...cpu,
+    },
+    genCpu: { A: cpuPct(a0!, a1!), B: cpuPct(b0!, b1!) }, problems, notes: [],
+  };
+}
+
+async function drain(b: Broker): Promise<Outcome> {
+  const t = target(b, 'ws');
+  const id = `${runTag}-${++runCounter}`;
+  const topic = `bench/${id}/q`;
+  const subId = `${id}-s`;
+  await B.call('setupSubs', { target: t, filter: topic, qos: 1, clean: false, ids: [subId] });
+  await B.call('offline');
+  await sleep(300);
+  await A.call('setupPubs', { target: t, qos: 1, window: 256, pubs: [{ clientId: `${id}-p`, stream: 0, topic }] });
+  const pw = new ProcWindow(b);
+  pw.start();
+  const [a0, b0] = await Promise.all([A.call('mark'), B.call('mark')]) as unknown as Sample[];
+  const q = await A.call('publishCount', { n: drainN });
+  const [a1] = await Promise.all([A.call('mark')]) as unknown as Sample[];
+  const cpuQueue = pw.stop();
+  const expected = q['published'] as number[];
+  await sleep(300);
+  pw.start();
+  const d = await B.call('drain', { target: t, expected, stallMs: 5000, timeoutMs: 120_000 });
+  const [b1] = await Promise.all([B.call('mark')]) as unknown as Sample[];
+  const cpuDrain = pw.stop();
+  await Promise.all([A.call('closeAll'), B.call('closeAll')]);
+  await B.call('cleanup', { target: t, ids: [subId] });
+  await B.call('closeAll');
+  const j = await judge(b, 1, d as unknown as { lost: number; dups: number; reordered: number; unexpectedCloses: number }, undefined);
+  if ((d['sessionPresent'] as number) !== 1) j.problems.push('session present was 0 on reconnect');
+  if ((q['unacked'] as number) > 0) j.problems.push(`${String(q['unacked'])} publishes never acknowledged`);
+  const drainMs = d['ms'] as number;
+  return {
+    metrics: {
+      drainPerSec: Math.round((drainN / drainMs) * 1000), drainMs: Math.round(drainMs), queuePerSec: Math.round((drainN / (q['ms'] as number)) * 1000),
+      brokerCpuQueue: cpuQueue.brokerCpu, brokerCpu: cpuDrain.brokerCpu, pgCpu: cpuDrain.pgCpu ?? NaN, pgCpuQueue: cpuQueue.pgCpu ?? NaN,
+      machineCpu: cpuDrain.machineCpu, lost: d['lost'] as number, dups: d['dups'] as number,
+    },
+    genCpu: { A: cpuPct(a0!, a1!), B: cpuPct(b0!, b1!) }, ...j,
+  };
+}
+
+interface Scenario extends ScenarioInfo {
+  brokers: 'memory' | 'postgres';
+  /** start a fresh broker for every run (memory measurements) */
+  fresh?: boolean;
+  contenders: Contender[];
+  run(b: Broker, c: Contender): Promise<Outcome>;
+}
+
+const TRIO: Contender[] = [{ label: 'tern', broker: 'tern' }, { label: 'mosquitto', broker: 'mosquitto' }, { label: 'aedes', broker: 'aedes' }];
+const rowDelivered = { key: 'delivered', metric: 'delivered msg/s', better: 'higher' as const };
+
+function tp(name: string, title: string, spec: ThroughputSpec): Scenario {
+  return { name, title, brokers: 'memory', contenders: TRIO, rows: [rowDelivered], run: (b) => throughput(b, spec) };
+}
+
+const scenarios: Scenario[] = [
+  tp('fanin-q0-ws', 'fan-in 4→1, QoS 0, WebSocket', { transport: 'ws', qos: 0, pubs: 4, subs: 1 }),
+  tp('fanin-q1-ws', 'fan-in 4→1, QoS 1, WebSocket', { transport: 'ws', qos: 1, pubs: 4, subs: 1 }),
+  tp('fanin-q2-ws', 'fan-in 4→1, QoS 2, WebSocket', { transport: 'ws', qos: 2, pubs: 4, subs: 1 }),
+  tp('fanin-q0-tcp', 'fan-in 4→1, QoS 0, TCP', { transport: 'tcp', qos: 0, pubs: 4, subs: 1 }),
+  tp('fanout10-q0-ws', 'fan-out 1→10, QoS 0, WebSocket', { transport: 'ws', qos: 0, pubs: 1, subs: 10 }),
+  tp('fanout100-q0-ws', 'fan-out 1→100, QoS 0, WebSocket', { transport: 'ws', qos: 0, pubs: 1, subs: 100 }),
+  tp('fanout1000-q0-ws', 'fan-out 1→1000, QoS 0, WebSocket', { transport: 'ws', qos: 0, pubs: 1, subs: 1000 }),
+  tp('fanout10-q1-ws', 'fan-out 1→10, QoS 1, WebSocket', { transport: 'ws', qos: 1, pubs: 1, subs: 10 }),
+  tp('fanout100-q1-ws', 'fan-out 1→100, QoS 1, WebSocket', { transport: 'ws', qos: 1, pubs: 1, subs: 100 }),
+  tp('fanout1000-q1-ws', 'fan-out 1→1000, QoS 1, WebSocket', { transport: 'ws', qos: 1, pubs: 1, subs: 1000 }),
+  {
+    name: 'latency-q1-ws', title: `end-to-end latency, QoS 1 at ${LAT_RATE} msg/s, WebSocket`, brokers: 'memory', contenders: TRIO,
+    rows: [{ key: 'p50', metric: 'p50 ms', better: 'lower' }, { key: 'p99', metric: 'p99 ms', better: 'lower' }, { key: 'p999', metric: 'p99.9 ms', better: 'lower' }],
+    run: (b) => latency(b),
+  },
+  ...[5000, 10_000].map((n): Scenario => ({
+    name: `storm${n / 1000}k-ws`, title: `connect storm ${n.toLocaleString('en')} WebSocket CONNECT+SUBSCRIBE`, brokers: 'memory', fresh: true, contenders: TRIO,
+    rows: [{ key: 'connPerSec', metric: 'connections/s', better: 'higher' }, { key: 'kbPerConn', metric: 'RSS KiB per idle connection', better: 'lower' }],
+    run: (b) => storm(b, n),
+  })),
+  {
+    name: 'drain-q1-ws', title: `offline queue drain, ${drainN.toLocaleString('en')} QoS 1 to a persistent session, WebSocket (Tern on PostgreSQL)`, brokers: 'postgres', contenders: TRIO,
+    rows: [{ key: 'drainPerSec', metric: 'drain msg/s', better: 'higher' }, { key: 'queuePerSec', metric: 'queueing msg/s (subscriber offline)', better: 'higher' }],
+    run: (b) => drain(b),
+  },
+  {
+    name: 'durable-fanin-q1-ws', title: 'fan-in 4→1, QoS 1, persistent subscriber, WebSocket (Tern on PostgreSQL: PUBACK after commit)', brokers: 'postgres',
+    contenders: [
+      { label: 'tern', broker: 'tern', persistent: true }, { label: 'mosquitto', broker: 'mosquitto', persistent: true },
+      { label: 'aedes', broker: 'aedes', persistent: true }, { label: 'tern non-persistent sub', broker: 'tern', persistent: false },
+    ],
+    rows: [rowDelivered],
+    run: (b, c) => throughput(b, { transport: 'ws', qos: 1, pubs: 4, subs: 1, persistent: c.persistent }),
+  },
+];
+
+// ---- main -------------------------------------------------------------------------------------
+
+function machineInfo(mosquittoVersion: string): Record<string, unknown> {
+  const mem = /MemTotal:\s+(\d+) kB/.exec(readFileSync('/proc/meminfo', 'utf8'))?.[1];
+  const pkg = (name: string): string => {
+    try { return (JSON.parse(readFileSync(path.join(repoRoot, 'node_modules', name, 'package.json'), 'utf8')) as { version: string }).version; } catch { return '?'; }
+  };
+  let osName = os.type();
+  try { osName = /PRETTY_NAME="([^"]+)"/.exec(readFileSync('/etc/os-release', 'utf8'))?.[1] ?? osName; } catch { /* keep */ }
+  return {
+    nproc: os.availableParallelism(), cpuModel: os.cpus()[0]?.model ?? '?', memTotalMiB: mem ? Math.round(Number(mem) / 1024) : undefined,
+    os: osName, kernel: os.release(), node: process.version, mosquitto: mosquittoVersion, aedes: pkg('aedes'), ws: pkg('ws'),
+    mqttPacket: pkg('mqtt-packet'), loadavgAtStart: os.loadavg().map((x) => Number(x.toFixed(2))),
+  };
+}
+
+async function startBroker(name: BrokerName, kind: 'memory' | 'postgres', workDir: string, db: { url: string; dir: string } | undefined): Promise<Broker> {
+  if (name === 'mosquitto') return startMosquitto(workDir);
+  if (name === 'aedes') return startAedes();
+  return startTernBroker(kind === 'postgres' ? { databaseUrl: db!.url, pgDataDir: db!.dir } : {});
+}
+
+async function main(): Promise<void> {
+  if (opt.list) {
+    for (const s of scenarios) console.log(`${s.name.padEnd(22)} ${s.title}`);
+    return;
+  }
+  const wanted = opt.only?.split(',').map((x) => x.trim()).filter(Boolean);
+  const selected = scenarios.filter((s) => !wanted || wanted.some((w) => s.name === w || s.name.startsWith(w)));
+  if (!selected.length) throw new Error(`--only ${opt.only}: no such scenario (see --list)`);
+  const t0 = Date.now();
+  const mosquittoVersion = ensureMosquitto(log);
+  const machine = machineInfo(mosquittoVersion);
+  const command = `npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`;
+  const settings = { rounds, measureMs, warmupMs, latencyMs, settleMs, drainN, latencyRate: LAT_RATE };
+  log(`${command}: ${selected.map((s) => s.name).join(', ')}; ${rounds} round(s), ${measureMs} ms windows`);
+  const workDir = mkdtempSync(path.join(os.tmpdir(), 'tern-sbs-'));
+  let db: (EmbeddedDatabase & { dir: string }) | undefined;
+  const records: RunRecord[] = [];
+  const running = new Set<Broker>();
+  A = new Gen('gen-A');
+  B = new Gen('gen-B');
+  const cleanup = async (): Promise<void> => {
+    for (const b of running) await b.stop().catch(() => undefined);
+    running.clear();
+    await Promise.all([A, B].map((g) => g.call('exit').catch(() => undefined)));
+    await db?.stop().catch(() => undefined);
+    rmSync(workDir, { recursive: true, force: true });
+  };
+  process.once('SIGINT', () => { void cleanup().finally(() => process.exit(130)); });
+  try {
+    await Promise.all([A.ready, B.ready]);
+    if (selected.some((s) => s.brokers === 'postgres')) {
+      const dir = path.join(workDir, 'db');
+      const e = await startEmbeddedPostgres({ dataDir: dir, logger: quiet });
+      db = { ...e, dir };
+    }
+    for (const sc of selected) {
+      const names = [...new Set(sc.contenders.map((c) => c.broker))];
+      const start = (n: BrokerName): Promise<Broker> => startBroker(n, sc.brokers, workDir, db);
+      let brokers = new Map<BrokerName, Broker>();
+      if (!sc.fresh) {
+        brokers = new Map(await Promise.all(names.map(async (n) => [n, await start(n)] as const)));
+        for (const b of brokers.values()) running.add(b);
+      }
+      for (let r = 0; r < rounds; r++) {
+        for (const c of sc.contenders) {
+          let b = brokers.get(c.broker);
+          if (sc.fresh) { b = await start(c.broker); running.add(b); }
+          const load1 = os.loadavg()[0]!;
+          let rec: RunRecord;
+          try {
+            const o = await sc.run(b!, c);
+            rec = { type: 'run', scenario: sc.name, contender: c.label, broker: b!.label, round: r + 1, load1, ...o };
+          } catch (err) {
+            rec = { type: 'run', scenario: sc.name, contender: c.label, broker: b!.label, round: r + 1, load1, metrics: {}, genCpu: {}, problems: [`error: ${(err as Error).message}`], notes: [] };
+            await Promise.all([A.call('closeAll'), B.call('closeAll')]).catch(() => undefined);
+          }
+          if (b!.notes.length) rec.brokerLog = [...b!.notes];
+          const sat = Object.entries(rec.genCpu).filter(([, v]) => v >= SATURATED).map(([k, v]) => `${k} ${v}%`);
+          if (sat.length) rec.notes.push(`generator saturated: ${sat.join(', ')}`);
+          records.push(rec);
+          const head = sc.rows.map((x) => `${x.key}=${fmt(rec.metrics[x.key])}`).join(' ');
+          log(`${sc.name} r${r + 1} ${c.label.padEnd(24)} ${head} gen=${JSON.stringify(rec.genCpu)} broker=${rec.metrics['brokerCpu'] ?? '-'}% machine=${rec.metrics['machineCpu'] ?? '-'}% ${rec.problems.length ? `FAILED: ${rec.problems.join('; ')}` : ''} ${rec.notes.join('; ')}`);
+          if (sc.fresh) { await b!.stop(); running.delete(b!); }
+        }
+      }
+      for (const b of brokers.values()) { await b.stop(); running.delete(b); }
+    }
+  } finally {
+    await cleanup();
+  }
+  const elapsedS = Math.round((Date.now() - t0) / 1000);
+  const md = renderMarkdown({ command, machine, settings, elapsedS, scenarios: selected, records, when: new Date().toISOString() });
+  const outDir = path.join(repoRoot, 'bench/results');
+  mkdirSync(outDir, { recursive: true });
+  writeFileSync(path.join(outDir, 'latest.md'), md);
+  const jsonl = [
+    { type: 'meta', when: new Date().toISOString(), command, cwd: repoRoot, argv: process.argv, machine, settings, elapsedS },
+    ...records,
+    ...summaries(selected, records),
+  ].map((x) => JSON.stringify(x)).join('\n');
+  writeFileSync(path.join(outDir, 'latest.jsonl'), `${jsonl}\n`);
+  process.stdout.write(md);
+}
+
+function fmt(v: number | undefined): string {
+  if (v === undefined || Number.isNaN(v)) return '-';
+  return Math.abs(v) >= 100 ? String(Math.round(v)) : v.toFixed(2);
+}
+
+function summaries(selected: Scenario[], records: RunRecord[]): Record<string, unknown>[] {
+  const out: Record<string, unknown>[] = [];
+  for (const sc of selected) {
+    for (const row of sc.rows) {
+      const med: Record<string, number> = {};
+      for (const c of sc.contenders) {
+        const xs = records.filter((r) => r.scenario === sc.name && r.contender === c.label && r.metrics[row.key] !== undefined).map((r) => r.metrics[row.key]!);
+        if (xs.length) med[c.label] = median(xs);
+      }
+      const failed = records.filter((r) => r.scenario === sc.name && r.problems.length).map((r) => `${r.contender} r${r.round}`);
+      out.push({
+        type: 'summary', scenario: sc.name, metric: row.metric, better: row.better, medians: med,
+        ternOverMosquitto: med['tern'] !== undefined && med['mosquitto'] ? med['tern'] / med['mosquitto'] : undefined,
+        ternOverAedes: med['tern'] !== undefined && med['aedes'] ? med['tern'] / med['aedes'] : undefined, failed,
+      });
+    }
+  }
+  return out;
+}
+
+await main();
