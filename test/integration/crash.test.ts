@@ -81,8 +81,10 @@ async function killDuringCommit(broker: BrokerProcess, url: string): Promise<str
       END $$`);
     await c.query(`CREATE CONSTRAINT TRIGGER tern_test_slow_commit AFTER INSERT ON messages
       DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION tern_test_slow_commit()`);
+    // A commit is an explicit COMMIT, or the single-statement batch (tern_apply_hot) committing on its own
+    const COMMITTING = `(query = 'COMMIT' OR query LIKE 'SELECT tern_apply_hot(%')`;
     const inCommit = `SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'tern'
-      AND state = 'active' AND query = 'COMMIT' AND wait_event = 'PgSleep'`;
+      AND state = 'active' AND ${COMMITTING} AND wait_event = 'PgSleep'`;
     const sleepingCommit = async (): Promise<number> => {
       const deadline = Date.now() + 10_000;
       for (;;) {
@@ -94,7 +96,7 @@ async function killDuringCommit(broker: BrokerProcess, url: string): Promise<str
     /** Resolve once `backend` no longer runs that COMMIT (with `anyStatement`: runs nothing). */
     const finished = async (backend: number, anyStatement: boolean): Promise<void> => {
       const deadline = Date.now() + 5000;
-      const sql = `SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND state = 'active'${anyStatement ? '' : ` AND query = 'COMMIT' AND wait_event = 'PgSleep'`}`;
+      const sql = `SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND state = 'active'${anyStatement ? '' : ` AND ${COMMITTING} AND wait_event = 'PgSleep'`}`;
       while ((await c.query(sql, [backend])).rows.length > 0) {
         if (Date.now() > deadline) throw new Error('a COMMIT did not finish within 5 s');
         await sleep(5);

@@ -49,6 +49,12 @@ function toStoreError(e: unknown): StoreError {
   return e instanceof StoreError ? e : new StoreError(`commit failed: ${(e as Error).message}`, { cause: e });
 }
 
+/** True if a batch changes more than messages, deliveries and inbound QoS 2 ids. */
+function hasColdChanges(b: Batch): boolean {
+  return b.deletedSessions.size > 0 || b.sessions.size > 0 || b.subscriptions.size > 0 || b.wills.size > 0
+    || b.retained.size > 0 || b.audit.length > 0;
+}
+
 /** int8 as a JS number (ids and epoch milliseconds fit in 53 bits). */
 const types = {
   getTypeParser: (oid: number, format?: 'text' | 'binary') =>
@@ -215,8 +221,14 @@ export class PgStore implements Store {
     const client = await this.#pool.connect();
     let broken = false;
     try {
+      if (!hasColdChanges(b)) {
+        // The common case, only messages and deliveries: one statement, one round trip, atomic
+        await this.#writeHot(client, b);
+        return;
+      }
       await client.query('BEGIN');
       await this.#write(client, b);
+      await this.#writeHot(client, b);
       await client.query('COMMIT');
     } catch (e) {
       broken = true;
@@ -227,6 +239,39 @@ export class PgStore implements Store {
     }
   }
 
+  /** Messages, deliveries and inbound QoS 2 ids through tern_apply_hot (migrations/0001). */
+  async #writeHot(c: pg.PoolClient, b: Batch): Promise<void> {
+    if (b.messages.size === 0 && b.deliveries.size === 0 && b.inboundQos2.size === 0) return;
+    const ms = [...b.messages.values()];
+    const del: number[] = [];
+    const ins: DeliveryRecord[] = [];
+    const upd: Array<{ id: number; packetId: number; state: DeliveryState }> = [];
+    for (const [id, ch] of b.deliveries) {
+      if (ch.delete) del.push(id);
+      else if (ch.insert) ins.push(ch.insert);
+      else if (ch.update) upd.push({ id, ...ch.update });
+    }
+    const q = [...b.inboundQos2.values()];
+    const qDel = q.filter((r) => !r.add);
+    const qAdd = q.filter((r) => r.add);
+    await c.query(`SELECT tern_apply_hot($1::bigint[], $2::text[], $3::text[], $4::bytea[], $5::smallint[], $6::bool[], $7::jsonb[],
+      $8::bigint[], $9::text[], $10::bigint[], $11::bigint[], $12::bigint[], $13::text[], $14::text[], $15::bigint[], $16::smallint[],
+      $17::bool[], $18::text[], $19::text[], $20::int[], $21::text[], $22::bigint[], $23::int[], $24::text[], $25::text[], $26::text[],
+      $27::int[], $28::text[], $29::text[], $30::int[])`, [
+      ms.map((m) => m.id), ms.map((m) => m.hub), ms.map((m) => m.topicName), ms.map((m) => m.payload), ms.map((m) => m.qos),
+      ms.map((m) => m.retain), ms.map((m) => propsToJson(m.properties)), ms.map((m) => m.expiresAtMs ?? null),
+      ms.map((m) => m.publisherId ?? null), ms.map((m) => m.createdAtMs),
+      del,
+      ins.map((d) => d.id), ins.map((d) => d.hub), ins.map((d) => d.clientId), ins.map((d) => d.messageId), ins.map((d) => d.qos),
+      ins.map((d) => d.retain), ins.map((d) => `{${d.subscriptionIds.join(',')}}`), ins.map((d) => d.shareKey ?? null),
+      ins.map((d) => d.packetId), ins.map((d) => d.state),
+      upd.map((u) => u.id), upd.map((u) => u.packetId), upd.map((u) => u.state),
+      qDel.map((r) => r.hub), qDel.map((r) => r.clientId), qDel.map((r) => r.packetId),
+      qAdd.map((r) => r.hub), qAdd.map((r) => r.clientId), qAdd.map((r) => r.packetId),
+    ]);
+  }
+
+  /** Sessions, subscriptions, wills, retained messages and audit rows (rarer than messages). */
   async #write(c: pg.PoolClient, b: Batch): Promise<void> {
     if (b.deletedSessions.size > 0) {
       const hubs: string[] = [];
@@ -291,16 +336,6 @@ export class PgStore implements Store {
         ]);
       }
     }
-    if (b.messages.size > 0) {
-      const ms = [...b.messages.values()];
-      await c.query(`INSERT INTO messages (id, hub, topic_name, payload, qos, retain, properties, expires_at_ms, publisher_id, created_at_ms)
-        SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bytea[], $5::smallint[], $6::bool[], $7::jsonb[], $8::bigint[], $9::text[], $10::bigint[])
-        ON CONFLICT (id) DO NOTHING`, [
-        ms.map((m) => m.id), ms.map((m) => m.hub), ms.map((m) => m.topicName), ms.map((m) => m.payload), ms.map((m) => m.qos),
-        ms.map((m) => m.retain), ms.map((m) => propsToJson(m.properties)), ms.map((m) => m.expiresAtMs ?? null),
-        ms.map((m) => m.publisherId ?? null), ms.map((m) => m.createdAtMs),
-      ]);
-    }
     if (b.retained.size > 0) {
       const all = [...b.retained.values()];
       const del = all.filter(isDeleted) as Array<{ hub: string; topicName: string }>;
@@ -319,47 +354,6 @@ export class PgStore implements Store {
           put.map((m) => propsToJson(m.properties)), put.map((m) => m.expiresAtMs ?? null), put.map((m) => m.publisherId ?? null),
           put.map((m) => m.createdAtMs),
         ]);
-      }
-    }
-    if (b.deliveries.size > 0) {
-      const del: number[] = [];
-      const ins: DeliveryRecord[] = [];
-      const upd: Array<{ id: number; packetId: number; state: DeliveryState }> = [];
-      for (const [id, ch] of b.deliveries) {
-        if (ch.delete) del.push(id);
-        else if (ch.insert) ins.push(ch.insert);
-        else if (ch.update) upd.push({ id, ...ch.update });
-      }
-      if (del.length) await c.query('DELETE FROM deliveries WHERE id = ANY($1::bigint[])', [del]);
-      if (ins.length) {
-        await c.query(`INSERT INTO deliveries (id, hub, client_id, message_id, qos, retain, subscription_ids, share_key, packet_id, state)
-          SELECT d.id, d.hub, d.client_id, d.message_id, d.qos, d.retain, d.sids::int[], d.share_key, d.packet_id, d.state
-          FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::smallint[], $6::bool[], $7::text[], $8::text[], $9::int[], $10::text[])
-            AS d(id, hub, client_id, message_id, qos, retain, sids, share_key, packet_id, state)
-          ON CONFLICT (id) DO UPDATE SET packet_id = excluded.packet_id, state = excluded.state`, [
-          ins.map((d) => d.id), ins.map((d) => d.hub), ins.map((d) => d.clientId), ins.map((d) => d.messageId), ins.map((d) => d.qos),
-          ins.map((d) => d.retain), ins.map((d) => `{${d.subscriptionIds.join(',')}}`), ins.map((d) => d.shareKey ?? null),
-          ins.map((d) => d.packetId), ins.map((d) => d.state),
-        ]);
-      }
-      if (upd.length) {
-        await c.query(`UPDATE deliveries t SET packet_id = u.packet_id, state = u.state
-          FROM unnest($1::bigint[], $2::int[], $3::text[]) AS u(id, packet_id, state) WHERE t.id = u.id`,
-        [upd.map((u) => u.id), upd.map((u) => u.packetId), upd.map((u) => u.state)]);
-      }
-    }
-    if (b.inboundQos2.size > 0) {
-      const all = [...b.inboundQos2.values()];
-      const del = all.filter((r) => !r.add);
-      const add = all.filter((r) => r.add);
-      if (del.length) {
-        await c.query(`DELETE FROM inbound_qos2 t USING unnest($1::text[], $2::text[], $3::int[]) AS d(hub, client_id, packet_id)
-          WHERE t.hub = d.hub AND t.client_id = d.client_id AND t.packet_id = d.packet_id`,
-        [del.map((r) => r.hub), del.map((r) => r.clientId), del.map((r) => r.packetId)]);
-      }
-      if (add.length) {
-        await c.query(`INSERT INTO inbound_qos2 (hub, client_id, packet_id) SELECT * FROM unnest($1::text[], $2::text[], $3::int[])
-          ON CONFLICT DO NOTHING`, [add.map((r) => r.hub), add.map((r) => r.clientId), add.map((r) => r.packetId)]);
       }
     }
     if (b.audit.length > 0) {
