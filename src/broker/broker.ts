@@ -30,6 +30,13 @@ export interface RoutePlan {
   committed: Promise<void> | undefined;
   /** Hand the message to the sessions (call after `committed` resolved). */
   dispatch(): void;
+  /** Undo what routing reserved, when `committed` failed. */
+  abandon(): void;
+}
+
+export interface RouteOptions {
+  /** Keep retrying a failed commit while this holds (3.1.1 publishers: hold the acknowledgement). */
+  retryWhile?: () => boolean;
 }
 
 export class Broker {
@@ -128,7 +135,7 @@ export class Broker {
    * Plan the fan-out of a message, including the retained-message update. Deliveries to
    * persistent sessions at QoS > 0, retained changes and `extra` go into one unit of work.
    */
-  route(message: Message, extra?: (tx: UnitOfWork) => void): RoutePlan {
+  route(message: Message, extra?: (tx: UnitOfWork) => void, opts: RouteOptions = {}): RoutePlan {
     const hub = this.hub(message.hub);
     const targets = planRoute(hub, message);
     const pairs: Array<[Session, Delivery]> = [];
@@ -161,7 +168,7 @@ export class Broker {
     let committed: Promise<void> | undefined;
     if (records || retain || extra) {
       const rows = records;
-      committed = this.store.transaction((tx) => {
+      const build = (tx: UnitOfWork): void => {
         if (rows) tx.insertMessage(message);
         if (retain) {
           // [MQTT-3.3.1-5] store, or [MQTT-3.3.1-6] a zero-byte payload removes the retained message
@@ -170,11 +177,21 @@ export class Broker {
         }
         if (rows) tx.enqueueDeliveries(rows);
         extra?.(tx);
-      });
+      };
+      committed = opts.retryWhile ? this.#commitWithRetry(build, opts.retryWhile) : this.store.transaction(build);
     }
     return {
       matched: pairs.length,
       committed,
+      abandon: () => {
+        // The commit failed: give back the window slots taken for deliveries that never left
+        for (const [s, d] of pairs) {
+          if (d.state !== 'queued' && s.inflight.get(d.packetId) === d) {
+            s.inflight.delete(d.packetId);
+            this.deliveries.pump(s);
+          }
+        }
+      },
       dispatch: () => {
         if (retain) {
           if (message.payload.length > 0) hub.retained.set(message.topicName, message);
@@ -187,6 +204,25 @@ export class Broker {
         }
       },
     };
+  }
+
+  /**
+   * Commit a unit of work, trying again (250 ms, doubling to 2 s) while `retryWhile()` holds:
+   * an acknowledgement held back until the store answers again.
+   */
+  async #commitWithRetry(build: (tx: UnitOfWork) => void, retryWhile: () => boolean): Promise<void> {
+    let delayMs = 250;
+    for (;;) {
+      try {
+        await this.store.transaction(build);
+        return;
+      } catch (err) {
+        if (!retryWhile()) throw err;
+        await new Promise<void>((resolve) => this.clock.setTimeout(resolve, delayMs));
+        delayMs = Math.min(delayMs * 2, 2000);
+        if (!retryWhile()) throw err;
+      }
+    }
   }
 
   /** Route, commit and dispatch a message; resolves with the number of receiving sessions. */

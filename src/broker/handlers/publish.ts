@@ -78,9 +78,11 @@ export function handlePublish(conn: Connection, p: PublishPacket): void {
     publisherId: conn.clientId, createdAtMs: now,
   };
   const persistQos2 = p.qos === 2 && session.persistent;
+  // 3.1.1 has no negative acknowledgement: while the store is down the PUBACK/PUBREC is held
+  // back and the commit retried for as long as the connection lasts.
   const plan = broker.route(message, persistQos2
     ? (tx) => tx.addInboundQos2({ hub: session.hub.name, clientId: session.clientId, packetId: p.packetId! })
-    : undefined);
+    : undefined, conn.version === 4 && p.qos > 0 ? { retryWhile: () => conn.isOpen } : {});
   conn.after(plan.committed, () => {
     plan.dispatch();
     // [MQTT-3.3.4-?] 5.0: No matching subscribers is reported with a success-class code
@@ -88,8 +90,14 @@ export function handlePublish(conn: Connection, p: PublishPacket): void {
     ack(conn, p, rc);
   }, (err) => {
     broker.logger.error({ err, clientId: conn.clientId, topicName: p.topicName }, 'could not store message');
-    // Never acknowledge what was not stored: 5.0 gets a failure code, 3.1.1 loses the connection
-    if (conn.version === 5 && p.qos > 0) ack(conn, p, ReasonCode.ImplementationSpecificError);
-    else conn.end(undefined);
+    plan.abandon();
+    // Never acknowledge what was not stored: 5.0 gets a failure code (which also forgets a QoS 2
+    // id); a 3.1.1 connection whose held acknowledgement could not be stored is closed
+    if (conn.version === 5 && p.qos > 0) {
+      ack(conn, p, ReasonCode.ImplementationSpecificError);
+    } else {
+      if (p.qos === 2) session.inboundQos2.delete(p.packetId!);
+      conn.end(undefined);
+    }
   });
 }
