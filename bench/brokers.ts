@@ -101,6 +101,7 @@ export async function startMosquitto(workDir: string): Promise<Broker> {
     'memory_limit 0',
     'sys_interval 1',
     'connection_messages false',
+    'set_tcp_nodelay true', // as Tern and aedes (noDelay) do
     'log_dest stdout',
     'log_type error',
     'log_type warning',
@@ -155,7 +156,7 @@ export async function startTernBroker(opts: { databaseUrl?: string; pgDataDir?: 
     let j: { level?: number; msg?: string; dropped?: number };
     try { j = JSON.parse(l) as typeof j; } catch { return; }
     if (j.msg === 'session queue full; message dropped') drops = Math.max(drops, j.dropped ?? drops + 1);
-    if ((j.level ?? 0) >= 40 && notes.length < 20) notes.push(l.slice(0, 400));
+    if ((j.level ?? 0) >= 40 && !String(j.msg).startsWith('state is kept in memory only') && notes.length < 20) notes.push(l.slice(0, 400));
   };
   const args = opts.databaseUrl ? ['--database-url', opts.databaseUrl] : ['--store', 'memory'];
   const b = await startTern(args, { onLine });

@@ -163,6 +163,8 @@ class Conn {
 
 let latOn = false;
 let lat: number[] = [];
+/** The first deliveries that were not the next expected sequence number (evidence for a report). */
+let anomalies: { sub: string; stream: number; seq: number; expected: number; dup: boolean }[] = [];
 
 class Sub {
   conn!: Conn;
@@ -194,6 +196,7 @@ class Sub {
   #record(stream: number, seq: number): void {
     while (this.next.length <= stream) { this.next.push(0); this.uniqByStream.push(0); this.missing.push(undefined); }
     const nx = this.next[stream]!;
+    if (seq !== nx && anomalies.length < 8) anomalies.push({ sub: this.clientId, stream, seq, expected: nx, dup: seq < nx && !this.missing[stream]?.has(seq) });
     if (seq === nx) {
       this.next[stream] = nx + 1;
     } else if (seq > nx) {
@@ -267,7 +270,8 @@ class Pub {
         this.ids[id] = 0;
         this.inflight--;
         this.acked++;
-        if (mode === 'max') schedulePump();
+        // refill in batches (at a quarter of the window free), not one PUBLISH per acknowledgement
+        if (mode === 'max' && this.inflight <= (this.window * 3) >> 2) schedulePump();
         if (this.inflight === 0 && ackWaiters.length) { const w = ackWaiters; ackWaiters = []; for (const f of w) f(); }
       }
     };
@@ -364,7 +368,7 @@ function subStats(expected: number[]): Record<string, unknown> {
     if (l > 0) subsWithLoss++;
     dups += s.dups; reordered += s.reordered; uniq += s.uniq;
   }
-  return { subs: subs.length, uniq, lost, dups, reordered, subsWithLoss, unexpectedCloses };
+  return { subs: subs.length, uniq, lost, dups, reordered, subsWithLoss, unexpectedCloses, anomalies };
 }
 
 async function awaitSubs(expected: number[], stallMs: number, timeoutMs: number): Promise<void> {
@@ -527,7 +531,7 @@ const handlers: Record<string, (m: Msg) => Promise<unknown> | unknown> = {
     for (const p of pubs) p.conn.disconnect();
     for (const c of stormConns) c.kill();
     subs = []; pubs = []; stormConns = [];
-    totalPublished = 0; delivered = 0; lat = []; latOn = false; unexpectedCloses = 0; ackWaiters = [];
+    totalPublished = 0; delivered = 0; lat = []; latOn = false; unexpectedCloses = 0; ackWaiters = []; anomalies = [];
     await new Promise((r) => setTimeout(r, 50));
     return {};
   },
