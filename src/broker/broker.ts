@@ -161,6 +161,7 @@ export class Broker {
         // Online with room in its window: take the packet id now, so the row is stored as in flight
         // and the PUBLISH can leave right after this one commit.
         this.deliveries.reserve(s, d);
+        if (d.state === 'queued') s.pendingDispatch++;
         (records ??= []).push(toDeliveryRecord(s, d));
       }
     }
@@ -186,7 +187,9 @@ export class Broker {
       abandon: () => {
         // The commit failed: give back the window slots taken for deliveries that never left
         for (const [s, d] of pairs) {
-          if (d.state !== 'queued' && s.inflight.get(d.packetId) === d) {
+          if (d.state === 'queued') {
+            if (s.persistent && d.qos > 0 && s.pendingDispatch > 0) s.pendingDispatch--;
+          } else if (s.inflight.get(d.packetId) === d) {
             s.inflight.delete(d.packetId);
             this.deliveries.pump(s);
           }
@@ -199,8 +202,12 @@ export class Broker {
         }
         const cache: EncodeCache = new Map();
         for (const [s, d] of pairs) {
-          if (d.state === 'queued') this.deliveries.enqueue(s, d, cache);
-          else this.deliveries.sendReserved(s, d, cache);
+          if (d.state !== 'queued') {
+            this.deliveries.sendReserved(s, d, cache);
+            continue;
+          }
+          if (s.persistent && d.qos > 0 && s.pendingDispatch > 0) s.pendingDispatch--;
+          this.deliveries.enqueue(s, d, cache);
         }
       },
     };

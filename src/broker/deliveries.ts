@@ -42,6 +42,9 @@ export class Deliveries {
         if (this.#isExpired(d, now)) continue; // [MQTT-3.3.2-5] expired messages are not delivered
         if (conn.channel.bufferedBytes() > options.hardBufferBytes) {
           this.droppedQos0++;
+          if (this.droppedQos0 === 1 || this.droppedQos0 % 10_000 === 0) {
+            logger.warn({ clientId: session.clientId, dropped: this.droppedQos0 }, 'client socket buffer full; QoS 0 messages dropped');
+          }
           continue;
         }
         conn.sendDelivery(d, false, cache);
@@ -83,7 +86,8 @@ export class Deliveries {
    */
   reserve(session: Session, d: Delivery): void {
     const conn = session.connection;
-    if (!conn || conn.state !== 'connected' || conn.isBackpressured || session.queue.length > 0) return;
+    // [MQTT-4.6.0-6] never overtake an earlier message still waiting to be queued or sent
+    if (!conn || conn.state !== 'connected' || conn.isBackpressured || session.queue.length > 0 || session.pendingDispatch > 0) return;
     if (session.inflight.size >= conn.sendQuota) return;
     d.packetId = session.packetIds.allocate(session.inflight);
     if (d.packetId === 0) return;

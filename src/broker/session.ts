@@ -145,6 +145,9 @@ export class Session {
   willTimer: Timer | undefined;
   expiryTimer: Timer | undefined;
   disconnectedAtMs: number | undefined;
+  /** Deliveries routed to this session whose commit is pending and that were not reserved:
+   * until they are queued, later messages must not overtake them by reserving a window slot. */
+  pendingDispatch = 0;
   /** Messages dropped because the queue was full. */
   droppedCount = 0;
 
