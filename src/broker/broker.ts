@@ -138,7 +138,8 @@ export class Broker {
   route(message: Message, extra?: (tx: UnitOfWork) => void, opts: RouteOptions = {}): RoutePlan {
     const hub = this.hub(message.hub);
     const targets = planRoute(hub, message);
-    const pairs: Array<[Session, Delivery]> = [];
+    // [session, delivery, counted in session.pendingDispatch]
+    const pairs: Array<[Session, Delivery, boolean]> = [];
     let records: DeliveryRecord[] | undefined;
     for (const t of targets) {
       const s = t.session;
@@ -156,14 +157,16 @@ export class Broker {
         id: this.nextId(), message, qos: t.qos, retain: t.retain, subscriptionIds: t.subscriptionIds, shareKey: t.shareKey,
         packetId: 0, state: 'queued',
       };
-      pairs.push([s, d]);
+      let pending = false;
       if (s.persistent && d.qos > 0) {
         // Online with room in its window: take the packet id now, so the row is stored as in flight
         // and the PUBLISH can leave right after this one commit.
         this.deliveries.reserve(s, d);
-        if (d.state === 'queued') s.pendingDispatch++;
+        pending = d.state === 'queued';
+        if (pending) s.pendingDispatch++;
         (records ??= []).push(toDeliveryRecord(s, d));
       }
+      pairs.push([s, d, pending]);
     }
     const retain = message.retain && this.options.retainAvailable;
     let committed: Promise<void> | undefined;
@@ -186,10 +189,10 @@ export class Broker {
       committed,
       abandon: () => {
         // The commit failed: give back the window slots taken for deliveries that never left
-        for (const [s, d] of pairs) {
-          if (d.state === 'queued') {
-            if (s.persistent && d.qos > 0 && s.pendingDispatch > 0) s.pendingDispatch--;
-          } else if (s.inflight.get(d.packetId) === d) {
+        for (const [s, d, pending] of pairs) {
+          if (pending) {
+            s.pendingDispatch--;
+          } else if (d.state !== 'queued' && s.inflight.get(d.packetId) === d) {
             s.inflight.delete(d.packetId);
             this.deliveries.pump(s);
           }
@@ -201,13 +204,10 @@ export class Broker {
           else hub.retained.delete(message.topicName);
         }
         const cache: EncodeCache = new Map();
-        for (const [s, d] of pairs) {
-          if (d.state !== 'queued') {
-            this.deliveries.sendReserved(s, d, cache);
-            continue;
-          }
-          if (s.persistent && d.qos > 0 && s.pendingDispatch > 0) s.pendingDispatch--;
-          this.deliveries.enqueue(s, d, cache);
+        for (const [s, d, pending] of pairs) {
+          if (pending) s.pendingDispatch--;
+          if (d.state === 'queued') this.deliveries.enqueue(s, d, cache);
+          else this.deliveries.sendReserved(s, d, cache);
         }
       },
     };

@@ -302,11 +302,10 @@ export class SessionManager {
   }
 
   /** Remove a subscription; returns whether it existed. */
-  unsubscribe(session: Session, topicFilter: string, tx: UnitOfWork | undefined): boolean {
+  unsubscribe(session: Session, topicFilter: string): boolean {
     const sub = session.subscriptions.get(topicFilter);
     if (!sub) return false;
     session.hub.removeSubscription(sub);
-    tx?.deleteSubscription(session.hub.name, session.clientId, topicFilter);
     return true;
   }
 

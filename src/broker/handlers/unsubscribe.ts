@@ -13,7 +13,7 @@ export function handleUnsubscribe(conn: Connection, p: UnsubscribePacket): void 
   const codes: number[] = [];
   const removed: string[] = [];
   for (const filter of p.topicFilters) {
-    const existed = broker.sessions.unsubscribe(session, filter, undefined);
+    const existed = broker.sessions.unsubscribe(session, filter);
     if (existed) removed.push(filter);
     codes.push(existed ? ReasonCode.Success : ReasonCode.NoSubscriptionExisted);
   }
