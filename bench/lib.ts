@@ -24,7 +24,9 @@ export interface RunningBroker {
 /** Start Tern (src/main.ts) with the given CLI args; resolves when it listens. `onLine` sees every log line. */
 export async function startTern(args: string[], opts: { onLine?: (line: string) => void } = {}): Promise<RunningBroker> {
   const t0 = performance.now();
-  const proc = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', '--http-port', '0', '--mqtt-port', '0', '--log-level', 'info', ...args], {
+  // BENCH_TERN_NODE_ARGS: extra node flags for the broker, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"
+  const nodeArgs = process.env['BENCH_TERN_NODE_ARGS']?.split(/\s+/).filter(Boolean) ?? [];
+  const proc = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', 'src/main.ts', '--http-port', '0', '--mqtt-port', '0', '--log-level', 'info', ...args], {
     cwd: repoRoot, stdio: ['ignore', 'pipe', 'inherit'],
   });
   proc.stdout!.on('data', (b: Buffer) => { if (process.env['BENCH_BROKER_LOG']) process.stderr.write(b); });

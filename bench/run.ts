@@ -25,6 +25,7 @@ const { values: opt } = parseArgs({
     seconds: { type: 'string' },
     list: { type: 'boolean', default: false },
     brokers: { type: 'string' },
+    contenders: { type: 'string' },
   },
 });
 const quick = opt.quick;
@@ -480,8 +481,10 @@ async function main(): Promise<void> {
       db = { ...e, dir };
     }
     const onlyBrokers = opt.brokers?.split(',').map((x) => x.trim());
+    const onlyContenders = opt.contenders?.split(',').map((x) => x.trim());
     for (const sc of selected) {
       if (onlyBrokers) sc.contenders = sc.contenders.filter((c) => onlyBrokers.includes(c.broker));
+      if (onlyContenders) sc.contenders = sc.contenders.filter((c) => onlyContenders.includes(c.label));
       if (!sc.contenders.length) continue;
       const names = [...new Set(sc.contenders.map((c) => c.broker))];
       const start = (n: BrokerName): Promise<Broker> => startBroker(n, sc.brokers, workDir, db);

@@ -23,6 +23,18 @@ export interface BrokerDeps {
 }
 
 /** A routed message ready to be committed and dispatched. */
+/** What `RoutePlan.dispatch` does with one delivery. */
+const enum Dispatch {
+  /** Queue it (and send what the window allows). */
+  Plain,
+  /** As Plain, and it is counted in `session.pendingDispatch`. */
+  Pending,
+  /** Reserved at routing; send it after the commit (counted in `session.heldForCommit`). */
+  Held,
+  /** Reserved and already sent at routing. */
+  Sent,
+}
+
 export interface RoutePlan {
   /** Sessions that will receive the message. */
   matched: number;
@@ -138,8 +150,11 @@ export class Broker {
   route(message: Message, extra?: (tx: UnitOfWork) => void, opts: RouteOptions = {}): RoutePlan {
     const hub = this.hub(message.hub);
     const targets = planRoute(hub, message);
-    // [session, delivery, counted in session.pendingDispatch]
-    const pairs: Array<[Session, Delivery, boolean]> = [];
+    const pairs: Array<[Session, Delivery, Dispatch]> = [];
+    const cache: EncodeCache = new Map();
+    // QoS 1 to an online persistent session may leave before the commit (see below), unless the
+    // store is failing: then nothing the publisher is told failed reaches a subscriber.
+    const sendEarly = this.store.healthy;
     let records: DeliveryRecord[] | undefined;
     for (const t of targets) {
       const s = t.session;
@@ -157,16 +172,28 @@ export class Broker {
         id: this.nextId(), message, qos: t.qos, retain: t.retain, subscriptionIds: t.subscriptionIds, shareKey: t.shareKey,
         packetId: 0, state: 'queued',
       };
-      let pending = false;
+      let how = Dispatch.Plain;
       if (s.persistent && d.qos > 0) {
         // Online with room in its window: take the packet id now, so the row is stored as in flight
-        // and the PUBLISH can leave right after this one commit.
+        // and no second commit is needed before the PUBLISH leaves.
         this.deliveries.reserve(s, d);
-        pending = d.state === 'queued';
-        if (pending) s.pendingDispatch++;
+        if (d.state === 'queued') {
+          how = Dispatch.Pending;
+          s.pendingDispatch++;
+        } else if (d.qos === 1 && sendEarly && s.heldForCommit === 0) {
+          // At least once allows sending QoS 1 while its row is being committed: the row is queued
+          // before the PUBACK can delete it, so a fast acknowledgement cancels the pair within the
+          // same group commit. A crash before the commit means the publisher got no PUBACK and
+          // sends again. QoS 2 must not: a resent PUBLISH would be a second, unknown flow.
+          this.deliveries.sendReserved(s, d, cache);
+          how = Dispatch.Sent;
+        } else {
+          how = Dispatch.Held;
+          s.heldForCommit++;
+        }
         (records ??= []).push(toDeliveryRecord(s, d));
       }
-      pairs.push([s, d, pending]);
+      pairs.push([s, d, how]);
     }
     const retain = message.retain && this.options.retainAvailable;
     let committed: Promise<void> | undefined;
@@ -189,13 +216,15 @@ export class Broker {
       committed,
       abandon: () => {
         // The commit failed: give back the window slots taken for deliveries that never left
-        for (const [s, d, pending] of pairs) {
-          if (pending) {
+        for (const [s, d, how] of pairs) {
+          if (how === Dispatch.Pending) {
             s.pendingDispatch--;
-          } else if (d.state !== 'queued' && s.inflight.get(d.packetId) === d) {
-            s.inflight.delete(d.packetId);
+          } else if (how === Dispatch.Held) {
+            s.heldForCommit--;
+            if (s.inflight.get(d.packetId) === d) s.inflight.delete(d.packetId);
             this.deliveries.pump(s);
           }
+          // Dispatch.Sent: the client has it and will acknowledge it; it stays in flight
         }
       },
       dispatch: () => {
@@ -203,11 +232,13 @@ export class Broker {
           if (message.payload.length > 0) hub.retained.set(message.topicName, message);
           else hub.retained.delete(message.topicName);
         }
-        const cache: EncodeCache = new Map();
-        for (const [s, d, pending] of pairs) {
-          if (pending) s.pendingDispatch--;
-          if (d.state === 'queued') this.deliveries.enqueue(s, d, cache);
-          else this.deliveries.sendReserved(s, d, cache);
+        for (const [s, d, how] of pairs) {
+          switch (how) {
+            case Dispatch.Sent: break;
+            case Dispatch.Held: s.heldForCommit--; this.deliveries.sendReserved(s, d, cache); break;
+            case Dispatch.Pending: s.pendingDispatch--; this.deliveries.enqueue(s, d, cache); break;
+            default: this.deliveries.enqueue(s, d, cache);
+          }
         }
       },
     };
@@ -215,21 +246,24 @@ export class Broker {
 
   /**
    * Commit a unit of work, trying again (250 ms, doubling to 2 s) while `retryWhile()` holds:
-   * an acknowledgement held back until the store answers again.
+   * an acknowledgement held back until the store answers again. The first attempt is the plain
+   * commit (no extra promise on the message path).
    */
-  async #commitWithRetry(build: (tx: UnitOfWork) => void, retryWhile: () => boolean): Promise<void> {
-    let delayMs = 250;
-    for (;;) {
-      try {
-        await this.store.transaction(build);
-        return;
-      } catch (err) {
-        if (!retryWhile()) throw err;
+  #commitWithRetry(build: (tx: UnitOfWork) => void, retryWhile: () => boolean): Promise<void> {
+    return this.store.transaction(build).catch(async (first: unknown) => {
+      let err = first;
+      for (let delayMs = 250; retryWhile(); delayMs = Math.min(delayMs * 2, 2000)) {
         await new Promise<void>((resolve) => this.clock.setTimeout(resolve, delayMs));
-        delayMs = Math.min(delayMs * 2, 2000);
-        if (!retryWhile()) throw err;
+        if (!retryWhile()) break;
+        try {
+          await this.store.transaction(build);
+          return;
+        } catch (e) {
+          err = e;
+        }
       }
-    }
+      throw err;
+    });
   }
 
   /** Route, commit and dispatch a message; resolves with the number of receiving sessions. */

@@ -60,8 +60,12 @@ export class Deliveries {
       d.packetId = session.packetIds.allocate(session.inflight);
       d.state = 'sent';
       session.inflight.set(d.packetId, d);
-      if (session.persistent) (durable ??= []).push(d);
-      else conn.sendDelivery(d, false, cache);
+      if (session.persistent) {
+        (durable ??= []).push(d);
+        session.heldForCommit++;
+      } else {
+        conn.sendDelivery(d, false, cache);
+      }
     }
     if (expired) {
       const ids = expired.map((d) => d.id);
@@ -71,9 +75,11 @@ export class Deliveries {
     if (durable) {
       const batch = durable;
       store.transaction((tx) => { for (const d of batch) tx.updateDelivery(d.id, d.packetId, 'sent'); }).then(() => {
+        session.heldForCommit -= batch.length;
         if (session.connection !== conn || conn.state !== 'connected') return;
         for (const d of batch) if (session.inflight.get(d.packetId) === d) conn.sendDelivery(d, false, cache);
       }, (err: unknown) => {
+        session.heldForCommit -= batch.length;
         logger.error({ err, clientId: session.clientId }, 'could not record deliveries in flight');
         conn.fail(err);
       });

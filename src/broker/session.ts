@@ -148,6 +148,10 @@ export class Session {
   /** Deliveries routed to this session whose commit is pending and that were not reserved:
    * until they are queued, later messages must not overtake them by reserving a window slot. */
   pendingDispatch = 0;
+  /** Deliveries in flight whose PUBLISH leaves only once a commit is done (QoS 2 reserved at
+   * routing, deliveries taken from the queue): while any wait, a later QoS 1 delivery must not be
+   * sent ahead of them. */
+  heldForCommit = 0;
   /** Messages dropped because the queue was full. */
   droppedCount = 0;
 

@@ -87,6 +87,10 @@ export class PacketReader {
     }
     if (type === PUBLISH) checkPublishTopicBytes(bytes);
     checkFraming(bytes, this.#version);
+    if (this.#version !== undefined) {
+      const fast = decodeHot(bytes, this.#version);
+      if (fast) return { kind: 'packet', packet: fast };
+    }
     const wire = parseWhole(bytes, this.#version ?? 4);
     if ('properties' in wire) checkRepeatedProperties(wire.properties);
     if (wire.cmd === 'connect') checkRepeatedProperties(wire.will?.properties);
@@ -142,6 +146,48 @@ function parseWhole(bytes: Buffer, version: ProtocolVersion): WirePacket {
   if (error || !decoded) throw new MqttError(ReasonCode.MalformedPacket, error?.message ?? 'incomplete packet');
   if (rest !== 0) throw new MqttError(ReasonCode.MalformedPacket, `${rest} unexpected bytes after the packet`);
   return decoded;
+}
+
+/**
+ * The packets of the message path, decoded without mqtt-packet: PUBLISH without properties and
+ * the 2-byte acknowledgements. Anything else, or anything odd (QoS 3, wrong flags, truncation),
+ * returns undefined and goes through mqtt-packet, which reports the error. Call after
+ * checkPublishTopicBytes and checkFraming.
+ */
+function decodeHot(b: Buffer, version: ProtocolVersion): InboundPacket | undefined {
+  const h = b[0]!;
+  const type = h >> 4;
+  if (type === PUBLISH) {
+    const qos = (h >> 1) & 3;
+    if (qos === 3) return undefined;
+    let off = headerLength(b);
+    if (b.length < off + 2) return undefined;
+    const topicEnd = off + 2 + b.readUInt16BE(off);
+    if (topicEnd > b.length) return undefined;
+    const topicName = b.toString('utf8', off + 2, topicEnd);
+    off = topicEnd;
+    let packetId: number | undefined;
+    if (qos > 0) {
+      if (off + 2 > b.length) return undefined;
+      packetId = b.readUInt16BE(off);
+      off += 2;
+    }
+    if (version === 5) {
+      if (off >= b.length || b[off] !== 0) return undefined; // properties: mqtt-packet decodes them
+      off += 1;
+    }
+    const view = b.subarray(off);
+    // A payload may outlive the read buffer by a long time (queued for an offline session): do not
+    // let a small payload pin a large buffer holding other packets.
+    const payload = b.buffer.byteLength > 8192 && b.buffer.byteLength > 4 * view.length ? Buffer.from(view) : view;
+    return { type: 'publish', topicName, payload, qos: qos as QoS, retain: (h & 1) !== 0, dup: (h & 8) !== 0, packetId, properties: undefined };
+  }
+  if (type >= 4 && type <= 7 && b.length === 4 && b[1] === 2 && (h & 0xf) === (type === 6 ? 2 : 0)) {
+    const packetId = b.readUInt16BE(2);
+    const kind = type === 4 ? 'puback' : type === 5 ? 'pubrec' : type === 6 ? 'pubrel' : 'pubcomp';
+    return { type: kind, packetId, reasonCode: 0, properties: undefined };
+  }
+  return undefined;
 }
 
 /** Total packet length from a fixed header, or undefined if more bytes are needed. */

@@ -12,6 +12,7 @@ const MAX_AUDIT_EVENTS = 10_000;
 /** In-process Store; units of work submitted in one tick commit together. */
 export class MemoryStore implements Store {
   readonly kind = 'memory';
+  readonly healthy = true;
   readonly #sessions = new Map<string, SessionRecord>();
   readonly #subscriptions = new Map<string, Map<string, SubscriptionRecord>>();
   readonly #messages = new Map<number, Message>();

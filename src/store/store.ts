@@ -122,6 +122,8 @@ export interface Store {
    * commit; the promise resolves (in submission order) once the unit is durable.
    */
   transaction(build: (tx: UnitOfWork) => void): Promise<void>;
+  /** False while commits are failing (the database is unreachable); true again after one succeeds. */
+  readonly healthy: boolean;
 }
 
 /** A store failure; keeps the driver's error as `cause`. */

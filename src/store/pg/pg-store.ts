@@ -11,6 +11,7 @@ import {
   StoreError, type DeliveryRecord, type DeliveryState, type SessionRecord, type StoredState, type Store,
   type SubscriptionRecord, type UnitOfWork, type WillRecord,
 } from '../store.ts';
+import { boolArray, numberArray, packBytes, textArray } from './arrays.ts';
 import { Batch, isDeleted, RecordingUnit, replay, type UnitOp } from './batch.ts';
 
 const migrationsFolder = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../migrations');
@@ -89,6 +90,8 @@ export class PgStore implements Store {
   commits = 0;
   units = 0;
   #commitMs = 0;
+  /** Rows written by the hot statement (messages, delivery inserts, updates, deletes), for the close log. */
+  readonly #hotRows = { messages: 0, inserted: 0, updated: 0, deleted: 0 };
 
   constructor(opts: PgStoreOptions) {
     this.#logger = opts.logger;
@@ -120,6 +123,10 @@ export class PgStore implements Store {
     this.#gcTimer.unref();
   }
 
+  get healthy(): boolean {
+    return this.#healthy;
+  }
+
   async close(): Promise<void> {
     this.#closed = true;
     clearInterval(this.#gcTimer);
@@ -128,7 +135,7 @@ export class PgStore implements Store {
       await new Promise((r) => setTimeout(r, 5));
     }
     await this.#pool.end();
-    this.#logger.info({ commits: this.commits, units: this.units, unitsPerCommit: this.commits ? +(this.units / this.commits).toFixed(1) : 0, commitMs: this.commits ? +(this.#commitMs / this.commits).toFixed(2) : 0 }, 'PostgreSQL store closed');
+    this.#logger.info({ commits: this.commits, units: this.units, unitsPerCommit: this.commits ? +(this.units / this.commits).toFixed(1) : 0, commitMs: this.commits ? +(this.#commitMs / this.commits).toFixed(2) : 0, rows: this.#hotRows }, 'PostgreSQL store closed');
   }
 
   transaction(build: (tx: UnitOfWork) => void): Promise<void> {
@@ -241,8 +248,7 @@ export class PgStore implements Store {
 
   /** Messages, deliveries and inbound QoS 2 ids through tern_apply_hot (migrations/0001). */
   async #writeHot(c: pg.PoolClient, b: Batch): Promise<void> {
-    if (b.messages.size === 0 && b.deliveries.size === 0 && b.inboundQos2.size === 0) return;
-    const ms = [...b.messages.values()];
+    if (b.deliveries.size === 0 && b.inboundQos2.size === 0) return;
     const del: number[] = [];
     const ins: DeliveryRecord[] = [];
     const upd: Array<{ id: number; packetId: number; state: DeliveryState }> = [];
@@ -251,23 +257,39 @@ export class PgStore implements Store {
       else if (ch.insert) ins.push(ch.insert);
       else if (ch.update) upd.push({ id, ...ch.update });
     }
+    // A message row only serves the deliveries inserted with it (every insert of a delivery comes
+    // with its message): when all of them were acknowledged before this commit, skip the row.
+    const ms: Message[] = [];
+    if (b.messages.size > 0 && ins.length > 0) {
+      const wanted = new Set<number>();
+      for (const d of ins) wanted.add(d.messageId);
+      for (const m of b.messages.values()) if (wanted.has(m.id)) ms.push(m);
+    }
+    if (ms.length === 0 && del.length === 0 && ins.length === 0 && upd.length === 0 && b.inboundQos2.size === 0) return;
+    this.#hotRows.messages += ms.length;
+    this.#hotRows.inserted += ins.length;
+    this.#hotRows.updated += upd.length;
+    this.#hotRows.deleted += del.length;
     const q = [...b.inboundQos2.values()];
     const qDel = q.filter((r) => !r.add);
     const qAdd = q.filter((r) => r.add);
-    await c.query(`SELECT tern_apply_hot($1::bigint[], $2::text[], $3::text[], $4::bytea[], $5::smallint[], $6::bool[], $7::jsonb[],
-      $8::bigint[], $9::text[], $10::bigint[], $11::bigint[], $12::bigint[], $13::text[], $14::text[], $15::bigint[], $16::smallint[],
-      $17::bool[], $18::text[], $19::text[], $20::int[], $21::text[], $22::bigint[], $23::int[], $24::text[], $25::text[], $26::text[],
-      $27::int[], $28::text[], $29::text[], $30::int[])`, [
-      ms.map((m) => m.id), ms.map((m) => m.hub), ms.map((m) => m.topicName), ms.map((m) => m.payload), ms.map((m) => m.qos),
-      ms.map((m) => m.retain), ms.map((m) => propsToJson(m.properties)), ms.map((m) => m.expiresAtMs ?? null),
-      ms.map((m) => m.publisherId ?? null), ms.map((m) => m.createdAtMs),
-      del,
-      ins.map((d) => d.id), ins.map((d) => d.hub), ins.map((d) => d.clientId), ins.map((d) => d.messageId), ins.map((d) => d.qos),
-      ins.map((d) => d.retain), ins.map((d) => `{${d.subscriptionIds.join(',')}}`), ins.map((d) => d.shareKey ?? null),
-      ins.map((d) => d.packetId), ins.map((d) => d.state),
-      upd.map((u) => u.id), upd.map((u) => u.packetId), upd.map((u) => u.state),
-      qDel.map((r) => r.hub), qDel.map((r) => r.clientId), qDel.map((r) => r.packetId),
-      qAdd.map((r) => r.hub), qAdd.map((r) => r.clientId), qAdd.map((r) => r.packetId),
+    const payloads = packBytes(ms.map((m) => m.payload));
+    await c.query(`SELECT tern_apply_hot($1::bigint[], $2::text[], $3::text[], $4::bytea, $5::int[], $6::smallint[], $7::bool[],
+      $8::jsonb[], $9::bigint[], $10::text[], $11::bigint[], $12::bigint[], $13::bigint[], $14::text[], $15::text[], $16::bigint[],
+      $17::smallint[], $18::bool[], $19::text[], $20::text[], $21::int[], $22::text[], $23::bigint[], $24::int[], $25::text[],
+      $26::text[], $27::text[], $28::int[], $29::text[], $30::text[], $31::int[])`, [
+      numberArray(ms.map((m) => m.id)), textArray(ms.map((m) => m.hub)), textArray(ms.map((m) => m.topicName)),
+      payloads.bytes, payloads.lengths, numberArray(ms.map((m) => m.qos)), boolArray(ms.map((m) => m.retain)),
+      textArray(ms.map((m) => propsToJson(m.properties))), numberArray(ms.map((m) => m.expiresAtMs)),
+      textArray(ms.map((m) => m.publisherId)), numberArray(ms.map((m) => m.createdAtMs)),
+      numberArray(del),
+      numberArray(ins.map((d) => d.id)), textArray(ins.map((d) => d.hub)), textArray(ins.map((d) => d.clientId)),
+      numberArray(ins.map((d) => d.messageId)), numberArray(ins.map((d) => d.qos)), boolArray(ins.map((d) => d.retain)),
+      textArray(ins.map((d) => `{${d.subscriptionIds.join(',')}}`)), textArray(ins.map((d) => d.shareKey)),
+      numberArray(ins.map((d) => d.packetId)), textArray(ins.map((d) => d.state)),
+      numberArray(upd.map((u) => u.id)), numberArray(upd.map((u) => u.packetId)), textArray(upd.map((u) => u.state)),
+      textArray(qDel.map((r) => r.hub)), textArray(qDel.map((r) => r.clientId)), numberArray(qDel.map((r) => r.packetId)),
+      textArray(qAdd.map((r) => r.hub)), textArray(qAdd.map((r) => r.clientId)), numberArray(qAdd.map((r) => r.packetId)),
     ]);
   }
 
