@@ -26,14 +26,17 @@ export class Deliveries {
 
   /**
    * Send queued deliveries while the client's window and transport allow. For persistent
-   * sessions the packet id is committed before the PUBLISH leaves, so a restart resumes it.
+   * sessions the packet id is recorded in the store: QoS 2 leaves only after that commit, so a
+   * restart resumes it with PUBREL or the same packet id; QoS 1 leaves at once.
    */
   pump(session: Session, cache?: EncodeCache): void {
     const conn = session.connection;
     if (!conn || conn.state !== 'connected') return;
     const { store, clock, options, logger } = this.#broker;
     const now = clock.now();
-    let durable: Delivery[] | undefined;
+    /** Persistent deliveries put in flight: their state goes to the store; `held` ones leave after that commit. */
+    let recorded: Delivery[] | undefined;
+    let held: Delivery[] | undefined;
     let expired: Delivery[] | undefined;
     while (session.queue.length > 0) {
       const d = session.queue.peek()!;
@@ -60,11 +63,19 @@ export class Deliveries {
       d.packetId = session.packetIds.allocate(session.inflight);
       d.state = 'sent';
       session.inflight.set(d.packetId, d);
-      if (session.persistent) {
-        (durable ??= []).push(d);
-        session.heldForCommit++;
-      } else {
+      if (!session.persistent) {
         conn.sendDelivery(d, false, cache);
+        continue;
+      }
+      (recorded ??= []).push(d);
+      if (d.qos === 1 && session.heldForCommit === 0 && store.healthy) {
+        // At least once: sent now, its in-flight state recorded by the unit below. Should the broker
+        // die before that commit, the restart sends the message again as a new delivery.
+        conn.sendDelivery(d, false, cache);
+      } else {
+        // QoS 2 (and whatever follows it) leaves once its packet id is stored [MQTT-4.3.3]
+        (held ??= []).push(d);
+        session.heldForCommit++;
       }
     }
     if (expired) {
@@ -72,14 +83,15 @@ export class Deliveries {
       store.transaction((tx) => { for (const id of ids) tx.deleteDelivery(id); })
         .catch((err: unknown) => logger.warn({ err }, 'could not delete expired deliveries'));
     }
-    if (durable) {
-      const batch = durable;
+    if (recorded) {
+      const batch = recorded;
+      const waiting = held ?? [];
       store.transaction((tx) => { for (const d of batch) tx.updateDelivery(d.id, d.packetId, 'sent'); }).then(() => {
-        session.heldForCommit -= batch.length;
+        session.heldForCommit -= waiting.length;
         if (session.connection !== conn || conn.state !== 'connected') return;
-        for (const d of batch) if (session.inflight.get(d.packetId) === d) conn.sendDelivery(d, false, cache);
+        for (const d of waiting) if (session.inflight.get(d.packetId) === d) conn.sendDelivery(d, false, cache);
       }, (err: unknown) => {
-        session.heldForCommit -= batch.length;
+        session.heldForCommit -= waiting.length;
         logger.error({ err, clientId: session.clientId }, 'could not record deliveries in flight');
         conn.fail(err);
       });
