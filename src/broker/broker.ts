@@ -151,7 +151,7 @@ export class Broker {
     const hub = this.hub(message.hub);
     const targets = planRoute(hub, message);
     const pairs: Array<[Session, Delivery, Dispatch]> = [];
-    const cache: EncodeCache = new Map();
+    let cache: EncodeCache | undefined; // created once a delivery is sent (fan-out shares encodings)
     // QoS 1 to an online persistent session may leave before the commit (see below), unless the
     // store is failing: then nothing the publisher is told failed reaches a subscriber.
     const sendEarly = this.store.healthy;
@@ -185,7 +185,7 @@ export class Broker {
           // before the PUBACK can delete it, so a fast acknowledgement cancels the pair within the
           // same group commit. A crash before the commit means the publisher got no PUBACK and
           // sends again. QoS 2 must not: a resent PUBLISH would be a second, unknown flow.
-          this.deliveries.sendReserved(s, d, cache);
+          this.deliveries.sendReserved(s, d, targets.length > 1 ? (cache ??= new Map()) : undefined);
           how = Dispatch.Sent;
         } else {
           how = Dispatch.Held;
@@ -232,6 +232,7 @@ export class Broker {
           if (message.payload.length > 0) hub.retained.set(message.topicName, message);
           else hub.retained.delete(message.topicName);
         }
+        if (pairs.length > 1) cache ??= new Map();
         for (const [s, d, how] of pairs) {
           switch (how) {
             case Dispatch.Sent: break;

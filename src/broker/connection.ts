@@ -239,10 +239,9 @@ export class Connection {
     }
     if (!bytes) {
       bytes = encodePublish(topicName, m.payload, d.qos, d.retain, false, 0, props, this.version === 5);
-      if (key !== undefined) {
-        cache!.set(key, bytes);
-        if (d.qos > 0) bytes = Buffer.from(bytes);
-      }
+      // The first user sends the template itself (its packet id and DUP are patched in place);
+      // later users copy it and patch their copy, which rewrites both fields
+      if (key !== undefined) cache!.set(key, bytes);
     }
     if (d.qos > 0) patchPublish(bytes, d.packetId, dup);
     if (bytes.length > this.clientMaxPacketBytes) {

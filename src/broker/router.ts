@@ -14,16 +14,20 @@ export interface Target {
   shareKey: string | undefined;
 }
 
+/** Stamp of the current planRoute call, marking the sessions it has already planned for. */
+let routeStamp = 0;
+
 /** Every session that must receive `message`, in no particular order. */
 export function planRoute(hub: Hub, message: Message): Target[] {
-  const bySession = new Map<Session, Target>();
-  const shared: Target[] = [];
+  // Runs for every message: sessions met before in this call are found by their stamp, not a Map
+  const stamp = ++routeStamp;
+  const out: Target[] = [];
   hub.tree.match(message.topicName, (entry) => {
     if (entry.kind === 'shared') {
       const member = pickSharedMember(entry, undefined, message.qos);
       if (member) {
         const sub = member;
-        shared.push({
+        out.push({
           session: sub.session, qos: Math.min(message.qos, sub.qos) as QoS, retain: sub.retainAsPublished && message.retain,
           subscriptionIds: sub.subscriptionId !== undefined ? [sub.subscriptionId] : undefined, shareKey: entry.key,
         });
@@ -35,21 +39,24 @@ export function planRoute(hub: Hub, message: Message): Target[] {
     if (entry.noLocal && message.publisherId === session.clientId) return;
     const qos = Math.min(message.qos, entry.qos) as QoS; // [MQTT-3.8.4-8] downgrade to granted QoS
     const retain = entry.retainAsPublished && message.retain; // [MQTT-3.3.1-12] [MQTT-3.3.1-13]
-    const known = bySession.get(session);
-    if (!known) {
-      bySession.set(session, {
+    if (session.routeStamp !== stamp) {
+      session.routeStamp = stamp;
+      const t: Target = {
         session, qos, retain, shareKey: undefined,
         subscriptionIds: entry.subscriptionId !== undefined ? [entry.subscriptionId] : undefined,
-      });
+      };
+      session.routeTarget = t;
+      out.push(t);
       return;
     }
     // [MQTT-3.3.4-2] overlapping subscriptions: one copy at the highest QoS, [MQTT-3.3.4-3] every id
+    const known = session.routeTarget!;
     if (qos > known.qos) known.qos = qos;
     if (retain) known.retain = true;
     if (entry.subscriptionId !== undefined) (known.subscriptionIds ??= []).push(entry.subscriptionId);
   });
-  if (shared.length === 0) return [...bySession.values()];
-  return [...bySession.values(), ...shared];
+  for (let i = 0; i < out.length; i++) out[i]!.session.routeTarget = undefined;
+  return out;
 }
 
 /**

@@ -5,6 +5,7 @@ import { PacketIdAllocator } from '../mqtt/session-state.ts';
 import type { DeliveryRecord, DeliveryState, Timer, WillRecord } from './ports.ts';
 import type { Connection } from './connection.ts';
 import type { Hub } from './hub.ts';
+import type { Target } from './router.ts';
 
 /** A session's subscription to one filter (a shared one keeps its `$share/...` form in `key`). */
 export interface Subscription {
@@ -148,6 +149,9 @@ export class Session {
   /** Deliveries routed to this session whose commit is pending and that were not reserved:
    * until they are queued, later messages must not overtake them by reserving a window slot. */
   pendingDispatch = 0;
+  /** planRoute's scratch: the stamp of the last call that planned for this session, and its target. */
+  routeStamp = 0;
+  routeTarget: Target | undefined = undefined;
   /** Deliveries in flight whose PUBLISH leaves only once a commit is done (QoS 2 reserved at
    * routing, deliveries taken from the queue): while any wait, a later QoS 1 delivery must not be
    * sent ahead of them. */
