@@ -32,7 +32,7 @@ for (let b = 0; b < BATCHES; b++) {
       const d = id++;
       ids.push(d);
       tx.insertMessage(m);
-      tx.enqueueDeliveries([{ id: d, hub: 'default', clientId: 'sub', messageId: m.id, qos: 1, retain: false, subscriptionIds: [], packetId: (i % 65535) + 1, state: 'sent' }]);
+      tx.enqueueDeliveries([{ id: d, hub: 'default', clientId: 'sub', messageId: m.id, qos: 1, retain: false, subscriptionIds: [], shareKey: undefined, packetId: (i % 65535) + 1, state: 'sent' }]);
     }
   });
   times.push(performance.now() - t0);
