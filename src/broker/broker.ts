@@ -22,7 +22,6 @@ export interface BrokerDeps {
   authorizer: Authorizer;
 }
 
-/** A routed message ready to be committed and dispatched. */
 /** What `RoutePlan.dispatch` does with one delivery. */
 const enum Dispatch {
   /** Queue it (and send what the window allows). */
@@ -35,15 +34,64 @@ const enum Dispatch {
   Sent,
 }
 
-export interface RoutePlan {
-  /** Sessions that will receive the message. */
-  matched: number;
+/** A routed message ready to be committed and dispatched (a class: no closures per message). */
+export class RoutePlan {
   /** Resolves when the durable part is committed; undefined when nothing had to be stored. */
-  committed: Promise<void> | undefined;
+  committed: Promise<void> | undefined = undefined;
+  readonly #broker: Broker;
+  readonly #hub: Hub;
+  readonly #message: Message;
+  readonly #retain: boolean;
+  readonly #pairs: Array<[Session, Delivery, Dispatch]>;
+  #cache: EncodeCache | undefined;
+
+  constructor(broker: Broker, hub: Hub, message: Message, retain: boolean, pairs: Array<[Session, Delivery, Dispatch]>, cache: EncodeCache | undefined) {
+    this.#broker = broker;
+    this.#hub = hub;
+    this.#message = message;
+    this.#retain = retain;
+    this.#pairs = pairs;
+    this.#cache = cache;
+  }
+
+  /** Sessions that will receive the message. */
+  get matched(): number {
+    return this.#pairs.length;
+  }
+
   /** Hand the message to the sessions (call after `committed` resolved). */
-  dispatch(): void;
-  /** Undo what routing reserved, when `committed` failed. */
-  abandon(): void;
+  dispatch(): void {
+    const message = this.#message;
+    if (this.#retain) {
+      if (message.payload.length > 0) this.#hub.retained.set(message.topicName, message);
+      else this.#hub.retained.delete(message.topicName);
+    }
+    const deliveries = this.#broker.deliveries;
+    const pairs = this.#pairs;
+    const cache = pairs.length > 1 ? (this.#cache ??= new Map()) : this.#cache;
+    for (const [s, d, how] of pairs) {
+      switch (how) {
+        case Dispatch.Sent: break;
+        case Dispatch.Held: s.heldForCommit--; deliveries.sendReserved(s, d, cache); break;
+        case Dispatch.Pending: s.pendingDispatch--; deliveries.enqueue(s, d, cache); break;
+        default: deliveries.enqueue(s, d, cache);
+      }
+    }
+  }
+
+  /** Undo what routing reserved, when `committed` failed: give back the window slots of deliveries that never left. */
+  abandon(): void {
+    for (const [s, d, how] of this.#pairs) {
+      if (how === Dispatch.Pending) {
+        s.pendingDispatch--;
+      } else if (how === Dispatch.Held) {
+        s.heldForCommit--;
+        if (s.inflight.get(d.packetId) === d) s.inflight.delete(d.packetId);
+        this.#broker.deliveries.pump(s);
+      }
+      // Dispatch.Sent: the client has it and will acknowledge it; it stays in flight
+    }
+  }
 }
 
 export interface RouteOptions {
@@ -211,38 +259,9 @@ export class Broker {
       };
       committed = opts.retryWhile ? this.#commitWithRetry(build, opts.retryWhile) : this.store.transaction(build);
     }
-    return {
-      matched: pairs.length,
-      committed,
-      abandon: () => {
-        // The commit failed: give back the window slots taken for deliveries that never left
-        for (const [s, d, how] of pairs) {
-          if (how === Dispatch.Pending) {
-            s.pendingDispatch--;
-          } else if (how === Dispatch.Held) {
-            s.heldForCommit--;
-            if (s.inflight.get(d.packetId) === d) s.inflight.delete(d.packetId);
-            this.deliveries.pump(s);
-          }
-          // Dispatch.Sent: the client has it and will acknowledge it; it stays in flight
-        }
-      },
-      dispatch: () => {
-        if (retain) {
-          if (message.payload.length > 0) hub.retained.set(message.topicName, message);
-          else hub.retained.delete(message.topicName);
-        }
-        if (pairs.length > 1) cache ??= new Map();
-        for (const [s, d, how] of pairs) {
-          switch (how) {
-            case Dispatch.Sent: break;
-            case Dispatch.Held: s.heldForCommit--; this.deliveries.sendReserved(s, d, cache); break;
-            case Dispatch.Pending: s.pendingDispatch--; this.deliveries.enqueue(s, d, cache); break;
-            default: this.deliveries.enqueue(s, d, cache);
-          }
-        }
-      },
-    };
+    const plan = new RoutePlan(this, hub, message, retain, pairs, cache);
+    plan.committed = committed;
+    return plan;
   }
 
   /**

@@ -82,11 +82,13 @@ export class Connection {
     if (this.state === 'closed') return;
     if (this.keepAliveSec > 0) this.deadlineMs = this.broker.clock.now() + this.keepAliveSec * 1500;
     try {
-      this.reader.push(bytes, (r) => this.#onPacket(r));
+      this.reader.push(bytes, this.#onResult);
     } catch (e) {
       this.fail(e);
     }
   }
+
+  readonly #onResult = (r: ReadResult): boolean => this.#onPacket(r);
 
   #onPacket(r: ReadResult): boolean {
     if (this.state === 'closed') return false;
@@ -177,6 +179,11 @@ export class Connection {
    * Run `fn` after every earlier ordered step and after `wait` settles, so that replies leave in
    * the order their packets arrived [MQTT-4.6.0-2] even when some wait for a commit.
    */
+  /** True when no reply waits on an earlier commit: a reply sent now keeps packet order. */
+  get repliesInOrder(): boolean {
+    return this.#tail === undefined;
+  }
+
   after(wait: Promise<unknown> | undefined, fn: () => void, onError?: (e: unknown) => void): void {
     if (wait === undefined && this.#tail === undefined) {
       fn();

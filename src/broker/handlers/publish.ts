@@ -83,6 +83,12 @@ export function handlePublish(conn: Connection, p: PublishPacket): void {
   const plan = broker.route(message, persistQos2
     ? (tx) => tx.addInboundQos2({ hub: session.hub.name, clientId: session.clientId, packetId: p.packetId! })
     : undefined, conn.version === 4 && p.qos > 0 ? { retryWhile: () => conn.isOpen } : {});
+  if (plan.committed === undefined && conn.repliesInOrder) {
+    // Nothing to store and no earlier reply pending: dispatch and acknowledge now
+    plan.dispatch();
+    ack(conn, p, conn.version === 5 && plan.matched === 0 ? ReasonCode.NoMatchingSubscribers : ReasonCode.Success);
+    return;
+  }
   conn.after(plan.committed, () => {
     plan.dispatch();
     // [MQTT-3.3.4-?] 5.0: No matching subscribers is reported with a success-class code
