@@ -32,7 +32,7 @@ const quick = opt.quick;
 const rounds = Number(opt.rounds ?? (quick ? 1 : 3));
 const measureMs = Number(opt.seconds ?? (quick ? 1.5 : 2.5)) * 1000;
 const warmupMs = quick ? 500 : 600;
-const latencyMs = quick ? 2000 : 4000;
+const latencyMs = quick ? 2000 : 10_000;
 const settleMs = quick ? 1000 : 1200;
 const drainN = quick ? 10_000 : 20_000;
 const LAT_RATE = 1000;
@@ -257,11 +257,11 @@ async function throughput(b: Broker, spec: ThroughputSpec): Promise<Outcome> {
   };
 }
 
-async function latency(b: Broker): Promise<Outcome> {
+async function latency(b: Broker, persistent = false): Promise<Outcome> {
   const t = target(b, 'ws');
   const id = `${runTag}-${++runCounter}`;
   const topic = `bench/${id}/lat`;
-  await B.call('setupSubs', { target: t, filter: topic, qos: 1, clean: true, ids: [`${id}-s`] });
+  await B.call('setupSubs', { target: t, filter: topic, qos: 1, clean: !persistent, ids: [`${id}-s`] });
   await A.call('setupPubs', { target: t, qos: 1, window: 256, pubs: [{ clientId: `${id}-p`, stream: 0, topic }] });
   await A.call('start', { mode: 'rate', rate: LAT_RATE });
   await sleep(warmupMs);
@@ -395,6 +395,12 @@ const scenarios: Scenario[] = [
     name: 'latency-q1-ws', title: `end-to-end latency, QoS 1 at ${LAT_RATE} msg/s, WebSocket`, brokers: 'memory', contenders: TRIO,
     rows: [{ key: 'p50', metric: 'p50 ms', better: 'lower' }, { key: 'p99', metric: 'p99 ms', better: 'lower' }, { key: 'p999', metric: 'p99.9 ms', better: 'lower' }],
     run: (b) => latency(b),
+  },
+  {
+    name: 'latency-q1-durable-ws', title: `end-to-end latency, QoS 1 at ${LAT_RATE} msg/s to a persistent subscriber, WebSocket (Tern on PostgreSQL: PUBACK after commit)`,
+    brokers: 'postgres', contenders: TRIO.map((c) => ({ ...c, persistent: true })),
+    rows: [{ key: 'p50', metric: 'p50 ms', better: 'lower' }, { key: 'p99', metric: 'p99 ms', better: 'lower' }, { key: 'p999', metric: 'p99.9 ms', better: 'lower' }],
+    run: (b, c) => latency(b, c.persistent),
   },
   ...[5000, 10_000].map((n): Scenario => ({
     name: `storm${n / 1000}k-ws`, title: `connect storm ${n.toLocaleString('en')} WebSocket CONNECT+SUBSCRIBE`, brokers: 'memory', fresh: true, contenders: TRIO,

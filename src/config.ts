@@ -44,6 +44,7 @@ const defs = {
   maxSessionExpiry: { flag: 'max-session-expiry', env: 'TERN_MAX_SESSION_EXPIRY', kind: 'int', default: 4294967295, min: 0, max: 4294967295, description: 'largest Session Expiry Interval in seconds' },
   connectTimeout: { flag: 'connect-timeout', env: 'TERN_CONNECT_TIMEOUT', kind: 'int', default: 10, min: 1, max: 3600, description: 'seconds a new connection has to send CONNECT' },
   maxQueuedBytes: { flag: 'max-queued-bytes', env: 'TERN_MAX_QUEUED_BYTES', kind: 'int', default: 67108864, min: 1024, max: 1099511627776, description: 'payload bytes queued per session before new messages are dropped' },
+  commitHoldMs: { flag: 'commit-hold-ms', env: 'TERN_COMMIT_HOLD_MS', kind: 'int', default: 2, min: 0, max: 1000, description: 'hold a group commit up to this long for the PUBACKs of QoS 1 messages sent ahead of it, which cancel their rows (0: never)' },
   maxQueuedMessages: { flag: 'max-queued-messages', env: 'TERN_MAX_QUEUED_MESSAGES', kind: 'int', default: 100000, min: 1, max: 100000000, description: 'messages queued per session before new ones are dropped' },
 } as const satisfies Record<string, OptionDef>;
 

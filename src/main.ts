@@ -73,7 +73,7 @@ async function main(): Promise<void> {
       embedded = await startEmbeddedPostgres({ dataDir: path.resolve(config.dataDir), logger });
       url = embedded.url;
     }
-    store = new PgStore({ url, logger });
+    store = new PgStore({ url, logger, commitHoldMs: config.commitHoldMs });
   }
   try {
     await store.open();

@@ -56,7 +56,7 @@ const flags: Array<[string, string]> = [
   ['subscription-identifiers', 'TERN_SUBSCRIPTION_IDENTIFIERS'], ['shared-subscriptions', 'TERN_SHARED_SUBSCRIPTIONS'],
   ['max-keep-alive', 'TERN_MAX_KEEP_ALIVE'], ['max-session-expiry', 'TERN_MAX_SESSION_EXPIRY'],
   ['connect-timeout', 'TERN_CONNECT_TIMEOUT'], ['max-queued-messages', 'TERN_MAX_QUEUED_MESSAGES'],
-  ['max-queued-bytes', 'TERN_MAX_QUEUED_BYTES'], ['store', 'TERN_STORE'],
+  ['max-queued-bytes', 'TERN_MAX_QUEUED_BYTES'], ['commit-hold-ms', 'TERN_COMMIT_HOLD_MS'], ['store', 'TERN_STORE'],
   ['config', 'TERN_CONFIG'],
 ];
 
@@ -69,7 +69,7 @@ describe('loadConfig', () => {
       allowAnonymous: undefined, allowUwsFallback: false, maxPacketSize: 1048576, receiveMaximum: 65535,
       maxInflight: 1024, topicAliasMaximum: 64, maximumQos: 2, retainAvailable: true, wildcardSubscriptions: true,
       subscriptionIdentifiers: true, sharedSubscriptions: true, maxKeepAlive: 0, maxSessionExpiry: 4294967295,
-      connectTimeout: 10, maxQueuedMessages: 100000, maxQueuedBytes: 67108864,
+      connectTimeout: 10, commitHoldMs: 2, maxQueuedMessages: 100000, maxQueuedBytes: 67108864,
     };
     assert.deepEqual(load([], {}), expected);
   });

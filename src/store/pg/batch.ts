@@ -11,6 +11,8 @@ const k3 = (hub: string, clientId: string, x: string | number): string => `${hub
 
 interface DeliveryChange {
   insert?: DeliveryRecord;
+  /** The insert is of a QoS 1 delivery already sent: its PUBACK may cancel it before the commit. */
+  cancellable?: boolean;
   update?: { packetId: number; state: DeliveryState };
   delete?: boolean;
 }
@@ -28,6 +30,12 @@ export class Batch implements UnitOfWork {
   readonly deliveries = new Map<number, DeliveryChange>();
   readonly inboundQos2 = new Map<string, { hub: string; clientId: string; packetId: number; add: boolean }>();
   readonly audit: AuditEvent[] = [];
+  /** Inserts of QoS 1 deliveries already sent, not yet cancelled by their acknowledgement. */
+  cancellable = 0;
+  /** performance.now() when the first cancellable insert joined the batch. */
+  firstCancellableAt = 0;
+  /** Called when `cancellable` drops to 0 (the writer may be holding the batch for it). */
+  onAllCancelled: (() => void) | undefined;
 
   putSession(s: SessionRecord): void {
     this.sessions.set(k2(s.hub, s.clientId), { ...s });
@@ -43,8 +51,21 @@ export class Batch implements UnitOfWork {
     for (const k of this.inboundQos2.keys()) if (k.startsWith(prefix)) this.inboundQos2.delete(k);
     this.wills.delete(key);
     for (const [id, c] of this.deliveries) {
-      if (c.insert && c.insert.hub === hub && c.insert.clientId === clientId) this.deliveries.delete(id);
+      if (c.insert && c.insert.hub === hub && c.insert.clientId === clientId) {
+        this.deliveries.delete(id);
+        if (c.cancellable) this.#cancelled();
+      }
     }
+  }
+
+  #cancelled(): void {
+    if (--this.cancellable === 0) this.onAllCancelled?.();
+  }
+
+  /** True if applying the batch would change nothing. */
+  get isEmpty(): boolean {
+    return this.deletedSessions.size === 0 && this.sessions.size === 0 && this.subscriptions.size === 0 && this.wills.size === 0
+      && this.retained.size === 0 && this.audit.length === 0 && this.deliveries.size === 0 && this.inboundQos2.size === 0;
   }
 
   putSubscription(s: SubscriptionRecord): void {
@@ -63,7 +84,9 @@ export class Batch implements UnitOfWork {
     for (const d of ds) {
       const c = this.deliveries.get(d.id);
       if (c?.insert) continue;
-      this.deliveries.set(d.id, { insert: { ...d, subscriptionIds: [...d.subscriptionIds] } });
+      const cancellable = d.qos === 1 && d.state === 'sent';
+      this.deliveries.set(d.id, { insert: { ...d, subscriptionIds: [...d.subscriptionIds] }, cancellable });
+      if (cancellable && this.cancellable++ === 0) this.firstCancellableAt = performance.now();
     }
   }
 
@@ -84,6 +107,7 @@ export class Batch implements UnitOfWork {
     const c = this.deliveries.get(id);
     if (c?.insert) {
       this.deliveries.delete(id); // inserted and deleted in one batch: nothing to write
+      if (c.cancellable) this.#cancelled();
       return;
     }
     this.deliveries.set(id, { delete: true });

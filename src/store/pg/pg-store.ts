@@ -23,6 +23,11 @@ export interface PgStoreOptions {
   url: string;
   logger: { info(o: object, m?: string): void; warn(o: object, m?: string): void; error(o: object, m?: string): void };
   poolSize?: number;
+  /**
+   * Hold a group commit up to this many milliseconds (counted from the first such delivery joining
+   * it) while it holds QoS 1 deliveries already sent, whose acknowledgements cancel their rows.
+   */
+  commitHoldMs?: number;
 }
 
 type Row = Record<string, unknown>;
@@ -86,6 +91,7 @@ export class PgStore implements Store {
   #healthy = true;
   #closed = false;
   #gcTimer: NodeJS.Timeout | undefined;
+  readonly #holdMs: number;
   /** Commits performed and units committed, for metrics and tests. */
   commits = 0;
   units = 0;
@@ -95,6 +101,7 @@ export class PgStore implements Store {
 
   constructor(opts: PgStoreOptions) {
     this.#logger = opts.logger;
+    this.#holdMs = opts.commitHoldMs ?? 0;
     this.#pool = new pg.Pool({
       connectionString: opts.url, max: opts.poolSize ?? 4, types, connectionTimeoutMillis: 5000,
       idleTimeoutMillis: 30_000, application_name: 'tern',
@@ -156,6 +163,7 @@ export class PgStore implements Store {
       // Let the event loop read what has arrived first: acknowledgements read now still cancel
       // their delivery rows inside this batch instead of costing a delete in the next one.
       await new Promise<void>((resolve) => setImmediate(resolve));
+      await this.#hold(this.#open);
       const batch = this.#open;
       const waiters = this.#waiters;
       this.#open = new Batch();
@@ -178,6 +186,25 @@ export class PgStore implements Store {
       }
     }
     this.#committing = false;
+  }
+
+  /**
+   * While the batch holds QoS 1 deliveries already sent, wait (until the first of them is
+   * `commitHoldMs` old at most) for their acknowledgements: each one that comes cancels an insert
+   * and a later delete, and a batch whose deliveries were all acknowledged writes nothing at all.
+   */
+  async #hold(batch: Batch): Promise<void> {
+    const remaining = this.#holdMs - (performance.now() - batch.firstCancellableAt);
+    if (batch.cancellable === 0 || remaining <= 0 || this.#closed) return;
+    await new Promise<void>((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        batch.onAllCancelled = undefined;
+        resolve();
+      };
+      const timer = setTimeout(done, remaining);
+      batch.onAllCancelled = done;
+    });
   }
 
   #fail(waiters: readonly Waiter[], e: unknown): void {
@@ -228,6 +255,7 @@ export class PgStore implements Store {
   }
 
   async #apply(b: Batch): Promise<void> {
+    if (b.isEmpty) return; // e.g. every delivery acknowledged before the commit
     const client = await this.#pool.connect();
     let broken = false;
     try {

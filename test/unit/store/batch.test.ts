@@ -1,0 +1,112 @@
+// Group-commit compaction (src/store/pg/batch.ts) and the array literals of the hot statement
+// (src/store/pg/arrays.ts): pure, no database.
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { boolArray, numberArray, packBytes, textArray } from '../../../src/store/pg/arrays.ts';
+import { Batch, replay, RecordingUnit } from '../../../src/store/pg/batch.ts';
+import type { DeliveryRecord } from '../../../src/store/store.ts';
+import type { Message } from '../../../src/mqtt/packet.ts';
+
+const message = (id: number): Message => ({
+  id, hub: 'h', topicName: 't', payload: Buffer.from('p'), qos: 1, retain: false, createdAtMs: 1,
+});
+const delivery = (id: number, messageId: number, over: Partial<DeliveryRecord> = {}): DeliveryRecord => ({
+  id, hub: 'h', clientId: 'c', messageId, qos: 1, retain: false, subscriptionIds: [], shareKey: undefined, packetId: 7, state: 'sent', ...over,
+});
+
+describe('Batch', () => {
+  test('a delivery inserted and deleted in one batch leaves nothing to write', () => {
+    const b = new Batch();
+    b.insertMessage(message(1));
+    b.enqueueDeliveries([delivery(10, 1)]);
+    assert.equal(b.cancellable, 1);
+    b.deleteDelivery(10);
+    assert.equal(b.deliveries.size, 0);
+    assert.equal(b.cancellable, 0);
+    // the message row stays in the batch; the writer skips messages no inserted delivery references
+    assert.equal(b.messages.size, 1);
+    assert.ok(b.isEmpty, 'no delivery, inbound id or cold change: nothing to apply');
+  });
+
+  test('a delete of a delivery inserted by an earlier batch is kept', () => {
+    const b = new Batch();
+    b.deleteDelivery(10);
+    assert.deepEqual(b.deliveries.get(10), { delete: true });
+    assert.ok(!b.isEmpty);
+  });
+
+  test('only QoS 1 deliveries already sent count as cancellable; the last cancellation calls onAllCancelled once', () => {
+    const b = new Batch();
+    let calls = 0;
+    b.onAllCancelled = () => { calls++; };
+    b.enqueueDeliveries([delivery(1, 1), delivery(2, 1, { state: 'queued', packetId: 0 }), delivery(3, 1, { qos: 2 }), delivery(4, 1)]);
+    assert.equal(b.cancellable, 2);
+    assert.ok(b.firstCancellableAt > 0);
+    b.deleteDelivery(2); // queued: not counted
+    b.deleteDelivery(1);
+    assert.equal(calls, 0);
+    b.deleteDelivery(4);
+    assert.equal(calls, 1);
+    assert.equal(b.cancellable, 0);
+    assert.deepEqual([...b.deliveries.keys()], [3]);
+  });
+
+  test('deleteSession voids the session\'s inserts, cancellable ones included', () => {
+    const b = new Batch();
+    let calls = 0;
+    b.onAllCancelled = () => { calls++; };
+    b.enqueueDeliveries([delivery(1, 1), delivery(2, 1, { clientId: 'other', state: 'queued', packetId: 0 })]);
+    b.deleteSession('h', 'c');
+    assert.equal(b.cancellable, 0);
+    assert.equal(calls, 1);
+    assert.deepEqual([...b.deliveries.keys()], [2]);
+  });
+
+  test('an update of a delivery inserted in the same batch is folded into the insert', () => {
+    const b = new Batch();
+    b.enqueueDeliveries([delivery(1, 1, { state: 'queued', packetId: 0 })]);
+    b.updateDelivery(1, 42, 'sent');
+    assert.equal(b.deliveries.get(1)?.insert?.packetId, 42);
+    assert.equal(b.deliveries.get(1)?.insert?.state, 'sent');
+    assert.equal(b.deliveries.get(1)?.update, undefined);
+  });
+
+  test('replay of recorded units gives the same net effect', () => {
+    const shared = new Batch();
+    const u1 = new RecordingUnit(shared);
+    u1.insertMessage(message(1));
+    u1.enqueueDeliveries([delivery(10, 1)]);
+    const u2 = new RecordingUnit(shared);
+    u2.deleteDelivery(10);
+    u2.deleteDelivery(11);
+    const again = replay([u1.ops, u2.ops]);
+    assert.deepEqual([...again.deliveries], [...shared.deliveries]);
+    assert.equal(again.cancellable, shared.cancellable);
+  });
+});
+
+describe('array literals', () => {
+  test('numbers, with NULL for missing values', () => {
+    assert.equal(numberArray([]), '{}');
+    assert.equal(numberArray([1, 2, 1795706220133]), '{1,2,1795706220133}');
+    assert.equal(numberArray([1, null, undefined]), '{1,NULL,NULL}');
+  });
+
+  test('booleans', () => {
+    assert.equal(boolArray([]), '{}');
+    assert.equal(boolArray([true, false, true]), '{t,f,t}');
+  });
+
+  test('text: every element quoted, quotes and backslashes escaped, NULL unquoted', () => {
+    assert.equal(textArray([]), '{}');
+    assert.equal(textArray(['a', 'b c', '', null]), '{"a","b c","",NULL}');
+    assert.equal(textArray(['say "hi"', 'back\\slash', '{,}']), '{"say \\"hi\\"","back\\\\slash","{,}"}');
+    assert.equal(textArray(['NULL']), '{"NULL"}', 'the string NULL stays a string');
+  });
+
+  test('payloads packed into one buffer with their lengths', () => {
+    const p = packBytes([Buffer.from('ab'), Buffer.alloc(0), Buffer.from('xyz')]);
+    assert.equal(p.bytes.toString(), 'abxyz');
+    assert.equal(p.lengths, '{2,0,3}');
+  });
+});
