@@ -295,7 +295,11 @@ function anomalyExtra(st: Reply): { extra?: Record<string, unknown> } {
 async function storm(b: Broker, n: number): Promise<Outcome> {
   const t = target(b, 'ws');
   const id = `${runTag}-${++runCounter}`;
-  await sleep(300);
+  // Warm-up: 20 connections, closed again, so that what a broker allocates once on first use
+  // (code, lookup tables) is not counted as memory per connection
+  await A.call('storm', { target: t, n: 20, prefix: `${id}-w`, filterPrefix: `storm/${id}/w`, qos: 1, concurrency: 4 });
+  await A.call('closeAll');
+  await sleep(500);
   const rss0 = rssKb(b.pid);
   const pw = new ProcWindow(b);
   pw.start();

@@ -6,7 +6,7 @@ import { MqttError } from '../mqtt/errors.ts';
 import type { OutboundPacket, ProtocolVersion } from '../mqtt/packet.ts';
 import { ReasonCode, reasonCodeName } from '../mqtt/reason-code.ts';
 import type { OutboundAliases } from '../mqtt/session-state.ts';
-import type { AcceptInfo, ByteChannel, Principal } from './ports.ts';
+import type { AcceptInfo, ByteChannel, ChannelSink, Principal } from './ports.ts';
 import type { Broker } from './broker.ts';
 import type { Delivery, EncodeCache, Session } from './session.ts';
 import { handleIn } from './channel.ts';
@@ -22,7 +22,7 @@ function flushAll(): void {
 }
 
 /** One client network connection and its protocol-level connection state. */
-export class Connection {
+export class Connection implements ChannelSink {
   readonly broker: Broker;
   readonly channel: ByteChannel;
   readonly info: AcceptInfo;
@@ -64,9 +64,7 @@ export class Connection {
     this.reader = new PacketReader(broker.options.maxPacketBytes);
     this.deadlineMs = broker.clock.now() + broker.options.connectTimeoutMs;
     this.sendQuota = broker.options.maxInflight;
-    channel.onData = (bytes) => this.#onData(bytes);
-    channel.onDrain = () => this.#onDrain();
-    channel.onClose = () => this.#onClose();
+    channel.sink = this;
   }
 
   get isOpen(): boolean {
@@ -78,7 +76,8 @@ export class Connection {
     return this.#backpressured;
   }
 
-  #onData(bytes: Buffer): void {
+  /** ChannelSink: bytes from the transport. */
+  channelData(bytes: Buffer): void {
     if (this.state === 'closed') return;
     if (this.keepAliveSec > 0) this.deadlineMs = this.broker.clock.now() + this.keepAliveSec * 1500;
     try {
@@ -119,7 +118,8 @@ export class Connection {
     }
   }
 
-  #onDrain(): void {
+  /** ChannelSink: the transport buffer drained. */
+  channelDrain(): void {
     if (this.state === 'closed') return;
     if (this.channel.bufferedBytes() < this.broker.options.softBufferBytes) {
       this.#backpressured = false;
@@ -127,7 +127,8 @@ export class Connection {
     }
   }
 
-  #onClose(): void {
+  /** ChannelSink: the transport is gone. */
+  channelClosed(): void {
     if (this.state === 'closed') return;
     this.closeReason ??= { by: 'network' };
     this.state = 'closed';

@@ -1,7 +1,7 @@
 // Everything the engine needs from the world, as types only, plus the Clock port.
 export type { Store, UnitOfWork, SessionRecord, SubscriptionRecord, DeliveryRecord, DeliveryState, WillRecord, StoredState } from '../store/store.ts';
 export type { Authenticator, Authorizer, Principal, ConnectContext, AuthResult } from '../auth/auth.ts';
-export type { ByteChannel, AcceptInfo } from '../transport/byte-channel.ts';
+export type { ByteChannel, ChannelSink, AcceptInfo } from '../transport/byte-channel.ts';
 
 /** A cancellable timer handle. */
 export interface Timer {

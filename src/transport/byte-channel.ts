@@ -1,20 +1,29 @@
 // ByteChannel: what a transport hands the broker for one client connection. Bytes in and out,
 // nothing MQTT-specific.
 
+/** Who consumes a channel's events (the broker's connection): methods, not closures, so an idle
+ * connection costs no function objects. A throw from `channelData` or `channelDrain` makes the
+ * transport drop the connection. */
+export interface ChannelSink {
+  channelData(bytes: Buffer): void;
+  /** The transport's buffer has drained after a write() returned false. */
+  channelDrain(): void;
+  /** Called once, when the connection is gone (either side). */
+  channelClosed(): void;
+}
+
 /** One client network connection as a byte stream. */
 export interface ByteChannel {
   readonly transport: 'tcp' | 'tls' | 'ws' | 'wss';
   readonly remoteAddress: string;
-  /** Write one buffer; false means the transport is buffering and `onDrain` will follow. */
+  /** Write one buffer; false means the transport is buffering and `channelDrain` will follow. */
   write(bytes: Buffer): boolean;
   /** Bytes accepted by write() but not yet handed to the kernel. */
   bufferedBytes(): number;
   /** Close after flushing what was written. */
   close(): void;
-  onData: (bytes: Buffer) => void;
-  onDrain: () => void;
-  /** Called once, when the connection is gone (either side). */
-  onClose: () => void;
+  /** Set once by the consumer; events before that are dropped. */
+  sink: ChannelSink | undefined;
 }
 
 /** Details a transport learned while accepting a connection. */

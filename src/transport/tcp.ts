@@ -1,7 +1,7 @@
 // MQTT over TCP (and TLS): node:net / node:tls sockets as ByteChannels. Bytes only.
 import net from 'node:net';
 import tls from 'node:tls';
-import type { ByteChannel, OnConnection } from './byte-channel.ts';
+import type { ByteChannel, ChannelSink, OnConnection } from './byte-channel.ts';
 
 export interface TcpListenerOptions {
   host: string;
@@ -18,40 +18,56 @@ export interface Listener {
   close(): Promise<void>;
 }
 
+/** A node:net / node:tls socket as a ByteChannel. */
+class SocketChannel implements ByteChannel {
+  readonly transport: 'tcp' | 'tls';
+  readonly remoteAddress: string;
+  sink: ChannelSink | undefined;
+  closed = false;
+  readonly #socket: net.Socket;
+
+  constructor(socket: net.Socket, transport: 'tcp' | 'tls') {
+    this.#socket = socket;
+    this.transport = transport;
+    this.remoteAddress = socket.remoteAddress ?? '';
+  }
+
+  write(bytes: Buffer): boolean {
+    return this.closed ? false : this.#socket.write(bytes);
+  }
+
+  bufferedBytes(): number {
+    return this.#socket.writableLength;
+  }
+
+  close(): void {
+    const socket = this.#socket;
+    if (!this.closed) socket.end();
+    // A peer that never reads must not hold the socket open forever
+    setTimeout(() => socket.destroy(), 2000).unref();
+  }
+}
+
 function wrap(socket: net.Socket, transport: 'tcp' | 'tls'): ByteChannel {
-  let closed = false;
-  const channel: ByteChannel = {
-    transport,
-    remoteAddress: socket.remoteAddress ?? '',
-    write: (bytes) => (closed ? false : socket.write(bytes)),
-    bufferedBytes: () => socket.writableLength,
-    close: () => {
-      if (!closed) socket.end();
-      // A peer that never reads must not hold the socket open forever
-      setTimeout(() => socket.destroy(), 2000).unref();
-    },
-    onData: () => undefined,
-    onDrain: () => undefined,
-    onClose: () => undefined,
-  };
+  const channel = new SocketChannel(socket, transport);
   socket.on('data', (b: Buffer) => {
     try {
-      channel.onData(b);
+      channel.sink?.channelData(b);
     } catch {
       socket.destroy();
     }
   });
   socket.on('drain', () => {
     try {
-      channel.onDrain();
+      channel.sink?.channelDrain();
     } catch {
       socket.destroy();
     }
   });
   socket.on('error', () => socket.destroy());
   socket.on('close', () => {
-    closed = true;
-    channel.onClose();
+    channel.closed = true;
+    channel.sink?.channelClosed();
   });
   return channel;
 }

@@ -1,7 +1,7 @@
 // MQTT over WebSocket on uWebSockets.js: paths, subprotocol negotiation, ArrayBuffer copying,
 // corked writes and backpressure. Bytes only; also hosts plain HTTP routes given to it.
 import uWS from 'uWebSockets.js';
-import type { ByteChannel, OnConnection } from './byte-channel.ts';
+import type { ByteChannel, ChannelSink, OnConnection } from './byte-channel.ts';
 import type { Listener } from './tcp.ts';
 
 /** True if uWS loaded its native binary rather than its slow pure-JS fallback. */
@@ -26,6 +26,52 @@ interface SocketData {
   token: string | undefined;
   channel: ByteChannel | undefined;
   closed: boolean;
+}
+
+// ws.cork() takes a callback: one function for every write, fed through these, rather than a closure per write
+let corkSocket: uWS.WebSocket<SocketData> | undefined;
+let corkBytes: Buffer | undefined;
+let corkStatus = 0;
+function sendCorked(): void {
+  corkStatus = corkSocket!.send(corkBytes!, true);
+}
+
+/** A uWS WebSocket as a ByteChannel (binary messages carry the MQTT byte stream). */
+class WsChannel implements ByteChannel {
+  readonly transport: 'ws' | 'wss';
+  readonly remoteAddress: string;
+  sink: ChannelSink | undefined;
+  readonly #ws: uWS.WebSocket<SocketData>;
+  readonly #data: SocketData;
+
+  constructor(ws: uWS.WebSocket<SocketData>, data: SocketData, transport: 'ws' | 'wss', remoteAddress: string) {
+    this.#ws = ws;
+    this.#data = data;
+    this.transport = transport;
+    this.remoteAddress = remoteAddress;
+  }
+
+  write(bytes: Buffer): boolean {
+    if (this.#data.closed) return false;
+    corkSocket = this.#ws;
+    corkBytes = bytes;
+    corkStatus = 1;
+    try {
+      this.#ws.cork(sendCorked);
+    } finally {
+      corkSocket = undefined;
+      corkBytes = undefined;
+    }
+    return corkStatus === 1;
+  }
+
+  bufferedBytes(): number {
+    return this.#data.closed ? 0 : this.#ws.getBufferedAmount();
+  }
+
+  close(): void {
+    if (!this.#data.closed) this.#ws.end(1000);
+  }
 }
 
 /** Hub named by an MQTT WebSocket path, or undefined if the path is not an MQTT endpoint. */
@@ -90,24 +136,7 @@ export function listenWs(opts: WsListenerOptions): Promise<Listener> {
     open: (ws) => {
       open.add(ws);
       const data = ws.getUserData();
-      const remoteAddress = Buffer.from(ws.getRemoteAddressAsText()).toString();
-      const channel: ByteChannel = {
-        transport,
-        remoteAddress,
-        write: (bytes) => {
-          if (data.closed) return false;
-          let status = 1;
-          ws.cork(() => { status = ws.send(bytes, true); });
-          return status === 1;
-        },
-        bufferedBytes: () => (data.closed ? 0 : ws.getBufferedAmount()),
-        close: () => {
-          if (!data.closed) ws.end(1000);
-        },
-        onData: () => undefined,
-        onDrain: () => undefined,
-        onClose: () => undefined,
-      };
+      const channel = new WsChannel(ws, data, transport, Buffer.from(ws.getRemoteAddressAsText()).toString());
       data.channel = channel;
       try {
         opts.onConnection(channel, { hub: data.hub, upgradeToken: data.token });
@@ -120,14 +149,14 @@ export function listenWs(opts: WsListenerOptions): Promise<Listener> {
       // The ArrayBuffer is only valid during this callback: copy it
       const bytes = Buffer.from(new Uint8Array(message));
       try {
-        data.channel?.onData(bytes);
+        data.channel?.sink?.channelData(bytes);
       } catch {
         if (!data.closed) ws.end(1011);
       }
     },
     drain: (ws) => {
       try {
-        ws.getUserData().channel?.onDrain();
+        ws.getUserData().channel?.sink?.channelDrain();
       } catch {
         ws.end(1011);
       }
@@ -136,7 +165,7 @@ export function listenWs(opts: WsListenerOptions): Promise<Listener> {
       open.delete(ws);
       const data = ws.getUserData();
       data.closed = true;
-      data.channel?.onClose();
+      data.channel?.sink?.channelClosed();
     },
   });
   opts.routes?.(app);
