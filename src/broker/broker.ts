@@ -95,8 +95,8 @@ export class RoutePlan {
 }
 
 export interface RouteOptions {
-  /** Keep retrying a failed commit while this holds (3.1.1 publishers: hold the acknowledgement). */
-  retryWhile?: () => boolean;
+  /** Keep retrying a failed commit while this stays open (3.1.1 publishers: hold the acknowledgement). */
+  retryWhileOpen?: { readonly isOpen: boolean };
 }
 
 export class Broker {
@@ -247,7 +247,8 @@ export class Broker {
     let committed: Promise<void> | undefined;
     if (records || retain || extra) {
       const rows = records;
-      const build = (tx: UnitOfWork): void => {
+      // (the unit's builder is written inline: tsx names every function assigned to a variable, at a cost per call)
+      committed = this.#commit((tx) => {
         if (rows) tx.insertMessage(message);
         if (retain) {
           // [MQTT-3.3.1-5] store, or [MQTT-3.3.1-6] a zero-byte payload removes the retained message
@@ -256,8 +257,7 @@ export class Broker {
         }
         if (rows) tx.enqueueDeliveries(rows);
         extra?.(tx);
-      };
-      committed = opts.retryWhile ? this.#commitWithRetry(build, opts.retryWhile) : this.store.transaction(build);
+      }, opts.retryWhileOpen);
     }
     const plan = new RoutePlan(this, hub, message, retain, pairs, cache);
     plan.committed = committed;
@@ -265,16 +265,17 @@ export class Broker {
   }
 
   /**
-   * Commit a unit of work, trying again (250 ms, doubling to 2 s) while `retryWhile()` holds:
+   * Commit a unit of work; with `holder`, try again (250 ms, doubling to 2 s) while it stays open:
    * an acknowledgement held back until the store answers again. The first attempt is the plain
    * commit (no extra promise on the message path).
    */
-  #commitWithRetry(build: (tx: UnitOfWork) => void, retryWhile: () => boolean): Promise<void> {
+  #commit(build: (tx: UnitOfWork) => void, holder: { readonly isOpen: boolean } | undefined): Promise<void> {
+    if (!holder) return this.store.transaction(build);
     return this.store.transaction(build).catch(async (first: unknown) => {
       let err = first;
-      for (let delayMs = 250; retryWhile(); delayMs = Math.min(delayMs * 2, 2000)) {
+      for (let delayMs = 250; holder.isOpen; delayMs = Math.min(delayMs * 2, 2000)) {
         await new Promise<void>((resolve) => this.clock.setTimeout(resolve, delayMs));
-        if (!retryWhile()) break;
+        if (!holder.isOpen) break;
         try {
           await this.store.transaction(build);
           return;

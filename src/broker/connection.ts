@@ -176,34 +176,32 @@ export class Connection implements ChannelSink {
     this.write(bytes);
   }
 
-  /**
-   * Run `fn` after every earlier ordered step and after `wait` settles, so that replies leave in
-   * the order their packets arrived [MQTT-4.6.0-2] even when some wait for a commit.
-   */
   /** True when no reply waits on an earlier commit: a reply sent now keeps packet order. */
   get repliesInOrder(): boolean {
     return this.#tail === undefined;
   }
 
+  /**
+   * Run `fn` after every earlier ordered step and after `wait` settles, so that replies leave in
+   * the order their packets arrived [MQTT-4.6.0-2] even when some wait for a commit.
+   */
   after(wait: Promise<unknown> | undefined, fn: () => void, onError?: (e: unknown) => void): void {
     if (wait === undefined && this.#tail === undefined) {
       fn();
       return;
     }
-    const step = async (): Promise<void> => {
-      try {
-        await wait;
-      } catch (e) {
-        if (this.state === 'closed') return;
-        if (onError) onError(e);
-        else this.fail(e);
-        return;
-      }
-      if (this.state === 'closed') return;
-      fn();
-    };
     const prev = this.#tail;
-    const tail = (prev ? prev.then(step) : step()).catch((e: unknown) => this.fail(e));
+    // Handle `wait`'s outcome at once (a rejection must never be left unhandled while earlier
+    // replies are pending), act on it in order after the previous step
+    const outcome: Promise<{ error: unknown } | undefined> = wait
+      ? wait.then(() => undefined, (error: unknown) => ({ error }))
+      : Promise.resolve(undefined);
+    const tail = (prev ? prev.then(() => outcome) : outcome).then((o) => {
+      if (this.state === 'closed') return;
+      if (o === undefined) fn();
+      else if (onError) onError(o.error);
+      else this.fail(o.error);
+    }).catch((e: unknown) => this.fail(e));
     this.#tail = tail;
     void tail.then(() => {
       if (this.#tail === tail) this.#tail = undefined;
