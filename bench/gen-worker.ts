@@ -520,6 +520,52 @@ const handlers: Record<string, (m: Msg) => Promise<unknown> | unknown> = {
     const t1 = hrNow();
     return { t0, t1, ok, failed, errors, open: stormConns.filter((c) => !c.closed).length };
   },
+  /** Publish `n` retained QoS 0 messages to `${prefix}/0..n-1`, then a QoS 1 one whose PUBACK says all were read. */
+  async retainedPublish(m) {
+    const n = Number(m['n']);
+    const prefix = m['prefix'] as string;
+    const conn = await Conn.open(m['target'] as Target);
+    stormConns.push(conn);
+    await conn.connect(m['clientId'] as string, true);
+    const t0 = hrNow();
+    for (let i = 0; i < n; i++) {
+      const b = new PublishTemplate(`${prefix}/${i}`, 0).make(0, 0, i, 0);
+      b[0]! |= 0x01; // RETAIN
+      conn.queue(b);
+      if (i % 500 === 499) {
+        await new Promise((r) => setImmediate(r));
+        while (conn.buffered() > 4 << 20) await new Promise<void>((r) => conn.onDrainOnce(r));
+      }
+    }
+    const acked = new Promise<void>((resolve) => { conn.onAck = (type) => { if (type === PUBACK) resolve(); }; });
+    conn.queue(new PublishTemplate(`${prefix}-done`, 1).make(1, 0, 0, 0));
+    await withTimeout(acked, 60_000, 'PUBACK after the retained messages');
+    return { ms: (hrNow() - t0) / 1e6 };
+  },
+  /** Subscribe to `filter` and count retained PUBLISHes (distinct topics) until `n` arrived. */
+  async retainedFetch(m) {
+    const n = Number(m['n']);
+    const conn = await Conn.open(m['target'] as Target);
+    stormConns.push(conn);
+    await conn.connect(m['clientId'] as string, true);
+    const topics = new Set<string>();
+    let dups = 0;
+    let t1 = 0;
+    const all = new Promise<void>((resolve) => {
+      conn.onPublish = (flags, b, s) => {
+        if ((flags & 1) === 0) return;
+        const len = b.readUInt16BE(s);
+        const topic = b.toString('utf8', s + 2, s + 2 + len);
+        if (topics.has(topic)) dups++;
+        topics.add(topic);
+        if (topics.size === n) { t1 = hrNow(); resolve(); }
+      };
+    });
+    const t0 = hrNow();
+    await conn.subscribe(m['filter'] as string, 0);
+    await withTimeout(all, 60_000, `${n} retained messages`).catch(() => undefined);
+    return { ms: t1 ? (t1 - t0) / 1e6 : NaN, received: topics.size, dups };
+  },
   stormAlive() {
     return { open: stormConns.filter((c) => !c.closed).length };
   },

@@ -292,6 +292,44 @@ function anomalyExtra(st: Reply): { extra?: Record<string, unknown> } {
   return a?.length ? { extra: { anomalies: a } } : {};
 }
 
+/** Open `n` idle clean sessions (CONNECT + SUBSCRIBE to a topic of their own), split over both generators. */
+async function idleSessions(b: Broker, n: number): Promise<void> {
+  const t = target(b, 'ws');
+  const id = `${runTag}-${++runCounter}`;
+  const half = Math.floor(n / 2);
+  const rs = await Promise.all([
+    A.call('storm', { target: t, n: half, prefix: `${id}-ia`, filterPrefix: `idle/${id}/a`, qos: 1, concurrency: 64 }),
+    B.call('storm', { target: t, n: n - half, prefix: `${id}-ib`, filterPrefix: `idle/${id}/b`, qos: 1, concurrency: 64 }),
+  ]);
+  const failed = rs.reduce((a, r) => a + (r['failed'] as number), 0);
+  if (failed > 0) throw new Error(`${failed} of ${n} idle sessions could not connect`);
+}
+
+/** Store `n` retained messages (QoS 0, one topic each), then one new subscriber to their wildcard gets them all. */
+async function retained(b: Broker, n: number): Promise<Outcome> {
+  const t = target(b, 'ws');
+  const id = `${runTag}-${++runCounter}`;
+  const pw = new ProcWindow(b);
+  pw.start();
+  const [a0, b0] = await Promise.all([A.call('mark'), B.call('mark')]) as unknown as Sample[];
+  const stored = await A.call('retainedPublish', { target: t, n, prefix: `ret/${id}/t`, clientId: `${id}-p` });
+  const fetched = await B.call('retainedFetch', { target: t, n, filter: `ret/${id}/t/+`, clientId: `${id}-s` });
+  const [a1, b1] = await Promise.all([A.call('mark'), B.call('mark')]) as unknown as Sample[];
+  const cpu = pw.stop();
+  await Promise.all([A.call('closeAll'), B.call('closeAll')]);
+  const problems: string[] = [];
+  const received = fetched['received'] as number;
+  if (received < n) problems.push(`lost: ${n - received} of ${n} retained messages not delivered`);
+  if ((fetched['dups'] as number) > 0) problems.push(`${fetched['dups'] as number} retained messages delivered twice`);
+  return {
+    metrics: {
+      storePerSec: Math.round(n / ((stored['ms'] as number) / 1000)), fetchPerSec: Math.round(n / ((fetched['ms'] as number) / 1000)),
+      received, ...cpu,
+    },
+    genCpu: { A: cpuPct(a0!, a1!), B: cpuPct(b0!, b1!) }, problems, notes: [],
+  };
+}
+
 async function storm(b: Broker, n: number): Promise<Outcome> {
   const t = target(b, 'ws');
   const id = `${runTag}-${++runCounter}`;
@@ -395,6 +433,20 @@ const scenarios: Scenario[] = [
   tp('fanout1000-q0-ws', 'fan-out 1→1000, QoS 0, WebSocket', { transport: 'ws', qos: 0, pubs: 1, subs: 1000 }),
   tp('fanout100-q1-ws', 'fan-out 1→100, QoS 1, WebSocket', { transport: 'ws', qos: 1, pubs: 1, subs: 100 }),
   tp('fanout1000-q1-ws', 'fan-out 1→1000, QoS 1, WebSocket', { transport: 'ws', qos: 1, pubs: 1, subs: 1000 }),
+  {
+    name: 'fanin-q1-ws-idle10k', title: 'fan-in 4→1, QoS 1, WebSocket, next to 10,000 idle subscribed sessions', brokers: 'memory', contenders: TRIO,
+    rows: [rowDelivered],
+    run: async (b) => {
+      await idleSessions(b, 10_000);
+      return throughput(b, { transport: 'ws', qos: 1, pubs: 4, subs: 1 });
+    },
+  },
+  ...[10_000, 100_000].map((n): Scenario => ({
+    name: `retained${n / 1000}k-ws`, title: `${n.toLocaleString('en')} retained messages stored, then sent to one new wildcard subscriber, WebSocket`,
+    brokers: 'memory', fresh: true, contenders: TRIO,
+    rows: [{ key: 'storePerSec', metric: 'retained stored msg/s', better: 'higher' }, { key: 'fetchPerSec', metric: 'retained delivered on SUBSCRIBE msg/s', better: 'higher' }],
+    run: (b) => retained(b, n),
+  })),
   {
     name: 'latency-q1-ws', title: `end-to-end latency, QoS 1 at ${LAT_RATE} msg/s, WebSocket`, brokers: 'memory', contenders: TRIO,
     rows: [{ key: 'p50', metric: 'p50 ms', better: 'lower' }, { key: 'p99', metric: 'p99 ms', better: 'lower' }, { key: 'p999', metric: 'p99.9 ms', better: 'lower' }],
