@@ -2,7 +2,8 @@
 // Each scenario starts its brokers on free loopback ports, then runs them interleaved
 // (A B C A B C ...) for several rounds; load comes from two generator processes
 // (bench/gen-worker.ts) that check every delivery for loss, duplicates and order.
-// Writes a markdown table to stdout and bench/results/latest.md, JSON lines to bench/results/latest.jsonl.
+// Writes a markdown table to stdout and bench/results/latest.md, JSON lines to bench/results/latest.jsonl
+// (partial.* instead for a narrower run than the full default one).
 // Usage: npm run bench [-- --quick] [-- --only fanin,latency] [-- --rounds 3] [-- --seconds 3] [-- --brokers tern,mosquitto] [-- --list]
 import { fork, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -619,14 +620,18 @@ async function main(): Promise<void> {
   const md = renderMarkdown({ command, machine, settings, elapsedS, scenarios: selected, records, discarded: discarded.length, when: new Date().toISOString() });
   const outDir = path.join(repoRoot, 'bench/results');
   mkdirSync(outDir, { recursive: true });
-  writeFileSync(path.join(outDir, 'latest.md'), md);
+  // A run of everything with the default settings replaces latest.*, which the README quotes;
+  // any narrower run (--only, --brokers, --contenders, --quick, --rounds, --seconds) goes to partial.*
+  const full = !opt.only && !opt.brokers && !opt.contenders && !opt.quick && !opt.rounds && !opt.seconds;
+  const base = full ? 'latest' : 'partial';
+  writeFileSync(path.join(outDir, `${base}.md`), md);
   const jsonl = [
     { type: 'meta', when: new Date().toISOString(), command, cwd: repoRoot, argv: process.argv, machine, settings, elapsedS },
     ...records,
     ...discarded.map((d) => ({ ...d, type: 'discarded-run' })),
     ...summaries(selected, records),
   ].map((x) => JSON.stringify(x)).join('\n');
-  writeFileSync(path.join(outDir, 'latest.jsonl'), `${jsonl}\n`);
+  writeFileSync(path.join(outDir, `${base}.jsonl`), `${jsonl}\n`);
   process.stdout.write(md);
 }
 
