@@ -170,11 +170,12 @@ export class PgStore implements Store {
       this.#waiters = [];
       try {
         const t0 = performance.now();
-        await this.#apply(batch);
+        const wrote = await this.#apply(batch);
         this.#commitMs += performance.now() - t0;
         this.commits++;
         this.units += waiters.length;
-        if (!this.#healthy) {
+        // (a batch with nothing to write says nothing about the server)
+        if (wrote && !this.#healthy) {
           this.#healthy = true;
           this.#logger.info({}, 'PostgreSQL reachable again; commits resumed');
         }
@@ -254,20 +255,22 @@ export class PgStore implements Store {
     }
   }
 
-  async #apply(b: Batch): Promise<void> {
-    if (b.isEmpty) return; // e.g. every delivery acknowledged before the commit
+  /** Write a batch in one transaction; false if it held nothing to write. */
+  async #apply(b: Batch): Promise<boolean> {
+    if (b.isEmpty) return false; // e.g. every delivery acknowledged before the commit
     const client = await this.#pool.connect();
     let broken = false;
     try {
       if (!hasColdChanges(b)) {
         // The common case, only messages and deliveries: one statement, one round trip, atomic
         await this.#writeHot(client, b);
-        return;
+        return true;
       }
       await client.query('BEGIN');
       await this.#write(client, b);
       await this.#writeHot(client, b);
       await client.query('COMMIT');
+      return true;
     } catch (e) {
       broken = true;
       await client.query('ROLLBACK').catch(() => undefined);
