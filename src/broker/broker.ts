@@ -22,6 +22,12 @@ export interface BrokerDeps {
   authorizer: Authorizer;
 }
 
+/** True if the delivery of record `r` is still in flight (not acknowledged yet). */
+function stillInFlight(pairs: ReadonlyArray<[Session, Delivery, Dispatch]>, r: DeliveryRecord): boolean {
+  for (const [s, d] of pairs) if (d.id === r.id) return s.inflight.get(d.packetId) === d;
+  return false;
+}
+
 /** What `RoutePlan.dispatch` does with one delivery. */
 const enum Dispatch {
   /** Queue it (and send what the window allows). */
@@ -201,9 +207,11 @@ export class Broker {
     const pairs: Array<[Session, Delivery, Dispatch]> = [];
     let cache: EncodeCache | undefined; // created once a delivery is sent (fan-out shares encodings)
     // QoS 1 to an online persistent session may leave before the commit (see below), unless the
-    // store is failing: then nothing the publisher is told failed reaches a subscriber.
+    // store is known to be failing: then nothing is sent ahead of a commit.
     const sendEarly = this.store.healthy;
     let records: DeliveryRecord[] | undefined;
+    let ahead: Delivery[] | undefined;
+    let aheadTo: Session[] | undefined;
     for (const t of targets) {
       const s = t.session;
       if (t.qos === 0 && !s.connection) continue; // QoS 0 is not queued for offline sessions
@@ -233,13 +241,18 @@ export class Broker {
           // before the PUBACK can delete it, so a fast acknowledgement cancels the pair within the
           // same group commit. A crash before the commit means the publisher got no PUBACK and
           // sends again. QoS 2 must not: a resent PUBLISH would be a second, unknown flow.
-          this.deliveries.sendReserved(s, d, targets.length > 1 ? (cache ??= new Map()) : undefined);
+          // (Sent below, once the unit holding its row is submitted: anything the send itself
+          // does to the row, such as discarding a message too large for the client, comes after.)
+          (ahead ??= []).push(d);
+          (aheadTo ??= []).push(s);
           how = Dispatch.Sent;
         } else {
           how = Dispatch.Held;
           s.heldForCommit++;
         }
-        (records ??= []).push(toDeliveryRecord(s, d));
+        const rec = toDeliveryRecord(s, d);
+        if (how === Dispatch.Sent) rec.sentAhead = true;
+        (records ??= []).push(rec);
       }
       pairs.push([s, d, how]);
     }
@@ -248,16 +261,23 @@ export class Broker {
     if (records || retain || extra) {
       const rows = records;
       // (the unit's builder is written inline: tsx names every function assigned to a variable, at a cost per call)
+      let attempt = 0;
       committed = this.#commit((tx) => {
-        if (rows) tx.insertMessage(message);
+        // A retry (3.1.1 held acknowledgement) must not store again a delivery sent ahead whose
+        // PUBACK has come since: its row would never be deleted
+        const now = attempt++ === 0 || !rows ? rows : rows.filter((r) => !r.sentAhead || stillInFlight(pairs, r));
+        if (now?.length) tx.insertMessage(message);
         if (retain) {
           // [MQTT-3.3.1-5] store, or [MQTT-3.3.1-6] a zero-byte payload removes the retained message
           if (message.payload.length > 0) tx.putRetained(message);
           else tx.deleteRetained(hub.name, message.topicName);
         }
-        if (rows) tx.enqueueDeliveries(rows);
+        if (now?.length) tx.enqueueDeliveries(now);
         extra?.(tx);
       }, opts.retryWhileOpen);
+    }
+    if (ahead) {
+      for (let i = 0; i < ahead.length; i++) this.deliveries.sendReserved(aheadTo![i]!, ahead[i]!, targets.length > 1 ? (cache ??= new Map()) : undefined);
     }
     const plan = new RoutePlan(this, hub, message, retain, pairs, cache);
     plan.committed = committed;
@@ -290,7 +310,14 @@ export class Broker {
   /** Route, commit and dispatch a message; resolves with the number of receiving sessions. */
   async publish(message: Message, extra?: (tx: UnitOfWork) => void): Promise<number> {
     const plan = this.route(message, extra);
-    if (plan.committed) await plan.committed;
+    if (plan.committed) {
+      try {
+        await plan.committed;
+      } catch (err) {
+        plan.abandon();
+        throw err;
+      }
+    }
     plan.dispatch();
     return plan.matched;
   }

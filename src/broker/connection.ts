@@ -183,9 +183,11 @@ export class Connection implements ChannelSink {
 
   /**
    * Run `fn` after every earlier ordered step and after `wait` settles, so that replies leave in
-   * the order their packets arrived [MQTT-4.6.0-2] even when some wait for a commit.
+   * the order their packets arrived [MQTT-4.6.0-2] even when some wait for a commit. Once the
+   * connection is closed the steps are skipped, unless `evenIfClosed` (work that must happen
+   * whether or not the reply can still be sent, like handing a stored message to subscribers).
    */
-  after(wait: Promise<unknown> | undefined, fn: () => void, onError?: (e: unknown) => void): void {
+  after(wait: Promise<unknown> | undefined, fn: () => void, onError?: (e: unknown) => void, evenIfClosed = false): void {
     if (wait === undefined && this.#tail === undefined) {
       fn();
       return;
@@ -197,7 +199,7 @@ export class Connection implements ChannelSink {
       ? wait.then(() => undefined, (error: unknown) => ({ error }))
       : Promise.resolve(undefined);
     const tail = (prev ? prev.then(() => outcome) : outcome).then((o) => {
-      if (this.state === 'closed') return;
+      if (this.state === 'closed' && !evenIfClosed) return;
       if (o === undefined) fn();
       else if (onError) onError(o.error);
       else this.fail(o.error);

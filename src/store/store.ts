@@ -44,6 +44,8 @@ export interface DeliveryRecord {
   shareKey: string | undefined;
   packetId: number;
   state: DeliveryState;
+  /** Not stored: a QoS 1 PUBLISH already sent ahead of this row's commit, whose PUBACK may cancel it. */
+  sentAhead?: boolean;
 }
 
 /** A will waiting for its session's connection to end (or for its delay after that). */

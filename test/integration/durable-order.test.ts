@@ -127,3 +127,97 @@ describe('order to persistent subscribers while deliveries switch between sent-a
     for (const s of subs) s.peer.destroy();
   });
 });
+
+describe('a publisher that goes away while its message is being stored', () => {
+  test('the stored message still reaches every subscriber (clean and persistent)', async () => {
+    const topic = `${TOPIC}-gone/x`;
+    const c = new pg.Client({ connectionString: broker.databaseUrl });
+    await c.connect();
+    // Slow down storing the message, so that the publisher's connection is gone before the commit ends
+    await c.query(`CREATE FUNCTION tern_test_slow_message() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN PERFORM pg_sleep(0.5); RETURN NULL; END $$`);
+    await c.query('CREATE TRIGGER tern_test_slow_message AFTER INSERT ON messages FOR EACH STATEMENT EXECUTE FUNCTION tern_test_slow_message()');
+    try {
+      const got: Record<string, string[]> = { clean: [], persistent: [] };
+      const subscribe = async (name: 'clean' | 'persistent', transport: Transport, version: Version): Promise<MqttPeer> => {
+        const peer = await MqttPeer.open(broker, transport, version);
+        peer.on((pk) => {
+          if (pk.cmd === 'pubrel') peer.send({ cmd: 'pubcomp', messageId: pk.messageId!, reasonCode: 0 });
+          if (pk.cmd !== 'publish') return;
+          const pub = pk as IPublishPacket;
+          got[name]!.push(Buffer.from(pub.payload).toString());
+          if (pub.qos === 1) peer.send({ cmd: 'puback', messageId: pub.messageId!, reasonCode: 0 });
+          if (pub.qos === 2) peer.send({ cmd: 'pubrec', messageId: pub.messageId!, reasonCode: 0 });
+        });
+        const persistent = name === 'persistent';
+        assert.equal(connackCode(await peer.connect({
+          clientId: uniqueId(`gone-${name}`), clean: !persistent,
+          ...(persistent && version === 5 ? { properties: { sessionExpiryInterval: 600 } } : {}),
+        })), 0);
+        const suback = peer.waitFor((pk) => pk.cmd === 'suback', 'SUBACK');
+        peer.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic, qos: persistent ? 2 : 1 }] });
+        await suback;
+        return peer;
+      };
+      // QoS 2 to the persistent subscriber: its delivery is stored (not sent ahead), so the commit is slow
+      const clean = await subscribe('clean', 'tcp', 4);
+      const persistent = await subscribe('persistent', 'ws', 5);
+      const pub = await MqttPeer.open(broker, 'tcp', 4);
+      assert.equal(connackCode(await pub.connect({ clientId: uniqueId('gone-pub'), clean: true })), 0);
+      pub.send({ cmd: 'publish', topic, payload: Buffer.from('stored'), qos: 2, messageId: 1, retain: false, dup: false });
+      await new Promise((r) => setTimeout(r, 50));
+      pub.destroy(); // gone before the (slowed) commit ends
+      const deadline = Date.now() + 10_000;
+      while ((got['clean']!.length === 0 || got['persistent']!.length === 0) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      assert.deepEqual(got, { clean: ['stored'], persistent: ['stored'] });
+      clean.destroy();
+      persistent.destroy();
+    } finally {
+      await c.query('DROP TRIGGER IF EXISTS tern_test_slow_message ON messages').catch(() => undefined);
+      await c.end();
+    }
+  });
+});
+
+describe('a QoS 1 message too large for a persistent subscriber', () => {
+  test('is discarded for it [MQTT-3.1.2-25] and leaves no delivery row behind', async () => {
+    const topic = `${TOPIC}-big/x`;
+    const clientId = uniqueId('big-sub');
+    const sub = await MqttPeer.open(broker, 'ws', 5);
+    const got: number[] = [];
+    sub.on((pk) => {
+      if (pk.cmd !== 'publish') return;
+      got.push((pk as IPublishPacket).payload.length);
+      sub.send({ cmd: 'puback', messageId: (pk as IPublishPacket).messageId!, reasonCode: 0 });
+    });
+    assert.equal(connackCode(await sub.connect({ clientId, clean: false, properties: { sessionExpiryInterval: 600, maximumPacketSize: 200 } })), 0);
+    const suback = sub.waitFor((pk) => pk.cmd === 'suback', 'SUBACK');
+    sub.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic, qos: 1 }] });
+    await suback;
+    const pub = await MqttPeer.open(broker, 'tcp', 4);
+    assert.equal(connackCode(await pub.connect({ clientId: uniqueId('big-pub'), clean: true })), 0);
+    const acked = pub.waitFor((pk) => pk.cmd === 'puback', 'PUBACK');
+    pub.send({ cmd: 'publish', topic, payload: Buffer.alloc(500, 1), qos: 1, messageId: 1, retain: false, dup: false });
+    await acked;
+    const smallAcked = pub.waitFor((pk) => pk.cmd === 'puback', 'PUBACK');
+    pub.send({ cmd: 'publish', topic, payload: Buffer.alloc(10, 2), qos: 1, messageId: 2, retain: false, dup: false });
+    await smallAcked;
+    const deadline = Date.now() + 5000;
+    while (got.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    assert.deepEqual(got, [10], 'only the message that fits arrives');
+    const c = new pg.Client({ connectionString: broker.databaseUrl });
+    await c.connect();
+    try {
+      let rows = -1;
+      for (let i = 0; i < 50 && rows !== 0; i++) {
+        rows = Number((await c.query('SELECT count(*) AS n FROM deliveries WHERE client_id = $1', [clientId])).rows[0].n);
+        if (rows !== 0) await new Promise((r) => setTimeout(r, 50));
+      }
+      assert.equal(rows, 0, 'no delivery row left for the subscriber');
+    } finally {
+      await c.end();
+      pub.destroy();
+      sub.destroy();
+    }
+  });
+});

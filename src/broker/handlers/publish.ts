@@ -105,5 +105,5 @@ export function handlePublish(conn: Connection, p: PublishPacket): void {
       if (p.qos === 2) session.inboundQos2.delete(p.packetId!);
       conn.end(undefined);
     }
-  });
+  }, true); // a stored message reaches its subscribers even if its publisher has gone meanwhile
 }

@@ -84,7 +84,7 @@ export class Batch implements UnitOfWork {
     for (const d of ds) {
       const c = this.deliveries.get(d.id);
       if (c?.insert) continue;
-      const cancellable = d.qos === 1 && d.state === 'sent';
+      const cancellable = d.sentAhead === true;
       this.deliveries.set(d.id, { insert: { ...d, subscriptionIds: [...d.subscriptionIds] }, cancellable });
       if (cancellable && this.cancellable++ === 0) this.firstCancellableAt = performance.now();
     }

@@ -18,7 +18,7 @@ describe('Batch', () => {
   test('a delivery inserted and deleted in one batch leaves nothing to write', () => {
     const b = new Batch();
     b.insertMessage(message(1));
-    b.enqueueDeliveries([delivery(10, 1)]);
+    b.enqueueDeliveries([delivery(10, 1, { sentAhead: true })]);
     assert.equal(b.cancellable, 1);
     b.deleteDelivery(10);
     assert.equal(b.deliveries.size, 0);
@@ -35,11 +35,14 @@ describe('Batch', () => {
     assert.ok(!b.isEmpty);
   });
 
-  test('only QoS 1 deliveries already sent count as cancellable; the last cancellation calls onAllCancelled once', () => {
+  test('only deliveries sent ahead of their commit count as cancellable; the last cancellation calls onAllCancelled once', () => {
     const b = new Batch();
     let calls = 0;
     b.onAllCancelled = () => { calls++; };
-    b.enqueueDeliveries([delivery(1, 1), delivery(2, 1, { state: 'queued', packetId: 0 }), delivery(3, 1, { qos: 2 }), delivery(4, 1)]);
+    b.enqueueDeliveries([
+      delivery(1, 1, { sentAhead: true }), delivery(2, 1, { state: 'queued', packetId: 0 }), delivery(3, 1, { qos: 2 }), delivery(4, 1, { sentAhead: true }),
+      delivery(5, 1), // in flight but held for its commit: no PUBACK can come before it
+    ]);
     assert.equal(b.cancellable, 2);
     assert.ok(b.firstCancellableAt > 0);
     b.deleteDelivery(2); // queued: not counted
@@ -48,14 +51,14 @@ describe('Batch', () => {
     b.deleteDelivery(4);
     assert.equal(calls, 1);
     assert.equal(b.cancellable, 0);
-    assert.deepEqual([...b.deliveries.keys()], [3]);
+    assert.deepEqual([...b.deliveries.keys()], [3, 5]);
   });
 
   test('deleteSession voids the session\'s inserts, cancellable ones included', () => {
     const b = new Batch();
     let calls = 0;
     b.onAllCancelled = () => { calls++; };
-    b.enqueueDeliveries([delivery(1, 1), delivery(2, 1, { clientId: 'other', state: 'queued', packetId: 0 })]);
+    b.enqueueDeliveries([delivery(1, 1, { sentAhead: true }), delivery(2, 1, { clientId: 'other' })]);
     b.deleteSession('h', 'c');
     assert.equal(b.cancellable, 0);
     assert.equal(calls, 1);
