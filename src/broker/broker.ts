@@ -210,8 +210,7 @@ export class Broker {
     // store is known to be failing: then nothing is sent ahead of a commit.
     const sendEarly = this.store.healthy;
     let records: DeliveryRecord[] | undefined;
-    let ahead: Delivery[] | undefined;
-    let aheadTo: Session[] | undefined;
+    let sentAhead = false;
     for (const t of targets) {
       const s = t.session;
       if (t.qos === 0 && !s.connection) continue; // QoS 0 is not queued for offline sessions
@@ -243,8 +242,7 @@ export class Broker {
           // sends again. QoS 2 must not: a resent PUBLISH would be a second, unknown flow.
           // (Sent below, once the unit holding its row is submitted: anything the send itself
           // does to the row, such as discarding a message too large for the client, comes after.)
-          (ahead ??= []).push(d);
-          (aheadTo ??= []).push(s);
+          sentAhead = true;
           how = Dispatch.Sent;
         } else {
           how = Dispatch.Held;
@@ -276,8 +274,9 @@ export class Broker {
         extra?.(tx);
       }, opts.retryWhileOpen);
     }
-    if (ahead) {
-      for (let i = 0; i < ahead.length; i++) this.deliveries.sendReserved(aheadTo![i]!, ahead[i]!, targets.length > 1 ? (cache ??= new Map()) : undefined);
+    if (sentAhead) {
+      if (pairs.length > 1) cache = new Map();
+      for (const [s, d, how] of pairs) if (how === Dispatch.Sent) this.deliveries.sendReserved(s, d, cache);
     }
     const plan = new RoutePlan(this, hub, message, retain, pairs, cache);
     plan.committed = committed;

@@ -113,7 +113,7 @@ export class Deliveries {
     session.inflight.set(d.packetId, d);
   }
 
-  /** Send a delivery reserved by `reserve` once its row is committed (a resume resends it otherwise). */
+  /** Send a delivery reserved by `reserve`: QoS 1 ahead of its commit, QoS 2 once it is committed. */
   sendReserved(session: Session, d: Delivery, cache?: EncodeCache): void {
     const conn = session.connection;
     if (!conn || conn.state !== 'connected' || session.inflight.get(d.packetId) !== d) return;

@@ -152,9 +152,9 @@ export class Session {
   /** planRoute's scratch: the stamp of the last call that planned for this session, and its target. */
   routeStamp = 0;
   routeTarget: Target | undefined = undefined;
-  /** Deliveries in flight whose PUBLISH leaves only once a commit is done (QoS 2 reserved at
-   * routing, deliveries taken from the queue): while any wait, a later QoS 1 delivery must not be
-   * sent ahead of them. */
+  /** Deliveries in flight whose PUBLISH leaves only once a commit is done (QoS 2, and whatever
+   * was put in flight behind one): while any wait, a later QoS 1 delivery must not be sent ahead
+   * of them. */
   heldForCommit = 0;
   /** Messages dropped because the queue was full. */
   droppedCount = 0;

@@ -11,7 +11,7 @@ const k3 = (hub: string, clientId: string, x: string | number): string => `${hub
 
 interface DeliveryChange {
   insert?: DeliveryRecord;
-  /** The insert is of a QoS 1 delivery already sent: its PUBACK may cancel it before the commit. */
+  /** The insert is of a QoS 1 delivery sent ahead of its commit: its PUBACK may cancel it first. */
   cancellable?: boolean;
   update?: { packetId: number; state: DeliveryState };
   delete?: boolean;
@@ -62,10 +62,15 @@ export class Batch implements UnitOfWork {
     if (--this.cancellable === 0) this.onAllCancelled?.();
   }
 
-  /** True if applying the batch would change nothing. */
+  /** True if the batch changes more than messages, deliveries and inbound QoS 2 ids. */
+  get hasColdChanges(): boolean {
+    return this.deletedSessions.size > 0 || this.sessions.size > 0 || this.subscriptions.size > 0 || this.wills.size > 0
+      || this.retained.size > 0 || this.audit.length > 0;
+  }
+
+  /** True if applying the batch would change nothing (a message row alone is never written). */
   get isEmpty(): boolean {
-    return this.deletedSessions.size === 0 && this.sessions.size === 0 && this.subscriptions.size === 0 && this.wills.size === 0
-      && this.retained.size === 0 && this.audit.length === 0 && this.deliveries.size === 0 && this.inboundQos2.size === 0;
+    return !this.hasColdChanges && this.deliveries.size === 0 && this.inboundQos2.size === 0;
   }
 
   putSubscription(s: SubscriptionRecord): void {

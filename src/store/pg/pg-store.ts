@@ -55,12 +55,6 @@ function toStoreError(e: unknown): StoreError {
   return e instanceof StoreError ? e : new StoreError(`commit failed: ${(e as Error).message}`, { cause: e });
 }
 
-/** True if a batch changes more than messages, deliveries and inbound QoS 2 ids. */
-function hasColdChanges(b: Batch): boolean {
-  return b.deletedSessions.size > 0 || b.sessions.size > 0 || b.subscriptions.size > 0 || b.wills.size > 0
-    || b.retained.size > 0 || b.audit.length > 0;
-}
-
 /** int8 as a JS number (ids and epoch milliseconds fit in 53 bits). */
 const types = {
   getTypeParser: (oid: number, format?: 'text' | 'binary') =>
@@ -261,7 +255,7 @@ export class PgStore implements Store {
     const client = await this.#pool.connect();
     let broken = false;
     try {
-      if (!hasColdChanges(b)) {
+      if (!b.hasColdChanges) {
         // The common case, only messages and deliveries: one statement, one round trip, atomic
         await this.#writeHot(client, b);
         return true;
@@ -280,9 +274,9 @@ export class PgStore implements Store {
     }
   }
 
-  /** Messages, deliveries and inbound QoS 2 ids through tern_apply_hot (migrations/0001). */
+  /** Messages, deliveries and inbound QoS 2 ids through tern_apply_hot (migrations/0002). */
   async #writeHot(c: pg.PoolClient, b: Batch): Promise<void> {
-    if (b.deliveries.size === 0 && b.inboundQos2.size === 0) return;
+    if (b.deliveries.size === 0 && b.inboundQos2.size === 0) return; // messages are written only with a delivery
     const del: number[] = [];
     const ins: DeliveryRecord[] = [];
     const upd: Array<{ id: number; packetId: number; state: DeliveryState }> = [];

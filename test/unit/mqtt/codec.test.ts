@@ -179,6 +179,30 @@ describe('patchPublish', () => {
 });
 
 describe('PacketReader framing', () => {
+  test('a small payload read from a large chunk is copied, so a queued message does not pin the chunk', () => {
+    const reader = new PacketReader(MAX);
+    feed(reader, hex(connectBytes[4]));
+    const publish = encodePublish('t', Buffer.from('hi'), 0, false, false, 0, undefined, false);
+    // many packets in one 64 KiB read, as a TCP socket delivers them
+    const chunk = Buffer.concat(Array.from({ length: 64 * 1024 / publish.length }, () => publish));
+    const results = feed(reader, chunk);
+    const first = results[0]!;
+    assert.ok(first.kind === 'packet' && first.packet.type === 'publish');
+    assert.equal(first.packet.payload.toString(), 'hi');
+    assert.notEqual(first.packet.payload.buffer, chunk.buffer, 'payload does not share the chunk\'s memory');
+    assert.ok(first.packet.payload.buffer.byteLength < chunk.buffer.byteLength);
+  });
+
+  test('a payload that is most of its chunk is not copied', () => {
+    const reader = new PacketReader(MAX);
+    feed(reader, hex(connectBytes[4]));
+    const chunk = encodePublish('t', Buffer.alloc(20_000, 7), 1, false, false, 9, undefined, false);
+    const [r] = feed(reader, chunk);
+    assert.ok(r!.kind === 'packet' && r!.packet.type === 'publish');
+    assert.equal(r!.packet.payload.length, 20_000);
+    assert.equal(r!.packet.payload.buffer, chunk.buffer);
+  });
+
   test('one packet split into 1-byte chunks', () => {
     const reader = new PacketReader(MAX);
     const bytes = Buffer.concat([hex(connectBytes[5]), hex(sharedFixtures.find((f) => f.name.includes('QoS 1 with properties'))!.bytes)]);
