@@ -2,6 +2,7 @@
 // order of precedence), validated once at start-up. Nothing else reads process.env.
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { isValidHubName } from './mqtt/hub-name.ts';
 
 type Kind = 'string' | 'int' | 'bool' | 'port';
 
@@ -46,6 +47,10 @@ const defs = {
   maxQueuedBytes: { flag: 'max-queued-bytes', env: 'TERN_MAX_QUEUED_BYTES', kind: 'int', default: 67108864, min: 1024, max: 1099511627776, description: 'payload bytes queued per session before new messages are dropped' },
   commitHoldMs: { flag: 'commit-hold-ms', env: 'TERN_COMMIT_HOLD_MS', kind: 'int', default: 2, min: 0, max: 1000, description: 'hold a group commit up to this long for the PUBACKs of QoS 1 messages sent ahead of it, which cancel their rows (0: never)' },
   maxQueuedMessages: { flag: 'max-queued-messages', env: 'TERN_MAX_QUEUED_MESSAGES', kind: 'int', default: 100000, min: 1, max: 100000000, description: 'messages queued per session before new ones are dropped' },
+  maxTopicLength: { flag: 'max-topic-length', env: 'TERN_MAX_TOPIC_LENGTH', kind: 'int', default: 1024, min: 1, max: 65535, description: 'largest topic name in UTF-8 bytes; a longer one is refused (5.0: reason code 0x90)' },
+  maxTopicFilterLength: { flag: 'max-topic-filter-length', env: 'TERN_MAX_TOPIC_FILTER_LENGTH', kind: 'int', default: 1024, min: 1, max: 65535, description: 'largest topic filter in UTF-8 bytes, $share/{group}/ included; a longer one is refused (SUBACK 0x8F, 3.1.1: 0x80)' },
+  maxTopicLevels: { flag: 'max-topic-levels', env: 'TERN_MAX_TOPIC_LEVELS', kind: 'int', default: 128, min: 1, max: 65535, description: 'most levels in a topic name or filter' },
+  maxClientIdLength: { flag: 'max-client-id-length', env: 'TERN_MAX_CLIENT_ID_LENGTH', kind: 'int', default: 256, min: 23, max: 65535, description: 'largest client id in UTF-8 bytes; a longer one is refused (CONNACK 0x85, 3.1.1: 2)' },
 } as const satisfies Record<string, OptionDef>;
 
 type Defs = typeof defs;
@@ -153,7 +158,9 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): Config | 'he
   if (c.databaseUrl !== undefined && !/^postgres(ql)?:\/\//.test(c.databaseUrl)) {
     problems.push('DATABASE_URL: expected a postgres:// or postgresql:// URL');
   }
-  if (c.defaultHub.length === 0) problems.push('--default-hub must not be empty');
+  if (!isValidHubName(c.defaultHub)) {
+    problems.push(`--default-hub "${c.defaultHub}": a hub name is a letter then up to 127 letters, digits or _\`,.[]`);
+  }
   const loopback = c.host === '127.0.0.1' || c.host === 'localhost' || c.host === '::1' || c.host.startsWith('127.');
   if (!loopback && c.allowAnonymous === undefined) {
     problems.push(`--host ${c.host} is not a loopback address: set --allow-anonymous explicitly (no access keys are configured)`);

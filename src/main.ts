@@ -6,6 +6,7 @@ import { Broker } from './broker/broker.ts';
 import { defaultBrokerOptions, type BrokerOptions } from './broker/options.ts';
 import { systemClock } from './broker/ports.ts';
 import { ConfigError, helpText, loadConfig, type Config } from './config.ts';
+import { isValidHubName } from './mqtt/hub-name.ts';
 import { createLogger } from './observability/logger.ts';
 import { MemoryStore } from './store/memory-store.ts';
 import { startEmbeddedPostgres, type EmbeddedDatabase } from './store/pg/embedded.ts';
@@ -33,6 +34,10 @@ function brokerOptions(c: Config): BrokerOptions {
     connectTimeoutMs: c.connectTimeout * 1000,
     maxQueuedMessages: c.maxQueuedMessages,
     maxQueuedBytes: c.maxQueuedBytes,
+    maxTopicBytes: c.maxTopicLength,
+    maxTopicFilterBytes: c.maxTopicFilterLength,
+    maxTopicLevels: c.maxTopicLevels,
+    maxClientIdBytes: c.maxClientIdLength,
   };
 }
 
@@ -94,7 +99,7 @@ async function main(): Promise<void> {
   const tlsFiles = config.tlsCert && config.tlsKey ? { certFile: config.tlsCert, keyFile: config.tlsKey } : undefined;
   const ws = await listenWs({
     host: config.host, port: config.httpPort, defaultHub: options.defaultHub,
-    maxPayloadBytes: options.maxPacketBytes + 1024, onConnection, tls: tlsFiles,
+    maxPayloadBytes: options.maxPacketBytes + 1024, onConnection, tls: tlsFiles, isValidHub: isValidHubName,
     routes: (app) => {
       app.get('/health', (res) => {
         res.writeHeader('content-type', 'application/json').end(JSON.stringify({ status: 'ok', connections: broker.connections.size }));

@@ -2,7 +2,8 @@
 // subscribes sessions and disconnects clients through it. Owns hubs, routing and start-up.
 import type { Message, QoS } from '../mqtt/packet.ts';
 import { ReasonCode } from '../mqtt/reason-code.ts';
-import { isValidTopicName } from '../mqtt/topic.ts';
+import { isValidHubName } from '../mqtt/hub-name.ts';
+import { isTopicWithinLimits, isValidTopicName } from '../mqtt/topic.ts';
 import { Connection } from './connection.ts';
 import { Deliveries } from './deliveries.ts';
 import { Hub } from './hub.ts';
@@ -326,7 +327,10 @@ export class Broker {
     hub: string; topicName: string; payload: Buffer; qos: QoS; retain?: boolean; messageExpiryIntervalSec?: number;
     properties?: Message['properties'];
   }): Promise<number> {
-    if (!isValidTopicName(input.topicName)) throw new RangeError(`invalid topic name: ${input.topicName}`);
+    if (!isValidTopicName(input.topicName) || !isTopicWithinLimits(input.topicName, this.options.maxTopicBytes, this.options.maxTopicLevels)) {
+      throw new RangeError(`invalid topic name: ${input.topicName.slice(0, 100)}`);
+    }
+    if (!isValidHubName(input.hub)) throw new RangeError(`invalid hub name: ${input.hub.slice(0, 100)}`);
     const now = this.clock.now();
     return this.publish({
       id: this.nextId(), hub: this.hub(input.hub).name, topicName: input.topicName, payload: input.payload, qos: input.qos,

@@ -33,6 +33,14 @@ export interface BrokerOptions {
   softBufferBytes: number;
   /** Transport buffer above which QoS 0 messages to that client are dropped. */
   hardBufferBytes: number;
+  /** Largest topic name in UTF-8 bytes (PUBLISH, will, server publish). */
+  maxTopicBytes: number;
+  /** Largest topic filter in UTF-8 bytes, `$share/{group}/` included. */
+  maxTopicFilterBytes: number;
+  /** Most levels in a topic name or filter. */
+  maxTopicLevels: number;
+  /** Largest client id in UTF-8 bytes. */
+  maxClientIdBytes: number;
 }
 
 export const defaultBrokerOptions: BrokerOptions = {
@@ -54,4 +62,10 @@ export const defaultBrokerOptions: BrokerOptions = {
   maxQueuedBytes: 64 * 1024 * 1024,
   softBufferBytes: 256 * 1024,
   hardBufferBytes: 4 * 1024 * 1024,
+  // With a hub of at most 128 bytes these keep (hub, client_id, topic_filter) well under
+  // PostgreSQL's btree row limit of 2,704 bytes even for incompressible text
+  maxTopicBytes: 1024,
+  maxTopicFilterBytes: 1024,
+  maxTopicLevels: 128,
+  maxClientIdBytes: 256,
 };

@@ -16,6 +16,8 @@ export interface WsListenerOptions {
   /** Largest WebSocket message accepted (≥ the MQTT maximum packet size). */
   maxPayloadBytes: number;
   onConnection: OnConnection;
+  /** The hub naming rule; a path naming a hub that breaks it gets HTTP 400 at the upgrade. */
+  isValidHub?: (name: string) => boolean;
   /** Extra HTTP routes (health, REST) registered on the same app. */
   routes?: (app: uWS.TemplatedApp) => void;
   tls?: { certFile: string; keyFile: string; passphrase?: string };
@@ -74,16 +76,21 @@ class WsChannel implements ByteChannel {
   }
 }
 
-/** Hub named by an MQTT WebSocket path, or undefined if the path is not an MQTT endpoint. */
-export function hubFromPath(url: string, defaultHub: string): string | undefined {
+/**
+ * Hub named by an MQTT WebSocket path, undefined if the path is not an MQTT endpoint, or null if
+ * it is one but names no valid hub (a broken escape, or a name `isValidHub` refuses).
+ */
+export function hubFromPath(url: string, defaultHub: string, isValidHub?: (name: string) => boolean): string | undefined | null {
   if (url === '/mqtt' || url === '/mqtt/') return defaultHub;
   const m = /^\/clients\/mqtt\/hubs\/([^/]+)\/?$/.exec(url);
   if (!m) return undefined;
+  let hub: string;
   try {
-    return decodeURIComponent(m[1]!);
+    hub = decodeURIComponent(m[1]!);
   } catch {
-    return undefined;
+    return null;
   }
+  return isValidHub && !isValidHub(hub) ? null : hub;
 }
 
 /** Pick the MQTT subprotocol from a Sec-WebSocket-Protocol header: "mqtt", else "mqttv3.1". */
@@ -116,9 +123,13 @@ export function listenWs(opts: WsListenerOptions): Promise<Listener> {
     compression: uWS.DISABLED,
     upgrade: (res, req, context) => {
       const url = req.getUrl();
-      const hub = hubFromPath(url, opts.defaultHub);
+      const hub = hubFromPath(url, opts.defaultHub, opts.isValidHub);
       if (hub === undefined) {
         res.writeStatus('404 Not Found').end('no MQTT endpoint at this path');
+        return;
+      }
+      if (hub === null) {
+        res.writeStatus('400 Bad Request').end('invalid hub name: a letter, then up to 127 letters, digits or _`,.[]');
         return;
       }
       const offered = req.getHeader('sec-websocket-protocol');

@@ -58,6 +58,8 @@ const flags: Array<[string, string]> = [
   ['connect-timeout', 'TERN_CONNECT_TIMEOUT'], ['max-queued-messages', 'TERN_MAX_QUEUED_MESSAGES'],
   ['max-queued-bytes', 'TERN_MAX_QUEUED_BYTES'], ['commit-hold-ms', 'TERN_COMMIT_HOLD_MS'], ['store', 'TERN_STORE'],
   ['config', 'TERN_CONFIG'],
+  ['max-topic-length', 'TERN_MAX_TOPIC_LENGTH'], ['max-topic-filter-length', 'TERN_MAX_TOPIC_FILTER_LENGTH'],
+  ['max-topic-levels', 'TERN_MAX_TOPIC_LEVELS'], ['max-client-id-length', 'TERN_MAX_CLIENT_ID_LENGTH'],
 ];
 
 describe('loadConfig', () => {
@@ -70,6 +72,7 @@ describe('loadConfig', () => {
       maxInflight: 1024, topicAliasMaximum: 64, maximumQos: 2, retainAvailable: true, wildcardSubscriptions: true,
       subscriptionIdentifiers: true, sharedSubscriptions: true, maxKeepAlive: 0, maxSessionExpiry: 4294967295,
       connectTimeout: 10, commitHoldMs: 2, maxQueuedMessages: 100000, maxQueuedBytes: 67108864,
+      maxTopicLength: 1024, maxTopicFilterLength: 1024, maxTopicLevels: 128, maxClientIdLength: 256,
     };
     assert.deepEqual(load([], {}), expected);
   });

@@ -33,9 +33,13 @@ function checkConnectFlags(p: ConnectPacket): ReasonCode | undefined {
 export function handleConnect(conn: Connection, packet: ConnectPacket): void {
   const broker = conn.broker;
   conn.version = packet.protocolVersion;
-  const invalid = checkConnectFlags(packet) ?? validateConnect(packet, { maximumQos: broker.options.maximumQos, retainAvailable: broker.options.retainAvailable });
+  const opts = broker.options;
+  const invalid = checkConnectFlags(packet) ?? validateConnect(packet, {
+    maximumQos: opts.maximumQos, retainAvailable: opts.retainAvailable, maxClientIdBytes: opts.maxClientIdBytes, topic: opts,
+  });
   if (invalid !== undefined) {
-    if (invalid === ReasonCode.MalformedPacket || invalid === ReasonCode.ProtocolError) {
+    // [v3.1.1 MQTT-3.1.4-1] 3.1.1 has no CONNACK code for a bad will topic: close without one
+    if (invalid === ReasonCode.MalformedPacket || invalid === ReasonCode.ProtocolError || (invalid === ReasonCode.TopicNameInvalid && conn.version === 4)) {
       // [MQTT-4.13.1-1] malformed CONNECT: CONNACK (5.0) with the code, then close
       if (conn.version === 5) refuse(conn, invalid);
       else conn.end(undefined);

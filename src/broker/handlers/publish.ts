@@ -4,6 +4,7 @@ import { MqttError } from '../../mqtt/errors.ts';
 import type { Message, PublishPacket } from '../../mqtt/packet.ts';
 import { ReasonCode } from '../../mqtt/reason-code.ts';
 import { compactProperties } from '../../mqtt/codec.ts';
+import { isTopicWithinLimits } from '../../mqtt/topic.ts';
 import { isPayloadFormatValid, validatePublish } from '../../mqtt/validate.ts';
 import type { Connection } from '../connection.ts';
 
@@ -43,6 +44,15 @@ export function handlePublish(conn: Connection, p: PublishPacket): void {
   if (conn.version === 5) resolveTopicAlias(conn, p);
   const invalid = validatePublish(p, opts.maximumQos, opts.retainAvailable);
   if (invalid !== undefined) throw new MqttError(invalid, `invalid PUBLISH to ${p.topicName}`);
+  if (!isTopicWithinLimits(p.topicName, opts.maxTopicBytes, opts.maxTopicLevels)) {
+    // Longer or deeper than the broker stores: only this PUBLISH fails (5.0 QoS 1/2: its
+    // acknowledgement says 0x90; QoS 0 has none, so DISCONNECT 0x90; 3.1.1: close)
+    if (conn.version === 4 || p.qos === 0) throw new MqttError(ReasonCode.TopicNameInvalid, 'topic name exceeds the broker\'s length or level cap');
+    broker.logger.debug({ clientId: conn.clientId, packetId: p.packetId, topicBytes: p.topicName.length }, 'publish refused: topic over the cap');
+    const packetId = p.packetId!;
+    conn.after(undefined, () => conn.send({ type: p.qos === 1 ? 'puback' : 'pubrec', packetId, reasonCode: ReasonCode.TopicNameInvalid }));
+    return;
+  }
   if (p.qos === 2 && session.inboundQos2.has(p.packetId!)) {
     // [MQTT-4.3.3-9] a QoS 2 PUBLISH whose id awaits PUBREL is not routed again
     conn.reply({ type: 'pubrec', packetId: p.packetId!, reasonCode: 0 });

@@ -54,7 +54,7 @@ export function handleSubscribe(conn: Connection, p: SubscribePacket): void {
 /** Undefined if the subscription can be granted, else the failure code for this filter. */
 function grant(conn: Connection, req: SubscriptionRequest, subscriptionId: number | undefined): ReasonCode | undefined {
   const opts = conn.broker.options;
-  const invalid = validateSubscriptionFilter(req.topicFilter, req.noLocal);
+  const invalid = validateSubscriptionFilter(req.topicFilter, req.noLocal, opts);
   if (invalid !== undefined) return invalid;
   const shared = parseSharedFilter(req.topicFilter);
   if (shared && !opts.sharedSubscriptionAvailable) return ReasonCode.SharedSubscriptionsNotSupported;
