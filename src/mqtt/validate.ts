@@ -7,7 +7,9 @@ import { isUtf8 } from 'node:buffer';
 
 /** A string decoded from the wire that held malformed UTF-8 or U+0000 ([MQTT-1.5.4-1], [MQTT-1.5.4-2]). */
 export function isBadWireString(s: string | undefined): boolean {
-  return s !== undefined && (s.includes('\uFFFD') || s.includes('\u0000'));
+  if (s === undefined) return false;
+  // anything but a string here (a value the decoder could not read) is bad too, never a TypeError
+  return typeof s !== 'string' || s.includes('\uFFFD') || s.includes('\u0000');
 }
 
 /** Server capabilities a 5.0 CONNECT's will must fit (MQTT 5 §3.2.2.3.4, §3.2.2.3.5). */
@@ -72,6 +74,8 @@ export function validateConnect(p: ConnectPacket, limits?: ConnectLimits): Reaso
     if (props.receiveMaximum === 0) return ReasonCode.ProtocolError;
     if (props.maximumPacketSize === 0) return ReasonCode.ProtocolError;
     if (props.authenticationData !== undefined && props.authenticationMethod === undefined) return ReasonCode.ProtocolError;
+    // the method is echoed into a reason string and the audit log
+    if (isBadWireString(props.authenticationMethod)) return ReasonCode.MalformedPacket;
   }
   return undefined;
 }
