@@ -18,7 +18,14 @@ function flushAll(): void {
   flushScheduled = false;
   const list = dirty;
   dirty = [];
-  for (const c of list) c.flush();
+  for (const c of list) {
+    // One connection's failure must not keep the rest of the turn's output from leaving
+    try {
+      c.flush();
+    } catch (e) {
+      c.abort(e);
+    }
+  }
 }
 
 /** One client network connection and its protocol-level connection state. */
@@ -116,6 +123,25 @@ export class Connection implements ChannelSink {
       this.broker.logger.error({ clientId: this.clientId, err: e }, 'connection failed');
       this.end(ReasonCode.UnspecifiedError);
     }
+  }
+
+  /**
+   * End the connection at once because its transport failed (a write threw): nothing more is
+   * written to it, its session is detached as after a network failure.
+   */
+  abort(e: unknown): void {
+    if (this.state === 'closed') return;
+    this.broker.logger.error({ clientId: this.clientId, err: e }, 'connection transport failed; connection closed');
+    this.closeReason ??= { by: 'network' };
+    this.state = 'closed';
+    this.#out = [];
+    this.#outBytes = 0;
+    try {
+      this.channel.close();
+    } catch {
+      // the transport is already failing; the connection is gone either way
+    }
+    this.broker.connectionClosed(this, !this.discardWill);
   }
 
   /** ChannelSink: the transport buffer drained. */
