@@ -51,6 +51,7 @@ const defs = {
   maxTopicFilterLength: { flag: 'max-topic-filter-length', env: 'TERN_MAX_TOPIC_FILTER_LENGTH', kind: 'int', default: 1024, min: 1, max: 65535, description: 'largest topic filter in UTF-8 bytes, $share/{group}/ included; a longer one is refused (SUBACK 0x8F, 3.1.1: 0x80)' },
   maxTopicLevels: { flag: 'max-topic-levels', env: 'TERN_MAX_TOPIC_LEVELS', kind: 'int', default: 128, min: 1, max: 65535, description: 'most levels in a topic name or filter' },
   maxClientIdLength: { flag: 'max-client-id-length', env: 'TERN_MAX_CLIENT_ID_LENGTH', kind: 'int', default: 256, min: 23, max: 65535, description: 'largest client id in UTF-8 bytes; a longer one is refused (CONNACK 0x85, 3.1.1: 2)' },
+  wsMaxBackpressure: { flag: 'ws-max-backpressure', env: 'TERN_WS_MAX_BACKPRESSURE', kind: 'int', default: 67108864, min: 65536, max: 1073741824, description: 'bytes buffered for one WebSocket client before a send would be dropped; that client is disconnected instead' },
 } as const satisfies Record<string, OptionDef>;
 
 type Defs = typeof defs;

@@ -100,6 +100,8 @@ async function main(): Promise<void> {
   const ws = await listenWs({
     host: config.host, port: config.httpPort, defaultHub: options.defaultHub,
     maxPayloadBytes: options.maxPacketBytes + 1024, onConnection, tls: tlsFiles, isValidHub: isValidHubName,
+    maxBackpressureBytes: config.wsMaxBackpressure,
+    onSendDropped: (remoteAddress, bufferedBytes) => logger.warn({ remoteAddress, bufferedBytes }, 'WebSocket send buffer limit exceeded; connection closed'),
     routes: (app) => {
       app.get('/health', (res) => {
         res.writeHeader('content-type', 'application/json').end(JSON.stringify({ status: 'ok', connections: broker.connections.size }));

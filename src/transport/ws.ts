@@ -18,6 +18,10 @@ export interface WsListenerOptions {
   onConnection: OnConnection;
   /** The hub naming rule; a path naming a hub that breaks it gets HTTP 400 at the upgrade. */
   isValidHub?: (name: string) => boolean;
+  /** Bytes uWS may buffer for one socket; a send beyond it is dropped by uWS, and the connection closed. */
+  maxBackpressureBytes?: number;
+  /** Told when a connection is closed because a send was dropped (for the log). */
+  onSendDropped?: (remoteAddress: string, bufferedBytes: number) => void;
   /** Extra HTTP routes (health, REST) registered on the same app. */
   routes?: (app: uWS.TemplatedApp) => void;
   tls?: { certFile: string; keyFile: string; passphrase?: string };
@@ -45,12 +49,14 @@ class WsChannel implements ByteChannel {
   sink: ChannelSink | undefined;
   readonly #ws: uWS.WebSocket<SocketData>;
   readonly #data: SocketData;
+  readonly #onDropped: WsListenerOptions['onSendDropped'];
 
-  constructor(ws: uWS.WebSocket<SocketData>, data: SocketData, transport: 'ws' | 'wss', remoteAddress: string) {
+  constructor(ws: uWS.WebSocket<SocketData>, data: SocketData, transport: 'ws' | 'wss', remoteAddress: string, onDropped: WsListenerOptions['onSendDropped']) {
     this.#ws = ws;
     this.#data = data;
     this.transport = transport;
     this.remoteAddress = remoteAddress;
+    this.#onDropped = onDropped;
   }
 
   write(bytes: Buffer): boolean {
@@ -63,6 +69,15 @@ class WsChannel implements ByteChannel {
     } finally {
       corkSocket = undefined;
       corkBytes = undefined;
+    }
+    if (corkStatus === 2) {
+      // DROPPED: uWS buffers no more than maxBackpressure and discarded these bytes. The MQTT
+      // stream has a hole now, so the connection must end rather than lose bytes silently.
+      const buffered = this.#ws.getBufferedAmount();
+      this.#data.closed = true;
+      this.#ws.end(1013, 'send buffer limit exceeded');
+      this.#onDropped?.(this.remoteAddress, buffered);
+      return false;
     }
     return corkStatus === 1;
   }
@@ -118,7 +133,7 @@ export function listenWs(opts: WsListenerOptions): Promise<Listener> {
   app.ws<SocketData>('/*', {
     maxPayloadLength: opts.maxPayloadBytes,
     idleTimeout: 0,
-    maxBackpressure: 64 * 1024 * 1024,
+    maxBackpressure: opts.maxBackpressureBytes ?? 64 * 1024 * 1024,
     sendPingsAutomatically: false,
     compression: uWS.DISABLED,
     upgrade: (res, req, context) => {
@@ -147,7 +162,7 @@ export function listenWs(opts: WsListenerOptions): Promise<Listener> {
     open: (ws) => {
       open.add(ws);
       const data = ws.getUserData();
-      const channel = new WsChannel(ws, data, transport, Buffer.from(ws.getRemoteAddressAsText()).toString());
+      const channel = new WsChannel(ws, data, transport, Buffer.from(ws.getRemoteAddressAsText()).toString(), opts.onSendDropped);
       data.channel = channel;
       try {
         opts.onConnection(channel, { hub: data.hub, upgradeToken: data.token });

@@ -60,6 +60,7 @@ const flags: Array<[string, string]> = [
   ['config', 'TERN_CONFIG'],
   ['max-topic-length', 'TERN_MAX_TOPIC_LENGTH'], ['max-topic-filter-length', 'TERN_MAX_TOPIC_FILTER_LENGTH'],
   ['max-topic-levels', 'TERN_MAX_TOPIC_LEVELS'], ['max-client-id-length', 'TERN_MAX_CLIENT_ID_LENGTH'],
+  ['ws-max-backpressure', 'TERN_WS_MAX_BACKPRESSURE'],
 ];
 
 describe('loadConfig', () => {
@@ -73,6 +74,7 @@ describe('loadConfig', () => {
       subscriptionIdentifiers: true, sharedSubscriptions: true, maxKeepAlive: 0, maxSessionExpiry: 4294967295,
       connectTimeout: 10, commitHoldMs: 2, maxQueuedMessages: 100000, maxQueuedBytes: 67108864,
       maxTopicLength: 1024, maxTopicFilterLength: 1024, maxTopicLevels: 128, maxClientIdLength: 256,
+      wsMaxBackpressure: 67108864,
     };
     assert.deepEqual(load([], {}), expected);
   });
