@@ -52,6 +52,12 @@ const defs = {
   maxTopicLevels: { flag: 'max-topic-levels', env: 'TERN_MAX_TOPIC_LEVELS', kind: 'int', default: 128, min: 1, max: 65535, description: 'most levels in a topic name or filter' },
   maxClientIdLength: { flag: 'max-client-id-length', env: 'TERN_MAX_CLIENT_ID_LENGTH', kind: 'int', default: 256, min: 23, max: 65535, description: 'largest client id in UTF-8 bytes; a longer one is refused (CONNACK 0x85, 3.1.1: 2)' },
   wsMaxBackpressure: { flag: 'ws-max-backpressure', env: 'TERN_WS_MAX_BACKPRESSURE', kind: 'int', default: 67108864, min: 65536, max: 1073741824, description: 'bytes buffered for one WebSocket client before a send would be dropped; that client is disconnected instead' },
+  maxHubs: { flag: 'max-hubs', env: 'TERN_MAX_HUBS', kind: 'int', default: 1000, min: 1, max: 1000000, description: 'hubs that may exist; a CONNECT that would create another is refused (CONNACK 0x97, 3.1.1: 3)' },
+  maxSessions: { flag: 'max-sessions', env: 'TERN_MAX_SESSIONS', kind: 'int', default: 1000000, min: 1, max: 100000000, description: 'sessions in all hubs; a CONNECT that would create another is refused (CONNACK 0x97, 3.1.1: 3)' },
+  maxSubscriptionsPerSession: { flag: 'max-subscriptions-per-session', env: 'TERN_MAX_SUBSCRIPTIONS_PER_SESSION', kind: 'int', default: 1000, min: 1, max: 10000000, description: 'subscriptions one session may hold; more fail per filter (SUBACK 0x97, 3.1.1: 0x80)' },
+  maxRetainedMessages: { flag: 'max-retained-messages', env: 'TERN_MAX_RETAINED_MESSAGES', kind: 'int', default: 100000, min: 0, max: 100000000, description: 'retained messages per hub; a retained PUBLISH that would add one more fails (5.0: 0x97, 3.1.1: close); deleting is always allowed' },
+  maxRetainedBytes: { flag: 'max-retained-bytes', env: 'TERN_MAX_RETAINED_BYTES', kind: 'int', default: 268435456, min: 0, max: 1099511627776, description: 'retained payload bytes per hub; a retained PUBLISH that would exceed it fails (5.0: 0x97, 3.1.1: close)' },
+  maxInflightInV3: { flag: 'max-inflight-in-v3', env: 'TERN_MAX_INFLIGHT_IN_V3', kind: 'int', default: 65535, min: 1, max: 1000000, description: 'unacknowledged QoS 1/2 publishes a 3.1.1 client may send (it has no Receive Maximum); one more closes the connection' },
 } as const satisfies Record<string, OptionDef>;
 
 type Defs = typeof defs;

@@ -38,6 +38,12 @@ function brokerOptions(c: Config): BrokerOptions {
     maxTopicFilterBytes: c.maxTopicFilterLength,
     maxTopicLevels: c.maxTopicLevels,
     maxClientIdBytes: c.maxClientIdLength,
+    maxHubs: c.maxHubs,
+    maxSessions: c.maxSessions,
+    maxSubscriptionsPerSession: c.maxSubscriptionsPerSession,
+    maxRetainedMessages: c.maxRetainedMessages,
+    maxRetainedBytes: c.maxRetainedBytes,
+    maxInflightInV3: c.maxInflightInV3,
   };
 }
 

@@ -138,6 +138,23 @@ export class Broker {
     return this.#nextId++;
   }
 
+  /** The key of the hub called `name` (hub names are case-insensitive); creates nothing. */
+  hubKey(name: string): string {
+    return name.toLowerCase();
+  }
+
+  /** The hub called `name` if it exists. */
+  findHub(name: string): Hub | undefined {
+    return this.hubs.get(name.toLowerCase());
+  }
+
+  /** Sessions in every hub. */
+  get sessionCount(): number {
+    let n = 0;
+    for (const hub of this.hubs.values()) n += hub.sessions.size;
+    return n;
+  }
+
   /** The hub called `name` (hub names are case-insensitive), created on first use. */
   hub(name: string): Hub {
     const key = name.toLowerCase();
@@ -341,7 +358,7 @@ export class Broker {
 
   /** Disconnect a client by id (5.0 clients get DISCONNECT with `reasonCode`). Returns false if not connected. */
   disconnectClient(hub: string, clientId: string, reasonCode: ReasonCode = ReasonCode.AdministrativeAction): boolean {
-    const conn = this.hub(hub).sessions.get(clientId)?.connection;
+    const conn = this.findHub(hub)?.sessions.get(clientId)?.connection;
     if (!conn) return false;
     conn.end(reasonCode);
     return true;
@@ -349,7 +366,7 @@ export class Broker {
 
   /** Add a subscription to an existing session on behalf of the server. Returns false if no such session. */
   async subscribeSession(hub: string, clientId: string, topicFilter: string, qos: QoS): Promise<boolean> {
-    const session = this.hub(hub).sessions.get(clientId);
+    const session = this.findHub(hub)?.sessions.get(clientId);
     if (!session) return false;
     await this.sessions.subscribe(session, {
       topicFilter, qos, noLocal: false, retainAsPublished: false, retainHandling: 0,

@@ -41,6 +41,18 @@ export interface BrokerOptions {
   maxTopicLevels: number;
   /** Largest client id in UTF-8 bytes. */
   maxClientIdBytes: number;
+  /** Hubs that may exist; a CONNECT that would create one more is refused (0x97). */
+  maxHubs: number;
+  /** Sessions in all hubs; a CONNECT that would create one more is refused (0x97). */
+  maxSessions: number;
+  /** Subscriptions one session may hold; a SUBSCRIBE beyond it fails per filter (0x97). */
+  maxSubscriptionsPerSession: number;
+  /** Retained messages per hub; a retained PUBLISH that would add one more fails (0x97). */
+  maxRetainedMessages: number;
+  /** Retained payload bytes per hub; a retained PUBLISH that would exceed it fails (0x97). */
+  maxRetainedBytes: number;
+  /** Unacknowledged inbound QoS 1/2 publishes of a 3.1.1 client (it has no Receive Maximum): above it, close. */
+  maxInflightInV3: number;
 }
 
 export const defaultBrokerOptions: BrokerOptions = {
@@ -68,4 +80,10 @@ export const defaultBrokerOptions: BrokerOptions = {
   maxTopicFilterBytes: 1024,
   maxTopicLevels: 128,
   maxClientIdBytes: 256,
+  maxHubs: 1000,
+  maxSessions: 1_000_000,
+  maxSubscriptionsPerSession: 1000,
+  maxRetainedMessages: 100_000,
+  maxRetainedBytes: 256 * 1024 * 1024,
+  maxInflightInV3: 65535,
 };

@@ -157,10 +157,22 @@ interface NameNode<V> {
 /** One value per topic name (retained messages), looked up by topic filter. */
 export class RetainedTree<V> {
   readonly #root: NameNode<V> = { children: undefined, value: undefined };
+  readonly #sizeOf: ((v: V) => number) | undefined;
   #size = 0;
+  #bytes = 0;
+
+  /** `sizeOf` gives each value's size, summed in `bytes`. */
+  constructor(sizeOf?: (v: V) => number) {
+    this.#sizeOf = sizeOf;
+  }
 
   get size(): number {
     return this.#size;
+  }
+
+  /** Sum of `sizeOf` over the stored values (0 without `sizeOf`). */
+  get bytes(): number {
+    return this.#bytes;
   }
 
   set(topicName: string, value: V): void {
@@ -175,6 +187,8 @@ export class RetainedTree<V> {
       node = next;
     }
     if (node.value === undefined) this.#size++;
+    else if (this.#sizeOf) this.#bytes -= this.#sizeOf(node.value);
+    if (this.#sizeOf) this.#bytes += this.#sizeOf(value);
     node.value = value;
   }
 
@@ -198,6 +212,7 @@ export class RetainedTree<V> {
       node = next;
     }
     if (node.value === undefined) return false;
+    if (this.#sizeOf) this.#bytes -= this.#sizeOf(node.value);
     node.value = undefined;
     this.#size--;
     for (let i = levels.length; i > 0; i--) {

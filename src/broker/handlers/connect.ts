@@ -15,7 +15,7 @@ function refuse(conn: Connection, rc: ConnackReasonCode, reason?: string): void 
   conn.send(packet);
   conn.broker.logger.info({ clientId: conn.clientId, reasonCode: rc, reason, remoteAddress: conn.channel.remoteAddress }, 'connection refused');
   conn.broker.audit({
-    hub: conn.broker.hub(conn.info.hub).name, event: 'connect_refused', clientId: conn.clientId || undefined, reasonCode: rc,
+    hub: conn.broker.hubKey(conn.info.hub), event: 'connect_refused', clientId: conn.clientId || undefined, reasonCode: rc,
     remoteAddress: conn.channel.remoteAddress, detail: { reason, transport: conn.channel.transport, protocolVersion: conn.version },
   });
   conn.end(undefined);
@@ -70,7 +70,7 @@ export function handleConnect(conn: Connection, packet: ConnectPacket): void {
   let result: AuthResult | Promise<AuthResult>;
   try {
     result = broker.authenticator.authenticate({
-      hub: broker.hub(conn.info.hub).name, clientId, transport: conn.channel.transport, remoteAddress: conn.channel.remoteAddress,
+      hub: broker.hubKey(conn.info.hub), clientId, transport: conn.channel.transport, remoteAddress: conn.channel.remoteAddress,
       username: packet.username, password: packet.password, upgradeToken: conn.info.upgradeToken, connect: packet,
     });
   } catch (err) {
@@ -104,7 +104,18 @@ export function handleConnect(conn: Connection, packet: ConnectPacket): void {
  * being opened (its commit in flight) waits for that open to finish, then takes over.
  */
 function accept(conn: Connection, packet: ConnectPacket, assigned: string | undefined): void {
-  const hub = conn.broker.hub(conn.info.hub);
+  const broker = conn.broker;
+  const existing = broker.findHub(conn.info.hub);
+  // Hubs and sessions are created only here, once the CONNECT is accepted, within their caps
+  if (!existing && broker.hubs.size >= broker.options.maxHubs) {
+    refuse(conn, ReasonCode.QuotaExceeded, `hub limit (${broker.options.maxHubs}) reached`);
+    return;
+  }
+  if (!existing?.sessions.has(conn.clientId) && broker.sessionCount >= broker.options.maxSessions) {
+    refuse(conn, ReasonCode.QuotaExceeded, `session limit (${broker.options.maxSessions}) reached`);
+    return;
+  }
+  const hub = existing ?? broker.hub(conn.info.hub);
   const previous = hub.opening.get(conn.clientId);
   if (previous) {
     conn.after(previous, () => accept(conn, packet, assigned));

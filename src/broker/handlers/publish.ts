@@ -58,7 +58,25 @@ export function handlePublish(conn: Connection, p: PublishPacket): void {
     conn.reply({ type: 'pubrec', packetId: p.packetId!, reasonCode: 0 });
     return;
   }
+  if (p.retain && opts.retainAvailable && session.hub.retainedOverQuota(p.topicName, p.payload.length, opts.maxRetainedMessages, opts.maxRetainedBytes)) {
+    // Only this PUBLISH fails (5.0 QoS 1/2: 0x97 in its acknowledgement; QoS 0: DISCONNECT 0x97; 3.1.1: close)
+    broker.logger.info({ clientId: conn.clientId, hub: session.hub.name, topicName: p.topicName, retained: session.hub.retained.size, retainedBytes: session.hub.retained.bytes }, 'retained publish refused: hub retained limit reached');
+    broker.audit({
+      hub: session.hub.name, event: 'retained_quota_exceeded', clientId: conn.clientId, actor: conn.principal?.userId,
+      detail: { topicName: p.topicName, payloadBytes: p.payload.length, retained: session.hub.retained.size, retainedBytes: session.hub.retained.bytes },
+    });
+    if (conn.version === 4 || p.qos === 0) throw new MqttError(ReasonCode.QuotaExceeded, 'retained message limit of the hub reached');
+    const packetId = p.packetId!;
+    conn.after(undefined, () => conn.send({ type: p.qos === 1 ? 'puback' : 'pubrec', packetId, reasonCode: ReasonCode.QuotaExceeded }));
+    return;
+  }
   if (p.qos > 0) {
+    // 3.1.1 has no Receive Maximum: above our cap on its unacknowledged publishes, it is closed
+    if (conn.version === 4 && conn.inboundQos1Pending + session.inboundQos2.size >= opts.maxInflightInV3 && !(p.qos === 2 && session.inboundQos2.has(p.packetId!))) {
+      broker.logger.info({ clientId: conn.clientId, limit: opts.maxInflightInV3 }, '3.1.1 client exceeded the unacknowledged publish limit; connection closed');
+      broker.audit({ hub: session.hub.name, event: 'inflight_limit_exceeded', clientId: conn.clientId, actor: 'broker', detail: { limit: opts.maxInflightInV3 } });
+      throw new MqttError(ReasonCode.ReceiveMaximumExceeded, 'too many unacknowledged publishes');
+    }
     // [MQTT-3.3.4-7] more unacknowledged QoS 1/2 publishes than our Receive Maximum. 3.1.1 has no
     // Receive Maximum, so a 3.1.1 client was never told a limit and must not be cut off for one.
     if (conn.version === 5 && conn.inboundQos1Pending + session.inboundQos2.size >= opts.receiveMaximum) {

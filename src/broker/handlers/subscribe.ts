@@ -19,9 +19,20 @@ export function handleSubscribe(conn: Connection, p: SubscribePacket): void {
   const subscriptionId = p.properties?.subscriptionIdentifier;
   const codes: number[] = [];
   const accepted: SubscriptionRequest[] = [];
+  let held = session.subscriptions.size;
+  let added: Set<string> | undefined; // filters new to the session in this packet
   for (const req of p.subscriptions) {
-    const rc = grant(conn, req, subscriptionId);
+    let rc = grant(conn, req, subscriptionId);
     if (rc === ReasonCode.ProtocolError) throw new MqttError(rc, `invalid subscription options for ${req.topicFilter}`);
+    if (rc === undefined && !session.subscriptions.has(req.topicFilter) && !added?.has(req.topicFilter)) {
+      if (held >= opts.maxSubscriptionsPerSession) {
+        rc = ReasonCode.QuotaExceeded;
+        broker.logger.info({ clientId: conn.clientId, topicFilter: req.topicFilter, limit: opts.maxSubscriptionsPerSession }, 'subscription refused: session subscription limit reached');
+      } else {
+        held++;
+        (added ??= new Set()).add(req.topicFilter);
+      }
+    }
     if (rc !== undefined) {
       codes.push(conn.version === 5 ? rc : V3_FAILURE);
       continue;
