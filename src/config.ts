@@ -57,7 +57,7 @@ const defs = {
   maxSubscriptionsPerSession: { flag: 'max-subscriptions-per-session', env: 'TERN_MAX_SUBSCRIPTIONS_PER_SESSION', kind: 'int', default: 1000, min: 1, max: 10000000, description: 'subscriptions one session may hold; more fail per filter (SUBACK 0x97, 3.1.1: 0x80)' },
   maxRetainedMessages: { flag: 'max-retained-messages', env: 'TERN_MAX_RETAINED_MESSAGES', kind: 'int', default: 100000, min: 0, max: 100000000, description: 'retained messages per hub; a retained PUBLISH that would add one more fails (5.0: 0x97, 3.1.1: close); deleting is always allowed' },
   maxRetainedBytes: { flag: 'max-retained-bytes', env: 'TERN_MAX_RETAINED_BYTES', kind: 'int', default: 268435456, min: 0, max: 1099511627776, description: 'retained payload bytes per hub; a retained PUBLISH that would exceed it fails (5.0: 0x97, 3.1.1: close)' },
-  maxInflightInV3: { flag: 'max-inflight-in-v3', env: 'TERN_MAX_INFLIGHT_IN_V3', kind: 'int', default: 65535, min: 1, max: 1000000, description: 'unacknowledged QoS 1/2 publishes a 3.1.1 client may send (it has no Receive Maximum); one more closes the connection' },
+  maxUnackedPublishes: { flag: 'max-unacked-publishes', env: 'TERN_MAX_UNACKED_PUBLISHES', kind: 'int', default: 65535, min: 1, max: 1000000, description: 'unacknowledged QoS 1/2 publishes a 3.1.1 client may send (it has no Receive Maximum); one more closes the connection' },
 } as const satisfies Record<string, OptionDef>;
 
 type Defs = typeof defs;

@@ -43,7 +43,7 @@ function brokerOptions(c: Config): BrokerOptions {
     maxSubscriptionsPerSession: c.maxSubscriptionsPerSession,
     maxRetainedMessages: c.maxRetainedMessages,
     maxRetainedBytes: c.maxRetainedBytes,
-    maxInflightInV3: c.maxInflightInV3,
+    maxInflightInV3: c.maxUnackedPublishes,
   };
 }
 

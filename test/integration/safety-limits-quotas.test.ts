@@ -29,8 +29,15 @@ async function auditRow(broker: BrokerProcess & { databaseUrl: string | undefine
   }
 }
 
-function logged(broker: BrokerProcess, msg: string | RegExp, from = 0): boolean {
-  return broker.logs.slice(from).some((l) => (typeof msg === 'string' ? l['msg'] === msg : msg.test(String(l['msg']))) );
+/** Resolve true once the broker has logged `msg` (after line `from`); false after 5 s. */
+async function logged(broker: BrokerProcess, msg: string | RegExp, from = 0): Promise<boolean> {
+  const deadline = Date.now() + 5000;
+  const seen = (): boolean => broker.logs.slice(from).some((l) => (typeof msg === 'string' ? l['msg'] === msg : msg.test(String(l['msg']))));
+  while (!seen()) {
+    if (Date.now() > deadline) return false;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  return true;
 }
 
 /** A WebSocket MQTT.js client to `hub`; resolves with the CONNACK code (0 when accepted). */
@@ -51,7 +58,7 @@ describe('hubs, subscriptions per session, 3.1.1 in-flight', () => {
   let bystander: MqttClient;
   const bystanderTopic = `ok/${uniqueId()}`;
   before(async () => {
-    broker = await startBroker(['--max-hubs', '2', '--max-subscriptions-per-session', '3', '--max-inflight-in-v3', '4']);
+    broker = await startBroker(['--max-hubs', '2', '--max-subscriptions-per-session', '3', '--max-unacked-publishes', '4']);
     bystander = await connect(broker, 'tcp', 5); // the default hub: hub 1 of 2
     await bystander.subscribeAsync(bystanderTopic, { qos: 1 });
   });
@@ -85,7 +92,7 @@ describe('hubs, subscriptions per session, 3.1.1 in-flight', () => {
     const v3 = await connackOnHub(broker, 'Third', 4);
     assert.equal(v3.code, 3); // 3.1.1: Server unavailable
     v3.client.end(true);
-    assert.ok(logged(broker, 'connection refused', from));
+    assert.ok(await logged(broker, 'connection refused', from));
     const detail = await auditRow(broker, 'connect_refused', clientId);
     assert.match(String(detail['reason']), /hub limit/);
     // the existing hub still takes new clients
@@ -108,7 +115,7 @@ describe('hubs, subscriptions per session, 3.1.1 in-flight', () => {
       assert.deepEqual(await subscribe(1, ['q/a', 'q/b']), [1, 1]);
       // q/a again replaces (no new slot), q/c takes the third, q/d is one too many, and so is q/e
       assert.deepEqual(await subscribe(2, ['q/a', 'q/c', 'q/d', 'q/e']), [1, 1, ...Array(2).fill(version === 5 ? QUOTA_EXCEEDED : 0x80)]);
-      assert.ok(logged(broker, 'subscription refused: session subscription limit reached', from));
+      assert.ok(await logged(broker, 'subscription refused: session subscription limit reached', from));
       // after an unsubscribe the slot is free again
       c.send({ cmd: 'unsubscribe', messageId: 3, ...props, unsubscriptions: ['q/b'] });
       await c.log.next('unsuback');
@@ -130,7 +137,7 @@ describe('hubs, subscriptions per session, 3.1.1 in-flight', () => {
     c.send({ cmd: 'publish', topic: 'q2', payload: Buffer.from('x'), qos: 2, messageId: 5, retain: false, dup: false });
     const packets = await c.log.whenClosed(5000);
     assert.equal(packets.filter((p) => p.cmd === 'pubrec').length, 5);
-    assert.ok(logged(broker, /unacknowledged publish limit/, from));
+    assert.ok(await logged(broker, /unacknowledged publish limit/, from));
     await auditRow(broker, 'inflight_limit_exceeded', clientId);
     await bystanderServed();
   });
@@ -189,7 +196,7 @@ describe('retained messages and bytes per hub', () => {
     const from = broker.logs.length;
     assert.equal(await pub('r/4', 10), QUOTA_EXCEEDED, 'a fourth retained message');
     assert.equal(await pub('r/4', 10, 2), QUOTA_EXCEEDED, 'a fourth retained message at QoS 2');
-    assert.ok(logged(broker, 'retained publish refused: hub retained limit reached', from));
+    assert.ok(await logged(broker, 'retained publish refused: hub retained limit reached', from));
     await auditRow(broker, 'retained_quota_exceeded', clientId);
     assert.equal(await pub('r/1', 20), 0x10, 'replacing one is allowed');
     assert.equal(await pub('r/2', 0), 0x10, 'deleting one is allowed');

@@ -62,7 +62,7 @@ const flags: Array<[string, string]> = [
   ['max-topic-levels', 'TERN_MAX_TOPIC_LEVELS'], ['max-client-id-length', 'TERN_MAX_CLIENT_ID_LENGTH'],
   ['ws-max-backpressure', 'TERN_WS_MAX_BACKPRESSURE'], ['max-hubs', 'TERN_MAX_HUBS'], ['max-sessions', 'TERN_MAX_SESSIONS'],
   ['max-subscriptions-per-session', 'TERN_MAX_SUBSCRIPTIONS_PER_SESSION'], ['max-retained-messages', 'TERN_MAX_RETAINED_MESSAGES'],
-  ['max-retained-bytes', 'TERN_MAX_RETAINED_BYTES'], ['max-inflight-in-v3', 'TERN_MAX_INFLIGHT_IN_V3'],
+  ['max-retained-bytes', 'TERN_MAX_RETAINED_BYTES'], ['max-unacked-publishes', 'TERN_MAX_UNACKED_PUBLISHES'],
 ];
 
 describe('loadConfig', () => {
@@ -78,7 +78,7 @@ describe('loadConfig', () => {
       maxTopicLength: 1024, maxTopicFilterLength: 1024, maxTopicLevels: 128, maxClientIdLength: 256,
       wsMaxBackpressure: 67108864,
       maxHubs: 1000, maxSessions: 1000000, maxSubscriptionsPerSession: 1000, maxRetainedMessages: 100000, maxRetainedBytes: 268435456,
-      maxInflightInV3: 65535,
+      maxUnackedPublishes: 65535,
     };
     assert.deepEqual(load([], {}), expected);
   });
