@@ -58,6 +58,11 @@ const defs = {
   maxRetainedMessages: { flag: 'max-retained-messages', env: 'TERN_MAX_RETAINED_MESSAGES', kind: 'int', default: 100000, min: 0, max: 100000000, description: 'retained messages per hub; a retained PUBLISH that would add one more fails (5.0: 0x97, 3.1.1: close); deleting is always allowed' },
   maxRetainedBytes: { flag: 'max-retained-bytes', env: 'TERN_MAX_RETAINED_BYTES', kind: 'int', default: 268435456, min: 0, max: 1099511627776, description: 'retained payload bytes per hub; a retained PUBLISH that would exceed it fails (5.0: 0x97, 3.1.1: close)' },
   maxUnackedPublishes: { flag: 'max-unacked-publishes', env: 'TERN_MAX_UNACKED_PUBLISHES', kind: 'int', default: 65535, min: 1, max: 1000000, description: 'unacknowledged QoS 1/2 publishes a 3.1.1 client may send (it has no Receive Maximum); one more closes the connection' },
+  maxConnections: { flag: 'max-connections', env: 'TERN_MAX_CONNECTIONS', kind: 'int', default: 100000, min: 1, max: 10000000, description: 'client connections in total; more are refused at accept (TCP: closed, WebSocket: HTTP 503)' },
+  maxConnectionsPerAddress: { flag: 'max-connections-per-address', env: 'TERN_MAX_CONNECTIONS_PER_ADDRESS', kind: 'int', default: 1000, min: 1, max: 10000000, description: 'client connections from one remote address; more are refused at accept' },
+  connectionRate: { flag: 'connection-rate', env: 'TERN_CONNECTION_RATE', kind: 'int', default: 200, min: 1, max: 1000000, description: 'new connections per second one remote address may open on average (token bucket); more are refused at accept' },
+  connectionBurst: { flag: 'connection-burst', env: 'TERN_CONNECTION_BURST', kind: 'int', default: 1000, min: 1, max: 1000000, description: 'new connections one remote address may open at once (token bucket size)' },
+  maxPreConnectBytes: { flag: 'max-pre-connect-bytes', env: 'TERN_MAX_PRE_CONNECT_BYTES', kind: 'int', default: 2097152, min: 128, max: 1073741824, description: 'bytes a client may send before its CONNECT is decided, CONNECT included (never less than --max-packet-size); more closes the connection' },
 } as const satisfies Record<string, OptionDef>;
 
 type Defs = typeof defs;

@@ -44,6 +44,11 @@ function brokerOptions(c: Config): BrokerOptions {
     maxRetainedMessages: c.maxRetainedMessages,
     maxRetainedBytes: c.maxRetainedBytes,
     maxInflightInV3: c.maxUnackedPublishes,
+    maxConnections: c.maxConnections,
+    maxConnectionsPerAddress: c.maxConnectionsPerAddress,
+    connectionRatePerSec: c.connectionRate,
+    connectionBurst: c.connectionBurst,
+    maxPreConnectBytes: Math.max(c.maxPreConnectBytes, c.maxPacketSize), // a CONNECT may be that large
   };
 }
 
@@ -101,12 +106,13 @@ async function main(): Promise<void> {
   await broker.start();
 
   const onConnection = broker.accept.bind(broker);
+  const admit = broker.admit.bind(broker);
   const listeners: Listener[] = [];
   const tlsFiles = config.tlsCert && config.tlsKey ? { certFile: config.tlsCert, keyFile: config.tlsKey } : undefined;
   const ws = await listenWs({
     host: config.host, port: config.httpPort, defaultHub: options.defaultHub,
     maxPayloadBytes: options.maxPacketBytes + 1024, onConnection, tls: tlsFiles, isValidHub: isValidHubName,
-    maxBackpressureBytes: config.wsMaxBackpressure,
+    maxBackpressureBytes: config.wsMaxBackpressure, admit,
     onSendDropped: (remoteAddress, bufferedBytes) => logger.warn({ remoteAddress, bufferedBytes }, 'WebSocket send buffer limit exceeded; connection closed'),
     routes: (app) => {
       app.get('/health', (res) => {
@@ -115,12 +121,12 @@ async function main(): Promise<void> {
     },
   });
   listeners.push(ws);
-  const tcp = await listenTcp({ host: config.host, port: config.mqttPort, hub: options.defaultHub, onConnection });
+  const tcp = await listenTcp({ host: config.host, port: config.mqttPort, hub: options.defaultHub, onConnection, admit });
   listeners.push(tcp);
   let mqttsPort: number | undefined;
   if (tlsFiles) {
     const mqtts = await listenTcp({
-      host: config.host, port: config.mqttsPort, hub: options.defaultHub, onConnection,
+      host: config.host, port: config.mqttsPort, hub: options.defaultHub, onConnection, admit,
       tls: { cert: readFileSync(tlsFiles.certFile), key: readFileSync(tlsFiles.keyFile) },
     });
     listeners.push(mqtts);

@@ -63,6 +63,8 @@ export class Connection implements ChannelSink {
   #dirty = false;
   #tail: Promise<void> | undefined;
   #backpressured = false;
+  /** Bytes received while the CONNECT is not yet decided. */
+  #preConnectBytes = 0;
 
   constructor(broker: Broker, channel: ByteChannel, info: AcceptInfo) {
     this.broker = broker;
@@ -87,6 +89,13 @@ export class Connection implements ChannelSink {
   channelData(bytes: Buffer): void {
     if (this.state === 'closed') return;
     if (this.keepAliveSec > 0) this.deadlineMs = this.broker.clock.now() + this.keepAliveSec * 1500;
+    if (this.state === 'new') {
+      this.#preConnectBytes += bytes.length;
+      if (this.#preConnectBytes > this.broker.options.maxPreConnectBytes) {
+        this.#tooMuchBeforeConnect();
+        return;
+      }
+    }
     try {
       this.reader.push(bytes, this.#onResult);
     } catch (e) {
@@ -95,6 +104,19 @@ export class Connection implements ChannelSink {
   }
 
   readonly #onResult = (r: ReadResult): boolean => this.#onPacket(r);
+
+  /** The client streamed more than the broker buffers before its CONNECT is decided. */
+  #tooMuchBeforeConnect(): void {
+    const broker = this.broker;
+    broker.logger.warn({ clientId: this.clientId || undefined, remoteAddress: this.channel.remoteAddress, bytes: this.#preConnectBytes, limit: broker.options.maxPreConnectBytes }, 'client sent too many bytes before its CONNECT was decided; connection closed');
+    if (this.clientId) {
+      broker.audit({
+        hub: broker.hubKey(this.info.hub), event: 'connect_refused', clientId: this.clientId, reasonCode: ReasonCode.QuotaExceeded,
+        remoteAddress: this.channel.remoteAddress, detail: { reason: 'too many bytes before CONNECT was decided', transport: this.channel.transport, protocolVersion: this.version },
+      });
+    }
+    this.end(ReasonCode.QuotaExceeded);
+  }
 
   #onPacket(r: ReadResult): boolean {
     if (this.state === 'closed') return false;

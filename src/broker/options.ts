@@ -53,6 +53,16 @@ export interface BrokerOptions {
   maxRetainedBytes: number;
   /** Unacknowledged inbound QoS 1/2 publishes of a 3.1.1 client (it has no Receive Maximum): above it, close. */
   maxInflightInV3: number;
+  /** Client connections in total; more are refused at accept. */
+  maxConnections: number;
+  /** Client connections from one remote address; more are refused at accept. */
+  maxConnectionsPerAddress: number;
+  /** New connections per second from one remote address (token bucket refill rate). */
+  connectionRatePerSec: number;
+  /** New connections one remote address may open at once (token bucket size). */
+  connectionBurst: number;
+  /** Bytes a connection may send before its CONNECT is decided (CONNECT included). */
+  maxPreConnectBytes: number;
 }
 
 export const defaultBrokerOptions: BrokerOptions = {
@@ -86,4 +96,9 @@ export const defaultBrokerOptions: BrokerOptions = {
   maxRetainedMessages: 100_000,
   maxRetainedBytes: 256 * 1024 * 1024,
   maxInflightInV3: 65535,
+  maxConnections: 100_000,
+  maxConnectionsPerAddress: 1000,
+  connectionRatePerSec: 200,
+  connectionBurst: 1000,
+  maxPreConnectBytes: 2 * 1024 * 1024,
 };

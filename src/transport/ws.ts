@@ -16,6 +16,8 @@ export interface WsListenerOptions {
   /** Largest WebSocket message accepted (≥ the MQTT maximum packet size). */
   maxPayloadBytes: number;
   onConnection: OnConnection;
+  /** Asked at each upgrade; false answers HTTP 503 (connection limits). */
+  admit?: (remoteAddress: string) => boolean;
   /** The hub naming rule; a path naming a hub that breaks it gets HTTP 400 at the upgrade. */
   isValidHub?: (name: string) => boolean;
   /** Bytes uWS may buffer for one socket; a send beyond it is dropped by uWS, and the connection closed. */
@@ -145,6 +147,10 @@ export function listenWs(opts: WsListenerOptions): Promise<Listener> {
       }
       if (hub === null) {
         res.writeStatus('400 Bad Request').end('invalid hub name: a letter, then up to 127 letters, digits or _`,.[]');
+        return;
+      }
+      if (opts.admit && !opts.admit(Buffer.from(res.getRemoteAddressAsText()).toString())) {
+        res.writeStatus('503 Service Unavailable').end('connection limit reached');
         return;
       }
       const offered = req.getHeader('sec-websocket-protocol');

@@ -63,6 +63,8 @@ const flags: Array<[string, string]> = [
   ['ws-max-backpressure', 'TERN_WS_MAX_BACKPRESSURE'], ['max-hubs', 'TERN_MAX_HUBS'], ['max-sessions', 'TERN_MAX_SESSIONS'],
   ['max-subscriptions-per-session', 'TERN_MAX_SUBSCRIPTIONS_PER_SESSION'], ['max-retained-messages', 'TERN_MAX_RETAINED_MESSAGES'],
   ['max-retained-bytes', 'TERN_MAX_RETAINED_BYTES'], ['max-unacked-publishes', 'TERN_MAX_UNACKED_PUBLISHES'],
+  ['max-connections', 'TERN_MAX_CONNECTIONS'], ['max-connections-per-address', 'TERN_MAX_CONNECTIONS_PER_ADDRESS'],
+  ['connection-rate', 'TERN_CONNECTION_RATE'], ['connection-burst', 'TERN_CONNECTION_BURST'], ['max-pre-connect-bytes', 'TERN_MAX_PRE_CONNECT_BYTES'],
 ];
 
 describe('loadConfig', () => {
@@ -79,6 +81,7 @@ describe('loadConfig', () => {
       wsMaxBackpressure: 67108864,
       maxHubs: 1000, maxSessions: 1000000, maxSubscriptionsPerSession: 1000, maxRetainedMessages: 100000, maxRetainedBytes: 268435456,
       maxUnackedPublishes: 65535,
+      maxConnections: 100000, maxConnectionsPerAddress: 1000, connectionRate: 200, connectionBurst: 1000, maxPreConnectBytes: 2097152,
     };
     assert.deepEqual(load([], {}), expected);
   });
