@@ -58,6 +58,8 @@ export class Connection implements ChannelSink {
   connectSeen = false;
   /** Set by DISCONNECT 0x00 so that the will is discarded [MQTT-3.1.2-10]. */
   discardWill = false;
+  /** Retained publishes refused for the hub's retained limits (logged and audited first, then every 1000th). */
+  retainedRefusals = 0;
   #out: Buffer[] = [];
   #outBytes = 0;
   #dirty = false;

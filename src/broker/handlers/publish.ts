@@ -60,11 +60,16 @@ export function handlePublish(conn: Connection, p: PublishPacket): void {
   }
   if (p.retain && opts.retainAvailable && session.hub.retainedOverQuota(p.topicName, p.payload.length, opts.maxRetainedMessages, opts.maxRetainedBytes)) {
     // Only this PUBLISH fails (5.0 QoS 1/2: 0x97 in its acknowledgement; QoS 0: DISCONNECT 0x97; 3.1.1: close)
-    broker.logger.info({ clientId: conn.clientId, hub: session.hub.name, topicName: p.topicName, retained: session.hub.retained.size, retainedBytes: session.hub.retained.bytes }, 'retained publish refused: hub retained limit reached');
-    broker.audit({
-      hub: session.hub.name, event: 'retained_quota_exceeded', clientId: conn.clientId, actor: conn.principal?.userId,
-      detail: { topicName: p.topicName, payloadBytes: p.payload.length, retained: session.hub.retained.size, retainedBytes: session.hub.retained.bytes },
-    });
+    // Logged and audited on the first refusal of this connection, then every 1000th (never a flood)
+    const refusals = ++conn.retainedRefusals;
+    if (refusals === 1 || refusals % 1000 === 0) {
+      const hub = session.hub;
+      broker.logger.info({ clientId: conn.clientId, hub: hub.name, topicName: p.topicName, refusals, retained: hub.retained.size, retainedBytes: hub.retained.bytes }, 'retained publish refused: hub retained limit reached');
+      broker.audit({
+        hub: hub.name, event: 'retained_quota_exceeded', clientId: conn.clientId, actor: conn.principal?.userId,
+        detail: { topicName: p.topicName, payloadBytes: p.payload.length, refusals, retained: hub.retained.size, retainedBytes: hub.retained.bytes },
+      });
+    }
     if (conn.version === 4 || p.qos === 0) throw new MqttError(ReasonCode.QuotaExceeded, 'retained message limit of the hub reached');
     const packetId = p.packetId!;
     conn.after(undefined, () => conn.send({ type: p.qos === 1 ? 'puback' : 'pubrec', packetId, reasonCode: ReasonCode.QuotaExceeded }));
