@@ -18,15 +18,18 @@ interface Attempt {
   outcome: Promise<'connack' | 'closed'>;
 }
 
-/** Open TCP from `localAddress` and send a 3.1.1 CONNECT (plus `extra` bytes in the same write). */
-function attempt(broker: BrokerProcess, localAddress = '127.0.0.1', extra?: Buffer): Attempt {
+/**
+ * Open TCP from `localAddress` and send a 3.1.1 CONNECT (plus `extra` bytes in the same write);
+ * `persistent` asks for a stored session, so the CONNECT stays undecided while its row commits.
+ */
+function attempt(broker: BrokerProcess, localAddress = '127.0.0.1', extra?: Buffer, persistent = false): Attempt {
   const socket = net.connect({ port: broker.mqttPort, host: broker.host, localAddress });
   const log = new PacketLog(4);
   socket.on('data', (b: Buffer) => log.push(b));
   socket.on('error', () => undefined);
   socket.on('close', () => log.markClosed());
   socket.once('connect', () => {
-    const connect = mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, keepalive: 0, clientId: uniqueId('n') }, { protocolVersion: 4 });
+    const connect = mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: !persistent, keepalive: 0, clientId: uniqueId('n') }, { protocolVersion: 4 });
     socket.write(extra ? Buffer.concat([connect, extra]) : connect);
   });
   const outcome = log.until(() => log.of('connack').length > 0 || log.closed, 'CONNACK or close', 10_000)
@@ -108,11 +111,11 @@ describe('connections in total and per address; bytes before CONNECT is decided'
     await acceptedWithin(broker, '127.0.0.4').then((a) => a.socket.destroy());
     const from = broker.logs.length;
     const publish = mqttPacket.generate({ cmd: 'publish', topic: 'p', payload: Buffer.alloc(900, 0x61), qos: 0, retain: false, dup: false }, { protocolVersion: 4 });
-    const flood = attempt(broker, '127.0.0.4', Buffer.concat(Array.from({ length: 8 }, () => publish)));
+    const flood = attempt(broker, '127.0.0.4', Buffer.concat(Array.from({ length: 8 }, () => publish)), true);
     assert.equal(await flood.outcome, 'closed');
     assert.ok(await logged(broker, /before its CONNECT was decided/, from));
     // a CONNECT followed by a little is fine
-    const fine = attempt(broker, '127.0.0.4', Buffer.concat([publish, publish]));
+    const fine = attempt(broker, '127.0.0.4', Buffer.concat([publish, publish]), true);
     assert.equal(await fine.outcome, 'connack');
     fine.socket.destroy();
   });
