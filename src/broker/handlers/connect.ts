@@ -195,6 +195,12 @@ function openSession(conn: Connection, packet: ConnectPacket, assigned: string |
   conn.after(committed, finish, (err) => {
     broker.logger.error({ err, clientId: conn.clientId }, 'could not store session');
     undo();
+    // A hub this CONNECT created and nothing else uses goes again: a refused CONNECT leaves no hub
+    const hub = broker.findHub(conn.info.hub);
+    if (hub && hub.sessions.size === 0 && hub.retained.size === 0 && hub.tree.size === 0
+      && [...hub.opening.keys()].every((id) => id === conn.clientId)) {
+      broker.hubs.delete(hub.name);
+    }
     refuse(conn, ReasonCode.ServerUnavailable);
   });
   return committed?.catch(() => undefined);
