@@ -2,6 +2,7 @@
 // order of precedence), validated once at start-up. Nothing else reads process.env.
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { isValidHubName } from './mqtt/hub-name.ts';
 
 type Kind = 'string' | 'int' | 'bool' | 'port';
 
@@ -46,6 +47,22 @@ const defs = {
   maxQueuedBytes: { flag: 'max-queued-bytes', env: 'TERN_MAX_QUEUED_BYTES', kind: 'int', default: 67108864, min: 1024, max: 1099511627776, description: 'payload bytes queued per session before new messages are dropped' },
   commitHoldMs: { flag: 'commit-hold-ms', env: 'TERN_COMMIT_HOLD_MS', kind: 'int', default: 2, min: 0, max: 1000, description: 'hold a group commit up to this long for the PUBACKs of QoS 1 messages sent ahead of it, which cancel their rows (0: never)' },
   maxQueuedMessages: { flag: 'max-queued-messages', env: 'TERN_MAX_QUEUED_MESSAGES', kind: 'int', default: 100000, min: 1, max: 100000000, description: 'messages queued per session before new ones are dropped' },
+  maxTopicLength: { flag: 'max-topic-length', env: 'TERN_MAX_TOPIC_LENGTH', kind: 'int', default: 1024, min: 1, max: 65535, description: 'largest topic name in UTF-8 bytes; a longer one is refused (5.0: reason code 0x90)' },
+  maxTopicFilterLength: { flag: 'max-topic-filter-length', env: 'TERN_MAX_TOPIC_FILTER_LENGTH', kind: 'int', default: 1024, min: 1, max: 65535, description: 'largest topic filter in UTF-8 bytes, $share/{group}/ included; a longer one is refused (SUBACK 0x8F, 3.1.1: 0x80)' },
+  maxTopicLevels: { flag: 'max-topic-levels', env: 'TERN_MAX_TOPIC_LEVELS', kind: 'int', default: 128, min: 1, max: 65535, description: 'most levels in a topic name or filter' },
+  maxClientIdLength: { flag: 'max-client-id-length', env: 'TERN_MAX_CLIENT_ID_LENGTH', kind: 'int', default: 256, min: 23, max: 65535, description: 'largest client id in UTF-8 bytes; a longer one is refused (CONNACK 0x85, 3.1.1: 2)' },
+  wsMaxBackpressure: { flag: 'ws-max-backpressure', env: 'TERN_WS_MAX_BACKPRESSURE', kind: 'int', default: 67108864, min: 65536, max: 1073741824, description: 'bytes buffered for one WebSocket client before a send would be dropped; that client is disconnected instead' },
+  maxHubs: { flag: 'max-hubs', env: 'TERN_MAX_HUBS', kind: 'int', default: 1000, min: 1, max: 1000000, description: 'hubs that may exist; a CONNECT that would create another is refused (CONNACK 0x97, 3.1.1: 3)' },
+  maxSessions: { flag: 'max-sessions', env: 'TERN_MAX_SESSIONS', kind: 'int', default: 1000000, min: 1, max: 100000000, description: 'sessions in all hubs; a CONNECT that would create another is refused (CONNACK 0x97, 3.1.1: 3)' },
+  maxSubscriptionsPerSession: { flag: 'max-subscriptions-per-session', env: 'TERN_MAX_SUBSCRIPTIONS_PER_SESSION', kind: 'int', default: 1000, min: 1, max: 10000000, description: 'subscriptions one session may hold; more fail per filter (SUBACK 0x97, 3.1.1: 0x80)' },
+  maxRetainedMessages: { flag: 'max-retained-messages', env: 'TERN_MAX_RETAINED_MESSAGES', kind: 'int', default: 100000, min: 0, max: 100000000, description: 'retained messages per hub; a retained PUBLISH that would add one more fails (5.0: 0x97, 3.1.1: close); deleting is always allowed' },
+  maxRetainedBytes: { flag: 'max-retained-bytes', env: 'TERN_MAX_RETAINED_BYTES', kind: 'int', default: 268435456, min: 0, max: 1099511627776, description: 'retained payload bytes per hub; a retained PUBLISH that would exceed it fails (5.0: 0x97, 3.1.1: close)' },
+  maxUnackedPublishes: { flag: 'max-unacked-publishes', env: 'TERN_MAX_UNACKED_PUBLISHES', kind: 'int', default: 65535, min: 1, max: 1000000, description: 'unacknowledged QoS 1/2 publishes a 3.1.1 client may send (it has no Receive Maximum); one more closes the connection' },
+  maxConnections: { flag: 'max-connections', env: 'TERN_MAX_CONNECTIONS', kind: 'int', default: 100000, min: 1, max: 10000000, description: 'client connections in total; more are refused at accept (TCP: closed, WebSocket: HTTP 503)' },
+  maxConnectionsPerAddress: { flag: 'max-connections-per-address', env: 'TERN_MAX_CONNECTIONS_PER_ADDRESS', kind: 'int', default: 1000, min: 1, max: 10000000, description: 'client connections from one remote address; more are refused at accept' },
+  connectionRate: { flag: 'connection-rate', env: 'TERN_CONNECTION_RATE', kind: 'int', default: 200, min: 1, max: 1000000, description: 'new connections per second one remote address may open on average (token bucket); more are refused at accept' },
+  connectionBurst: { flag: 'connection-burst', env: 'TERN_CONNECTION_BURST', kind: 'int', default: 1000, min: 1, max: 1000000, description: 'new connections one remote address may open at once (token bucket size)' },
+  maxPreConnectBytes: { flag: 'max-pre-connect-bytes', env: 'TERN_MAX_PRE_CONNECT_BYTES', kind: 'int', default: 2097152, min: 128, max: 1073741824, description: 'bytes a client may send before its CONNECT is decided, CONNECT included (never less than --max-packet-size); more closes the connection' },
 } as const satisfies Record<string, OptionDef>;
 
 type Defs = typeof defs;
@@ -153,7 +170,9 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): Config | 'he
   if (c.databaseUrl !== undefined && !/^postgres(ql)?:\/\//.test(c.databaseUrl)) {
     problems.push('DATABASE_URL: expected a postgres:// or postgresql:// URL');
   }
-  if (c.defaultHub.length === 0) problems.push('--default-hub must not be empty');
+  if (!isValidHubName(c.defaultHub)) {
+    problems.push(`--default-hub "${c.defaultHub}": a hub name is a letter then up to 127 letters, digits or _\`,.[]`);
+  }
   const loopback = c.host === '127.0.0.1' || c.host === 'localhost' || c.host === '::1' || c.host.startsWith('127.');
   if (!loopback && c.allowAnonymous === undefined) {
     problems.push(`--host ${c.host} is not a loopback address: set --allow-anonymous explicitly (no access keys are configured)`);

@@ -6,6 +6,7 @@ import { Broker } from './broker/broker.ts';
 import { defaultBrokerOptions, type BrokerOptions } from './broker/options.ts';
 import { systemClock } from './broker/ports.ts';
 import { ConfigError, helpText, loadConfig, type Config } from './config.ts';
+import { isValidHubName } from './mqtt/hub-name.ts';
 import { createLogger } from './observability/logger.ts';
 import { MemoryStore } from './store/memory-store.ts';
 import { startEmbeddedPostgres, type EmbeddedDatabase } from './store/pg/embedded.ts';
@@ -33,6 +34,21 @@ function brokerOptions(c: Config): BrokerOptions {
     connectTimeoutMs: c.connectTimeout * 1000,
     maxQueuedMessages: c.maxQueuedMessages,
     maxQueuedBytes: c.maxQueuedBytes,
+    maxTopicBytes: c.maxTopicLength,
+    maxTopicFilterBytes: c.maxTopicFilterLength,
+    maxTopicLevels: c.maxTopicLevels,
+    maxClientIdBytes: c.maxClientIdLength,
+    maxHubs: c.maxHubs,
+    maxSessions: c.maxSessions,
+    maxSubscriptionsPerSession: c.maxSubscriptionsPerSession,
+    maxRetainedMessages: c.maxRetainedMessages,
+    maxRetainedBytes: c.maxRetainedBytes,
+    maxInflightInV3: c.maxUnackedPublishes,
+    maxConnections: c.maxConnections,
+    maxConnectionsPerAddress: c.maxConnectionsPerAddress,
+    connectionRatePerSec: c.connectionRate,
+    connectionBurst: c.connectionBurst,
+    maxPreConnectBytes: Math.max(c.maxPreConnectBytes, c.maxPacketSize), // a CONNECT may be that large
   };
 }
 
@@ -90,11 +106,14 @@ async function main(): Promise<void> {
   await broker.start();
 
   const onConnection = broker.accept.bind(broker);
+  const admit = broker.admit.bind(broker);
   const listeners: Listener[] = [];
   const tlsFiles = config.tlsCert && config.tlsKey ? { certFile: config.tlsCert, keyFile: config.tlsKey } : undefined;
   const ws = await listenWs({
     host: config.host, port: config.httpPort, defaultHub: options.defaultHub,
-    maxPayloadBytes: options.maxPacketBytes + 1024, onConnection, tls: tlsFiles,
+    maxPayloadBytes: options.maxPacketBytes + 1024, onConnection, tls: tlsFiles, isValidHub: isValidHubName,
+    maxBackpressureBytes: config.wsMaxBackpressure, admit,
+    onSendDropped: (remoteAddress, bufferedBytes) => logger.warn({ remoteAddress, bufferedBytes }, 'WebSocket send buffer limit exceeded; connection closed'),
     routes: (app) => {
       app.get('/health', (res) => {
         res.writeHeader('content-type', 'application/json').end(JSON.stringify({ status: 'ok', connections: broker.connections.size }));
@@ -102,12 +121,12 @@ async function main(): Promise<void> {
     },
   });
   listeners.push(ws);
-  const tcp = await listenTcp({ host: config.host, port: config.mqttPort, hub: options.defaultHub, onConnection });
+  const tcp = await listenTcp({ host: config.host, port: config.mqttPort, hub: options.defaultHub, onConnection, admit });
   listeners.push(tcp);
   let mqttsPort: number | undefined;
   if (tlsFiles) {
     const mqtts = await listenTcp({
-      host: config.host, port: config.mqttsPort, hub: options.defaultHub, onConnection,
+      host: config.host, port: config.mqttsPort, hub: options.defaultHub, onConnection, admit,
       tls: { cert: readFileSync(tlsFiles.certFile), key: readFileSync(tlsFiles.keyFile) },
     });
     listeners.push(mqtts);

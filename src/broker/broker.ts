@@ -2,7 +2,8 @@
 // subscribes sessions and disconnects clients through it. Owns hubs, routing and start-up.
 import type { Message, QoS } from '../mqtt/packet.ts';
 import { ReasonCode } from '../mqtt/reason-code.ts';
-import { isValidTopicName } from '../mqtt/topic.ts';
+import { isValidHubName } from '../mqtt/hub-name.ts';
+import { isTopicWithinLimits, isValidTopicName } from '../mqtt/topic.ts';
 import { Connection } from './connection.ts';
 import { Deliveries } from './deliveries.ts';
 import { Hub } from './hub.ts';
@@ -100,6 +101,17 @@ export class RoutePlan {
   }
 }
 
+/** Per-address token bucket for the connection rate. */
+interface Bucket {
+  tokens: number;
+  atMs: number;
+}
+
+/** The same address in the form both transports agree on (an IPv4-mapped IPv6 address as IPv4). */
+function addressKey(remoteAddress: string): string {
+  return remoteAddress.startsWith('::ffff:') ? remoteAddress.slice(7) : remoteAddress;
+}
+
 export interface RouteOptions {
   /** Keep retrying a failed commit while this stays open (3.1.1 publishers: hold the acknowledgement). */
   retryWhileOpen?: { readonly isOpen: boolean };
@@ -119,6 +131,12 @@ export class Broker {
   #nextId: number;
   #sweep: Timer | undefined;
   #accepting = true;
+  /** Open connections per remote address. */
+  readonly #perAddress = new Map<string, number>();
+  readonly #buckets = new Map<string, Bucket>();
+  #lastBucketPruneMs = 0;
+  /** Connections refused at accept, by reason (logged first and every 1000th). */
+  readonly #refusedAtAccept = new Map<string, number>();
 
   constructor(deps: BrokerDeps) {
     this.options = deps.options;
@@ -135,6 +153,23 @@ export class Broker {
   /** A fresh id for messages and deliveries (monotonic within this node). */
   nextId(): number {
     return this.#nextId++;
+  }
+
+  /** The key of the hub called `name` (hub names are case-insensitive); creates nothing. */
+  hubKey(name: string): string {
+    return name.toLowerCase();
+  }
+
+  /** The hub called `name` if it exists. */
+  findHub(name: string): Hub | undefined {
+    return this.hubs.get(name.toLowerCase());
+  }
+
+  /** Sessions in every hub. */
+  get sessionCount(): number {
+    let n = 0;
+    for (const hub of this.hubs.values()) n += hub.sessions.size;
+    return n;
   }
 
   /** The hub called `name` (hub names are case-insensitive), created on first use. */
@@ -170,25 +205,90 @@ export class Broker {
       .catch((err: unknown) => this.logger.warn({ err, event: e.event, clientId: e.clientId }, 'could not write audit event'));
   }
 
+  /**
+   * Asked by transports before anything is read from a new connection (a TCP accept, a WebSocket
+   * upgrade): false if it would exceed the connections in total or from its address, or its
+   * address's connection rate (token bucket). Takes a token when it says yes.
+   */
+  admit(remoteAddress: string): boolean {
+    if (!this.#accepting) return false;
+    const opts = this.options;
+    const address = addressKey(remoteAddress);
+    const over = this.#overConnectionLimits(address);
+    if (over) return this.#refuseAtAccept(address, over);
+    const now = this.clock.now();
+    let bucket = this.#buckets.get(address);
+    if (!bucket) {
+      bucket = { tokens: opts.connectionBurst, atMs: now };
+      this.#buckets.set(address, bucket);
+    } else {
+      bucket.tokens = Math.min(opts.connectionBurst, bucket.tokens + ((now - bucket.atMs) / 1000) * opts.connectionRatePerSec);
+      bucket.atMs = now;
+    }
+    if (bucket.tokens < 1) return this.#refuseAtAccept(address, 'connection rate');
+    bucket.tokens -= 1;
+    return true;
+  }
+
+  #overConnectionLimits(address: string): string | undefined {
+    if (this.connections.size >= this.options.maxConnections) return 'connections in total';
+    if ((this.#perAddress.get(address) ?? 0) >= this.options.maxConnectionsPerAddress) return 'connections per address';
+    return undefined;
+  }
+
+  #refuseAtAccept(address: string, limit: string): false {
+    const n = (this.#refusedAtAccept.get(limit) ?? 0) + 1;
+    this.#refusedAtAccept.set(limit, n);
+    // A flood must not become a flood of log lines: the first refusal, then every 1000th
+    if (n === 1 || n % 1000 === 0) {
+      this.logger.warn({ remoteAddress: address, limit, refused: n, connections: this.connections.size }, 'connection refused at accept');
+    }
+    return false;
+  }
+
   /** Take a new client connection from a transport. */
   accept(channel: ByteChannel, info: AcceptInfo): Connection | undefined {
     if (!this.#accepting) {
       channel.close();
       return undefined;
     }
+    // Checked again here: WebSocket upgrades admitted together may have opened meanwhile
+    const address = addressKey(channel.remoteAddress);
+    const over = this.#overConnectionLimits(address);
+    if (over) {
+      this.#refuseAtAccept(address, over);
+      channel.close();
+      return undefined;
+    }
     const conn = new Connection(this, channel, info);
     this.connections.add(conn);
+    this.#perAddress.set(address, (this.#perAddress.get(address) ?? 0) + 1);
     return conn;
   }
 
   /** Called by Connection once its socket is gone. */
   connectionClosed(conn: Connection, publishWill: boolean): void {
     if (!this.connections.delete(conn)) return;
+    const address = addressKey(conn.channel.remoteAddress);
+    const n = (this.#perAddress.get(address) ?? 1) - 1;
+    if (n > 0) this.#perAddress.set(address, n);
+    else this.#perAddress.delete(address);
     this.sessions.detach(conn, publishWill);
+  }
+
+  /** Forget token buckets that have refilled: they hold nothing an absent entry would not. */
+  #pruneBuckets(now: number): void {
+    if (now - this.#lastBucketPruneMs < 10_000) return;
+    this.#lastBucketPruneMs = now;
+    const opts = this.options;
+    for (const [address, b] of this.#buckets) {
+      if (b.tokens + ((now - b.atMs) / 1000) * opts.connectionRatePerSec >= opts.connectionBurst) this.#buckets.delete(address);
+    }
   }
 
   #checkDeadlines(): void {
     const now = this.clock.now();
+    this.#pruneBuckets(now);
     for (const conn of this.connections) {
       if (conn.state === 'new' && now > conn.deadlineMs) conn.end(undefined); // connect timeout
       else if (conn.state === 'connected' && conn.keepAliveSec > 0 && now > conn.deadlineMs) {
@@ -326,7 +426,10 @@ export class Broker {
     hub: string; topicName: string; payload: Buffer; qos: QoS; retain?: boolean; messageExpiryIntervalSec?: number;
     properties?: Message['properties'];
   }): Promise<number> {
-    if (!isValidTopicName(input.topicName)) throw new RangeError(`invalid topic name: ${input.topicName}`);
+    if (!isValidTopicName(input.topicName) || !isTopicWithinLimits(input.topicName, this.options.maxTopicBytes, this.options.maxTopicLevels)) {
+      throw new RangeError(`invalid topic name: ${input.topicName.slice(0, 100)}`);
+    }
+    if (!isValidHubName(input.hub)) throw new RangeError(`invalid hub name: ${input.hub.slice(0, 100)}`);
     const now = this.clock.now();
     return this.publish({
       id: this.nextId(), hub: this.hub(input.hub).name, topicName: input.topicName, payload: input.payload, qos: input.qos,
@@ -337,7 +440,7 @@ export class Broker {
 
   /** Disconnect a client by id (5.0 clients get DISCONNECT with `reasonCode`). Returns false if not connected. */
   disconnectClient(hub: string, clientId: string, reasonCode: ReasonCode = ReasonCode.AdministrativeAction): boolean {
-    const conn = this.hub(hub).sessions.get(clientId)?.connection;
+    const conn = this.findHub(hub)?.sessions.get(clientId)?.connection;
     if (!conn) return false;
     conn.end(reasonCode);
     return true;
@@ -345,7 +448,7 @@ export class Broker {
 
   /** Add a subscription to an existing session on behalf of the server. Returns false if no such session. */
   async subscribeSession(hub: string, clientId: string, topicFilter: string, qos: QoS): Promise<boolean> {
-    const session = this.hub(hub).sessions.get(clientId);
+    const session = this.findHub(hub)?.sessions.get(clientId);
     if (!session) return false;
     await this.sessions.subscribe(session, {
       topicFilter, qos, noLocal: false, retainAsPublished: false, retainHandling: 0,

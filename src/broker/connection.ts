@@ -18,7 +18,14 @@ function flushAll(): void {
   flushScheduled = false;
   const list = dirty;
   dirty = [];
-  for (const c of list) c.flush();
+  for (const c of list) {
+    // One connection's failure must not keep the rest of the turn's output from leaving
+    try {
+      c.flush();
+    } catch (e) {
+      c.abort(e);
+    }
+  }
 }
 
 /** One client network connection and its protocol-level connection state. */
@@ -51,11 +58,15 @@ export class Connection implements ChannelSink {
   connectSeen = false;
   /** Set by DISCONNECT 0x00 so that the will is discarded [MQTT-3.1.2-10]. */
   discardWill = false;
+  /** Retained publishes refused for the hub's retained limits (logged and audited first, then every 1000th). */
+  retainedRefusals = 0;
   #out: Buffer[] = [];
   #outBytes = 0;
   #dirty = false;
   #tail: Promise<void> | undefined;
   #backpressured = false;
+  /** Bytes received while the CONNECT is not yet decided. */
+  #preConnectBytes = 0;
 
   constructor(broker: Broker, channel: ByteChannel, info: AcceptInfo) {
     this.broker = broker;
@@ -80,6 +91,13 @@ export class Connection implements ChannelSink {
   channelData(bytes: Buffer): void {
     if (this.state === 'closed') return;
     if (this.keepAliveSec > 0) this.deadlineMs = this.broker.clock.now() + this.keepAliveSec * 1500;
+    if (this.state === 'new') {
+      this.#preConnectBytes += bytes.length;
+      if (this.#preConnectBytes > this.broker.options.maxPreConnectBytes) {
+        this.#tooMuchBeforeConnect();
+        return;
+      }
+    }
     try {
       this.reader.push(bytes, this.#onResult);
     } catch (e) {
@@ -88,6 +106,19 @@ export class Connection implements ChannelSink {
   }
 
   readonly #onResult = (r: ReadResult): boolean => this.#onPacket(r);
+
+  /** The client streamed more than the broker buffers before its CONNECT is decided. */
+  #tooMuchBeforeConnect(): void {
+    const broker = this.broker;
+    broker.logger.warn({ clientId: this.clientId || undefined, remoteAddress: this.channel.remoteAddress, bytes: this.#preConnectBytes, limit: broker.options.maxPreConnectBytes }, 'client sent too many bytes before its CONNECT was decided; connection closed');
+    if (this.clientId) {
+      broker.audit({
+        hub: broker.hubKey(this.info.hub), event: 'connect_refused', clientId: this.clientId, reasonCode: ReasonCode.QuotaExceeded,
+        remoteAddress: this.channel.remoteAddress, detail: { reason: 'too many bytes before CONNECT was decided', transport: this.channel.transport, protocolVersion: this.version },
+      });
+    }
+    this.end(ReasonCode.QuotaExceeded);
+  }
 
   #onPacket(r: ReadResult): boolean {
     if (this.state === 'closed') return false;
@@ -116,6 +147,25 @@ export class Connection implements ChannelSink {
       this.broker.logger.error({ clientId: this.clientId, err: e }, 'connection failed');
       this.end(ReasonCode.UnspecifiedError);
     }
+  }
+
+  /**
+   * End the connection at once because its transport failed (a write threw): nothing more is
+   * written to it, its session is detached as after a network failure.
+   */
+  abort(e: unknown): void {
+    if (this.state === 'closed') return;
+    this.broker.logger.error({ clientId: this.clientId, err: e }, 'connection transport failed; connection closed');
+    this.closeReason ??= { by: 'network' };
+    this.state = 'closed';
+    this.#out = [];
+    this.#outBytes = 0;
+    try {
+      this.channel.close();
+    } catch {
+      // the transport is already failing; the connection is gone either way
+    }
+    this.broker.connectionClosed(this, !this.discardWill);
   }
 
   /** ChannelSink: the transport buffer drained. */

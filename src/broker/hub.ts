@@ -7,12 +7,17 @@ import type { Session, SharedGroup, Subscription } from './session.ts';
 /** What the subscription trie holds: a session's own subscription or a shared group. */
 export type RouteEntry = Subscription | SharedGroup;
 
+/** What a retained message counts against the hub's retained bytes: its payload. */
+function retainedBytes(m: Message): number {
+  return m.payload.length;
+}
+
 export class Hub {
   readonly name: string;
   readonly sessions = new Map<string, Session>();
   readonly tree = new TopicTree<RouteEntry>();
   readonly sharedGroups = new Map<string, SharedGroup>();
-  readonly retained = new RetainedTree<Message>();
+  readonly retained = new RetainedTree<Message>(retainedBytes);
   /** Session opens whose commit is in flight, by client id (the per-client-id lock). */
   readonly opening = new Map<string, Promise<void>>();
 
@@ -56,6 +61,18 @@ export class Hub {
       this.sharedGroups.delete(groupKey);
       this.tree.remove(sub.topicFilter, group);
     }
+  }
+
+  /**
+   * Would storing a retained message of `payloadBytes` at `topicName` go over the hub's caps?
+   * A replacement counts only its difference; a delete (empty payload) never does.
+   */
+  retainedOverQuota(topicName: string, payloadBytes: number, maxMessages: number, maxBytes: number): boolean {
+    if (payloadBytes === 0) return false;
+    const existing = this.retained.get(topicName);
+    const count = this.retained.size + (existing ? 0 : 1);
+    const bytes = this.retained.bytes - (existing ? existing.payload.length : 0) + payloadBytes;
+    return count > maxMessages || bytes > maxBytes;
   }
 
   /** Remove every subscription of a session from routing. */

@@ -33,6 +33,36 @@ export interface BrokerOptions {
   softBufferBytes: number;
   /** Transport buffer above which QoS 0 messages to that client are dropped. */
   hardBufferBytes: number;
+  /** Largest topic name in UTF-8 bytes (PUBLISH, will, server publish). */
+  maxTopicBytes: number;
+  /** Largest topic filter in UTF-8 bytes, `$share/{group}/` included. */
+  maxTopicFilterBytes: number;
+  /** Most levels in a topic name or filter. */
+  maxTopicLevels: number;
+  /** Largest client id in UTF-8 bytes. */
+  maxClientIdBytes: number;
+  /** Hubs that may exist; a CONNECT that would create one more is refused (0x97). */
+  maxHubs: number;
+  /** Sessions in all hubs; a CONNECT that would create one more is refused (0x97). */
+  maxSessions: number;
+  /** Subscriptions one session may hold; a SUBSCRIBE beyond it fails per filter (0x97). */
+  maxSubscriptionsPerSession: number;
+  /** Retained messages per hub; a retained PUBLISH that would add one more fails (0x97). */
+  maxRetainedMessages: number;
+  /** Retained payload bytes per hub; a retained PUBLISH that would exceed it fails (0x97). */
+  maxRetainedBytes: number;
+  /** Unacknowledged inbound QoS 1/2 publishes of a 3.1.1 client (it has no Receive Maximum): above it, close. */
+  maxInflightInV3: number;
+  /** Client connections in total; more are refused at accept. */
+  maxConnections: number;
+  /** Client connections from one remote address; more are refused at accept. */
+  maxConnectionsPerAddress: number;
+  /** New connections per second from one remote address (token bucket refill rate). */
+  connectionRatePerSec: number;
+  /** New connections one remote address may open at once (token bucket size). */
+  connectionBurst: number;
+  /** Bytes a connection may send before its CONNECT is decided (CONNECT included). */
+  maxPreConnectBytes: number;
 }
 
 export const defaultBrokerOptions: BrokerOptions = {
@@ -54,4 +84,21 @@ export const defaultBrokerOptions: BrokerOptions = {
   maxQueuedBytes: 64 * 1024 * 1024,
   softBufferBytes: 256 * 1024,
   hardBufferBytes: 4 * 1024 * 1024,
+  // With a hub of at most 128 bytes these keep (hub, client_id, topic_filter) well under
+  // PostgreSQL's btree row limit of 2,704 bytes even for incompressible text
+  maxTopicBytes: 1024,
+  maxTopicFilterBytes: 1024,
+  maxTopicLevels: 128,
+  maxClientIdBytes: 256,
+  maxHubs: 1000,
+  maxSessions: 1_000_000,
+  maxSubscriptionsPerSession: 1000,
+  maxRetainedMessages: 100_000,
+  maxRetainedBytes: 256 * 1024 * 1024,
+  maxInflightInV3: 65535,
+  maxConnections: 100_000,
+  maxConnectionsPerAddress: 1000,
+  connectionRatePerSec: 200,
+  connectionBurst: 1000,
+  maxPreConnectBytes: 2 * 1024 * 1024,
 };

@@ -92,8 +92,9 @@ export class PacketReader {
       if (fast) return { kind: 'packet', packet: fast };
     }
     const wire = parseWhole(bytes, this.#version ?? 4);
-    if ('properties' in wire) checkRepeatedProperties(wire.properties);
-    if (wire.cmd === 'connect') checkRepeatedProperties(wire.will?.properties);
+    if ('properties' in wire) checkProperties(wire.properties);
+    if (wire.cmd === 'connect') checkProperties(wire.will?.properties);
+    if ('messageId' in wire) checkPacketId(wire.messageId);
     const packet = fromWire(wire);
     if (packet.type === 'connect') {
       this.#sawConnect = true;
@@ -257,14 +258,40 @@ function checkFraming(b: Buffer, version: ProtocolVersion | undefined): void {
 
 /**
  * A property other than User Property given more than once is a Protocol Error (MQTT 5 §2.2.2.2
- * and each property's definition). mqtt-packet turns repeats into arrays.
+ * and each property's definition). mqtt-packet turns repeats into arrays. It also decodes a
+ * string or binary value that runs past the packet as null and a cut-short integer as -1: those
+ * are Malformed Packets, as is U+0000 in any string property [MQTT-1.5.4-2] (jsonb refuses it).
  */
-function checkRepeatedProperties(props: object | undefined): void {
+function checkProperties(props: object | undefined): void {
   if (!props) return;
-  for (const [name, value] of Object.entries(props)) {
-    if (name !== 'userProperties' && Array.isArray(value)) {
-      throw new MqttError(ReasonCode.ProtocolError, `property ${name} appears more than once`);
+  for (const [name, value] of Object.entries(props) as Array<[string, unknown]>) {
+    if (name === 'userProperties') {
+      for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
+        // a name that ran past the packet became the key "null"; its value is null too
+        if (k.includes('\u0000')) throw malformedProperty(name);
+        for (const item of Array.isArray(v) ? v : [v]) if (!isGoodPropertyValue(item)) throw malformedProperty(name);
+      }
+      continue;
     }
+    if (Array.isArray(value)) throw new MqttError(ReasonCode.ProtocolError, `property ${name} appears more than once`);
+    if (!isGoodPropertyValue(value)) throw malformedProperty(name);
+  }
+}
+
+function isGoodPropertyValue(v: unknown): boolean {
+  if (typeof v === 'string') return !v.includes('\u0000');
+  if (typeof v === 'number') return v >= 0;
+  return v !== null && v !== undefined;
+}
+
+function malformedProperty(name: string): MqttError {
+  return new MqttError(ReasonCode.MalformedPacket, `property ${name} is malformed`);
+}
+
+/** mqtt-packet reads a packet id cut short as -1 (it checks only for null): refuse it, never echo it. */
+function checkPacketId(id: unknown): void {
+  if (id !== undefined && !(typeof id === 'number' && id >= 0 && id <= 0xffff)) {
+    throw new MqttError(ReasonCode.MalformedPacket, 'packet identifier is cut short');
   }
 }
 

@@ -85,41 +85,65 @@ export class TopicTree<V> {
     return true;
   }
 
-  /** Call `visit` for each value whose filter matches `topicName` ([MQTT-4.7.2-1] for '$' topics). */
+  /** Walk stacks reused by `match` (no allocation per message); a re-entrant match gets its own. */
+  readonly #stackNodes: FilterNode<V>[] = [];
+  readonly #stackDepths: number[] = [];
+  #walking = false;
+
+  /**
+   * Call `visit` for each value whose filter matches `topicName` ([MQTT-4.7.2-1] for '$' topics).
+   * Iterative, with an explicit stack: no topic depth can overflow the call stack.
+   */
   match(topicName: string, visit: (value: V) => void): void {
     const levels = topicName.split('/');
     const isDollar = topicName.charCodeAt(0) === 0x24;
-    this.#matchFrom(this.#root, levels, 0, isDollar, visit);
-  }
-
-  #matchFrom(node: FilterNode<V>, levels: string[], i: number, isDollar: boolean, visit: (v: V) => void): void {
-    const children = node.children;
-    if (!children) return;
-    const wildOk = !(isDollar && i === 0);
-    if (wildOk) {
-      const hash = children.get('#');
-      visitValues(hash, visit);
-    }
-    if (i === levels.length) return;
-    const exact = children.get(levels[i]!);
-    if (exact) {
-      if (i + 1 === levels.length) {
-        visitValues(exact, visit);
-        // "a/#" also matches "a" [MQTT-4.7.1-2 example]
-        visitValues(exact.children?.get('#'), visit);
-      } else {
-        this.#matchFrom(exact, levels, i + 1, isDollar, visit);
-      }
-    }
-    if (wildOk) {
-      const plus = children.get('+');
-      if (plus) {
-        if (i + 1 === levels.length) {
-          visitValues(plus, visit);
-          visitValues(plus.children?.get('#'), visit);
-        } else {
-          this.#matchFrom(plus, levels, i + 1, isDollar, visit);
+    const reentrant = this.#walking;
+    const nodes = reentrant ? [] : this.#stackNodes;
+    const depths = reentrant ? [] : this.#stackDepths;
+    this.#walking = true;
+    let top = 0;
+    nodes[top] = this.#root;
+    depths[top++] = 0;
+    try {
+      while (top > 0) {
+        top--;
+        const node = nodes[top]!;
+        const i = depths[top]!;
+        const children = node.children;
+        if (!children) continue;
+        const wildOk = !(isDollar && i === 0);
+        if (wildOk) visitValues(children.get('#'), visit);
+        if (i === levels.length) continue;
+        // '+' is pushed first so that the exact branch is walked first
+        if (wildOk) {
+          const plus = children.get('+');
+          if (plus) {
+            if (i + 1 === levels.length) {
+              visitValues(plus, visit);
+              visitValues(plus.children?.get('#'), visit);
+            } else {
+              nodes[top] = plus;
+              depths[top++] = i + 1;
+            }
+          }
         }
+        const exact = children.get(levels[i]!);
+        if (exact) {
+          if (i + 1 === levels.length) {
+            visitValues(exact, visit);
+            // "a/#" also matches "a" [MQTT-4.7.1-2 example]
+            visitValues(exact.children?.get('#'), visit);
+          } else {
+            nodes[top] = exact;
+            depths[top++] = i + 1;
+          }
+        }
+      }
+    } finally {
+      if (!reentrant) {
+        this.#walking = false;
+        // keep the arrays, drop references to nodes a later prune may free
+        nodes.length = Math.min(nodes.length, 64);
       }
     }
   }
@@ -133,10 +157,22 @@ interface NameNode<V> {
 /** One value per topic name (retained messages), looked up by topic filter. */
 export class RetainedTree<V> {
   readonly #root: NameNode<V> = { children: undefined, value: undefined };
+  readonly #sizeOf: ((v: V) => number) | undefined;
   #size = 0;
+  #bytes = 0;
+
+  /** `sizeOf` gives each value's size, summed in `bytes`. */
+  constructor(sizeOf?: (v: V) => number) {
+    this.#sizeOf = sizeOf;
+  }
 
   get size(): number {
     return this.#size;
+  }
+
+  /** Sum of `sizeOf` over the stored values (0 without `sizeOf`). */
+  get bytes(): number {
+    return this.#bytes;
   }
 
   set(topicName: string, value: V): void {
@@ -151,6 +187,8 @@ export class RetainedTree<V> {
       node = next;
     }
     if (node.value === undefined) this.#size++;
+    else if (this.#sizeOf) this.#bytes -= this.#sizeOf(node.value);
+    if (this.#sizeOf) this.#bytes += this.#sizeOf(value);
     node.value = value;
   }
 
@@ -174,6 +212,7 @@ export class RetainedTree<V> {
       node = next;
     }
     if (node.value === undefined) return false;
+    if (this.#sizeOf) this.#bytes -= this.#sizeOf(node.value);
     node.value = undefined;
     this.#size--;
     for (let i = levels.length; i > 0; i--) {
@@ -184,42 +223,57 @@ export class RetainedTree<V> {
     return true;
   }
 
-  /** Call `visit` for every stored value whose topic name matches `topicFilter`. */
+  /**
+   * Call `visit` for every stored value whose topic name matches `topicFilter`. Iterative, with
+   * an explicit stack: no depth of stored names or of the filter can overflow the call stack.
+   */
   match(topicFilter: string, visit: (value: V) => void): void {
-    this.#matchFrom(this.#root, topicFilter.split('/'), 0, visit);
+    const levels = topicFilter.split('/');
+    const nodes: NameNode<V>[] = [this.#root];
+    const depths: number[] = [0];
+    while (nodes.length > 0) {
+      const node = nodes.pop()!;
+      const i = depths.pop()!;
+      if (i === levels.length) {
+        if (node.value !== undefined) visit(node.value);
+        continue;
+      }
+      const level = levels[i]!;
+      const children = node.children;
+      if (level === '#') {
+        // '#' matches the parent level too ("a/#" matches "a")
+        if (node.value !== undefined && i > 0) visit(node.value);
+        if (children) for (const [name, child] of children) {
+          if (i === 0 && name.startsWith('$')) continue; // [MQTT-4.7.2-1]
+          this.#visitAll(child, visit);
+        }
+        continue;
+      }
+      if (!children) continue;
+      if (level === '+') {
+        for (const [name, child] of children) {
+          if (i === 0 && name.startsWith('$')) continue; // [MQTT-4.7.2-1]
+          nodes.push(child);
+          depths.push(i + 1);
+        }
+        continue;
+      }
+      const next = children.get(level);
+      if (next) {
+        nodes.push(next);
+        depths.push(i + 1);
+      }
+    }
   }
 
-  #matchFrom(node: NameNode<V>, levels: string[], i: number, visit: (v: V) => void): void {
-    if (i === levels.length) {
+  /** Visit every value at or below `start`, iteratively. */
+  #visitAll(start: NameNode<V>, visit: (v: V) => void): void {
+    const stack: NameNode<V>[] = [start];
+    while (stack.length > 0) {
+      const node = stack.pop()!;
       if (node.value !== undefined) visit(node.value);
-      return;
+      if (node.children) for (const child of node.children.values()) stack.push(child);
     }
-    const level = levels[i]!;
-    const children = node.children;
-    if (level === '#') {
-      // '#' matches the parent level too ("a/#" matches "a")
-      if (node.value !== undefined && i > 0) visit(node.value);
-      if (children) for (const [name, child] of children) {
-        if (i === 0 && name.startsWith('$')) continue; // [MQTT-4.7.2-1]
-        this.#visitAll(child, visit);
-      }
-      return;
-    }
-    if (!children) return;
-    if (level === '+') {
-      for (const [name, child] of children) {
-        if (i === 0 && name.startsWith('$')) continue; // [MQTT-4.7.2-1]
-        this.#matchFrom(child, levels, i + 1, visit);
-      }
-      return;
-    }
-    const next = children.get(level);
-    if (next) this.#matchFrom(next, levels, i + 1, visit);
-  }
-
-  #visitAll(node: NameNode<V>, visit: (v: V) => void): void {
-    if (node.value !== undefined) visit(node.value);
-    if (node.children) for (const child of node.children.values()) this.#visitAll(child, visit);
   }
 
   /** Every stored value. */

@@ -30,6 +30,22 @@ export function isValidTopicFilter(topicFilter: string): boolean {
   return true;
 }
 
+/**
+ * True if `topic` (a topic name, or the filter part of a subscription) has at most `maxBytes`
+ * bytes of UTF-8 and at most `maxLevels` levels. O(1) for topics shorter than both caps: a
+ * string of n UTF-16 units has between n and 3n bytes, and k levels need k - 1 separators.
+ */
+export function isTopicWithinLimits(topic: string, maxBytes: number, maxLevels: number): boolean {
+  const n = topic.length;
+  if (n > maxBytes) return false;
+  if (n * 3 > maxBytes && Buffer.byteLength(topic, 'utf8') > maxBytes) return false;
+  if (n >= maxLevels) {
+    let levels = 1;
+    for (let i = 0; i < n; i++) if (topic.charCodeAt(i) === 0x2f /* / */ && ++levels > maxLevels) return false;
+  }
+  return true;
+}
+
 /** True if the filter contains a wildcard. */
 export function hasWildcard(topicFilter: string): boolean {
   return topicFilter.includes('+') || topicFilter.includes('#');

@@ -2,18 +2,30 @@
 // ReasonCode for a failure (undefined when valid) and never throw.
 import type { ConnectPacket, MessageProperties, PublishPacket, SubscribePacket, UnsubscribePacket } from './packet.ts';
 import { ReasonCode } from './reason-code.ts';
-import { isValidTopicFilter, isValidTopicName, parseSharedFilter } from './topic.ts';
+import { isTopicWithinLimits, isValidTopicFilter, isValidTopicName, parseSharedFilter } from './topic.ts';
 import { isUtf8 } from 'node:buffer';
 
 /** A string decoded from the wire that held malformed UTF-8 or U+0000 ([MQTT-1.5.4-1], [MQTT-1.5.4-2]). */
 export function isBadWireString(s: string | undefined): boolean {
-  return s !== undefined && (s.includes('\uFFFD') || s.includes('\u0000'));
+  if (s === undefined) return false;
+  // anything but a string here (a value the decoder could not read) is bad too, never a TypeError
+  return typeof s !== 'string' || s.includes('\uFFFD') || s.includes('\u0000');
 }
 
 /** Server capabilities a 5.0 CONNECT's will must fit (MQTT 5 §3.2.2.3.4, §3.2.2.3.5). */
 export interface ConnectLimits {
   maximumQos: number;
   retainAvailable: boolean;
+  /** Caps that keep a client id and a will topic within what the store indexes (see TopicLimits). */
+  maxClientIdBytes?: number;
+  topic?: TopicLimits;
+}
+
+/** Caps on topic names and filters, beyond the protocol's 65,535 bytes: they keep index rows small. */
+export interface TopicLimits {
+  maxTopicBytes: number;
+  maxTopicFilterBytes: number;
+  maxTopicLevels: number;
 }
 
 /** [MQTT-1.5.4-2] user property names and values are UTF-8 strings without U+0000. */
@@ -31,9 +43,16 @@ export function validateConnect(p: ConnectPacket, limits?: ConnectLimits): Reaso
   // [MQTT-3.1.2-1] protocol name must be "MQTT" for 3.1.1 and 5.0
   if (p.protocolName !== 'MQTT') return ReasonCode.UnsupportedProtocolVersion;
   if (isBadWireString(p.clientId) || isBadWireString(p.username)) return ReasonCode.MalformedPacket;
+  // [MQTT-3.1.3-5] a server may refuse a client id it does not accept: ours are capped in bytes
+  if (limits?.maxClientIdBytes !== undefined && !isTopicWithinLimits(p.clientId, limits.maxClientIdBytes, Number.POSITIVE_INFINITY)) {
+    return ReasonCode.ClientIdentifierNotValid;
+  }
   if (p.will) {
     // the will topic is a topic name (will QoS 3 is refused in handlers/connect.ts)
     if (!isValidTopicName(p.will.topicName) || isBadWireString(p.will.topicName)) return ReasonCode.TopicNameInvalid;
+    if (limits?.topic && !isTopicWithinLimits(p.will.topicName, limits.topic.maxTopicBytes, limits.topic.maxTopicLevels)) {
+      return ReasonCode.TopicNameInvalid;
+    }
     const wp = p.will.properties;
     if (wp && (hasBadUserProperty(wp.userProperties) || isBadWireString(wp.contentType) || isBadWireString(wp.responseTopic))) {
       return ReasonCode.MalformedPacket;
@@ -55,6 +74,8 @@ export function validateConnect(p: ConnectPacket, limits?: ConnectLimits): Reaso
     if (props.receiveMaximum === 0) return ReasonCode.ProtocolError;
     if (props.maximumPacketSize === 0) return ReasonCode.ProtocolError;
     if (props.authenticationData !== undefined && props.authenticationMethod === undefined) return ReasonCode.ProtocolError;
+    // the method is echoed into a reason string and the audit log
+    if (isBadWireString(props.authenticationMethod)) return ReasonCode.MalformedPacket;
   }
   return undefined;
 }
@@ -99,9 +120,14 @@ export function validateSubscribe(p: SubscribePacket): ReasonCode | undefined {
 }
 
 /** Per-filter SUBSCRIBE check: the reason code for a filter that cannot be granted. */
-export function validateSubscriptionFilter(topicFilter: string, noLocal: boolean): ReasonCode | undefined {
+export function validateSubscriptionFilter(topicFilter: string, noLocal: boolean, limits?: TopicLimits): ReasonCode | undefined {
   const shared = parseSharedFilter(topicFilter);
   if (shared === null) return ReasonCode.TopicFilterInvalid;
+  // The whole filter ($share prefix included) is capped in bytes, the filter part in levels
+  if (limits && (!isTopicWithinLimits(topicFilter, limits.maxTopicFilterBytes, Number.POSITIVE_INFINITY)
+    || !isTopicWithinLimits(shared ? shared.topicFilter : topicFilter, limits.maxTopicFilterBytes, limits.maxTopicLevels))) {
+    return ReasonCode.TopicFilterInvalid;
+  }
   if (shared === undefined) return isValidTopicFilter(topicFilter) ? undefined : ReasonCode.TopicFilterInvalid;
   // [MQTT-3.8.3-4] No Local on a shared subscription is a protocol error
   if (noLocal) return ReasonCode.ProtocolError;

@@ -9,6 +9,8 @@ export interface TcpListenerOptions {
   /** Hub every client of this listener joins. */
   hub: string;
   onConnection: OnConnection;
+  /** Asked before anything is read from a new socket; false closes it at once. */
+  admit?: (remoteAddress: string) => boolean;
   /** Present for mqtts. */
   tls?: tls.TlsOptions;
 }
@@ -77,6 +79,11 @@ export function listenTcp(opts: TcpListenerOptions): Promise<Listener> {
   const transport = opts.tls ? 'tls' : 'tcp';
   const sockets = new Set<net.Socket>();
   const onSocket = (socket: net.Socket): void => {
+    if (opts.admit && !opts.admit(socket.remoteAddress ?? '')) {
+      socket.on('error', () => undefined);
+      socket.destroy();
+      return;
+    }
     socket.setNoDelay(true);
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));

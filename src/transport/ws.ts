@@ -16,6 +16,14 @@ export interface WsListenerOptions {
   /** Largest WebSocket message accepted (≥ the MQTT maximum packet size). */
   maxPayloadBytes: number;
   onConnection: OnConnection;
+  /** Asked at each upgrade; false answers HTTP 503 (connection limits). */
+  admit?: (remoteAddress: string) => boolean;
+  /** The hub naming rule; a path naming a hub that breaks it gets HTTP 400 at the upgrade. */
+  isValidHub?: (name: string) => boolean;
+  /** Bytes uWS may buffer for one socket; a send beyond it is dropped by uWS, and the connection closed. */
+  maxBackpressureBytes?: number;
+  /** Told when a connection is closed because a send was dropped (for the log). */
+  onSendDropped?: (remoteAddress: string, bufferedBytes: number) => void;
   /** Extra HTTP routes (health, REST) registered on the same app. */
   routes?: (app: uWS.TemplatedApp) => void;
   tls?: { certFile: string; keyFile: string; passphrase?: string };
@@ -43,12 +51,14 @@ class WsChannel implements ByteChannel {
   sink: ChannelSink | undefined;
   readonly #ws: uWS.WebSocket<SocketData>;
   readonly #data: SocketData;
+  readonly #onDropped: WsListenerOptions['onSendDropped'];
 
-  constructor(ws: uWS.WebSocket<SocketData>, data: SocketData, transport: 'ws' | 'wss', remoteAddress: string) {
+  constructor(ws: uWS.WebSocket<SocketData>, data: SocketData, transport: 'ws' | 'wss', remoteAddress: string, onDropped: WsListenerOptions['onSendDropped']) {
     this.#ws = ws;
     this.#data = data;
     this.transport = transport;
     this.remoteAddress = remoteAddress;
+    this.#onDropped = onDropped;
   }
 
   write(bytes: Buffer): boolean {
@@ -62,6 +72,15 @@ class WsChannel implements ByteChannel {
       corkSocket = undefined;
       corkBytes = undefined;
     }
+    if (corkStatus === 2) {
+      // DROPPED: uWS buffers no more than maxBackpressure and discarded these bytes. The MQTT
+      // stream has a hole now, so the connection must end rather than lose bytes silently.
+      const buffered = this.#ws.getBufferedAmount();
+      this.#data.closed = true;
+      this.#ws.end(1013, 'send buffer limit exceeded');
+      this.#onDropped?.(this.remoteAddress, buffered);
+      return false;
+    }
     return corkStatus === 1;
   }
 
@@ -74,16 +93,21 @@ class WsChannel implements ByteChannel {
   }
 }
 
-/** Hub named by an MQTT WebSocket path, or undefined if the path is not an MQTT endpoint. */
-export function hubFromPath(url: string, defaultHub: string): string | undefined {
+/**
+ * Hub named by an MQTT WebSocket path, undefined if the path is not an MQTT endpoint, or null if
+ * it is one but names no valid hub (a broken escape, or a name `isValidHub` refuses).
+ */
+export function hubFromPath(url: string, defaultHub: string, isValidHub?: (name: string) => boolean): string | undefined | null {
   if (url === '/mqtt' || url === '/mqtt/') return defaultHub;
   const m = /^\/clients\/mqtt\/hubs\/([^/]+)\/?$/.exec(url);
   if (!m) return undefined;
+  let hub: string;
   try {
-    return decodeURIComponent(m[1]!);
+    hub = decodeURIComponent(m[1]!);
   } catch {
-    return undefined;
+    return null;
   }
+  return isValidHub && !isValidHub(hub) ? null : hub;
 }
 
 /** Pick the MQTT subprotocol from a Sec-WebSocket-Protocol header: "mqtt", else "mqttv3.1". */
@@ -111,14 +135,22 @@ export function listenWs(opts: WsListenerOptions): Promise<Listener> {
   app.ws<SocketData>('/*', {
     maxPayloadLength: opts.maxPayloadBytes,
     idleTimeout: 0,
-    maxBackpressure: 64 * 1024 * 1024,
+    maxBackpressure: opts.maxBackpressureBytes ?? 64 * 1024 * 1024,
     sendPingsAutomatically: false,
     compression: uWS.DISABLED,
     upgrade: (res, req, context) => {
       const url = req.getUrl();
-      const hub = hubFromPath(url, opts.defaultHub);
+      const hub = hubFromPath(url, opts.defaultHub, opts.isValidHub);
       if (hub === undefined) {
         res.writeStatus('404 Not Found').end('no MQTT endpoint at this path');
+        return;
+      }
+      if (hub === null) {
+        res.writeStatus('400 Bad Request').end('invalid hub name: a letter, then up to 127 letters, digits or _`,.[]');
+        return;
+      }
+      if (opts.admit && !opts.admit(Buffer.from(res.getRemoteAddressAsText()).toString())) {
+        res.writeStatus('503 Service Unavailable').end('connection limit reached');
         return;
       }
       const offered = req.getHeader('sec-websocket-protocol');
@@ -136,7 +168,7 @@ export function listenWs(opts: WsListenerOptions): Promise<Listener> {
     open: (ws) => {
       open.add(ws);
       const data = ws.getUserData();
-      const channel = new WsChannel(ws, data, transport, Buffer.from(ws.getRemoteAddressAsText()).toString());
+      const channel = new WsChannel(ws, data, transport, Buffer.from(ws.getRemoteAddressAsText()).toString(), opts.onSendDropped);
       data.channel = channel;
       try {
         opts.onConnection(channel, { hub: data.hub, upgradeToken: data.token });

@@ -58,6 +58,13 @@ const flags: Array<[string, string]> = [
   ['connect-timeout', 'TERN_CONNECT_TIMEOUT'], ['max-queued-messages', 'TERN_MAX_QUEUED_MESSAGES'],
   ['max-queued-bytes', 'TERN_MAX_QUEUED_BYTES'], ['commit-hold-ms', 'TERN_COMMIT_HOLD_MS'], ['store', 'TERN_STORE'],
   ['config', 'TERN_CONFIG'],
+  ['max-topic-length', 'TERN_MAX_TOPIC_LENGTH'], ['max-topic-filter-length', 'TERN_MAX_TOPIC_FILTER_LENGTH'],
+  ['max-topic-levels', 'TERN_MAX_TOPIC_LEVELS'], ['max-client-id-length', 'TERN_MAX_CLIENT_ID_LENGTH'],
+  ['ws-max-backpressure', 'TERN_WS_MAX_BACKPRESSURE'], ['max-hubs', 'TERN_MAX_HUBS'], ['max-sessions', 'TERN_MAX_SESSIONS'],
+  ['max-subscriptions-per-session', 'TERN_MAX_SUBSCRIPTIONS_PER_SESSION'], ['max-retained-messages', 'TERN_MAX_RETAINED_MESSAGES'],
+  ['max-retained-bytes', 'TERN_MAX_RETAINED_BYTES'], ['max-unacked-publishes', 'TERN_MAX_UNACKED_PUBLISHES'],
+  ['max-connections', 'TERN_MAX_CONNECTIONS'], ['max-connections-per-address', 'TERN_MAX_CONNECTIONS_PER_ADDRESS'],
+  ['connection-rate', 'TERN_CONNECTION_RATE'], ['connection-burst', 'TERN_CONNECTION_BURST'], ['max-pre-connect-bytes', 'TERN_MAX_PRE_CONNECT_BYTES'],
 ];
 
 describe('loadConfig', () => {
@@ -70,6 +77,11 @@ describe('loadConfig', () => {
       maxInflight: 1024, topicAliasMaximum: 64, maximumQos: 2, retainAvailable: true, wildcardSubscriptions: true,
       subscriptionIdentifiers: true, sharedSubscriptions: true, maxKeepAlive: 0, maxSessionExpiry: 4294967295,
       connectTimeout: 10, commitHoldMs: 2, maxQueuedMessages: 100000, maxQueuedBytes: 67108864,
+      maxTopicLength: 1024, maxTopicFilterLength: 1024, maxTopicLevels: 128, maxClientIdLength: 256,
+      wsMaxBackpressure: 67108864,
+      maxHubs: 1000, maxSessions: 1000000, maxSubscriptionsPerSession: 1000, maxRetainedMessages: 100000, maxRetainedBytes: 268435456,
+      maxUnackedPublishes: 65535,
+      maxConnections: 100000, maxConnectionsPerAddress: 1000, connectionRate: 200, connectionBurst: 1000, maxPreConnectBytes: 2097152,
     };
     assert.deepEqual(load([], {}), expected);
   });

@@ -15,7 +15,7 @@ function refuse(conn: Connection, rc: ConnackReasonCode, reason?: string): void 
   conn.send(packet);
   conn.broker.logger.info({ clientId: conn.clientId, reasonCode: rc, reason, remoteAddress: conn.channel.remoteAddress }, 'connection refused');
   conn.broker.audit({
-    hub: conn.broker.hub(conn.info.hub).name, event: 'connect_refused', clientId: conn.clientId || undefined, reasonCode: rc,
+    hub: conn.broker.hubKey(conn.info.hub), event: 'connect_refused', clientId: conn.clientId || undefined, reasonCode: rc,
     remoteAddress: conn.channel.remoteAddress, detail: { reason, transport: conn.channel.transport, protocolVersion: conn.version },
   });
   conn.end(undefined);
@@ -33,9 +33,13 @@ function checkConnectFlags(p: ConnectPacket): ReasonCode | undefined {
 export function handleConnect(conn: Connection, packet: ConnectPacket): void {
   const broker = conn.broker;
   conn.version = packet.protocolVersion;
-  const invalid = checkConnectFlags(packet) ?? validateConnect(packet, { maximumQos: broker.options.maximumQos, retainAvailable: broker.options.retainAvailable });
+  const opts = broker.options;
+  const invalid = checkConnectFlags(packet) ?? validateConnect(packet, {
+    maximumQos: opts.maximumQos, retainAvailable: opts.retainAvailable, maxClientIdBytes: opts.maxClientIdBytes, topic: opts,
+  });
   if (invalid !== undefined) {
-    if (invalid === ReasonCode.MalformedPacket || invalid === ReasonCode.ProtocolError) {
+    // [v3.1.1 MQTT-3.1.4-1] 3.1.1 has no CONNACK code for a bad will topic: close without one
+    if (invalid === ReasonCode.MalformedPacket || invalid === ReasonCode.ProtocolError || (invalid === ReasonCode.TopicNameInvalid && conn.version === 4)) {
       // [MQTT-4.13.1-1] malformed CONNECT: CONNACK (5.0) with the code, then close
       if (conn.version === 5) refuse(conn, invalid);
       else conn.end(undefined);
@@ -66,7 +70,7 @@ export function handleConnect(conn: Connection, packet: ConnectPacket): void {
   let result: AuthResult | Promise<AuthResult>;
   try {
     result = broker.authenticator.authenticate({
-      hub: broker.hub(conn.info.hub).name, clientId, transport: conn.channel.transport, remoteAddress: conn.channel.remoteAddress,
+      hub: broker.hubKey(conn.info.hub), clientId, transport: conn.channel.transport, remoteAddress: conn.channel.remoteAddress,
       username: packet.username, password: packet.password, upgradeToken: conn.info.upgradeToken, connect: packet,
     });
   } catch (err) {
@@ -100,7 +104,18 @@ export function handleConnect(conn: Connection, packet: ConnectPacket): void {
  * being opened (its commit in flight) waits for that open to finish, then takes over.
  */
 function accept(conn: Connection, packet: ConnectPacket, assigned: string | undefined): void {
-  const hub = conn.broker.hub(conn.info.hub);
+  const broker = conn.broker;
+  const existing = broker.findHub(conn.info.hub);
+  // Hubs and sessions are created only here, once the CONNECT is accepted, within their caps
+  if (!existing && broker.hubs.size >= broker.options.maxHubs) {
+    refuse(conn, ReasonCode.QuotaExceeded, `hub limit (${broker.options.maxHubs}) reached`);
+    return;
+  }
+  if (!existing?.sessions.has(conn.clientId) && broker.sessionCount >= broker.options.maxSessions) {
+    refuse(conn, ReasonCode.QuotaExceeded, `session limit (${broker.options.maxSessions}) reached`);
+    return;
+  }
+  const hub = existing ?? broker.hub(conn.info.hub);
   const previous = hub.opening.get(conn.clientId);
   if (previous) {
     conn.after(previous, () => accept(conn, packet, assigned));
@@ -180,6 +195,12 @@ function openSession(conn: Connection, packet: ConnectPacket, assigned: string |
   conn.after(committed, finish, (err) => {
     broker.logger.error({ err, clientId: conn.clientId }, 'could not store session');
     undo();
+    // A hub this CONNECT created and nothing else uses goes again: a refused CONNECT leaves no hub
+    const hub = broker.findHub(conn.info.hub);
+    if (hub && hub.sessions.size === 0 && hub.retained.size === 0 && hub.tree.size === 0
+      && [...hub.opening.keys()].every((id) => id === conn.clientId)) {
+      broker.hubs.delete(hub.name);
+    }
     refuse(conn, ReasonCode.ServerUnavailable);
   });
   return committed?.catch(() => undefined);

@@ -4,6 +4,7 @@ import { MqttError } from '../../mqtt/errors.ts';
 import type { Message, PublishPacket } from '../../mqtt/packet.ts';
 import { ReasonCode } from '../../mqtt/reason-code.ts';
 import { compactProperties } from '../../mqtt/codec.ts';
+import { isTopicWithinLimits } from '../../mqtt/topic.ts';
 import { isPayloadFormatValid, validatePublish } from '../../mqtt/validate.ts';
 import type { Connection } from '../connection.ts';
 
@@ -43,12 +44,44 @@ export function handlePublish(conn: Connection, p: PublishPacket): void {
   if (conn.version === 5) resolveTopicAlias(conn, p);
   const invalid = validatePublish(p, opts.maximumQos, opts.retainAvailable);
   if (invalid !== undefined) throw new MqttError(invalid, `invalid PUBLISH to ${p.topicName}`);
+  if (!isTopicWithinLimits(p.topicName, opts.maxTopicBytes, opts.maxTopicLevels)) {
+    // Longer or deeper than the broker stores: only this PUBLISH fails (5.0 QoS 1/2: its
+    // acknowledgement says 0x90; QoS 0 has none, so DISCONNECT 0x90; 3.1.1: close)
+    if (conn.version === 4 || p.qos === 0) throw new MqttError(ReasonCode.TopicNameInvalid, 'topic name exceeds the broker\'s length or level cap');
+    broker.logger.debug({ clientId: conn.clientId, packetId: p.packetId, topicBytes: p.topicName.length }, 'publish refused: topic over the cap');
+    const packetId = p.packetId!;
+    conn.after(undefined, () => conn.send({ type: p.qos === 1 ? 'puback' : 'pubrec', packetId, reasonCode: ReasonCode.TopicNameInvalid }));
+    return;
+  }
   if (p.qos === 2 && session.inboundQos2.has(p.packetId!)) {
     // [MQTT-4.3.3-9] a QoS 2 PUBLISH whose id awaits PUBREL is not routed again
     conn.reply({ type: 'pubrec', packetId: p.packetId!, reasonCode: 0 });
     return;
   }
+  if (p.retain && opts.retainAvailable && session.hub.retainedOverQuota(p.topicName, p.payload.length, opts.maxRetainedMessages, opts.maxRetainedBytes)) {
+    // Only this PUBLISH fails (5.0 QoS 1/2: 0x97 in its acknowledgement; QoS 0: DISCONNECT 0x97; 3.1.1: close)
+    // Logged and audited on the first refusal of this connection, then every 1000th (never a flood)
+    const refusals = ++conn.retainedRefusals;
+    if (refusals === 1 || refusals % 1000 === 0) {
+      const hub = session.hub;
+      broker.logger.info({ clientId: conn.clientId, hub: hub.name, topicName: p.topicName, refusals, retained: hub.retained.size, retainedBytes: hub.retained.bytes }, 'retained publish refused: hub retained limit reached');
+      broker.audit({
+        hub: hub.name, event: 'retained_quota_exceeded', clientId: conn.clientId, actor: conn.principal?.userId,
+        detail: { topicName: p.topicName, payloadBytes: p.payload.length, refusals, retained: hub.retained.size, retainedBytes: hub.retained.bytes },
+      });
+    }
+    if (conn.version === 4 || p.qos === 0) throw new MqttError(ReasonCode.QuotaExceeded, 'retained message limit of the hub reached');
+    const packetId = p.packetId!;
+    conn.after(undefined, () => conn.send({ type: p.qos === 1 ? 'puback' : 'pubrec', packetId, reasonCode: ReasonCode.QuotaExceeded }));
+    return;
+  }
   if (p.qos > 0) {
+    // 3.1.1 has no Receive Maximum: above our cap on its unacknowledged publishes, it is closed
+    if (conn.version === 4 && conn.inboundQos1Pending + session.inboundQos2.size >= opts.maxInflightInV3 && !(p.qos === 2 && session.inboundQos2.has(p.packetId!))) {
+      broker.logger.info({ clientId: conn.clientId, limit: opts.maxInflightInV3 }, '3.1.1 client exceeded the unacknowledged publish limit; connection closed');
+      broker.audit({ hub: session.hub.name, event: 'inflight_limit_exceeded', clientId: conn.clientId, actor: 'broker', detail: { limit: opts.maxInflightInV3 } });
+      throw new MqttError(ReasonCode.ReceiveMaximumExceeded, 'too many unacknowledged publishes');
+    }
     // [MQTT-3.3.4-7] more unacknowledged QoS 1/2 publishes than our Receive Maximum. 3.1.1 has no
     // Receive Maximum, so a 3.1.1 client was never told a limit and must not be cut off for one.
     if (conn.version === 5 && conn.inboundQos1Pending + session.inboundQos2.size >= opts.receiveMaximum) {

@@ -19,9 +19,20 @@ export function handleSubscribe(conn: Connection, p: SubscribePacket): void {
   const subscriptionId = p.properties?.subscriptionIdentifier;
   const codes: number[] = [];
   const accepted: SubscriptionRequest[] = [];
+  let held = session.subscriptions.size;
+  let added: Set<string> | undefined; // filters new to the session in this packet
   for (const req of p.subscriptions) {
-    const rc = grant(conn, req, subscriptionId);
+    let rc = grant(conn, req, subscriptionId);
     if (rc === ReasonCode.ProtocolError) throw new MqttError(rc, `invalid subscription options for ${req.topicFilter}`);
+    if (rc === undefined && !session.subscriptions.has(req.topicFilter) && !added?.has(req.topicFilter)) {
+      if (held >= opts.maxSubscriptionsPerSession) {
+        rc = ReasonCode.QuotaExceeded;
+        broker.logger.info({ clientId: conn.clientId, topicFilter: req.topicFilter, limit: opts.maxSubscriptionsPerSession }, 'subscription refused: session subscription limit reached');
+      } else {
+        held++;
+        (added ??= new Set()).add(req.topicFilter);
+      }
+    }
     if (rc !== undefined) {
       codes.push(conn.version === 5 ? rc : V3_FAILURE);
       continue;
@@ -54,7 +65,7 @@ export function handleSubscribe(conn: Connection, p: SubscribePacket): void {
 /** Undefined if the subscription can be granted, else the failure code for this filter. */
 function grant(conn: Connection, req: SubscriptionRequest, subscriptionId: number | undefined): ReasonCode | undefined {
   const opts = conn.broker.options;
-  const invalid = validateSubscriptionFilter(req.topicFilter, req.noLocal);
+  const invalid = validateSubscriptionFilter(req.topicFilter, req.noLocal, opts);
   if (invalid !== undefined) return invalid;
   const shared = parseSharedFilter(req.topicFilter);
   if (shared && !opts.sharedSubscriptionAvailable) return ReasonCode.SharedSubscriptionsNotSupported;
