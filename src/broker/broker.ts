@@ -22,6 +22,11 @@ export interface BrokerDeps {
   authorizer: Authorizer;
 }
 
+/** True for a StoreError whose rows the database refused (StoreError.refused): retrying cannot succeed. */
+function isRefused(e: unknown): boolean {
+  return (e as { refused?: unknown } | null)?.refused === true;
+}
+
 /** True if the delivery of record `r` is still in flight (not acknowledged yet). */
 function stillInFlight(pairs: ReadonlyArray<[Session, Delivery, Dispatch]>, r: DeliveryRecord): boolean {
   for (const [s, d] of pairs) if (d.id === r.id) return s.inflight.get(d.packetId) === d;
@@ -292,7 +297,8 @@ export class Broker {
     if (!holder) return this.store.transaction(build);
     return this.store.transaction(build).catch(async (first: unknown) => {
       let err = first;
-      for (let delayMs = 250; holder.isOpen; delayMs = Math.min(delayMs * 2, 2000)) {
+      // Rows the database refused are refused again: fail the request at once (never retried)
+      for (let delayMs = 250; holder.isOpen && !isRefused(err); delayMs = Math.min(delayMs * 2, 2000)) {
         await new Promise<void>((resolve) => this.clock.setTimeout(resolve, delayMs));
         if (!holder.isOpen) break;
         try {

@@ -130,8 +130,15 @@ export interface Store {
 
 /** A store failure; keeps the driver's error as `cause`. */
 export class StoreError extends Error {
-  constructor(message: string, options?: { cause?: unknown }) {
+  /**
+   * The database refused the unit's own rows (say a key too long for its index): trying the same
+   * unit again fails again, so callers must not retry it. False for lost connections, timeouts etc.
+   */
+  readonly refused: boolean;
+
+  constructor(message: string, options?: { cause?: unknown; refused?: boolean }) {
     super(message, options);
     this.name = 'StoreError';
+    this.refused = options?.refused ?? false;
   }
 }

@@ -52,7 +52,9 @@ function isDataError(e: unknown): boolean {
 }
 
 function toStoreError(e: unknown): StoreError {
-  return e instanceof StoreError ? e : new StoreError(`commit failed: ${(e as Error).message}`, { cause: e });
+  if (e instanceof StoreError) return e;
+  const refused = isDataError(e);
+  return new StoreError(`${refused ? 'rows refused' : 'commit failed'}: ${(e as Error).message}`, { cause: e, refused });
 }
 
 /** int8 as a JS number (ids and epoch milliseconds fit in 53 bits). */
@@ -162,25 +164,59 @@ export class PgStore implements Store {
       const waiters = this.#waiters;
       this.#open = new Batch();
       this.#waiters = [];
+      if (batch.isEmpty) {
+        // e.g. every delivery acknowledged before the commit: nothing to write, no connection needed
+        // (and it says nothing about the server)
+        this.commits++;
+        this.units += waiters.length;
+        for (const w of waiters) w.resolve();
+        continue;
+      }
+      let client: pg.PoolClient;
+      try {
+        client = await this.#pool.connect();
+      } catch (e) {
+        this.#fail(waiters, e);
+        continue;
+      }
+      let broken = false;
       try {
         const t0 = performance.now();
-        const wrote = await this.#apply(batch);
+        await this.#apply(client, batch);
         this.#commitMs += performance.now() - t0;
         this.commits++;
         this.units += waiters.length;
-        // (a batch with nothing to write says nothing about the server)
-        if (wrote && !this.#healthy) {
-          this.#healthy = true;
-          this.#logger.info({}, 'PostgreSQL reachable again; commits resumed');
-        }
+        this.#reachable();
         for (const w of waiters) w.resolve();
       } catch (e) {
-        // One unit's rows refused (not a lost connection): that must not fail the other units with it
-        if (waiters.length > 1 && isDataError(e)) await this.#isolate(waiters);
-        else this.#fail(waiters, e);
+        if (!isDataError(e)) {
+          broken = true;
+          this.#fail(waiters, e);
+        } else if (waiters.length === 1) {
+          this.#fail(waiters, e);
+        } else {
+          // One unit's rows refused (not a lost connection): that must not fail the other units with it
+          try {
+            await this.#isolate(client, waiters);
+            this.#reachable();
+          } catch (e2) {
+            broken = !isDataError(e2);
+            this.#fail(waiters, e2);
+          }
+        }
+      } finally {
+        // A data error leaves the connection usable (its transaction was rolled back): keep it
+        client.release(broken);
       }
     }
     this.#committing = false;
+  }
+
+  #reachable(): void {
+    if (!this.#healthy) {
+      this.#healthy = true;
+      this.#logger.info({}, 'PostgreSQL reachable again; commits resumed');
+    }
   }
 
   /**
@@ -214,64 +250,75 @@ export class PgStore implements Store {
   }
 
   /**
-   * PostgreSQL refused a batch because of the data of some unit (say a user property holding U+0000,
-   * which jsonb cannot store). Bisect: commit each half on its own, down to single units, so that
-   * only the offending units fail; the others are committed and resolve, still in submission order.
-   * A failure of another kind on the way fails the units not settled yet, as a failed commit does.
+   * PostgreSQL refused a batch because of the data of some unit (say a retained message whose topic
+   * is too long for its index). Apply the units again in one transaction on the same connection,
+   * bisecting with savepoints down to single units, so that only the offending units fail; the
+   * others commit together and resolve, still in submission order. A failure of another kind on the
+   * way rolls everything back and is thrown (the caller fails every unit, as a failed commit does).
    */
-  async #isolate(waiters: readonly Waiter[]): Promise<void> {
-    let settled = 0;
-    const commitRange = async (lo: number, hi: number): Promise<void> => {
+  async #isolate(c: pg.PoolClient, waiters: readonly Waiter[]): Promise<void> {
+    const refused: Array<StoreError | undefined> = new Array(waiters.length);
+    const applyRange = async (lo: number, hi: number): Promise<void> => {
+      await c.query('SAVEPOINT unit');
       try {
-        await this.#apply(replay(waiters.slice(lo, hi).map((w) => w.ops)));
+        await this.#writeAll(c, replay(waiters.slice(lo, hi).map((w) => w.ops)));
+        await c.query('RELEASE SAVEPOINT unit');
+        return;
       } catch (e) {
         if (!isDataError(e)) throw e;
+        await c.query('ROLLBACK TO SAVEPOINT unit; RELEASE SAVEPOINT unit');
         if (hi - lo === 1) {
           this.#logger.error({ err: e }, 'PostgreSQL refused the rows of a unit of work; that unit alone fails');
-          waiters[lo]!.reject(toStoreError(e));
-          settled = hi;
+          refused[lo] = toStoreError(e);
           return;
         }
-        const mid = (lo + hi) >> 1;
-        await commitRange(lo, mid);
-        await commitRange(mid, hi);
-        return;
       }
-      this.commits++;
-      this.units += hi - lo;
-      for (let i = lo; i < hi; i++) waiters[i]!.resolve();
-      settled = hi;
+      const mid = (lo + hi) >> 1;
+      await applyRange(lo, mid);
+      await applyRange(mid, hi);
     };
+    await c.query('BEGIN');
     try {
-      await commitRange(0, waiters.length);
+      // (the whole range is known to fail: start with its halves)
+      const mid = waiters.length >> 1;
+      await applyRange(0, mid);
+      await applyRange(mid, waiters.length);
+      await c.query('COMMIT');
     } catch (e) {
-      this.#fail(waiters.slice(settled), e);
+      await c.query('ROLLBACK').catch(() => undefined);
+      throw e;
+    }
+    this.commits++;
+    this.units += waiters.length;
+    for (let i = 0; i < waiters.length; i++) {
+      const err = refused[i];
+      if (err) waiters[i]!.reject(err);
+      else waiters[i]!.resolve();
     }
   }
 
-  /** Write a batch in one transaction; false if it held nothing to write. */
-  async #apply(b: Batch): Promise<boolean> {
-    if (b.isEmpty) return false; // e.g. every delivery acknowledged before the commit
-    const client = await this.#pool.connect();
-    let broken = false;
-    try {
-      if (!b.hasColdChanges) {
-        // The common case, only messages and deliveries: one statement, one round trip, atomic
-        await this.#writeHot(client, b);
-        return true;
-      }
-      await client.query('BEGIN');
-      await this.#write(client, b);
-      await this.#writeHot(client, b);
-      await client.query('COMMIT');
-      return true;
-    } catch (e) {
-      broken = true;
-      await client.query('ROLLBACK').catch(() => undefined);
-      throw e;
-    } finally {
-      client.release(broken);
+  /** Write a non-empty batch in one transaction, on `c`; a failed transaction is rolled back (so `c` stays usable after a data error). */
+  async #apply(c: pg.PoolClient, b: Batch): Promise<void> {
+    if (!b.hasColdChanges) {
+      // The common case, only messages and deliveries: one statement, one round trip, atomic
+      await this.#writeHot(c, b);
+      return;
     }
+    await c.query('BEGIN');
+    try {
+      await this.#write(c, b);
+      await this.#writeHot(c, b);
+      await c.query('COMMIT');
+    } catch (e) {
+      await c.query('ROLLBACK').catch(() => undefined);
+      throw e;
+    }
+  }
+
+  /** Everything a batch changes, inside a transaction the caller opened. */
+  async #writeAll(c: pg.PoolClient, b: Batch): Promise<void> {
+    if (b.hasColdChanges) await this.#write(c, b);
+    await this.#writeHot(c, b);
   }
 
   /** Messages, deliveries and inbound QoS 2 ids through tern_apply_hot (migrations/0002). */
