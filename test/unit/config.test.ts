@@ -57,6 +57,7 @@ const flags: Array<[string, string]> = [
   ['max-keep-alive', 'TERN_MAX_KEEP_ALIVE'], ['max-session-expiry', 'TERN_MAX_SESSION_EXPIRY'],
   ['connect-timeout', 'TERN_CONNECT_TIMEOUT'], ['max-queued-messages', 'TERN_MAX_QUEUED_MESSAGES'],
   ['max-queued-bytes', 'TERN_MAX_QUEUED_BYTES'], ['commit-hold-ms', 'TERN_COMMIT_HOLD_MS'], ['store', 'TERN_STORE'],
+  ['db-commit-timeout-ms', 'TERN_DB_COMMIT_TIMEOUT_MS'], ['shutdown-timeout-ms', 'TERN_SHUTDOWN_TIMEOUT_MS'],
   ['config', 'TERN_CONFIG'],
 ];
 
@@ -70,6 +71,7 @@ describe('loadConfig', () => {
       maxInflight: 1024, topicAliasMaximum: 64, maximumQos: 2, retainAvailable: true, wildcardSubscriptions: true,
       subscriptionIdentifiers: true, sharedSubscriptions: true, maxKeepAlive: 0, maxSessionExpiry: 4294967295,
       connectTimeout: 10, commitHoldMs: 2, maxQueuedMessages: 100000, maxQueuedBytes: 67108864,
+      dbCommitTimeoutMs: 10000, shutdownTimeoutMs: 15000,
     };
     assert.deepEqual(load([], {}), expected);
   });

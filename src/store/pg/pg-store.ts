@@ -28,7 +28,15 @@ export interface PgStoreOptions {
    * it) while it holds QoS 1 deliveries already sent, whose acknowledgements cancel their rows.
    */
   commitHoldMs?: number;
+  /**
+   * A commit still unanswered after this many milliseconds is abandoned: its connection is
+   * destroyed, its units fail and the store counts as unhealthy (default 10 s).
+   */
+  commitTimeoutMs?: number;
 }
+
+/** Seconds of silence on a PostgreSQL connection before TCP keepalive probes start. */
+const KEEPALIVE_IDLE_MS = 10_000;
 
 type Row = Record<string, unknown>;
 
@@ -88,6 +96,7 @@ export class PgStore implements Store {
   #closed = false;
   #gcTimer: NodeJS.Timeout | undefined;
   readonly #holdMs: number;
+  readonly #commitTimeoutMs: number;
   /** Commits performed and units committed, for metrics and tests. */
   commits = 0;
   units = 0;
@@ -98,12 +107,20 @@ export class PgStore implements Store {
   constructor(opts: PgStoreOptions) {
     this.#logger = opts.logger;
     this.#holdMs = opts.commitHoldMs ?? 0;
+    this.#commitTimeoutMs = opts.commitTimeoutMs ?? 10_000;
     this.#pool = new pg.Pool({
       connectionString: opts.url, max: opts.poolSize ?? 4, types, connectionTimeoutMillis: 5000,
       idleTimeoutMillis: 30_000, application_name: 'tern',
+      // A server or network that vanished without a word is noticed by the kernel, not after ~15 min
+      keepAlive: true, keepAliveInitialDelayMillis: KEEPALIVE_IDLE_MS,
     });
     // An idle client losing its server must not crash the process; the pool replaces it.
     this.#pool.on('error', (err) => this.#logger.warn({ err }, 'idle PostgreSQL connection failed'));
+    // Nor may a checked-out one (a server restart in the middle of a commit): pg emits 'error' on
+    // the client besides failing its query, and the pool listens only while the client is idle.
+    this.#pool.on('connect', (client) => {
+      client.on('error', (err) => this.#logger.warn({ err }, 'PostgreSQL connection failed'));
+    });
   }
 
   /** Apply the migrations in migrations/ (idempotent; serialized across nodes by an advisory lock). */
@@ -133,11 +150,19 @@ export class PgStore implements Store {
   async close(): Promise<void> {
     this.#closed = true;
     clearInterval(this.#gcTimer);
+    // (each commit is bounded by the commit timeout and each connection attempt by its own)
     while (this.#committing || this.#waiters.length > 0) {
       if (!this.#committing) void this.#commit();
       await new Promise((r) => setTimeout(r, 5));
     }
-    await this.#pool.end();
+    // Ending a connection waits for the server's goodbye, which a server that stopped answering never sends
+    let timer: NodeJS.Timeout | undefined;
+    const ended = await Promise.race([
+      this.#pool.end().then(() => true),
+      new Promise<false>((resolve) => { timer = setTimeout(() => resolve(false), this.#commitTimeoutMs); }),
+    ]);
+    clearTimeout(timer);
+    if (!ended) this.#logger.warn({ timeoutMs: this.#commitTimeoutMs }, 'PostgreSQL connections did not close in time; left behind');
     this.#logger.info({ commits: this.commits, units: this.units, unitsPerCommit: this.commits ? +(this.units / this.commits).toFixed(1) : 0, commitMs: this.commits ? +(this.#commitMs / this.commits).toFixed(2) : 0, rows: this.#hotRows }, 'PostgreSQL store closed');
   }
 
@@ -182,34 +207,57 @@ export class PgStore implements Store {
       let broken = false;
       try {
         const t0 = performance.now();
-        await this.#apply(client, batch);
+        await this.#guard(client, this.#commitOn(client, batch, waiters));
         this.#commitMs += performance.now() - t0;
-        this.commits++;
-        this.units += waiters.length;
         this.#reachable();
-        for (const w of waiters) w.resolve();
       } catch (e) {
-        if (!isDataError(e)) {
-          broken = true;
-          this.#fail(waiters, e);
-        } else if (waiters.length === 1) {
-          this.#fail(waiters, e);
-        } else {
-          // One unit's rows refused (not a lost connection): that must not fail the other units with it
-          try {
-            await this.#isolate(client, waiters);
-            this.#reachable();
-          } catch (e2) {
-            broken = !isDataError(e2);
-            this.#fail(waiters, e2);
-          }
-        }
+        // (data errors are settled in #commitOn; what reaches here is about the connection or server)
+        broken = !isDataError(e);
+        this.#fail(waiters, e);
       } finally {
         // A data error leaves the connection usable (its transaction was rolled back): keep it
         client.release(broken);
       }
     }
     this.#committing = false;
+  }
+
+  /** Commit `batch` on `c` and settle its units; throws only what is not one unit's refused data. */
+  async #commitOn(c: pg.PoolClient, batch: Batch, waiters: readonly Waiter[]): Promise<void> {
+    try {
+      await this.#apply(c, batch);
+    } catch (e) {
+      if (!isDataError(e)) throw e;
+      if (waiters.length === 1) {
+        this.#fail(waiters, e);
+        return;
+      }
+      // One unit's rows refused (not a lost connection): that must not fail the other units with it
+      await this.#isolate(c, waiters);
+      return;
+    }
+    this.commits++;
+    this.units += waiters.length;
+    for (const w of waiters) w.resolve();
+  }
+
+  /**
+   * Watchdog: `work` on `c`, abandoned after the commit timeout. A server or network that stopped
+   * answering would otherwise hold the single writer (and every acknowledgement behind it) until
+   * the kernel gives up on the socket.
+   */
+  #guard(c: pg.PoolClient, work: Promise<void>): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        this.#logger.error({ timeoutMs: this.#commitTimeoutMs }, 'commit timed out; its connection is abandoned');
+        // Its pending query fails once the socket is gone; the client is then released as broken
+        (c as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy();
+        reject(new StoreError(`commit unanswered after ${this.#commitTimeoutMs} ms`));
+      }, this.#commitTimeoutMs);
+    });
+    work.catch(() => undefined); // settled by the race below, or too late to matter
+    return Promise.race([work, timeout]).finally(() => clearTimeout(timer));
   }
 
   #reachable(): void {
