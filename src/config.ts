@@ -47,6 +47,8 @@ const defs = {
   commitHoldMs: { flag: 'commit-hold-ms', env: 'TERN_COMMIT_HOLD_MS', kind: 'int', default: 2, min: 0, max: 1000, description: 'hold a group commit up to this long for the PUBACKs of QoS 1 messages sent ahead of it, which cancel their rows (0: never)' },
   dbCommitTimeoutMs: { flag: 'db-commit-timeout-ms', env: 'TERN_DB_COMMIT_TIMEOUT_MS', kind: 'int', default: 10000, min: 100, max: 600000, description: 'a group commit still unanswered after this long is abandoned: its PostgreSQL connection is destroyed, its units fail (5.0: reason code 0x83, 3.1.1: the acknowledgement stays held) and the store counts as unhealthy until a commit succeeds' },
   shutdownTimeoutMs: { flag: 'shutdown-timeout-ms', env: 'TERN_SHUTDOWN_TIMEOUT_MS', kind: 'int', default: 15000, min: 100, max: 600000, description: 'on SIGTERM/SIGINT, exit (code 1) if the orderly shutdown has not finished after this long, e.g. because PostgreSQL does not answer' },
+  maxBatchRows: { flag: 'max-batch-rows', env: 'TERN_MAX_BATCH_ROWS', kind: 'int', default: 10000, min: 1, max: 1000000, description: 'a PostgreSQL group commit takes no more units of work once it changes this many rows; later ones wait for the next commit' },
+  maxBatchBytes: { flag: 'max-batch-bytes', env: 'TERN_MAX_BATCH_BYTES', kind: 'int', default: 16777216, min: 1024, max: 536870912, description: 'a PostgreSQL group commit takes no more units of work once it carries this many payload and topic bytes; later ones wait for the next commit' },
   maxQueuedMessages: { flag: 'max-queued-messages', env: 'TERN_MAX_QUEUED_MESSAGES', kind: 'int', default: 100000, min: 1, max: 100000000, description: 'messages queued per session before new ones are dropped' },
 } as const satisfies Record<string, OptionDef>;
 

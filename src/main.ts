@@ -81,7 +81,9 @@ async function main(): Promise<void> {
       embedded = await startEmbeddedPostgres({ dataDir: path.resolve(config.dataDir), logger });
       url = embedded.url;
     }
-    store = new PgStore({ url, logger, commitHoldMs: config.commitHoldMs, commitTimeoutMs: config.dbCommitTimeoutMs });
+    store = new PgStore({ url, logger, commitHoldMs: config.commitHoldMs, commitTimeoutMs: config.dbCommitTimeoutMs,
+      maxBatchRows: config.maxBatchRows, maxBatchBytes: config.maxBatchBytes,
+    });
   }
   try {
     await store.open();

@@ -58,6 +58,7 @@ const flags: Array<[string, string]> = [
   ['connect-timeout', 'TERN_CONNECT_TIMEOUT'], ['max-queued-messages', 'TERN_MAX_QUEUED_MESSAGES'],
   ['max-queued-bytes', 'TERN_MAX_QUEUED_BYTES'], ['commit-hold-ms', 'TERN_COMMIT_HOLD_MS'], ['store', 'TERN_STORE'],
   ['db-commit-timeout-ms', 'TERN_DB_COMMIT_TIMEOUT_MS'], ['shutdown-timeout-ms', 'TERN_SHUTDOWN_TIMEOUT_MS'],
+  ['max-batch-rows', 'TERN_MAX_BATCH_ROWS'], ['max-batch-bytes', 'TERN_MAX_BATCH_BYTES'],
   ['config', 'TERN_CONFIG'],
 ];
 
@@ -72,6 +73,7 @@ describe('loadConfig', () => {
       subscriptionIdentifiers: true, sharedSubscriptions: true, maxKeepAlive: 0, maxSessionExpiry: 4294967295,
       connectTimeout: 10, commitHoldMs: 2, maxQueuedMessages: 100000, maxQueuedBytes: 67108864,
       dbCommitTimeoutMs: 10000, shutdownTimeoutMs: 15000,
+      maxBatchRows: 10000, maxBatchBytes: 16777216,
     };
     assert.deepEqual(load([], {}), expected);
   });

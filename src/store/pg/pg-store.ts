@@ -33,6 +33,12 @@ export interface PgStoreOptions {
    * destroyed, its units fail and the store counts as unhealthy (default 10 s).
    */
   commitTimeoutMs?: number;
+  /**
+   * A group commit takes no more units once it changes this many rows or carries this many payload
+   * bytes (the unit that crosses the cap is its last); later units wait for the next commit, in order.
+   */
+  maxBatchRows?: number;
+  maxBatchBytes?: number;
 }
 
 /** Seconds of silence on a PostgreSQL connection before TCP keepalive probes start. */
@@ -91,6 +97,10 @@ export class PgStore implements Store {
   readonly #logger: PgStoreOptions['logger'];
   #open: Batch = new Batch();
   #waiters: Waiter[] = [];
+  /** Full batches waiting for the writer, oldest first (all older than `#open`). */
+  readonly #sealed: Array<{ batch: Batch; waiters: Waiter[] }> = [];
+  readonly #maxBatchRows: number;
+  readonly #maxBatchBytes: number;
   #committing = false;
   #healthy = true;
   #closed = false;
@@ -108,6 +118,8 @@ export class PgStore implements Store {
     this.#logger = opts.logger;
     this.#holdMs = opts.commitHoldMs ?? 0;
     this.#commitTimeoutMs = opts.commitTimeoutMs ?? 10_000;
+    this.#maxBatchRows = opts.maxBatchRows ?? 10_000;
+    this.#maxBatchBytes = opts.maxBatchBytes ?? 16 * 1024 * 1024;
     this.#pool = new pg.Pool({
       connectionString: opts.url, max: opts.poolSize ?? 4, types, connectionTimeoutMillis: 5000,
       idleTimeoutMillis: 30_000, application_name: 'tern',
@@ -151,7 +163,7 @@ export class PgStore implements Store {
     this.#closed = true;
     clearInterval(this.#gcTimer);
     // (each commit is bounded by the commit timeout and each connection attempt by its own)
-    while (this.#committing || this.#waiters.length > 0) {
+    while (this.#committing || this.#waiters.length > 0 || this.#sealed.length > 0) {
       if (!this.#committing) void this.#commit();
       await new Promise((r) => setTimeout(r, 5));
     }
@@ -167,8 +179,14 @@ export class PgStore implements Store {
   }
 
   transaction(build: (tx: UnitOfWork) => void): Promise<void> {
-    if (this.#closed && !this.#committing && this.#waiters.length === 0) {
+    if (this.#closed && !this.#committing && this.#waiters.length === 0 && this.#sealed.length === 0) {
       return Promise.reject(new StoreError('store is closed'));
+    }
+    if (this.#waiters.length > 0 && (this.#open.rows >= this.#maxBatchRows || this.#open.bytes >= this.#maxBatchBytes)) {
+      // Full: it is committed as it is, and this unit starts the next batch
+      this.#sealed.push({ batch: this.#open, waiters: this.#waiters });
+      this.#open = new Batch();
+      this.#waiters = [];
     }
     const unit = new RecordingUnit(this.#open);
     build(unit);
@@ -180,15 +198,22 @@ export class PgStore implements Store {
 
   async #commit(): Promise<void> {
     this.#committing = true;
-    while (this.#waiters.length > 0) {
+    while (this.#waiters.length > 0 || this.#sealed.length > 0) {
       // Let the event loop read what has arrived first: acknowledgements read now still cancel
       // their delivery rows inside this batch instead of costing a delete in the next one.
       await new Promise<void>((resolve) => setImmediate(resolve));
-      await this.#hold(this.#open);
-      const batch = this.#open;
-      const waiters = this.#waiters;
-      this.#open = new Batch();
-      this.#waiters = [];
+      let batch: Batch;
+      let waiters: Waiter[];
+      const full = this.#sealed.shift();
+      if (full) {
+        ({ batch, waiters } = full);
+      } else {
+        await this.#hold(this.#open);
+        batch = this.#open;
+        waiters = this.#waiters;
+        this.#open = new Batch();
+        this.#waiters = [];
+      }
       if (batch.isEmpty) {
         // e.g. every delivery acknowledged before the commit: nothing to write, no connection needed
         // (and it says nothing about the server)
@@ -469,13 +494,21 @@ export class PgStore implements Store {
           WHERE t.hub = d.hub AND t.client_id = d.client_id`, [del.map((r) => r.hub), del.map((r) => r.clientId)]);
       }
       if (put.length) {
+        // Payloads packed into one bytea sent as binary (a bytea[] would be spelled out in hex)
+        const payloads = packBytes(put.map((w) => w.message.payload));
         await c.query(`INSERT INTO wills (hub, client_id, topic_name, payload, qos, retain, properties, delay_interval_sec, message_expiry_interval_sec, created_at_ms)
-          SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::smallint[], $6::bool[], $7::jsonb[], $8::bigint[], $9::bigint[], $10::bigint[])
+          SELECT u.hub, u.client_id, u.topic, substring($4::bytea FROM (u.off - u.len + 1)::int FOR u.len), u.qos, u.retain, u.props,
+            u.delay, u.expiry, u.created
+          FROM (
+            SELECT t.*, sum(t.len) OVER (ORDER BY t.ord) AS off
+            FROM unnest($1::text[], $2::text[], $3::text[], $5::int[], $6::smallint[], $7::bool[], $8::jsonb[], $9::bigint[], $10::bigint[], $11::bigint[])
+              WITH ORDINALITY AS t(hub, client_id, topic, len, qos, retain, props, delay, expiry, created, ord)
+          ) u
           ON CONFLICT (hub, client_id) DO UPDATE SET topic_name = excluded.topic_name, payload = excluded.payload,
             qos = excluded.qos, retain = excluded.retain, properties = excluded.properties,
             delay_interval_sec = excluded.delay_interval_sec, message_expiry_interval_sec = excluded.message_expiry_interval_sec,
             created_at_ms = excluded.created_at_ms`, [
-          put.map((w) => w.hub), put.map((w) => w.clientId), put.map((w) => w.message.topicName), put.map((w) => w.message.payload),
+          put.map((w) => w.hub), put.map((w) => w.clientId), put.map((w) => w.message.topicName), payloads.bytes, payloads.lengths,
           put.map((w) => w.message.qos), put.map((w) => w.message.retain), put.map((w) => propsToJson(w.message.properties)),
           put.map((w) => w.delayIntervalSec), put.map((w) => w.messageExpiryIntervalSec ?? null), put.map((w) => w.message.createdAtMs),
         ]);
@@ -490,12 +523,19 @@ export class PgStore implements Store {
           WHERE t.hub = d.hub AND t.topic_name = d.topic_name`, [del.map((r) => r.hub), del.map((r) => r.topicName)]);
       }
       if (put.length) {
+        const payloads = packBytes(put.map((m) => m.payload));
         await c.query(`INSERT INTO retained_messages (hub, topic_name, message_id, payload, qos, properties, expires_at_ms, publisher_id, created_at_ms)
-          SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bytea[], $5::smallint[], $6::jsonb[], $7::bigint[], $8::text[], $9::bigint[])
+          SELECT u.hub, u.topic, u.id, substring($4::bytea FROM (u.off - u.len + 1)::int FOR u.len), u.qos, u.props, u.expires,
+            u.publisher, u.created
+          FROM (
+            SELECT t.*, sum(t.len) OVER (ORDER BY t.ord) AS off
+            FROM unnest($1::text[], $2::text[], $3::bigint[], $5::int[], $6::smallint[], $7::jsonb[], $8::bigint[], $9::text[], $10::bigint[])
+              WITH ORDINALITY AS t(hub, topic, id, len, qos, props, expires, publisher, created, ord)
+          ) u
           ON CONFLICT (hub, topic_name) DO UPDATE SET message_id = excluded.message_id, payload = excluded.payload,
             qos = excluded.qos, properties = excluded.properties, expires_at_ms = excluded.expires_at_ms,
             publisher_id = excluded.publisher_id, created_at_ms = excluded.created_at_ms`, [
-          put.map((m) => m.hub), put.map((m) => m.topicName), put.map((m) => m.id), put.map((m) => m.payload), put.map((m) => m.qos),
+          put.map((m) => m.hub), put.map((m) => m.topicName), put.map((m) => m.id), payloads.bytes, payloads.lengths, put.map((m) => m.qos),
           put.map((m) => propsToJson(m.properties)), put.map((m) => m.expiresAtMs ?? null), put.map((m) => m.publisherId ?? null),
           put.map((m) => m.createdAtMs),
         ]);
