@@ -11,7 +11,7 @@ import type { AcceptInfo, Authenticator, Authorizer, ByteChannel, Clock, Logger,
 import { planRoute } from './router.ts';
 import { SessionManager } from './session-manager.ts';
 import { toDeliveryRecord, type Delivery, type EncodeCache, type Session } from './session.ts';
-import type { AuditEvent, DeliveryRecord } from '../store/store.ts';
+import type { AuditEvent, DeliveryRecord, IdBlock } from '../store/store.ts';
 
 export interface BrokerDeps {
   options: BrokerOptions;
@@ -122,6 +122,12 @@ export class Broker {
   readonly deliveries: Deliveries;
   readonly sessions: SessionManager;
   #nextId: number;
+  /** End of the id block in use (Store.reserveIds); the next block is reserved ahead at `#refillAt`. */
+  #idLimit = Number.MAX_SAFE_INTEGER;
+  #refillAt = -1;
+  #spareIds: IdBlock | undefined;
+  #reservingIds = false;
+  #idsOverflowing = false;
   #sweep: Timer | undefined;
   #accepting = true;
 
@@ -137,9 +143,47 @@ export class Broker {
     this.#nextId = deps.clock.now() * 1000;
   }
 
-  /** A fresh id for messages and deliveries (monotonic within this node). */
+  /** A fresh id for messages and deliveries: from blocks the store reserves, never from the clock. */
   nextId(): number {
-    return this.#nextId++;
+    if (this.#nextId >= this.#idLimit) this.#nextIdBlock();
+    const id = this.#nextId++;
+    if (id === this.#refillAt) this.#reserveIds();
+    return id;
+  }
+
+  /** Move on to the block reserved ahead; without one, keep counting (unique on this node) until it comes. */
+  #nextIdBlock(): void {
+    const spare = this.#spareIds;
+    this.#spareIds = undefined;
+    if (spare && spare.first + spare.count > this.#nextId) {
+      this.#nextId = Math.max(this.#nextId, spare.first);
+      this.#idLimit = spare.first + spare.count;
+      this.#refillAt = Math.max(this.#nextId, spare.first + (spare.count >> 1));
+      return;
+    }
+    if (!this.#idsOverflowing) {
+      this.logger.warn({ nextId: this.#nextId }, 'no id block reserved in time (is the store reachable?); counting on past the block until one is');
+    }
+    this.#idsOverflowing = true;
+    this.#idLimit = Number.MAX_SAFE_INTEGER;
+    this.#reserveIds();
+  }
+
+  #reserveIds(): void {
+    if (this.#reservingIds) return;
+    this.#reservingIds = true;
+    this.store.reserveIds().then((block) => {
+      this.#reservingIds = false;
+      this.#spareIds = block;
+      if (this.#idsOverflowing) {
+        this.#idsOverflowing = false;
+        this.#nextIdBlock();
+      }
+    }, (err: unknown) => {
+      this.#reservingIds = false;
+      this.logger.warn({ err }, 'could not reserve a block of ids; trying again shortly');
+      this.#refillAt = this.#nextId + 1024;
+    });
   }
 
   /** The hub called `name` (hub names are case-insensitive), created on first use. */
@@ -162,7 +206,11 @@ export class Broker {
     for (const m of state.messages) if (m.id > maxId) maxId = m.id;
     for (const d of state.deliveries) if (d.id > maxId) maxId = d.id;
     for (const m of state.retained) if (m.id > maxId) maxId = m.id;
-    if (maxId >= this.#nextId) this.#nextId = maxId + 1;
+    // Ids come from blocks the store reserves (above every stored id), not from the clock
+    const block = await this.store.reserveIds();
+    this.#nextId = Math.max(block.first, maxId + 1);
+    this.#idLimit = block.first + block.count;
+    this.#refillAt = Math.max(this.#nextId, block.first + (block.count >> 1));
     this.sessions.restore(state);
     this.logger.info({ loadMs: Math.round(loadedMs), restoreMs: Math.round(performance.now() - t0 - loadedMs) }, 'start-up state loaded');
     this.#sweep = this.clock.setInterval(() => this.#checkDeadlines(), 250);

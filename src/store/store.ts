@@ -126,6 +126,18 @@ export interface Store {
   transaction(build: (tx: UnitOfWork) => void): Promise<void>;
   /** False while commits are failing (the database is unreachable); true again after one succeeds. */
   readonly healthy: boolean;
+  /**
+   * Reserve a block of ids for messages and deliveries: `count` ids from `first`, never handed out
+   * again by this store (across restarts and nodes), whatever the wall clock does. Every block is
+   * above every id stored when it is reserved.
+   */
+  reserveIds(): Promise<IdBlock>;
+}
+
+/** A block of ids reserved by `Store.reserveIds`: first, first + 1, ..., first + count - 1. */
+export interface IdBlock {
+  first: number;
+  count: number;
 }
 
 /** A store failure; keeps the driver's error as `cause`. */

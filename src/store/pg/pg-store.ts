@@ -8,7 +8,7 @@ import { drizzle } from 'drizzle-orm/node-postgres';
 import { migrate } from 'drizzle-orm/node-postgres/migrator';
 import type { Message, MessageProperties, ProtocolVersion, QoS } from '../../mqtt/packet.ts';
 import {
-  StoreError, type DeliveryRecord, type DeliveryState, type SessionRecord, type StoredState, type Store,
+  StoreError, type DeliveryRecord, type DeliveryState, type IdBlock, type SessionRecord, type StoredState, type Store,
   type SubscriptionRecord, type UnitOfWork, type WillRecord,
 } from '../store.ts';
 import { boolArray, numberArray, packBytes, textArray } from './arrays.ts';
@@ -40,6 +40,9 @@ export interface PgStoreOptions {
   maxBatchRows?: number;
   maxBatchBytes?: number;
 }
+
+/** Ids per block of the id_blocks sequence (its increment, migrations/0003). */
+const ID_BLOCK = 1048576;
 
 /** Seconds of silence on a PostgreSQL connection before TCP keepalive probes start. */
 const KEEPALIVE_IDLE_MS = 10_000;
@@ -603,6 +606,11 @@ export class PgStore implements Store {
     const r = await this.#pool.query(`DELETE FROM messages m WHERE m.created_at_ms < $1
       AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = m.id)`, [Date.now() - 60_000]);
     return r.rowCount ?? 0;
+  }
+
+  async reserveIds(): Promise<IdBlock> {
+    const r = await this.#pool.query(`SELECT nextval('id_blocks') AS first`);
+    return { first: (r.rows[0] as Row)['first'] as number, count: ID_BLOCK };
   }
 
   /** Run a read-only query (audit, admin tools, tests). */
