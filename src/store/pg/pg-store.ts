@@ -80,17 +80,44 @@ const types = {
     oid === 20 ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format as 'text'),
 };
 
+/**
+ * Message properties as jsonb text: correlation data base64-encoded, user properties as a list of
+ * [key, value] pairs, since jsonb reorders an object's keys and their order must be kept
+ * [MQTT-3.3.2-17/18] (a key given several times keeps its values' order too).
+ */
 function propsToJson(p: MessageProperties | undefined): string | null {
   if (!p) return null;
-  return JSON.stringify({ ...p, correlationData: p.correlationData?.toString('base64') });
+  let userProperties: Array<[string, string]> | undefined;
+  if (p.userProperties) {
+    userProperties = [];
+    for (const [k, v] of Object.entries(p.userProperties)) {
+      if (Array.isArray(v)) for (const x of v) userProperties.push([k, x]);
+      else userProperties.push([k, v]);
+    }
+  }
+  return JSON.stringify({ ...p, correlationData: p.correlationData?.toString('base64'), userProperties });
 }
 
 function propsFromJson(v: unknown): MessageProperties | undefined {
   if (v === null || v === undefined) return undefined;
-  const o = v as MessageProperties & { correlationData?: string };
-  const out: MessageProperties = { ...o, correlationData: undefined };
+  const o = v as Omit<MessageProperties, 'correlationData' | 'userProperties'> & {
+    correlationData?: string; userProperties?: Array<[string, string]> | MessageProperties['userProperties'];
+  };
+  const out: MessageProperties = { ...o, correlationData: undefined, userProperties: undefined };
   if (o.correlationData !== undefined) out.correlationData = Buffer.from(o.correlationData, 'base64');
   else delete out.correlationData;
+  if (Array.isArray(o.userProperties)) {
+    const u: Record<string, string | string[]> = {};
+    for (const [k, x] of o.userProperties) {
+      const prev = u[k];
+      u[k] = prev === undefined ? x : Array.isArray(prev) ? [...prev, x] : [prev, x];
+    }
+    out.userProperties = u;
+  } else if (o.userProperties !== undefined) {
+    out.userProperties = o.userProperties; // rows written before pairs were used
+  } else {
+    delete out.userProperties;
+  }
   return out;
 }
 
