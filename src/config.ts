@@ -49,6 +49,8 @@ const defs = {
   shutdownTimeoutMs: { flag: 'shutdown-timeout-ms', env: 'TERN_SHUTDOWN_TIMEOUT_MS', kind: 'int', default: 15000, min: 100, max: 600000, description: 'on SIGTERM/SIGINT, exit (code 1) if the orderly shutdown has not finished after this long, e.g. because PostgreSQL does not answer' },
   maxBatchRows: { flag: 'max-batch-rows', env: 'TERN_MAX_BATCH_ROWS', kind: 'int', default: 10000, min: 1, max: 1000000, description: 'a PostgreSQL group commit takes no more units of work once it changes this many rows; later ones wait for the next commit' },
   maxBatchBytes: { flag: 'max-batch-bytes', env: 'TERN_MAX_BATCH_BYTES', kind: 'int', default: 16777216, min: 1024, max: 536870912, description: 'a PostgreSQL group commit takes no more units of work once it carries this many payload and topic bytes; later ones wait for the next commit' },
+  auditRetentionDays: { flag: 'audit-retention-days', env: 'TERN_AUDIT_RETENTION_DAYS', kind: 'int', default: 90, min: 0, max: 36500, description: 'audit rows older than this many days are deleted (hourly, in batches of 5000; 0: keep them forever)' },
+  maxAuditDetailBytes: { flag: 'max-audit-detail-bytes', env: 'TERN_MAX_AUDIT_DETAIL_BYTES', kind: 'int', default: 4096, min: 256, max: 1048576, description: 'an audit row detail larger than this (JSON bytes) is stored truncated, as {"truncated":true,"bytes":<full size>,"head":"<start of it>"}' },
   maxQueuedMessages: { flag: 'max-queued-messages', env: 'TERN_MAX_QUEUED_MESSAGES', kind: 'int', default: 100000, min: 1, max: 100000000, description: 'messages queued per session before new ones are dropped' },
 } as const satisfies Record<string, OptionDef>;
 

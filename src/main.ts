@@ -83,6 +83,7 @@ async function main(): Promise<void> {
     }
     store = new PgStore({ url, logger, commitHoldMs: config.commitHoldMs, commitTimeoutMs: config.dbCommitTimeoutMs,
       maxBatchRows: config.maxBatchRows, maxBatchBytes: config.maxBatchBytes,
+      auditRetentionDays: config.auditRetentionDays, maxAuditDetailBytes: config.maxAuditDetailBytes,
     });
   }
   try {

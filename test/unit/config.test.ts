@@ -59,6 +59,7 @@ const flags: Array<[string, string]> = [
   ['max-queued-bytes', 'TERN_MAX_QUEUED_BYTES'], ['commit-hold-ms', 'TERN_COMMIT_HOLD_MS'], ['store', 'TERN_STORE'],
   ['db-commit-timeout-ms', 'TERN_DB_COMMIT_TIMEOUT_MS'], ['shutdown-timeout-ms', 'TERN_SHUTDOWN_TIMEOUT_MS'],
   ['max-batch-rows', 'TERN_MAX_BATCH_ROWS'], ['max-batch-bytes', 'TERN_MAX_BATCH_BYTES'],
+  ['audit-retention-days', 'TERN_AUDIT_RETENTION_DAYS'], ['max-audit-detail-bytes', 'TERN_MAX_AUDIT_DETAIL_BYTES'],
   ['config', 'TERN_CONFIG'],
 ];
 
@@ -74,6 +75,7 @@ describe('loadConfig', () => {
       connectTimeout: 10, commitHoldMs: 2, maxQueuedMessages: 100000, maxQueuedBytes: 67108864,
       dbCommitTimeoutMs: 10000, shutdownTimeoutMs: 15000,
       maxBatchRows: 10000, maxBatchBytes: 16777216,
+      auditRetentionDays: 90, maxAuditDetailBytes: 4096,
     };
     assert.deepEqual(load([], {}), expected);
   });

@@ -39,7 +39,15 @@ export interface PgStoreOptions {
    */
   maxBatchRows?: number;
   maxBatchBytes?: number;
+  /** Audit rows older than this many days are deleted (hourly, in bounded batches); 0 keeps them (default 90). */
+  auditRetentionDays?: number;
+  /** An audit row's detail larger than this (JSON bytes) is replaced by a truncated copy with a marker (default 4096). */
+  maxAuditDetailBytes?: number;
 }
+
+/** Audit rows deleted per statement when pruning, so that pruning never holds long locks. */
+const AUDIT_PRUNE_BATCH = 5000;
+const AUDIT_PRUNE_EVERY_MS = 60 * 60_000;
 
 /** Ids per block of the id_blocks sequence (its increment, migrations/0003). */
 const ID_BLOCK = 1048576;
@@ -72,6 +80,28 @@ function toStoreError(e: unknown): StoreError {
   if (e instanceof StoreError) return e;
   const refused = isDataError(e);
   return new StoreError(`${refused ? 'rows refused' : 'commit failed'}: ${(e as Error).message}`, { cause: e, refused });
+}
+
+/** U+0000, which jsonb cannot store, in audit detail strings (they may quote what a client sent). */
+const NUL = /\u0000/g;
+
+/**
+ * An audit row's detail as jsonb text, at most `maxBytes` (not below ~64): a larger one is replaced by
+ * `{"truncated": true, "bytes": <size of the full JSON>, "head": <its first characters>}`.
+ */
+export function auditDetailJson(detail: Record<string, unknown> | undefined, maxBytes: number): string | null {
+  if (!detail) return null;
+  const json = JSON.stringify(detail, (_k, v: unknown) => (typeof v === 'string' && v.includes('\u0000') ? v.replace(NUL, '\ufffd') : v));
+  const bytes = Buffer.byteLength(json);
+  if (bytes <= maxBytes) return json;
+  // Cut by characters, then shortened until the escaped result fits
+  let head = json.slice(0, maxBytes);
+  let out = JSON.stringify({ truncated: true, bytes, head });
+  while (Buffer.byteLength(out) > maxBytes && head.length > 0) {
+    head = head.slice(0, Math.floor(head.length * 0.9));
+    out = JSON.stringify({ truncated: true, bytes, head });
+  }
+  return out;
 }
 
 /** int8 as a JS number (ids and epoch milliseconds fit in 53 bits). */
@@ -131,6 +161,9 @@ export class PgStore implements Store {
   readonly #sealed: Array<{ batch: Batch; waiters: Waiter[] }> = [];
   readonly #maxBatchRows: number;
   readonly #maxBatchBytes: number;
+  readonly #auditRetentionDays: number;
+  readonly #maxAuditDetailBytes: number;
+  #auditTimer: NodeJS.Timeout | undefined;
   #committing = false;
   #healthy = true;
   #closed = false;
@@ -150,6 +183,8 @@ export class PgStore implements Store {
     this.#commitTimeoutMs = opts.commitTimeoutMs ?? 10_000;
     this.#maxBatchRows = opts.maxBatchRows ?? 10_000;
     this.#maxBatchBytes = opts.maxBatchBytes ?? 16 * 1024 * 1024;
+    this.#auditRetentionDays = opts.auditRetentionDays ?? 90;
+    this.#maxAuditDetailBytes = opts.maxAuditDetailBytes ?? 4096;
     this.#pool = new pg.Pool({
       connectionString: opts.url, max: opts.poolSize ?? 4, types, connectionTimeoutMillis: 5000,
       idleTimeoutMillis: 30_000, application_name: 'tern',
@@ -183,6 +218,34 @@ export class PgStore implements Store {
       this.collectGarbage().catch((err: unknown) => this.#logger.warn({ err }, 'message garbage collection failed'));
     }, 60_000);
     this.#gcTimer.unref();
+    if (this.#auditRetentionDays > 0) {
+      const prune = (): void => {
+        this.pruneAudit().catch((err: unknown) => this.#logger.warn({ err }, 'audit pruning failed'));
+      };
+      prune();
+      this.#auditTimer = setInterval(prune, AUDIT_PRUNE_EVERY_MS);
+      this.#auditTimer.unref();
+    }
+  }
+
+  /**
+   * Delete audit rows older than the retention, `batchRows` at a time (each its own statement), until
+   * none is left; resolves with the number deleted. A no-op when retention is off.
+   */
+  async pruneAudit(batchRows = AUDIT_PRUNE_BATCH): Promise<{ deleted: number; statements: number }> {
+    let deleted = 0;
+    let statements = 0;
+    if (this.#auditRetentionDays <= 0) return { deleted, statements };
+    for (;;) {
+      const r = await this.#pool.query(`DELETE FROM audit_events WHERE id IN (
+        SELECT id FROM audit_events WHERE at < now() - make_interval(days => $1) ORDER BY at LIMIT $2)`, [this.#auditRetentionDays, batchRows]);
+      statements++;
+      deleted += r.rowCount ?? 0;
+      if ((r.rowCount ?? 0) < batchRows || this.#closed) break;
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+    if (deleted > 0) this.#logger.info({ deleted, retentionDays: this.#auditRetentionDays }, 'old audit rows deleted');
+    return { deleted, statements };
   }
 
   get healthy(): boolean {
@@ -192,6 +255,7 @@ export class PgStore implements Store {
   async close(): Promise<void> {
     this.#closed = true;
     clearInterval(this.#gcTimer);
+    clearInterval(this.#auditTimer);
     // (each commit is bounded by the commit timeout and each connection attempt by its own)
     while (this.#committing || this.#waiters.length > 0 || this.#sealed.length > 0) {
       if (!this.#committing) void this.#commit();
@@ -579,7 +643,7 @@ export class PgStore implements Store {
           AS d(ms, hub, event, client_id, actor, remote_address, reason_code, detail)`, [
         a.map((e) => e.atMs), a.map((e) => e.hub), a.map((e) => e.event), a.map((e) => e.clientId ?? null),
         a.map((e) => e.actor ?? null), a.map((e) => e.remoteAddress ?? null), a.map((e) => e.reasonCode ?? null),
-        a.map((e) => (e.detail ? JSON.stringify(e.detail) : null)),
+        a.map((e) => auditDetailJson(e.detail, this.#maxAuditDetailBytes)),
       ]);
     }
   }
