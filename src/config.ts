@@ -51,6 +51,8 @@ const defs = {
   maxBatchBytes: { flag: 'max-batch-bytes', env: 'TERN_MAX_BATCH_BYTES', kind: 'int', default: 16777216, min: 1024, max: 536870912, description: 'a PostgreSQL group commit takes no more units of work once it carries this many payload and topic bytes; later ones wait for the next commit' },
   auditRetentionDays: { flag: 'audit-retention-days', env: 'TERN_AUDIT_RETENTION_DAYS', kind: 'int', default: 90, min: 0, max: 36500, description: 'audit rows older than this many days are deleted (hourly, in batches of 5000; 0: keep them forever)' },
   maxAuditDetailBytes: { flag: 'max-audit-detail-bytes', env: 'TERN_MAX_AUDIT_DETAIL_BYTES', kind: 'int', default: 4096, min: 256, max: 1048576, description: 'an audit row detail larger than this (JSON bytes) is stored truncated, as {"truncated":true,"bytes":<full size>,"head":"<start of it>"}' },
+  maxStoreBacklogUnits: { flag: 'max-store-backlog-units', env: 'TERN_MAX_STORE_BACKLOG_UNITS', kind: 'int', default: 50000, min: 1, max: 100000000, description: 'units of work waiting for PostgreSQL above which publishers stop being read (TCP) or have their acknowledgements held (WebSocket) until half that is left' },
+  maxStoreBacklogBytes: { flag: 'max-store-backlog-bytes', env: 'TERN_MAX_STORE_BACKLOG_BYTES', kind: 'int', default: 67108864, min: 1024, max: 68719476736, description: 'payload bytes waiting for PostgreSQL above which publishers stop being read (TCP) or have their acknowledgements held (WebSocket) until half that is left' },
   maxQueuedMessages: { flag: 'max-queued-messages', env: 'TERN_MAX_QUEUED_MESSAGES', kind: 'int', default: 100000, min: 1, max: 100000000, description: 'messages queued per session before new ones are dropped' },
 } as const satisfies Record<string, OptionDef>;
 

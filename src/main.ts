@@ -33,6 +33,8 @@ function brokerOptions(c: Config): BrokerOptions {
     connectTimeoutMs: c.connectTimeout * 1000,
     maxQueuedMessages: c.maxQueuedMessages,
     maxQueuedBytes: c.maxQueuedBytes,
+    maxStoreBacklogUnits: c.maxStoreBacklogUnits,
+    maxStoreBacklogBytes: c.maxStoreBacklogBytes,
   };
 }
 

@@ -130,6 +130,9 @@ export class Broker {
   #idsOverflowing = false;
   #sweep: Timer | undefined;
   #accepting = true;
+  /** Publishers not read from (or whose acknowledgements are held) until the store catches up. */
+  readonly #throttled = new Set<Connection>();
+  #backlogDrained: Promise<void> | undefined;
 
   constructor(deps: BrokerDeps) {
     this.options = deps.options;
@@ -237,6 +240,7 @@ export class Broker {
   /** Called by Connection once its socket is gone. */
   connectionClosed(conn: Connection, publishWill: boolean): void {
     if (!this.connections.delete(conn)) return;
+    this.#throttled.delete(conn);
     this.sessions.detach(conn, publishWill);
   }
 
@@ -244,7 +248,7 @@ export class Broker {
     const now = this.clock.now();
     for (const conn of this.connections) {
       if (conn.state === 'new' && now > conn.deadlineMs) conn.end(undefined); // connect timeout
-      else if (conn.state === 'connected' && conn.keepAliveSec > 0 && now > conn.deadlineMs) {
+      else if (conn.state === 'connected' && conn.keepAliveSec > 0 && now > conn.deadlineMs && !conn.readPaused) {
         conn.end(ReasonCode.KeepAliveTimeout); // [MQTT-3.1.2-22] 1.5 × keep alive without a packet
       }
     }
@@ -358,6 +362,28 @@ export class Broker {
       }
       throw err;
     });
+  }
+
+  /**
+   * Called after a client's publish that waits for a commit: while the store's backlog is above its
+   * limit, stop reading from that client (or hold its acknowledgements) until the backlog is down
+   * to half the limit, instead of buffering what it sends without bound. O(1) when below the limit.
+   */
+  throttleIfBehind(conn: Connection): void {
+    const o = this.options;
+    if (this.store.backlogBytes <= o.maxStoreBacklogBytes && this.store.backlogUnits <= o.maxStoreBacklogUnits) return;
+    if (this.#throttled.has(conn) || !conn.isOpen) return;
+    if (!this.#backlogDrained) {
+      this.logger.warn({ units: this.store.backlogUnits, bytes: this.store.backlogBytes }, 'PostgreSQL writer behind; reading from publishers paused');
+      this.#backlogDrained = this.store.whenBacklogBelow(o.maxStoreBacklogUnits >> 1, Math.floor(o.maxStoreBacklogBytes / 2)).then(() => {
+        this.#backlogDrained = undefined;
+        this.logger.info({ connections: this.#throttled.size }, 'PostgreSQL writer caught up; reading from publishers resumed');
+        for (const c of this.#throttled) c.resumeReading();
+        this.#throttled.clear();
+      });
+    }
+    this.#throttled.add(conn);
+    conn.pauseReading(this.#backlogDrained);
   }
 
   /** Route, commit and dispatch a message; resolves with the number of receiving sessions. */

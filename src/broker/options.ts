@@ -33,6 +33,12 @@ export interface BrokerOptions {
   softBufferBytes: number;
   /** Transport buffer above which QoS 0 messages to that client are dropped. */
   hardBufferBytes: number;
+  /**
+   * Store backlog (units of work / bytes not committed yet) above which publishers that need a
+   * commit stop being read (TCP) or have their acknowledgements held (WebSocket) until it is half that.
+   */
+  maxStoreBacklogUnits: number;
+  maxStoreBacklogBytes: number;
 }
 
 export const defaultBrokerOptions: BrokerOptions = {
@@ -54,4 +60,6 @@ export const defaultBrokerOptions: BrokerOptions = {
   maxQueuedBytes: 64 * 1024 * 1024,
   softBufferBytes: 256 * 1024,
   hardBufferBytes: 4 * 1024 * 1024,
+  maxStoreBacklogUnits: 50_000,
+  maxStoreBacklogBytes: 64 * 1024 * 1024,
 };

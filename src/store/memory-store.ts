@@ -35,6 +35,17 @@ export class MemoryStore implements Store {
 
   async open(): Promise<void> {}
 
+  get backlogUnits(): number {
+    return this.#pending.length;
+  }
+
+  /** (payload bytes are not counted here: units commit within the turn that submitted them) */
+  readonly backlogBytes = 0;
+
+  async whenBacklogBelow(): Promise<void> {
+    while (this.#pending.length > 0) await new Promise<void>((r) => queueMicrotask(r));
+  }
+
   async reserveIds(): Promise<IdBlock> {
     const first = this.#nextIdBlock;
     this.#nextIdBlock += ID_BLOCK;

@@ -132,6 +132,11 @@ export interface Store {
    * above every id stored when it is reserved.
    */
   reserveIds(): Promise<IdBlock>;
+  /** Units of work submitted and not yet settled (committed or failed), and the bytes they carry. */
+  readonly backlogUnits: number;
+  readonly backlogBytes: number;
+  /** Resolves once the backlog is at most `units` units and `bytes` bytes. */
+  whenBacklogBelow(units: number, bytes: number): Promise<void>;
 }
 
 /** A block of ids reserved by `Store.reserveIds`: first, first + 1, ..., first + count - 1. */

@@ -60,6 +60,7 @@ const flags: Array<[string, string]> = [
   ['db-commit-timeout-ms', 'TERN_DB_COMMIT_TIMEOUT_MS'], ['shutdown-timeout-ms', 'TERN_SHUTDOWN_TIMEOUT_MS'],
   ['max-batch-rows', 'TERN_MAX_BATCH_ROWS'], ['max-batch-bytes', 'TERN_MAX_BATCH_BYTES'],
   ['audit-retention-days', 'TERN_AUDIT_RETENTION_DAYS'], ['max-audit-detail-bytes', 'TERN_MAX_AUDIT_DETAIL_BYTES'],
+  ['max-store-backlog-units', 'TERN_MAX_STORE_BACKLOG_UNITS'], ['max-store-backlog-bytes', 'TERN_MAX_STORE_BACKLOG_BYTES'],
   ['config', 'TERN_CONFIG'],
 ];
 
@@ -76,6 +77,7 @@ describe('loadConfig', () => {
       dbCommitTimeoutMs: 10000, shutdownTimeoutMs: 15000,
       maxBatchRows: 10000, maxBatchBytes: 16777216,
       auditRetentionDays: 90, maxAuditDetailBytes: 4096,
+      maxStoreBacklogUnits: 50000, maxStoreBacklogBytes: 67108864,
     };
     assert.deepEqual(load([], {}), expected);
   });

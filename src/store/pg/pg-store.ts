@@ -159,6 +159,10 @@ export class PgStore implements Store {
   #waiters: Waiter[] = [];
   /** Full batches waiting for the writer, oldest first (all older than `#open`). */
   readonly #sealed: Array<{ batch: Batch; waiters: Waiter[] }> = [];
+  /** Units submitted and not settled yet, and the bytes they carry (Batch.bytes). */
+  #backlogUnits = 0;
+  #backlogBytes = 0;
+  #drainWaiters: Array<{ units: number; bytes: number; resolve: () => void }> = [];
   readonly #maxBatchRows: number;
   readonly #maxBatchBytes: number;
   readonly #auditRetentionDays: number;
@@ -282,12 +286,42 @@ export class PgStore implements Store {
       this.#open = new Batch();
       this.#waiters = [];
     }
-    const unit = new RecordingUnit(this.#open);
+    const open = this.#open;
+    const bytesBefore = open.bytes;
+    const unit = new RecordingUnit(open);
     build(unit);
+    this.#backlogUnits++;
+    this.#backlogBytes += open.bytes - bytesBefore;
     return new Promise<void>((resolve, reject) => {
       this.#waiters.push({ ops: unit.ops, resolve, reject });
       if (!this.#committing) void this.#commit();
     });
+  }
+
+  get backlogUnits(): number {
+    return this.#backlogUnits;
+  }
+
+  get backlogBytes(): number {
+    return this.#backlogBytes;
+  }
+
+  whenBacklogBelow(units: number, bytes: number): Promise<void> {
+    if (this.#backlogUnits <= units && this.#backlogBytes <= bytes) return Promise.resolve();
+    return new Promise((resolve) => this.#drainWaiters.push({ units, bytes, resolve }));
+  }
+
+  /** A batch settled (committed or failed): it leaves the backlog. */
+  #settled(batch: Batch, waiters: readonly Waiter[]): void {
+    this.#backlogUnits -= waiters.length;
+    this.#backlogBytes -= batch.bytes;
+    if (this.#drainWaiters.length === 0) return;
+    const still: Array<{ units: number; bytes: number; resolve: () => void }> = [];
+    for (const w of this.#drainWaiters) {
+      if (this.#backlogUnits <= w.units && this.#backlogBytes <= w.bytes) w.resolve();
+      else still.push(w);
+    }
+    this.#drainWaiters = still;
   }
 
   async #commit(): Promise<void> {
@@ -314,6 +348,7 @@ export class PgStore implements Store {
         this.commits++;
         this.units += waiters.length;
         for (const w of waiters) w.resolve();
+        this.#settled(batch, waiters);
         continue;
       }
       let client: pg.PoolClient;
@@ -321,6 +356,7 @@ export class PgStore implements Store {
         client = await this.#pool.connect();
       } catch (e) {
         this.#fail(waiters, e);
+        this.#settled(batch, waiters);
         continue;
       }
       let broken = false;
@@ -336,6 +372,7 @@ export class PgStore implements Store {
       } finally {
         // A data error leaves the connection usable (its transaction was rolled back): keep it
         client.release(broken);
+        this.#settled(batch, waiters);
       }
     }
     this.#committing = false;
