@@ -40,10 +40,10 @@ class Client {
     return ((await suback) as Extract<Packet, { cmd: 'suback' }>).granted as number[];
   }
 
-  async publish(topic: string, payload: string, timeoutMs: number): Promise<number> {
+  async publish(topic: string, payload: string, timeoutMs: number, retain = false): Promise<number> {
     const messageId = this.#nextId++;
     const ack = this.peer.waitFor((p) => p.cmd === 'puback' && p.messageId === messageId, `PUBACK for ${payload}`, timeoutMs);
-    this.peer.send({ cmd: 'publish', topic, payload: Buffer.from(payload), qos: 1, retain: false, dup: false, messageId });
+    this.peer.send({ cmd: 'publish', topic, payload: Buffer.from(payload), qos: 1, retain, dup: false, messageId });
     return ((await ack) as Extract<Packet, { cmd: 'puback' }>).reasonCode ?? 0;
   }
 
@@ -84,7 +84,9 @@ describe('a PostgreSQL connection that stops answering', { concurrency: false },
     proxy.freeze();
     const t0 = Date.now();
     // Before: no answer until the kernel drops the socket (~15 min). 30 s is far above the 2 s timeout.
-    const rc = await pub.publish(topic, 'frozen', 30_000);
+    // Retained: a row that must be committed (a delivery row may be cancelled by the subscriber's
+    // quick PUBACK and need no commit at all)
+    const rc = await pub.publish(topic, 'frozen', 30_000, true);
     t.diagnostic(`PUBACK 0x${rc.toString(16)} ${Date.now() - t0} ms after the database stopped answering (commit timeout 2000 ms)`);
     assert.ok(rc >= 0x80, `a message that could not be stored gets a failure code, not 0x${rc.toString(16)}`);
     assert.ok(broker.logs.some((l) => l['msg'] === 'commit timed out; its connection is abandoned'), 'the abandoned commit is logged');
