@@ -49,6 +49,8 @@ function brokerOptions(c: Config): BrokerOptions {
     connectionRatePerSec: c.connectionRate,
     connectionBurst: c.connectionBurst,
     maxPreConnectBytes: Math.max(c.maxPreConnectBytes, c.maxPacketSize), // a CONNECT may be that large
+    maxStoreBacklogUnits: c.maxStoreBacklogUnits,
+    maxStoreBacklogBytes: c.maxStoreBacklogBytes,
   };
 }
 
@@ -68,9 +70,17 @@ async function main(): Promise<void> {
     return;
   }
   const logger = createLogger(config.logLevel);
-  // One faulty code path must not take every client down with it: log and keep serving.
-  process.on('unhandledRejection', (err) => logger.error({ err }, 'unhandled rejection'));
-  process.on('uncaughtException', (err) => logger.error({ err }, 'uncaught exception'));
+  // Known failures (a lost database connection, a refused row, a client's bad packet) are handled
+  // where they happen. Anything reaching here is a bug whose damage is unknown: log it and exit
+  // non-zero. Durable state is in PostgreSQL, so a supervisor's restart is safe.
+  process.on('unhandledRejection', (err) => {
+    logger.fatal({ err }, 'unhandled rejection; exiting');
+    process.exit(1);
+  });
+  process.on('uncaughtException', (err) => {
+    logger.fatal({ err }, 'uncaught exception; exiting');
+    process.exit(1);
+  });
   if (!isNativeUws()) {
     if (!config.allowUwsFallback) {
       logger.fatal({}, 'uWebSockets.js could not load its native binary for this platform; refusing to run on its slow fallback (set --allow-uws-fallback to override)');
@@ -89,7 +99,10 @@ async function main(): Promise<void> {
       embedded = await startEmbeddedPostgres({ dataDir: path.resolve(config.dataDir), logger });
       url = embedded.url;
     }
-    store = new PgStore({ url, logger, commitHoldMs: config.commitHoldMs });
+    store = new PgStore({ url, logger, commitHoldMs: config.commitHoldMs, commitTimeoutMs: config.dbCommitTimeoutMs,
+      maxBatchRows: config.maxBatchRows, maxBatchBytes: config.maxBatchBytes,
+      auditRetentionDays: config.auditRetentionDays, maxAuditDetailBytes: config.maxAuditDetailBytes,
+    });
   }
   try {
     await store.open();
@@ -139,10 +152,16 @@ async function main(): Promise<void> {
   }, 'tern listening');
 
   let stopping = false;
+  const shutdownTimeoutMs = config.shutdownTimeoutMs;
   const stop = async (signal: string): Promise<void> => {
     if (stopping) return;
     stopping = true;
     logger.info({ signal }, 'shutting down');
+    // Every step below may wait on PostgreSQL: bound the whole shutdown
+    setTimeout(() => {
+      logger.error({ timeoutMs: shutdownTimeoutMs }, 'shutdown deadline passed; exiting without finishing');
+      process.exit(1);
+    }, shutdownTimeoutMs);
     // Stop accepting and send MQTT 5 clients DISCONNECT 0x8B before the listeners drop every socket
     await broker.shutdown();
     await new Promise((r) => setTimeout(r, 100));

@@ -12,7 +12,7 @@ import type { AcceptInfo, Authenticator, Authorizer, ByteChannel, Clock, Logger,
 import { planRoute } from './router.ts';
 import { SessionManager } from './session-manager.ts';
 import { toDeliveryRecord, type Delivery, type EncodeCache, type Session } from './session.ts';
-import type { AuditEvent, DeliveryRecord } from '../store/store.ts';
+import type { AuditEvent, DeliveryRecord, IdBlock } from '../store/store.ts';
 
 export interface BrokerDeps {
   options: BrokerOptions;
@@ -21,6 +21,11 @@ export interface BrokerDeps {
   logger: Logger;
   authenticator: Authenticator;
   authorizer: Authorizer;
+}
+
+/** True for a StoreError whose rows the database refused (StoreError.refused): retrying cannot succeed. */
+function isRefused(e: unknown): boolean {
+  return (e as { refused?: unknown } | null)?.refused === true;
 }
 
 /** True if the delivery of record `r` is still in flight (not acknowledged yet). */
@@ -129,6 +134,12 @@ export class Broker {
   readonly deliveries: Deliveries;
   readonly sessions: SessionManager;
   #nextId: number;
+  /** End of the id block in use (Store.reserveIds); the next block is reserved ahead at `#refillAt`. */
+  #idLimit = Number.MAX_SAFE_INTEGER;
+  #refillAt = -1;
+  #spareIds: IdBlock | undefined;
+  #reservingIds = false;
+  #idsOverflowing = false;
   #sweep: Timer | undefined;
   #accepting = true;
   /** Open connections per remote address. */
@@ -137,6 +148,9 @@ export class Broker {
   #lastBucketPruneMs = 0;
   /** Connections refused at accept, by reason (logged first and every 1000th). */
   readonly #refusedAtAccept = new Map<string, number>();
+  /** Publishers not read from (or whose acknowledgements are held) until the store catches up. */
+  readonly #throttled = new Set<Connection>();
+  #backlogDrained: Promise<void> | undefined;
 
   constructor(deps: BrokerDeps) {
     this.options = deps.options;
@@ -150,9 +164,47 @@ export class Broker {
     this.#nextId = deps.clock.now() * 1000;
   }
 
-  /** A fresh id for messages and deliveries (monotonic within this node). */
+  /** A fresh id for messages and deliveries: from blocks the store reserves, never from the clock. */
   nextId(): number {
-    return this.#nextId++;
+    if (this.#nextId >= this.#idLimit) this.#nextIdBlock();
+    const id = this.#nextId++;
+    if (id === this.#refillAt) this.#reserveIds();
+    return id;
+  }
+
+  /** Move on to the block reserved ahead; without one, keep counting (unique on this node) until it comes. */
+  #nextIdBlock(): void {
+    const spare = this.#spareIds;
+    this.#spareIds = undefined;
+    if (spare && spare.first + spare.count > this.#nextId) {
+      this.#nextId = Math.max(this.#nextId, spare.first);
+      this.#idLimit = spare.first + spare.count;
+      this.#refillAt = Math.max(this.#nextId, spare.first + (spare.count >> 1));
+      return;
+    }
+    if (!this.#idsOverflowing) {
+      this.logger.warn({ nextId: this.#nextId }, 'no id block reserved in time (is the store reachable?); counting on past the block until one is');
+    }
+    this.#idsOverflowing = true;
+    this.#idLimit = Number.MAX_SAFE_INTEGER;
+    this.#reserveIds();
+  }
+
+  #reserveIds(): void {
+    if (this.#reservingIds) return;
+    this.#reservingIds = true;
+    this.store.reserveIds().then((block) => {
+      this.#reservingIds = false;
+      this.#spareIds = block;
+      if (this.#idsOverflowing) {
+        this.#idsOverflowing = false;
+        this.#nextIdBlock();
+      }
+    }, (err: unknown) => {
+      this.#reservingIds = false;
+      this.logger.warn({ err }, 'could not reserve a block of ids; trying again shortly');
+      this.#refillAt = this.#nextId + 1024;
+    });
   }
 
   /** The key of the hub called `name` (hub names are case-insensitive); creates nothing. */
@@ -192,7 +244,11 @@ export class Broker {
     for (const m of state.messages) if (m.id > maxId) maxId = m.id;
     for (const d of state.deliveries) if (d.id > maxId) maxId = d.id;
     for (const m of state.retained) if (m.id > maxId) maxId = m.id;
-    if (maxId >= this.#nextId) this.#nextId = maxId + 1;
+    // Ids come from blocks the store reserves (above every stored id), not from the clock
+    const block = await this.store.reserveIds();
+    this.#nextId = Math.max(block.first, maxId + 1);
+    this.#idLimit = block.first + block.count;
+    this.#refillAt = Math.max(this.#nextId, block.first + (block.count >> 1));
     this.sessions.restore(state);
     this.logger.info({ loadMs: Math.round(loadedMs), restoreMs: Math.round(performance.now() - t0 - loadedMs) }, 'start-up state loaded');
     this.#sweep = this.clock.setInterval(() => this.#checkDeadlines(), 250);
@@ -273,6 +329,7 @@ export class Broker {
     const n = (this.#perAddress.get(address) ?? 1) - 1;
     if (n > 0) this.#perAddress.set(address, n);
     else this.#perAddress.delete(address);
+    this.#throttled.delete(conn);
     this.sessions.detach(conn, publishWill);
   }
 
@@ -291,7 +348,7 @@ export class Broker {
     this.#pruneBuckets(now);
     for (const conn of this.connections) {
       if (conn.state === 'new' && now > conn.deadlineMs) conn.end(undefined); // connect timeout
-      else if (conn.state === 'connected' && conn.keepAliveSec > 0 && now > conn.deadlineMs) {
+      else if (conn.state === 'connected' && conn.keepAliveSec > 0 && now > conn.deadlineMs && !conn.readPaused) {
         conn.end(ReasonCode.KeepAliveTimeout); // [MQTT-3.1.2-22] 1.5 × keep alive without a packet
       }
     }
@@ -392,7 +449,8 @@ export class Broker {
     if (!holder) return this.store.transaction(build);
     return this.store.transaction(build).catch(async (first: unknown) => {
       let err = first;
-      for (let delayMs = 250; holder.isOpen; delayMs = Math.min(delayMs * 2, 2000)) {
+      // Rows the database refused are refused again: fail the request at once (never retried)
+      for (let delayMs = 250; holder.isOpen && !isRefused(err); delayMs = Math.min(delayMs * 2, 2000)) {
         await new Promise<void>((resolve) => this.clock.setTimeout(resolve, delayMs));
         if (!holder.isOpen) break;
         try {
@@ -404,6 +462,28 @@ export class Broker {
       }
       throw err;
     });
+  }
+
+  /**
+   * Called after a client's publish that waits for a commit: while the store's backlog is above its
+   * limit, stop reading from that client (or hold its acknowledgements) until the backlog is down
+   * to half the limit, instead of buffering what it sends without bound. O(1) when below the limit.
+   */
+  throttleIfBehind(conn: Connection): void {
+    const o = this.options;
+    if (this.store.backlogBytes <= o.maxStoreBacklogBytes && this.store.backlogUnits <= o.maxStoreBacklogUnits) return;
+    if (this.#throttled.has(conn) || !conn.isOpen) return;
+    if (!this.#backlogDrained) {
+      this.logger.warn({ units: this.store.backlogUnits, bytes: this.store.backlogBytes }, 'PostgreSQL writer behind; reading from publishers paused');
+      this.#backlogDrained = this.store.whenBacklogBelow(o.maxStoreBacklogUnits >> 1, Math.floor(o.maxStoreBacklogBytes / 2)).then(() => {
+        this.#backlogDrained = undefined;
+        this.logger.info({ connections: this.#throttled.size }, 'PostgreSQL writer caught up; reading from publishers resumed');
+        for (const c of this.#throttled) c.resumeReading();
+        this.#throttled.clear();
+      });
+    }
+    this.#throttled.add(conn);
+    conn.pauseReading(this.#backlogDrained);
   }
 
   /** Route, commit and dispatch a message; resolves with the number of receiving sessions. */

@@ -78,6 +78,27 @@ export class Connection implements ChannelSink {
     channel.sink = this;
   }
 
+  /** Reading paused (or acknowledgements held) while the store catches up (Broker.throttleIfBehind). */
+  readPaused = false;
+
+  /**
+   * Stop reading until `resumeReading`. A transport that cannot pause (uWS) gets its later replies
+   * held instead, until `drained`: with its acknowledgements held a client stops at its window.
+   */
+  pauseReading(drained: Promise<void>): void {
+    this.readPaused = true;
+    if (this.channel.pauseReading) this.channel.pauseReading();
+    else this.after(drained, () => undefined);
+  }
+
+  resumeReading(): void {
+    if (!this.readPaused) return;
+    this.readPaused = false;
+    // (keep-alive is not checked while paused: the client's PINGREQs were not read)
+    if (this.keepAliveSec > 0) this.deadlineMs = this.broker.clock.now() + this.keepAliveSec * 1500;
+    this.channel.resumeReading?.();
+  }
+
   get isOpen(): boolean {
     return this.state !== 'closed';
   }

@@ -63,6 +63,12 @@ export interface BrokerOptions {
   connectionBurst: number;
   /** Bytes a connection may send before its CONNECT is decided (CONNECT included). */
   maxPreConnectBytes: number;
+  /**
+   * Store backlog (units of work / bytes not committed yet) above which publishers that need a
+   * commit stop being read (TCP) or have their acknowledgements held (WebSocket) until it is half that.
+   */
+  maxStoreBacklogUnits: number;
+  maxStoreBacklogBytes: number;
 }
 
 export const defaultBrokerOptions: BrokerOptions = {
@@ -101,4 +107,6 @@ export const defaultBrokerOptions: BrokerOptions = {
   connectionRatePerSec: 200,
   connectionBurst: 1000,
   maxPreConnectBytes: 2 * 1024 * 1024,
+  maxStoreBacklogUnits: 50_000,
+  maxStoreBacklogBytes: 64 * 1024 * 1024,
 };

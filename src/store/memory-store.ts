@@ -2,12 +2,14 @@
 // start-up default until a database is configured; "durable" only for the life of the process.
 import type { Message } from '../mqtt/packet.ts';
 import type {
-  AuditEvent, DeliveryRecord, DeliveryState, InboundQos2Record, SessionRecord, StoredState, Store, SubscriptionRecord,
+  AuditEvent, DeliveryRecord, DeliveryState, IdBlock, InboundQos2Record, SessionRecord, StoredState, Store, SubscriptionRecord,
   UnitOfWork, WillRecord,
 } from './store.ts';
 
 const key = (hub: string, id: string): string => `${hub}\u0000${id}`;
 const MAX_AUDIT_EVENTS = 10_000;
+/** Ids per `reserveIds` block. */
+const ID_BLOCK = 1 << 20;
 
 /** In-process Store; units of work submitted in one tick commit together. */
 export class MemoryStore implements Store {
@@ -29,7 +31,26 @@ export class MemoryStore implements Store {
   /** Number of commits performed (each may hold many units of work). */
   commits = 0;
 
+  #nextIdBlock = 1;
+
   async open(): Promise<void> {}
+
+  get backlogUnits(): number {
+    return this.#pending.length;
+  }
+
+  /** (payload bytes are not counted here: units commit within the turn that submitted them) */
+  readonly backlogBytes = 0;
+
+  async whenBacklogBelow(): Promise<void> {
+    while (this.#pending.length > 0) await new Promise<void>((r) => queueMicrotask(r));
+  }
+
+  async reserveIds(): Promise<IdBlock> {
+    const first = this.#nextIdBlock;
+    this.#nextIdBlock += ID_BLOCK;
+    return { first, count: ID_BLOCK };
+  }
   async close(): Promise<void> {}
 
   async load(): Promise<StoredState> {

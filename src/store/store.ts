@@ -126,12 +126,36 @@ export interface Store {
   transaction(build: (tx: UnitOfWork) => void): Promise<void>;
   /** False while commits are failing (the database is unreachable); true again after one succeeds. */
   readonly healthy: boolean;
+  /**
+   * Reserve a block of ids for messages and deliveries: `count` ids from `first`, never handed out
+   * again by this store (across restarts and nodes), whatever the wall clock does. Every block is
+   * above every id stored when it is reserved.
+   */
+  reserveIds(): Promise<IdBlock>;
+  /** Units of work submitted and not yet settled (committed or failed), and the bytes they carry. */
+  readonly backlogUnits: number;
+  readonly backlogBytes: number;
+  /** Resolves once the backlog is at most `units` units and `bytes` bytes. */
+  whenBacklogBelow(units: number, bytes: number): Promise<void>;
+}
+
+/** A block of ids reserved by `Store.reserveIds`: first, first + 1, ..., first + count - 1. */
+export interface IdBlock {
+  first: number;
+  count: number;
 }
 
 /** A store failure; keeps the driver's error as `cause`. */
 export class StoreError extends Error {
-  constructor(message: string, options?: { cause?: unknown }) {
+  /**
+   * The database refused the unit's own rows (say a key too long for its index): trying the same
+   * unit again fails again, so callers must not retry it. False for lost connections, timeouts etc.
+   */
+  readonly refused: boolean;
+
+  constructor(message: string, options?: { cause?: unknown; refused?: boolean }) {
     super(message, options);
     this.name = 'StoreError';
+    this.refused = options?.refused ?? false;
   }
 }

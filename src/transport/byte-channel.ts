@@ -22,6 +22,9 @@ export interface ByteChannel {
   bufferedBytes(): number;
   /** Close after flushing what was written. */
   close(): void;
+  /** Stop reading from the peer until `resumeReading` (transports that can: TCP, TLS). */
+  pauseReading?(): void;
+  resumeReading?(): void;
   /** Set once by the consumer; events before that are dropped. */
   sink: ChannelSink | undefined;
 }

@@ -42,6 +42,14 @@ class SocketChannel implements ByteChannel {
     return this.#socket.writableLength;
   }
 
+  pauseReading(): void {
+    this.#socket.pause();
+  }
+
+  resumeReading(): void {
+    this.#socket.resume();
+  }
+
   close(): void {
     const socket = this.#socket;
     if (!this.closed) socket.end();

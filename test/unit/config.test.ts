@@ -57,6 +57,10 @@ const flags: Array<[string, string]> = [
   ['max-keep-alive', 'TERN_MAX_KEEP_ALIVE'], ['max-session-expiry', 'TERN_MAX_SESSION_EXPIRY'],
   ['connect-timeout', 'TERN_CONNECT_TIMEOUT'], ['max-queued-messages', 'TERN_MAX_QUEUED_MESSAGES'],
   ['max-queued-bytes', 'TERN_MAX_QUEUED_BYTES'], ['commit-hold-ms', 'TERN_COMMIT_HOLD_MS'], ['store', 'TERN_STORE'],
+  ['db-commit-timeout-ms', 'TERN_DB_COMMIT_TIMEOUT_MS'], ['shutdown-timeout-ms', 'TERN_SHUTDOWN_TIMEOUT_MS'],
+  ['max-batch-rows', 'TERN_MAX_BATCH_ROWS'], ['max-batch-bytes', 'TERN_MAX_BATCH_BYTES'],
+  ['audit-retention-days', 'TERN_AUDIT_RETENTION_DAYS'], ['max-audit-detail-bytes', 'TERN_MAX_AUDIT_DETAIL_BYTES'],
+  ['max-store-backlog-units', 'TERN_MAX_STORE_BACKLOG_UNITS'], ['max-store-backlog-bytes', 'TERN_MAX_STORE_BACKLOG_BYTES'],
   ['config', 'TERN_CONFIG'],
   ['max-topic-length', 'TERN_MAX_TOPIC_LENGTH'], ['max-topic-filter-length', 'TERN_MAX_TOPIC_FILTER_LENGTH'],
   ['max-topic-levels', 'TERN_MAX_TOPIC_LEVELS'], ['max-client-id-length', 'TERN_MAX_CLIENT_ID_LENGTH'],
@@ -82,6 +86,10 @@ describe('loadConfig', () => {
       maxHubs: 1000, maxSessions: 1000000, maxSubscriptionsPerSession: 1000, maxRetainedMessages: 100000, maxRetainedBytes: 268435456,
       maxUnackedPublishes: 65535,
       maxConnections: 100000, maxConnectionsPerAddress: 1000, connectionRate: 200, connectionBurst: 1000, maxPreConnectBytes: 2097152,
+      dbCommitTimeoutMs: 10000, shutdownTimeoutMs: 15000,
+      maxBatchRows: 10000, maxBatchBytes: 16777216,
+      auditRetentionDays: 90, maxAuditDetailBytes: 4096,
+      maxStoreBacklogUnits: 50000, maxStoreBacklogBytes: 67108864,
     };
     assert.deepEqual(load([], {}), expected);
   });

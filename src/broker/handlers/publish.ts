@@ -116,6 +116,7 @@ export function handlePublish(conn: Connection, p: PublishPacket): void {
   const plan = broker.route(message, persistQos2
     ? (tx) => tx.addInboundQos2({ hub: session.hub.name, clientId: session.clientId, packetId: p.packetId! })
     : undefined, conn.version === 4 && p.qos > 0 ? { retryWhileOpen: conn } : {});
+  if (plan.committed !== undefined) broker.throttleIfBehind(conn);
   if (plan.committed === undefined && conn.repliesInOrder) {
     // Nothing to store and no earlier reply pending: dispatch and acknowledge now
     plan.dispatch();

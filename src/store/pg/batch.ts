@@ -30,6 +30,10 @@ export class Batch implements UnitOfWork {
   readonly deliveries = new Map<number, DeliveryChange>();
   readonly inboundQos2 = new Map<string, { hub: string; clientId: string; packetId: number; add: boolean }>();
   readonly audit: AuditEvent[] = [];
+  /** Rows changed so far (roughly: one per call, one per delivery), to cap a group commit. */
+  rows = 0;
+  /** Payload and topic bytes so far (UTF-16 code units for topics), to cap a group commit. */
+  bytes = 0;
   /** Inserts of QoS 1 deliveries already sent, not yet cancelled by their acknowledgement. */
   cancellable = 0;
   /** performance.now() when the first cancellable insert joined the batch. */
@@ -38,10 +42,12 @@ export class Batch implements UnitOfWork {
   onAllCancelled: (() => void) | undefined;
 
   putSession(s: SessionRecord): void {
+    this.rows++;
     this.sessions.set(k2(s.hub, s.clientId), { ...s });
   }
 
   deleteSession(hub: string, clientId: string): void {
+    this.rows++;
     const key = k2(hub, clientId);
     this.deletedSessions.set(key, { hub, clientId });
     // Earlier changes to this session in the batch are void; later ones apply after the delete.
@@ -74,18 +80,23 @@ export class Batch implements UnitOfWork {
   }
 
   putSubscription(s: SubscriptionRecord): void {
+    this.rows++;
     this.subscriptions.set(k3(s.hub, s.clientId, s.topicFilter), { ...s });
   }
 
   deleteSubscription(hub: string, clientId: string, topicFilter: string): void {
+    this.rows++;
     this.subscriptions.set(k3(hub, clientId, topicFilter), { hub, clientId, topicFilter, deleted: true });
   }
 
   insertMessage(m: Message): void {
+    this.rows++;
+    this.bytes += m.payload.length + m.topicName.length;
     this.messages.set(m.id, m);
   }
 
   enqueueDeliveries(ds: DeliveryRecord[]): void {
+    this.rows += ds.length;
     for (const d of ds) {
       const c = this.deliveries.get(d.id);
       if (c?.insert) continue;
@@ -96,6 +107,7 @@ export class Batch implements UnitOfWork {
   }
 
   updateDelivery(id: number, packetId: number, state: DeliveryState): void {
+    this.rows++;
     const c = this.deliveries.get(id);
     if (c?.delete) return;
     if (c?.insert) {
@@ -109,6 +121,7 @@ export class Batch implements UnitOfWork {
   }
 
   deleteDelivery(id: number): void {
+    this.rows++;
     const c = this.deliveries.get(id);
     if (c?.insert) {
       this.deliveries.delete(id); // inserted and deleted in one batch: nothing to write
@@ -119,30 +132,40 @@ export class Batch implements UnitOfWork {
   }
 
   putRetained(m: Message): void {
+    this.rows++;
+    this.bytes += m.payload.length + m.topicName.length;
     this.retained.set(k2(m.hub, m.topicName), m);
   }
 
   deleteRetained(hub: string, topicName: string): void {
+    this.rows++;
+    this.bytes += topicName.length;
     this.retained.set(k2(hub, topicName), { hub, topicName, deleted: true });
   }
 
   putWill(w: WillRecord): void {
+    this.rows++;
+    this.bytes += w.message.payload.length + w.message.topicName.length;
     this.wills.set(k2(w.hub, w.clientId), { ...w });
   }
 
   deleteWill(hub: string, clientId: string): void {
+    this.rows++;
     this.wills.set(k2(hub, clientId), { hub, clientId, deleted: true });
   }
 
   addInboundQos2(r: { hub: string; clientId: string; packetId: number }): void {
+    this.rows++;
     this.inboundQos2.set(k3(r.hub, r.clientId, r.packetId), { ...r, add: true });
   }
 
   deleteInboundQos2(hub: string, clientId: string, packetId: number): void {
+    this.rows++;
     this.inboundQos2.set(k3(hub, clientId, packetId), { hub, clientId, packetId, add: false });
   }
 
   appendAudit(e: AuditEvent): void {
+    this.rows++;
     this.audit.push(e);
   }
 }

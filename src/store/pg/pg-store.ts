@@ -8,7 +8,7 @@ import { drizzle } from 'drizzle-orm/node-postgres';
 import { migrate } from 'drizzle-orm/node-postgres/migrator';
 import type { Message, MessageProperties, ProtocolVersion, QoS } from '../../mqtt/packet.ts';
 import {
-  StoreError, type DeliveryRecord, type DeliveryState, type SessionRecord, type StoredState, type Store,
+  StoreError, type DeliveryRecord, type DeliveryState, type IdBlock, type SessionRecord, type StoredState, type Store,
   type SubscriptionRecord, type UnitOfWork, type WillRecord,
 } from '../store.ts';
 import { boolArray, numberArray, packBytes, textArray } from './arrays.ts';
@@ -28,7 +28,32 @@ export interface PgStoreOptions {
    * it) while it holds QoS 1 deliveries already sent, whose acknowledgements cancel their rows.
    */
   commitHoldMs?: number;
+  /**
+   * A commit still unanswered after this many milliseconds is abandoned: its connection is
+   * destroyed, its units fail and the store counts as unhealthy (default 10 s).
+   */
+  commitTimeoutMs?: number;
+  /**
+   * A group commit takes no more units once it changes this many rows or carries this many payload
+   * bytes (the unit that crosses the cap is its last); later units wait for the next commit, in order.
+   */
+  maxBatchRows?: number;
+  maxBatchBytes?: number;
+  /** Audit rows older than this many days are deleted (hourly, in bounded batches); 0 keeps them (default 90). */
+  auditRetentionDays?: number;
+  /** An audit row's detail larger than this (JSON bytes) is replaced by a truncated copy with a marker (default 4096). */
+  maxAuditDetailBytes?: number;
 }
+
+/** Audit rows deleted per statement when pruning, so that pruning never holds long locks. */
+const AUDIT_PRUNE_BATCH = 5000;
+const AUDIT_PRUNE_EVERY_MS = 60 * 60_000;
+
+/** Ids per block of the id_blocks sequence (its increment, migrations/0003). */
+const ID_BLOCK = 1048576;
+
+/** Seconds of silence on a PostgreSQL connection before TCP keepalive probes start. */
+const KEEPALIVE_IDLE_MS = 10_000;
 
 type Row = Record<string, unknown>;
 
@@ -52,7 +77,31 @@ function isDataError(e: unknown): boolean {
 }
 
 function toStoreError(e: unknown): StoreError {
-  return e instanceof StoreError ? e : new StoreError(`commit failed: ${(e as Error).message}`, { cause: e });
+  if (e instanceof StoreError) return e;
+  const refused = isDataError(e);
+  return new StoreError(`${refused ? 'rows refused' : 'commit failed'}: ${(e as Error).message}`, { cause: e, refused });
+}
+
+/** U+0000, which jsonb cannot store, in audit detail strings (they may quote what a client sent). */
+const NUL = /\u0000/g;
+
+/**
+ * An audit row's detail as jsonb text, at most `maxBytes` (not below ~64): a larger one is replaced by
+ * `{"truncated": true, "bytes": <size of the full JSON>, "head": <its first characters>}`.
+ */
+export function auditDetailJson(detail: Record<string, unknown> | undefined, maxBytes: number): string | null {
+  if (!detail) return null;
+  const json = JSON.stringify(detail, (_k, v: unknown) => (typeof v === 'string' && v.includes('\u0000') ? v.replace(NUL, '\ufffd') : v));
+  const bytes = Buffer.byteLength(json);
+  if (bytes <= maxBytes) return json;
+  // Cut by characters, then shortened until the escaped result fits
+  let head = json.slice(0, maxBytes);
+  let out = JSON.stringify({ truncated: true, bytes, head });
+  while (Buffer.byteLength(out) > maxBytes && head.length > 0) {
+    head = head.slice(0, Math.floor(head.length * 0.9));
+    out = JSON.stringify({ truncated: true, bytes, head });
+  }
+  return out;
 }
 
 /** int8 as a JS number (ids and epoch milliseconds fit in 53 bits). */
@@ -61,17 +110,44 @@ const types = {
     oid === 20 ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format as 'text'),
 };
 
+/**
+ * Message properties as jsonb text: correlation data base64-encoded, user properties as a list of
+ * [key, value] pairs, since jsonb reorders an object's keys and their order must be kept
+ * [MQTT-3.3.2-17/18] (a key given several times keeps its values' order too).
+ */
 function propsToJson(p: MessageProperties | undefined): string | null {
   if (!p) return null;
-  return JSON.stringify({ ...p, correlationData: p.correlationData?.toString('base64') });
+  let userProperties: Array<[string, string]> | undefined;
+  if (p.userProperties) {
+    userProperties = [];
+    for (const [k, v] of Object.entries(p.userProperties)) {
+      if (Array.isArray(v)) for (const x of v) userProperties.push([k, x]);
+      else userProperties.push([k, v]);
+    }
+  }
+  return JSON.stringify({ ...p, correlationData: p.correlationData?.toString('base64'), userProperties });
 }
 
 function propsFromJson(v: unknown): MessageProperties | undefined {
   if (v === null || v === undefined) return undefined;
-  const o = v as MessageProperties & { correlationData?: string };
-  const out: MessageProperties = { ...o, correlationData: undefined };
+  const o = v as Omit<MessageProperties, 'correlationData' | 'userProperties'> & {
+    correlationData?: string; userProperties?: Array<[string, string]> | MessageProperties['userProperties'];
+  };
+  const out: MessageProperties = { ...o, correlationData: undefined, userProperties: undefined };
   if (o.correlationData !== undefined) out.correlationData = Buffer.from(o.correlationData, 'base64');
   else delete out.correlationData;
+  if (Array.isArray(o.userProperties)) {
+    const u: Record<string, string | string[]> = {};
+    for (const [k, x] of o.userProperties) {
+      const prev = u[k];
+      u[k] = prev === undefined ? x : Array.isArray(prev) ? [...prev, x] : [prev, x];
+    }
+    out.userProperties = u;
+  } else if (o.userProperties !== undefined) {
+    out.userProperties = o.userProperties; // rows written before pairs were used
+  } else {
+    delete out.userProperties;
+  }
   return out;
 }
 
@@ -81,11 +157,23 @@ export class PgStore implements Store {
   readonly #logger: PgStoreOptions['logger'];
   #open: Batch = new Batch();
   #waiters: Waiter[] = [];
+  /** Full batches waiting for the writer, oldest first (all older than `#open`). */
+  readonly #sealed: Array<{ batch: Batch; waiters: Waiter[] }> = [];
+  /** Units submitted and not settled yet, and the bytes they carry (Batch.bytes). */
+  #backlogUnits = 0;
+  #backlogBytes = 0;
+  #drainWaiters: Array<{ units: number; bytes: number; resolve: () => void }> = [];
+  readonly #maxBatchRows: number;
+  readonly #maxBatchBytes: number;
+  readonly #auditRetentionDays: number;
+  readonly #maxAuditDetailBytes: number;
+  #auditTimer: NodeJS.Timeout | undefined;
   #committing = false;
   #healthy = true;
   #closed = false;
   #gcTimer: NodeJS.Timeout | undefined;
   readonly #holdMs: number;
+  readonly #commitTimeoutMs: number;
   /** Commits performed and units committed, for metrics and tests. */
   commits = 0;
   units = 0;
@@ -96,12 +184,24 @@ export class PgStore implements Store {
   constructor(opts: PgStoreOptions) {
     this.#logger = opts.logger;
     this.#holdMs = opts.commitHoldMs ?? 0;
+    this.#commitTimeoutMs = opts.commitTimeoutMs ?? 10_000;
+    this.#maxBatchRows = opts.maxBatchRows ?? 10_000;
+    this.#maxBatchBytes = opts.maxBatchBytes ?? 16 * 1024 * 1024;
+    this.#auditRetentionDays = opts.auditRetentionDays ?? 90;
+    this.#maxAuditDetailBytes = opts.maxAuditDetailBytes ?? 4096;
     this.#pool = new pg.Pool({
       connectionString: opts.url, max: opts.poolSize ?? 4, types, connectionTimeoutMillis: 5000,
       idleTimeoutMillis: 30_000, application_name: 'tern',
+      // A server or network that vanished without a word is noticed by the kernel, not after ~15 min
+      keepAlive: true, keepAliveInitialDelayMillis: KEEPALIVE_IDLE_MS,
     });
     // An idle client losing its server must not crash the process; the pool replaces it.
     this.#pool.on('error', (err) => this.#logger.warn({ err }, 'idle PostgreSQL connection failed'));
+    // Nor may a checked-out one (a server restart in the middle of a commit): pg emits 'error' on
+    // the client besides failing its query, and the pool listens only while the client is idle.
+    this.#pool.on('connect', (client) => {
+      client.on('error', (err) => this.#logger.warn({ err }, 'PostgreSQL connection failed'));
+    });
   }
 
   /** Apply the migrations in migrations/ (idempotent; serialized across nodes by an advisory lock). */
@@ -122,6 +222,34 @@ export class PgStore implements Store {
       this.collectGarbage().catch((err: unknown) => this.#logger.warn({ err }, 'message garbage collection failed'));
     }, 60_000);
     this.#gcTimer.unref();
+    if (this.#auditRetentionDays > 0) {
+      const prune = (): void => {
+        this.pruneAudit().catch((err: unknown) => this.#logger.warn({ err }, 'audit pruning failed'));
+      };
+      prune();
+      this.#auditTimer = setInterval(prune, AUDIT_PRUNE_EVERY_MS);
+      this.#auditTimer.unref();
+    }
+  }
+
+  /**
+   * Delete audit rows older than the retention, `batchRows` at a time (each its own statement), until
+   * none is left; resolves with the number deleted. A no-op when retention is off.
+   */
+  async pruneAudit(batchRows = AUDIT_PRUNE_BATCH): Promise<{ deleted: number; statements: number }> {
+    let deleted = 0;
+    let statements = 0;
+    if (this.#auditRetentionDays <= 0) return { deleted, statements };
+    for (;;) {
+      const r = await this.#pool.query(`DELETE FROM audit_events WHERE id IN (
+        SELECT id FROM audit_events WHERE at < now() - make_interval(days => $1) ORDER BY at LIMIT $2)`, [this.#auditRetentionDays, batchRows]);
+      statements++;
+      deleted += r.rowCount ?? 0;
+      if ((r.rowCount ?? 0) < batchRows || this.#closed) break;
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+    if (deleted > 0) this.#logger.info({ deleted, retentionDays: this.#auditRetentionDays }, 'old audit rows deleted');
+    return { deleted, statements };
   }
 
   get healthy(): boolean {
@@ -131,56 +259,168 @@ export class PgStore implements Store {
   async close(): Promise<void> {
     this.#closed = true;
     clearInterval(this.#gcTimer);
-    while (this.#committing || this.#waiters.length > 0) {
+    clearInterval(this.#auditTimer);
+    // (each commit is bounded by the commit timeout and each connection attempt by its own)
+    while (this.#committing || this.#waiters.length > 0 || this.#sealed.length > 0) {
       if (!this.#committing) void this.#commit();
       await new Promise((r) => setTimeout(r, 5));
     }
-    await this.#pool.end();
+    // Ending a connection waits for the server's goodbye, which a server that stopped answering never sends
+    let timer: NodeJS.Timeout | undefined;
+    const ended = await Promise.race([
+      this.#pool.end().then(() => true),
+      new Promise<false>((resolve) => { timer = setTimeout(() => resolve(false), this.#commitTimeoutMs); }),
+    ]);
+    clearTimeout(timer);
+    if (!ended) this.#logger.warn({ timeoutMs: this.#commitTimeoutMs }, 'PostgreSQL connections did not close in time; left behind');
     this.#logger.info({ commits: this.commits, units: this.units, unitsPerCommit: this.commits ? +(this.units / this.commits).toFixed(1) : 0, commitMs: this.commits ? +(this.#commitMs / this.commits).toFixed(2) : 0, rows: this.#hotRows }, 'PostgreSQL store closed');
   }
 
   transaction(build: (tx: UnitOfWork) => void): Promise<void> {
-    if (this.#closed && !this.#committing && this.#waiters.length === 0) {
+    if (this.#closed && !this.#committing && this.#waiters.length === 0 && this.#sealed.length === 0) {
       return Promise.reject(new StoreError('store is closed'));
     }
-    const unit = new RecordingUnit(this.#open);
+    if (this.#waiters.length > 0 && (this.#open.rows >= this.#maxBatchRows || this.#open.bytes >= this.#maxBatchBytes)) {
+      // Full: it is committed as it is, and this unit starts the next batch
+      this.#sealed.push({ batch: this.#open, waiters: this.#waiters });
+      this.#open = new Batch();
+      this.#waiters = [];
+    }
+    const open = this.#open;
+    const bytesBefore = open.bytes;
+    const unit = new RecordingUnit(open);
     build(unit);
+    this.#backlogUnits++;
+    this.#backlogBytes += open.bytes - bytesBefore;
     return new Promise<void>((resolve, reject) => {
       this.#waiters.push({ ops: unit.ops, resolve, reject });
       if (!this.#committing) void this.#commit();
     });
   }
 
+  get backlogUnits(): number {
+    return this.#backlogUnits;
+  }
+
+  get backlogBytes(): number {
+    return this.#backlogBytes;
+  }
+
+  whenBacklogBelow(units: number, bytes: number): Promise<void> {
+    if (this.#backlogUnits <= units && this.#backlogBytes <= bytes) return Promise.resolve();
+    return new Promise((resolve) => this.#drainWaiters.push({ units, bytes, resolve }));
+  }
+
+  /** A batch settled (committed or failed): it leaves the backlog. */
+  #settled(batch: Batch, waiters: readonly Waiter[]): void {
+    this.#backlogUnits -= waiters.length;
+    this.#backlogBytes -= batch.bytes;
+    if (this.#drainWaiters.length === 0) return;
+    const still: Array<{ units: number; bytes: number; resolve: () => void }> = [];
+    for (const w of this.#drainWaiters) {
+      if (this.#backlogUnits <= w.units && this.#backlogBytes <= w.bytes) w.resolve();
+      else still.push(w);
+    }
+    this.#drainWaiters = still;
+  }
+
   async #commit(): Promise<void> {
     this.#committing = true;
-    while (this.#waiters.length > 0) {
+    while (this.#waiters.length > 0 || this.#sealed.length > 0) {
       // Let the event loop read what has arrived first: acknowledgements read now still cancel
       // their delivery rows inside this batch instead of costing a delete in the next one.
       await new Promise<void>((resolve) => setImmediate(resolve));
-      await this.#hold(this.#open);
-      const batch = this.#open;
-      const waiters = this.#waiters;
-      this.#open = new Batch();
-      this.#waiters = [];
-      try {
-        const t0 = performance.now();
-        const wrote = await this.#apply(batch);
-        this.#commitMs += performance.now() - t0;
+      let batch: Batch;
+      let waiters: Waiter[];
+      const full = this.#sealed.shift();
+      if (full) {
+        ({ batch, waiters } = full);
+      } else {
+        await this.#hold(this.#open);
+        batch = this.#open;
+        waiters = this.#waiters;
+        this.#open = new Batch();
+        this.#waiters = [];
+      }
+      if (batch.isEmpty) {
+        // e.g. every delivery acknowledged before the commit: nothing to write, no connection needed
+        // (and it says nothing about the server)
         this.commits++;
         this.units += waiters.length;
-        // (a batch with nothing to write says nothing about the server)
-        if (wrote && !this.#healthy) {
-          this.#healthy = true;
-          this.#logger.info({}, 'PostgreSQL reachable again; commits resumed');
-        }
         for (const w of waiters) w.resolve();
+        this.#settled(batch, waiters);
+        continue;
+      }
+      let client: pg.PoolClient;
+      try {
+        client = await this.#pool.connect();
       } catch (e) {
-        // One unit's rows refused (not a lost connection): that must not fail the other units with it
-        if (waiters.length > 1 && isDataError(e)) await this.#isolate(waiters);
-        else this.#fail(waiters, e);
+        this.#fail(waiters, e);
+        this.#settled(batch, waiters);
+        continue;
+      }
+      let broken = false;
+      try {
+        const t0 = performance.now();
+        await this.#guard(client, this.#commitOn(client, batch, waiters));
+        this.#commitMs += performance.now() - t0;
+        this.#reachable();
+      } catch (e) {
+        // (data errors are settled in #commitOn; what reaches here is about the connection or server)
+        broken = !isDataError(e);
+        this.#fail(waiters, e);
+      } finally {
+        // A data error leaves the connection usable (its transaction was rolled back): keep it
+        client.release(broken);
+        this.#settled(batch, waiters);
       }
     }
     this.#committing = false;
+  }
+
+  /** Commit `batch` on `c` and settle its units; throws only what is not one unit's refused data. */
+  async #commitOn(c: pg.PoolClient, batch: Batch, waiters: readonly Waiter[]): Promise<void> {
+    try {
+      await this.#apply(c, batch);
+    } catch (e) {
+      if (!isDataError(e)) throw e;
+      if (waiters.length === 1) {
+        this.#fail(waiters, e);
+        return;
+      }
+      // One unit's rows refused (not a lost connection): that must not fail the other units with it
+      await this.#isolate(c, waiters);
+      return;
+    }
+    this.commits++;
+    this.units += waiters.length;
+    for (const w of waiters) w.resolve();
+  }
+
+  /**
+   * Watchdog: `work` on `c`, abandoned after the commit timeout. A server or network that stopped
+   * answering would otherwise hold the single writer (and every acknowledgement behind it) until
+   * the kernel gives up on the socket.
+   */
+  #guard(c: pg.PoolClient, work: Promise<void>): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        this.#logger.error({ timeoutMs: this.#commitTimeoutMs }, 'commit timed out; its connection is abandoned');
+        // Its pending query fails once the socket is gone; the client is then released as broken
+        (c as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy();
+        reject(new StoreError(`commit unanswered after ${this.#commitTimeoutMs} ms`));
+      }, this.#commitTimeoutMs);
+    });
+    work.catch(() => undefined); // settled by the race below, or too late to matter
+    return Promise.race([work, timeout]).finally(() => clearTimeout(timer));
+  }
+
+  #reachable(): void {
+    if (!this.#healthy) {
+      this.#healthy = true;
+      this.#logger.info({}, 'PostgreSQL reachable again; commits resumed');
+    }
   }
 
   /**
@@ -214,64 +454,75 @@ export class PgStore implements Store {
   }
 
   /**
-   * PostgreSQL refused a batch because of the data of some unit (say a user property holding U+0000,
-   * which jsonb cannot store). Bisect: commit each half on its own, down to single units, so that
-   * only the offending units fail; the others are committed and resolve, still in submission order.
-   * A failure of another kind on the way fails the units not settled yet, as a failed commit does.
+   * PostgreSQL refused a batch because of the data of some unit (say a retained message whose topic
+   * is too long for its index). Apply the units again in one transaction on the same connection,
+   * bisecting with savepoints down to single units, so that only the offending units fail; the
+   * others commit together and resolve, still in submission order. A failure of another kind on the
+   * way rolls everything back and is thrown (the caller fails every unit, as a failed commit does).
    */
-  async #isolate(waiters: readonly Waiter[]): Promise<void> {
-    let settled = 0;
-    const commitRange = async (lo: number, hi: number): Promise<void> => {
+  async #isolate(c: pg.PoolClient, waiters: readonly Waiter[]): Promise<void> {
+    const refused: Array<StoreError | undefined> = new Array(waiters.length);
+    const applyRange = async (lo: number, hi: number): Promise<void> => {
+      await c.query('SAVEPOINT unit');
       try {
-        await this.#apply(replay(waiters.slice(lo, hi).map((w) => w.ops)));
+        await this.#writeAll(c, replay(waiters.slice(lo, hi).map((w) => w.ops)));
+        await c.query('RELEASE SAVEPOINT unit');
+        return;
       } catch (e) {
         if (!isDataError(e)) throw e;
+        await c.query('ROLLBACK TO SAVEPOINT unit; RELEASE SAVEPOINT unit');
         if (hi - lo === 1) {
           this.#logger.error({ err: e }, 'PostgreSQL refused the rows of a unit of work; that unit alone fails');
-          waiters[lo]!.reject(toStoreError(e));
-          settled = hi;
+          refused[lo] = toStoreError(e);
           return;
         }
-        const mid = (lo + hi) >> 1;
-        await commitRange(lo, mid);
-        await commitRange(mid, hi);
-        return;
       }
-      this.commits++;
-      this.units += hi - lo;
-      for (let i = lo; i < hi; i++) waiters[i]!.resolve();
-      settled = hi;
+      const mid = (lo + hi) >> 1;
+      await applyRange(lo, mid);
+      await applyRange(mid, hi);
     };
+    await c.query('BEGIN');
     try {
-      await commitRange(0, waiters.length);
+      // (the whole range is known to fail: start with its halves)
+      const mid = waiters.length >> 1;
+      await applyRange(0, mid);
+      await applyRange(mid, waiters.length);
+      await c.query('COMMIT');
     } catch (e) {
-      this.#fail(waiters.slice(settled), e);
+      await c.query('ROLLBACK').catch(() => undefined);
+      throw e;
+    }
+    this.commits++;
+    this.units += waiters.length;
+    for (let i = 0; i < waiters.length; i++) {
+      const err = refused[i];
+      if (err) waiters[i]!.reject(err);
+      else waiters[i]!.resolve();
     }
   }
 
-  /** Write a batch in one transaction; false if it held nothing to write. */
-  async #apply(b: Batch): Promise<boolean> {
-    if (b.isEmpty) return false; // e.g. every delivery acknowledged before the commit
-    const client = await this.#pool.connect();
-    let broken = false;
-    try {
-      if (!b.hasColdChanges) {
-        // The common case, only messages and deliveries: one statement, one round trip, atomic
-        await this.#writeHot(client, b);
-        return true;
-      }
-      await client.query('BEGIN');
-      await this.#write(client, b);
-      await this.#writeHot(client, b);
-      await client.query('COMMIT');
-      return true;
-    } catch (e) {
-      broken = true;
-      await client.query('ROLLBACK').catch(() => undefined);
-      throw e;
-    } finally {
-      client.release(broken);
+  /** Write a non-empty batch in one transaction, on `c`; a failed transaction is rolled back (so `c` stays usable after a data error). */
+  async #apply(c: pg.PoolClient, b: Batch): Promise<void> {
+    if (!b.hasColdChanges) {
+      // The common case, only messages and deliveries: one statement, one round trip, atomic
+      await this.#writeHot(c, b);
+      return;
     }
+    await c.query('BEGIN');
+    try {
+      await this.#write(c, b);
+      await this.#writeHot(c, b);
+      await c.query('COMMIT');
+    } catch (e) {
+      await c.query('ROLLBACK').catch(() => undefined);
+      throw e;
+    }
+  }
+
+  /** Everything a batch changes, inside a transaction the caller opened. */
+  async #writeAll(c: pg.PoolClient, b: Batch): Promise<void> {
+    if (b.hasColdChanges) await this.#write(c, b);
+    await this.#writeHot(c, b);
   }
 
   /** Messages, deliveries and inbound QoS 2 ids through tern_apply_hot (migrations/0002). */
@@ -374,13 +625,21 @@ export class PgStore implements Store {
           WHERE t.hub = d.hub AND t.client_id = d.client_id`, [del.map((r) => r.hub), del.map((r) => r.clientId)]);
       }
       if (put.length) {
+        // Payloads packed into one bytea sent as binary (a bytea[] would be spelled out in hex)
+        const payloads = packBytes(put.map((w) => w.message.payload));
         await c.query(`INSERT INTO wills (hub, client_id, topic_name, payload, qos, retain, properties, delay_interval_sec, message_expiry_interval_sec, created_at_ms)
-          SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::smallint[], $6::bool[], $7::jsonb[], $8::bigint[], $9::bigint[], $10::bigint[])
+          SELECT u.hub, u.client_id, u.topic, substring($4::bytea FROM (u.off - u.len + 1)::int FOR u.len), u.qos, u.retain, u.props,
+            u.delay, u.expiry, u.created
+          FROM (
+            SELECT t.*, sum(t.len) OVER (ORDER BY t.ord) AS off
+            FROM unnest($1::text[], $2::text[], $3::text[], $5::int[], $6::smallint[], $7::bool[], $8::jsonb[], $9::bigint[], $10::bigint[], $11::bigint[])
+              WITH ORDINALITY AS t(hub, client_id, topic, len, qos, retain, props, delay, expiry, created, ord)
+          ) u
           ON CONFLICT (hub, client_id) DO UPDATE SET topic_name = excluded.topic_name, payload = excluded.payload,
             qos = excluded.qos, retain = excluded.retain, properties = excluded.properties,
             delay_interval_sec = excluded.delay_interval_sec, message_expiry_interval_sec = excluded.message_expiry_interval_sec,
             created_at_ms = excluded.created_at_ms`, [
-          put.map((w) => w.hub), put.map((w) => w.clientId), put.map((w) => w.message.topicName), put.map((w) => w.message.payload),
+          put.map((w) => w.hub), put.map((w) => w.clientId), put.map((w) => w.message.topicName), payloads.bytes, payloads.lengths,
           put.map((w) => w.message.qos), put.map((w) => w.message.retain), put.map((w) => propsToJson(w.message.properties)),
           put.map((w) => w.delayIntervalSec), put.map((w) => w.messageExpiryIntervalSec ?? null), put.map((w) => w.message.createdAtMs),
         ]);
@@ -395,12 +654,19 @@ export class PgStore implements Store {
           WHERE t.hub = d.hub AND t.topic_name = d.topic_name`, [del.map((r) => r.hub), del.map((r) => r.topicName)]);
       }
       if (put.length) {
+        const payloads = packBytes(put.map((m) => m.payload));
         await c.query(`INSERT INTO retained_messages (hub, topic_name, message_id, payload, qos, properties, expires_at_ms, publisher_id, created_at_ms)
-          SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bytea[], $5::smallint[], $6::jsonb[], $7::bigint[], $8::text[], $9::bigint[])
+          SELECT u.hub, u.topic, u.id, substring($4::bytea FROM (u.off - u.len + 1)::int FOR u.len), u.qos, u.props, u.expires,
+            u.publisher, u.created
+          FROM (
+            SELECT t.*, sum(t.len) OVER (ORDER BY t.ord) AS off
+            FROM unnest($1::text[], $2::text[], $3::bigint[], $5::int[], $6::smallint[], $7::jsonb[], $8::bigint[], $9::text[], $10::bigint[])
+              WITH ORDINALITY AS t(hub, topic, id, len, qos, props, expires, publisher, created, ord)
+          ) u
           ON CONFLICT (hub, topic_name) DO UPDATE SET message_id = excluded.message_id, payload = excluded.payload,
             qos = excluded.qos, properties = excluded.properties, expires_at_ms = excluded.expires_at_ms,
             publisher_id = excluded.publisher_id, created_at_ms = excluded.created_at_ms`, [
-          put.map((m) => m.hub), put.map((m) => m.topicName), put.map((m) => m.id), put.map((m) => m.payload), put.map((m) => m.qos),
+          put.map((m) => m.hub), put.map((m) => m.topicName), put.map((m) => m.id), payloads.bytes, payloads.lengths, put.map((m) => m.qos),
           put.map((m) => propsToJson(m.properties)), put.map((m) => m.expiresAtMs ?? null), put.map((m) => m.publisherId ?? null),
           put.map((m) => m.createdAtMs),
         ]);
@@ -414,7 +680,7 @@ export class PgStore implements Store {
           AS d(ms, hub, event, client_id, actor, remote_address, reason_code, detail)`, [
         a.map((e) => e.atMs), a.map((e) => e.hub), a.map((e) => e.event), a.map((e) => e.clientId ?? null),
         a.map((e) => e.actor ?? null), a.map((e) => e.remoteAddress ?? null), a.map((e) => e.reasonCode ?? null),
-        a.map((e) => (e.detail ? JSON.stringify(e.detail) : null)),
+        a.map((e) => auditDetailJson(e.detail, this.#maxAuditDetailBytes)),
       ]);
     }
   }
@@ -468,6 +734,11 @@ export class PgStore implements Store {
     const r = await this.#pool.query(`DELETE FROM messages m WHERE m.created_at_ms < $1
       AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = m.id)`, [Date.now() - 60_000]);
     return r.rowCount ?? 0;
+  }
+
+  async reserveIds(): Promise<IdBlock> {
+    const r = await this.#pool.query(`SELECT nextval('id_blocks') AS first`);
+    return { first: (r.rows[0] as Row)['first'] as number, count: ID_BLOCK };
   }
 
   /** Run a read-only query (audit, admin tools, tests). */

@@ -3,11 +3,17 @@
 // audit and permission rows, which carry timestamptz for SQL readers.
 import { sql } from 'drizzle-orm';
 import {
-  bigint, bigserial, boolean, customType, index, integer, jsonb, pgTable, primaryKey, smallint, text, timestamp,
+  bigint, bigserial, boolean, customType, index, integer, jsonb, pgSequence, pgTable, primaryKey, smallint, text, timestamp,
 } from 'drizzle-orm/pg-core';
 
 const bytea = customType<{ data: Buffer; driverData: Buffer }>({ dataType: () => 'bytea' });
 const ms = (name: string) => bigint(name, { mode: 'number' });
+
+/**
+ * Blocks of message and delivery ids (Store.reserveIds): each nextval is the first id of a block of
+ * `increment` ids no other caller gets, so ids never depend on a node's clock (DESIGN.md §7).
+ */
+export const idBlocks = pgSequence('id_blocks', { startWith: 1, increment: 1048576, minValue: 1 });
 
 /** Persistent sessions (MQTT 5 expiry > 0, or 3.1.1 clean session 0). */
 export const sessions = pgTable('sessions', {
