@@ -7,7 +7,7 @@ import { parseSharedFilter } from '../mqtt/topic.ts';
 import type { Broker } from './broker.ts';
 import type { Connection } from './connection.ts';
 import type { Hub } from './hub.ts';
-import type { StoredState, SessionRecord, UnitOfWork, WillRecord } from './ports.ts';
+import { wakeAt, type StoredState, type SessionRecord, type UnitOfWork, type WillRecord } from './ports.ts';
 import { Session, toDeliveryRecord, type Delivery, type Subscription } from './session.ts';
 
 const NEVER = 0xffffffff;
@@ -93,9 +93,9 @@ export class SessionManager {
         return;
       }
       Object.assign(opened, before);
-      const elapsedMs = broker.clock.now() - (before.disconnectedAtMs ?? broker.clock.now());
-      if (opened.will) this.#scheduleWill(opened, elapsedMs);
-      if (opened.persistent) this.#scheduleExpiry(opened, opened.expiryIntervalSec * 1000 - elapsedMs);
+      opened.disconnectedAtMs ??= broker.clock.now();
+      if (opened.will) this.#scheduleWill(opened);
+      if (opened.persistent) this.#scheduleExpiry(opened);
       else this.end(opened);
     };
     return { session, sessionPresent, committed, undo };
@@ -138,7 +138,7 @@ export class SessionManager {
     }
     this.#persist(session, (tx) => tx.putSession(this.#record(session, false)));
     if (session.will) this.#scheduleWill(session);
-    this.#scheduleExpiry(session, session.expiryIntervalSec * 1000);
+    this.#scheduleExpiry(session);
   }
 
   #persist(session: Session, build: (tx: UnitOfWork) => void): void {
@@ -147,34 +147,48 @@ export class SessionManager {
     });
   }
 
-  #scheduleExpiry(session: Session, ms: number): void {
-    if (session.expiryIntervalSec >= NEVER) return;
+  /**
+   * End a disconnected session at disconnectedAtMs + its Session Expiry Interval (a stored time, so
+   * the deadline holds across restarts); 0xFFFFFFFF never expires (MQTT 5 §3.1.2.11.2). The
+   * timer is only a wake-up (wakeAt): intervals above 2^31-1 ms never reach setTimeout as such.
+   */
+  #scheduleExpiry(session: Session): void {
     session.expiryTimer?.cancel();
-    if (ms <= 0) {
+    session.expiryTimer = undefined;
+    if (session.expiryIntervalSec >= NEVER) return;
+    const clock = this.#broker.clock;
+    const atMs = (session.disconnectedAtMs ?? clock.now()) + session.expiryIntervalSec * 1000;
+    if (atMs <= clock.now()) {
       this.end(session);
       return;
     }
-    session.expiryTimer = this.#broker.clock.setTimeout(() => {
+    session.expiryTimer = wakeAt(clock, atMs, () => {
       session.expiryTimer = undefined;
       if (session.connection) return;
       this.#broker.audit({ hub: session.hub.name, event: 'session_expired', clientId: session.clientId, actor: 'broker' });
       this.end(session);
-    }, ms);
+    });
   }
 
-  /** [MQTT-3.1.3-9] publish the will after its delay, or when the session ends if that is sooner. */
-  #scheduleWill(session: Session, elapsedMs = 0): void {
+  /**
+   * [MQTT-3.1.3-9] publish the will at disconnectedAtMs + its Will Delay Interval, or when the
+   * session ends if that is sooner (`end`). Like expiry, computed from the stored time.
+   */
+  #scheduleWill(session: Session): void {
     const will = session.will;
     if (!will) return;
-    const delayMs = will.delayIntervalSec * 1000 - elapsedMs;
-    if (delayMs <= 0) {
+    session.willTimer?.cancel();
+    session.willTimer = undefined;
+    const clock = this.#broker.clock;
+    const atMs = (session.disconnectedAtMs ?? clock.now()) + will.delayIntervalSec * 1000;
+    if (atMs <= clock.now()) {
       this.publishWill(session);
       return;
     }
-    session.willTimer = this.#broker.clock.setTimeout(() => {
+    session.willTimer = wakeAt(clock, atMs, () => {
       session.willTimer = undefined;
       if (!session.connection) this.publishWill(session);
-    }, delayMs);
+    });
   }
 
   /** Publish and forget the session's will. */
@@ -365,8 +379,8 @@ export class SessionManager {
     for (const s of crashed) if (s.will) this.#scheduleWill(s);
     for (const hub of broker.hubs.values()) {
       for (const s of [...hub.sessions.values()]) {
-        if (s.will && !s.willTimer && !crashed.has(s)) this.#scheduleWill(s, now - (s.disconnectedAtMs ?? now));
-        this.#scheduleExpiry(s, s.expiryIntervalSec * 1000 - (now - (s.disconnectedAtMs ?? now)));
+        if (s.will && !s.willTimer && !crashed.has(s)) this.#scheduleWill(s);
+        this.#scheduleExpiry(s);
       }
     }
     broker.logger.info({ sessions: state.sessions.length, deliveries: state.deliveries.length, retained: state.retained.length }, 'state restored');
