@@ -169,6 +169,7 @@ export class Deliveries {
     }
     if (moved.length === 0) return;
     const movedSet = new Set(moved.map((m) => m.from));
+    const queuedBefore = [...session.queue];
     session.queue.extract((d) => movedSet.has(d));
     for (const m of moved) if (session.inflight.get(m.from.packetId) === m.from) session.inflight.delete(m.from.packetId);
     const apply = (): void => { for (const m of moved) this.enqueue(m.target, m.to); };
@@ -185,6 +186,38 @@ export class Deliveries {
           tx.enqueueDeliveries([toDeliveryRecord(m.target, m.to)]);
         }
       }
-    }).then(apply, (err: unknown) => this.#broker.logger.error({ err }, 'could not move shared deliveries'));
+    }).then(apply, (err: unknown) => {
+      // Nothing of the move is stored: the rows are still the leaving session's, so the deliveries go back to it
+      this.#broker.logger.error({ err, clientId: session.clientId, deliveries: moved.length }, 'could not move shared deliveries; they stay with their session');
+      this.#putBack(session, moved.map((m) => m.from), queuedBefore);
+    });
+  }
+
+  /**
+   * Return deliveries whose move to another shared member was not stored: queued ones to their
+   * places in the queue (`queuedBefore` is the queue as it was), in-flight QoS 1 ones to the window
+   * under their packet id (resent if the session is connected again), else to the queue's head.
+   */
+  #putBack(session: Session, back: Delivery[], queuedBefore: Delivery[]): void {
+    if (session.hub.sessions.get(session.clientId) !== session) return; // the session has ended meanwhile
+    const returning = new Set(back);
+    const now = session.queue.extract(() => true);
+    const stillQueued = new Set(now);
+    const wasQueued = new Set(queuedBefore);
+    for (const d of queuedBefore) if (stillQueued.has(d) || (returning.has(d) && d.state === 'queued')) session.queue.push(d);
+    for (const d of now) if (!wasQueued.has(d)) session.queue.push(d);
+    const conn = session.connection;
+    for (const d of back) {
+      if (d.state === 'queued') continue;
+      if (!session.inflight.has(d.packetId)) {
+        session.inflight.set(d.packetId, d);
+        if (conn && conn.state === 'connected') conn.sendDelivery(d, true, undefined); // [MQTT-4.4.0-1] DUP, same packet id
+      } else {
+        d.state = 'queued';
+        d.packetId = 0;
+        session.queue.unshift(d);
+      }
+    }
+    this.pump(session);
   }
 }

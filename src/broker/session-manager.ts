@@ -315,12 +315,18 @@ export class SessionManager {
     }).then(deliver, (err: unknown) => broker.logger.error({ err, clientId: session.clientId }, 'could not queue retained messages'));
   }
 
-  /** Remove a subscription; returns whether it existed. */
-  unsubscribe(session: Session, topicFilter: string): boolean {
+  /** Take a subscription out of routing; returns it, or undefined if there was none. */
+  unsubscribe(session: Session, topicFilter: string): Subscription | undefined {
     const sub = session.subscriptions.get(topicFilter);
-    if (!sub) return false;
+    if (!sub) return undefined;
     session.hub.removeSubscription(sub);
-    return true;
+    return sub;
+  }
+
+  /** Put back subscriptions whose removal could not be stored (unless replaced or the session ended since). */
+  restoreSubscriptions(session: Session, subs: Subscription[]): void {
+    if (session.hub.sessions.get(session.clientId) !== session) return;
+    for (const sub of subs) if (!session.subscriptions.has(sub.key)) session.hub.addSubscription(sub);
   }
 
   /** Rebuild sessions, subscriptions, deliveries, wills and retained messages from the store. */

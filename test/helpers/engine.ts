@@ -104,6 +104,8 @@ export class EngineClient {
   readonly channel: RecordingChannel;
   readonly conn: Connection;
   readonly packets: Packet[] = [];
+  /** Acknowledge every QoS 1 PUBLISH as it arrives. */
+  autoAck = false;
   readonly #waiters = new Set<() => void>();
 
   constructor(broker: Broker, version: 4 | 5, hub = 'default') {
@@ -111,6 +113,10 @@ export class EngineClient {
     const wake = (): void => { for (const w of [...this.#waiters]) w(); };
     this.channel = new RecordingChannel(version, (p) => {
       this.packets.push(p);
+      if (this.autoAck && p.cmd === 'publish' && p.qos === 1) {
+        const messageId = p.messageId!;
+        queueMicrotask(() => this.send({ cmd: 'puback', messageId, reasonCode: 0 } as Packet));
+      }
       wake();
     }, wake);
     this.conn = broker.accept(this.channel, { hub, upgradeToken: undefined })!;
@@ -166,11 +172,14 @@ export class EngineClient {
   }
 
   /** CONNECT and wait for the CONNACK. */
-  async connect(clientId: string, opts: { clean?: boolean; expirySec?: number } = {}): Promise<Extract<Packet, { cmd: 'connack' }>> {
+  async connect(clientId: string, opts: { clean?: boolean; expirySec?: number; receiveMaximum?: number } = {}): Promise<Extract<Packet, { cmd: 'connack' }>> {
     const from = this.packets.length;
+    const properties: Record<string, number> = {};
+    if (opts.expirySec !== undefined) properties['sessionExpiryInterval'] = opts.expirySec;
+    if (opts.receiveMaximum !== undefined) properties['receiveMaximum'] = opts.receiveMaximum;
     this.send({
       cmd: 'connect', protocolId: 'MQTT', protocolVersion: this.version, clean: opts.clean ?? false, keepalive: 0, clientId,
-      ...(this.version === 5 && opts.expirySec !== undefined ? { properties: { sessionExpiryInterval: opts.expirySec } } : {}),
+      ...(this.version === 5 && Object.keys(properties).length > 0 ? { properties } : {}),
     });
     return await this.waitFor((p) => p.cmd === 'connack', 'CONNACK', from) as Extract<Packet, { cmd: 'connack' }>;
   }
