@@ -76,6 +76,11 @@ export class Connection implements ChannelSink {
     return this.#backpressured;
   }
 
+  /** Output not yet taken by the client: queued for this turn's write plus the transport's buffer. */
+  get pendingBytes(): number {
+    return this.#outBytes + this.channel.bufferedBytes();
+  }
+
   /** ChannelSink: bytes from the transport. */
   channelData(bytes: Buffer): void {
     if (this.state === 'closed') return;
@@ -161,6 +166,9 @@ export class Connection implements ChannelSink {
     this.#outBytes = 0;
     const ok = this.channel.write(bytes);
     if (!ok || this.channel.bufferedBytes() > this.broker.options.softBufferBytes) this.#backpressured = true;
+    // A retained replay continues once its previous page has been written (a transport that took
+    // everything sends no drain event)
+    else if (this.session?.replays !== undefined && this.state === 'connected') this.broker.deliveries.pump(this.session);
   }
 
   /** Encode and queue a packet now, bypassing the reply chain. */

@@ -8,7 +8,7 @@ import type { Broker } from './broker.ts';
 import type { Connection } from './connection.ts';
 import type { Hub } from './hub.ts';
 import { wakeAt, type StoredState, type SessionRecord, type UnitOfWork, type WillRecord } from './ports.ts';
-import { Session, toDeliveryRecord, type Delivery, type Subscription } from './session.ts';
+import { Session, type Delivery, type Subscription } from './session.ts';
 
 const NEVER = 0xffffffff;
 
@@ -280,39 +280,26 @@ export class SessionManager {
     };
   }
 
+  /** Snapshot the retained messages matching `sub` and replay them to the session in pages (Deliveries). */
   #sendRetained(hub: Hub, session: Session, sub: Subscription): void {
     const broker = this.#broker;
     const now = broker.clock.now();
-    const pairs: Delivery[] = [];
+    const messages: Message[] = [];
     const expired: string[] = [];
     hub.retained.match(sub.topicFilter, (m) => {
       if (m.expiresAtMs !== undefined && m.expiresAtMs <= now) {
         // [MQTT-3.3.2-5] an expired retained message is no longer kept
-        hub.retained.delete(m.topicName);
         expired.push(m.topicName);
         return;
       }
-      pairs.push({
-        id: broker.nextId(), message: m, qos: Math.min(m.qos, sub.qos) as QoS, retain: true, // [MQTT-3.3.1-9] retain flag set
-        subscriptionIds: sub.subscriptionId !== undefined ? [sub.subscriptionId] : undefined, shareKey: undefined,
-        packetId: 0, state: 'queued',
-      });
+      messages.push(m);
     });
     if (expired.length > 0) {
+      for (const t of expired) hub.retained.delete(t);
       broker.store.transaction((tx) => { for (const t of expired) tx.deleteRetained(hub.name, t); })
         .catch((err: unknown) => broker.logger.warn({ err, hub: hub.name }, 'could not delete expired retained messages'));
     }
-    if (pairs.length === 0) return;
-    const durable = session.persistent ? pairs.filter((d) => d.qos > 0) : [];
-    const deliver = (): void => { for (const d of pairs) broker.deliveries.enqueue(session, d); };
-    if (durable.length === 0) {
-      deliver();
-      return;
-    }
-    broker.store.transaction((tx) => {
-      for (const d of durable) tx.insertMessage(d.message);
-      tx.enqueueDeliveries(durable.map((d) => toDeliveryRecord(session, d)));
-    }).then(deliver, (err: unknown) => broker.logger.error({ err, clientId: session.clientId }, 'could not queue retained messages'));
+    if (messages.length > 0) broker.deliveries.startReplay(session, sub, messages);
   }
 
   /** Take a subscription out of routing; returns it, or undefined if there was none. */
