@@ -160,6 +160,8 @@ export class Session {
   /** Deliveries routed to this session whose commit is pending and that were not reserved:
    * until they are queued, later messages must not overtake them by reserving a window slot. */
   pendingDispatch = 0;
+  /** Payload bytes of the `pendingDispatch` deliveries (they count against maxQueuedBytes). */
+  pendingDispatchBytes = 0;
   /** planRoute's scratch: the stamp of the last call that planned for this session, and its target. */
   routeStamp = 0;
   routeTarget: Target | undefined = undefined;
