@@ -168,7 +168,15 @@ export class Connection implements ChannelSink {
     if (!ok || this.channel.bufferedBytes() > this.broker.options.softBufferBytes) this.#backpressured = true;
     // A retained replay continues once its previous page has been written (a transport that took
     // everything sends no drain event)
-    else if (this.session?.replays !== undefined && this.state === 'connected') this.broker.deliveries.pump(this.session);
+    else if (this.session?.replays !== undefined && this.state === 'connected') this.#continueReplay(this.session);
+  }
+
+  #continueReplay(session: Session): void {
+    try {
+      this.broker.deliveries.pump(session);
+    } catch (e) {
+      this.fail(e); // this connection only: the other connections of this turn still flush
+    }
   }
 
   /** Encode and queue a packet now, bypassing the reply chain. */
