@@ -5,7 +5,7 @@ import mqttPacket, { type Packet } from 'mqtt-packet';
 import { Broker } from '../../src/broker/broker.ts';
 import type { Connection } from '../../src/broker/connection.ts';
 import { defaultBrokerOptions, type BrokerOptions } from '../../src/broker/options.ts';
-import { systemClock, type ByteChannel, type ChannelSink, type Logger, type Store, type UnitOfWork } from '../../src/broker/ports.ts';
+import { systemClock, type ByteChannel, type Clock, type ChannelSink, type Logger, type Store, type UnitOfWork } from '../../src/broker/ports.ts';
 import { allowAll, allowAnonymous } from '../../src/auth/auth.ts';
 import { MemoryStore } from '../../src/store/memory-store.ts';
 
@@ -59,10 +59,10 @@ export class MemoryLogger implements Logger {
 }
 
 /** Start a broker on `store` (load and restore included). */
-export async function startEngine(store: Store, options: Partial<BrokerOptions> = {}): Promise<{ broker: Broker; logger: MemoryLogger }> {
+export async function startEngine(store: Store, options: Partial<BrokerOptions> = {}, clock: Clock = systemClock): Promise<{ broker: Broker; logger: MemoryLogger }> {
   const logger = new MemoryLogger();
   const broker = new Broker({
-    options: { ...defaultBrokerOptions, ...options }, store, clock: systemClock, logger, authenticator: allowAnonymous, authorizer: allowAll,
+    options: { ...defaultBrokerOptions, ...options }, store, clock, logger, authenticator: allowAnonymous, authorizer: allowAll,
   });
   await broker.start();
   return { broker, logger };

@@ -3,50 +3,8 @@
 // calls back early, whatever the clock's timers do. Driven by a fake clock that behaves like Node.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { MAX_TIMER_MS, wakeAt, type Clock, type Timer } from '../../../src/broker/ports.ts';
-
-/** A manual clock whose setTimeout clamps like Node's: a delay above 2^31-1 ms (or below 1) becomes 1 ms. */
-class FakeClock implements Clock {
-  #now: number;
-  #timers: Array<{ at: number; fn: () => void; cancelled: boolean }> = [];
-  /** Every delay a timer was armed with. */
-  readonly armed: number[] = [];
-  constructor(now = 1_700_000_000_000) {
-    this.#now = now;
-  }
-  now(): number {
-    return this.#now;
-  }
-  setTimeout(fn: () => void, ms: number): Timer {
-    this.armed.push(ms);
-    const delay = ms > MAX_TIMER_MS || !(ms >= 1) ? 1 : ms;
-    const t = { at: this.#now + delay, fn, cancelled: false };
-    this.#timers.push(t);
-    return { cancel: () => { t.cancelled = true; } };
-  }
-  setInterval(): Timer {
-    throw new Error('not used');
-  }
-  get pending(): number {
-    return this.#timers.filter((t) => !t.cancelled).length;
-  }
-  /** Move time forward by `ms`, firing due timers in order. */
-  advance(ms: number): void {
-    const end = this.#now + ms;
-    for (;;) {
-      const due = this.#timers.filter((t) => !t.cancelled && t.at <= end).sort((a, b) => a.at - b.at)[0];
-      if (!due) break;
-      this.#timers.splice(this.#timers.indexOf(due), 1);
-      this.#now = Math.max(this.#now, due.at);
-      due.fn();
-    }
-    this.#now = end;
-  }
-  /** Set the wall clock (a clock step), without firing anything. */
-  jump(ms: number): void {
-    this.#now += ms;
-  }
-}
+import { MAX_TIMER_MS, wakeAt } from '../../../src/broker/ports.ts';
+import { FakeClock } from '../../helpers/fake-clock.ts';
 
 const DAY_MS = 86_400_000;
 
