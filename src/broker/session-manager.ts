@@ -1,6 +1,6 @@
 // Session lifecycle: open (clean start, resume, takeover), detach when a connection ends, will
 // publication with its delay, session expiry, subscriptions and start-up restore.
-import type { ConnectPacket, Message, QoS, SubscriptionRequest } from '../mqtt/packet.ts';
+import type { ConnectPacket, Message, SubscriptionRequest } from '../mqtt/packet.ts';
 import { ReasonCode } from '../mqtt/reason-code.ts';
 import { compactProperties } from '../mqtt/codec.ts';
 import { parseSharedFilter } from '../mqtt/topic.ts';

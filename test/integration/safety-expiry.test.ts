@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import pg from 'pg';
 import { startBroker, type BrokerProcess } from '../helpers/broker-process.ts';
-import { close, collect, connect, uniqueId } from '../helpers/clients.ts';
+import { close, connect, uniqueId } from '../helpers/clients.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
 import { MqttPeer } from '../helpers/mqtt-peer.ts';
 
