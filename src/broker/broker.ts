@@ -85,7 +85,7 @@ export class RoutePlan {
       switch (how) {
         case Dispatch.Sent: break;
         case Dispatch.Held: s.heldForCommit--; deliveries.sendReserved(s, d, cache); break;
-        case Dispatch.Pending: s.pendingDispatch--; deliveries.enqueue(s, d, cache); break;
+        case Dispatch.Pending: s.pendingDispatch--; s.pendingDispatchBytes -= message.payload.length; deliveries.enqueue(s, d, cache); break;
         default: deliveries.enqueue(s, d, cache);
       }
     }
@@ -96,6 +96,7 @@ export class RoutePlan {
     for (const [s, d, how] of this.#pairs) {
       if (how === Dispatch.Pending) {
         s.pendingDispatch--;
+        s.pendingDispatchBytes -= d.message.payload.length;
       } else if (how === Dispatch.Held) {
         s.heldForCommit--;
         if (s.inflight.get(d.packetId) === d) s.inflight.delete(d.packetId);
@@ -371,12 +372,15 @@ export class Broker {
     for (const t of targets) {
       const s = t.session;
       if (t.qos === 0 && !s.connection) continue; // QoS 0 is not queued for offline sessions
-      if (s.queue.length >= this.options.maxQueuedMessages || s.queue.bytes + message.payload.length > this.options.maxQueuedBytes) {
+      // Deliveries routed but still waiting for their commit count too (a burst would pass the limits otherwise)
+      if (s.queue.length + s.pendingDispatch >= this.options.maxQueuedMessages || s.queue.bytes + s.pendingDispatchBytes + message.payload.length > this.options.maxQueuedBytes) {
         // Never silent: counted, logged and audited (first drop, then every 1000th)
         s.droppedCount++;
         if (s.droppedCount === 1 || s.droppedCount % 1000 === 0) {
-          this.logger.warn({ clientId: s.clientId, hub: hub.name, dropped: s.droppedCount, queued: s.queue.length, queuedBytes: s.queue.bytes }, 'session queue full; message dropped');
-          this.audit({ hub: hub.name, event: 'queue_overflow', clientId: s.clientId, actor: 'broker', detail: { dropped: s.droppedCount, topicName: message.topicName, queued: s.queue.length, queuedBytes: s.queue.bytes } });
+          const queued = s.queue.length + s.pendingDispatch;
+          const queuedBytes = s.queue.bytes + s.pendingDispatchBytes;
+          this.logger.warn({ clientId: s.clientId, hub: hub.name, dropped: s.droppedCount, queued, queuedBytes }, 'session queue full; message dropped');
+          this.audit({ hub: hub.name, event: 'queue_overflow', clientId: s.clientId, actor: 'broker', detail: { dropped: s.droppedCount, topicName: message.topicName, queued, queuedBytes } });
         }
         continue;
       }
@@ -392,6 +396,7 @@ export class Broker {
         if (d.state === 'queued') {
           how = Dispatch.Pending;
           s.pendingDispatch++;
+          s.pendingDispatchBytes += message.payload.length;
         } else if (d.qos === 1 && sendEarly && s.heldForCommit === 0) {
           // At least once allows sending QoS 1 while its row is being committed: the row is queued
           // before the PUBACK can delete it, so a fast acknowledgement cancels the pair within the

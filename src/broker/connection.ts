@@ -108,6 +108,11 @@ export class Connection implements ChannelSink {
     return this.#backpressured;
   }
 
+  /** Output not yet taken by the client: queued for this turn's write plus the transport's buffer. */
+  get pendingBytes(): number {
+    return this.#outBytes + this.channel.bufferedBytes();
+  }
+
   /** ChannelSink: bytes from the transport. */
   channelData(bytes: Buffer): void {
     if (this.state === 'closed') return;
@@ -232,6 +237,17 @@ export class Connection implements ChannelSink {
     this.#outBytes = 0;
     const ok = this.channel.write(bytes);
     if (!ok || this.channel.bufferedBytes() > this.broker.options.softBufferBytes) this.#backpressured = true;
+    // A retained replay continues once its previous page has been written (a transport that took
+    // everything sends no drain event)
+    else if (this.session?.replays !== undefined && this.state === 'connected') this.#continueReplay(this.session);
+  }
+
+  #continueReplay(session: Session): void {
+    try {
+      this.broker.deliveries.pump(session);
+    } catch (e) {
+      this.fail(e); // this connection only: the other connections of this turn still flush
+    }
   }
 
   /** Encode and queue a packet now, bypassing the reply chain. */

@@ -1,14 +1,14 @@
 // Session lifecycle: open (clean start, resume, takeover), detach when a connection ends, will
 // publication with its delay, session expiry, subscriptions and start-up restore.
-import type { ConnectPacket, Message, QoS, SubscriptionRequest } from '../mqtt/packet.ts';
+import type { ConnectPacket, Message, SubscriptionRequest } from '../mqtt/packet.ts';
 import { ReasonCode } from '../mqtt/reason-code.ts';
 import { compactProperties } from '../mqtt/codec.ts';
 import { parseSharedFilter } from '../mqtt/topic.ts';
 import type { Broker } from './broker.ts';
 import type { Connection } from './connection.ts';
 import type { Hub } from './hub.ts';
-import type { StoredState, SessionRecord, UnitOfWork, WillRecord } from './ports.ts';
-import { Session, toDeliveryRecord, type Delivery, type Subscription } from './session.ts';
+import { wakeAt, type StoredState, type SessionRecord, type UnitOfWork, type WillRecord } from './ports.ts';
+import { Session, type Delivery, type Subscription } from './session.ts';
 
 const NEVER = 0xffffffff;
 
@@ -93,9 +93,9 @@ export class SessionManager {
         return;
       }
       Object.assign(opened, before);
-      const elapsedMs = broker.clock.now() - (before.disconnectedAtMs ?? broker.clock.now());
-      if (opened.will) this.#scheduleWill(opened, elapsedMs);
-      if (opened.persistent) this.#scheduleExpiry(opened, opened.expiryIntervalSec * 1000 - elapsedMs);
+      opened.disconnectedAtMs ??= broker.clock.now();
+      if (opened.will) this.#scheduleWill(opened);
+      if (opened.persistent) this.#scheduleExpiry(opened);
       else this.end(opened);
     };
     return { session, sessionPresent, committed, undo };
@@ -138,7 +138,7 @@ export class SessionManager {
     }
     this.#persist(session, (tx) => tx.putSession(this.#record(session, false)));
     if (session.will) this.#scheduleWill(session);
-    this.#scheduleExpiry(session, session.expiryIntervalSec * 1000);
+    this.#scheduleExpiry(session);
   }
 
   #persist(session: Session, build: (tx: UnitOfWork) => void): void {
@@ -147,34 +147,48 @@ export class SessionManager {
     });
   }
 
-  #scheduleExpiry(session: Session, ms: number): void {
-    if (session.expiryIntervalSec >= NEVER) return;
+  /**
+   * End a disconnected session at disconnectedAtMs + its Session Expiry Interval (a stored time, so
+   * the deadline holds across restarts); 0xFFFFFFFF never expires (MQTT 5 §3.1.2.11.2). The
+   * timer is only a wake-up (wakeAt): intervals above 2^31-1 ms never reach setTimeout as such.
+   */
+  #scheduleExpiry(session: Session): void {
     session.expiryTimer?.cancel();
-    if (ms <= 0) {
+    session.expiryTimer = undefined;
+    if (session.expiryIntervalSec >= NEVER) return;
+    const clock = this.#broker.clock;
+    const atMs = (session.disconnectedAtMs ?? clock.now()) + session.expiryIntervalSec * 1000;
+    if (atMs <= clock.now()) {
       this.end(session);
       return;
     }
-    session.expiryTimer = this.#broker.clock.setTimeout(() => {
+    session.expiryTimer = wakeAt(clock, atMs, () => {
       session.expiryTimer = undefined;
       if (session.connection) return;
       this.#broker.audit({ hub: session.hub.name, event: 'session_expired', clientId: session.clientId, actor: 'broker' });
       this.end(session);
-    }, ms);
+    });
   }
 
-  /** [MQTT-3.1.3-9] publish the will after its delay, or when the session ends if that is sooner. */
-  #scheduleWill(session: Session, elapsedMs = 0): void {
+  /**
+   * [MQTT-3.1.3-9] publish the will at disconnectedAtMs + its Will Delay Interval, or when the
+   * session ends if that is sooner (`end`). Like expiry, computed from the stored time.
+   */
+  #scheduleWill(session: Session): void {
     const will = session.will;
     if (!will) return;
-    const delayMs = will.delayIntervalSec * 1000 - elapsedMs;
-    if (delayMs <= 0) {
+    session.willTimer?.cancel();
+    session.willTimer = undefined;
+    const clock = this.#broker.clock;
+    const atMs = (session.disconnectedAtMs ?? clock.now()) + will.delayIntervalSec * 1000;
+    if (atMs <= clock.now()) {
       this.publishWill(session);
       return;
     }
-    session.willTimer = this.#broker.clock.setTimeout(() => {
+    session.willTimer = wakeAt(clock, atMs, () => {
       session.willTimer = undefined;
       if (!session.connection) this.publishWill(session);
-    }, delayMs);
+    });
   }
 
   /** Publish and forget the session's will. */
@@ -266,47 +280,40 @@ export class SessionManager {
     };
   }
 
+  /** Snapshot the retained messages matching `sub` and replay them to the session in pages (Deliveries). */
   #sendRetained(hub: Hub, session: Session, sub: Subscription): void {
     const broker = this.#broker;
     const now = broker.clock.now();
-    const pairs: Delivery[] = [];
+    const messages: Message[] = [];
     const expired: string[] = [];
     hub.retained.match(sub.topicFilter, (m) => {
       if (m.expiresAtMs !== undefined && m.expiresAtMs <= now) {
         // [MQTT-3.3.2-5] an expired retained message is no longer kept
-        hub.retained.delete(m.topicName);
         expired.push(m.topicName);
         return;
       }
-      pairs.push({
-        id: broker.nextId(), message: m, qos: Math.min(m.qos, sub.qos) as QoS, retain: true, // [MQTT-3.3.1-9] retain flag set
-        subscriptionIds: sub.subscriptionId !== undefined ? [sub.subscriptionId] : undefined, shareKey: undefined,
-        packetId: 0, state: 'queued',
-      });
+      messages.push(m);
     });
     if (expired.length > 0) {
+      for (const t of expired) hub.retained.delete(t);
       broker.store.transaction((tx) => { for (const t of expired) tx.deleteRetained(hub.name, t); })
         .catch((err: unknown) => broker.logger.warn({ err, hub: hub.name }, 'could not delete expired retained messages'));
     }
-    if (pairs.length === 0) return;
-    const durable = session.persistent ? pairs.filter((d) => d.qos > 0) : [];
-    const deliver = (): void => { for (const d of pairs) broker.deliveries.enqueue(session, d); };
-    if (durable.length === 0) {
-      deliver();
-      return;
-    }
-    broker.store.transaction((tx) => {
-      for (const d of durable) tx.insertMessage(d.message);
-      tx.enqueueDeliveries(durable.map((d) => toDeliveryRecord(session, d)));
-    }).then(deliver, (err: unknown) => broker.logger.error({ err, clientId: session.clientId }, 'could not queue retained messages'));
+    if (messages.length > 0) broker.deliveries.startReplay(session, sub, messages);
   }
 
-  /** Remove a subscription; returns whether it existed. */
-  unsubscribe(session: Session, topicFilter: string): boolean {
+  /** Take a subscription out of routing; returns it, or undefined if there was none. */
+  unsubscribe(session: Session, topicFilter: string): Subscription | undefined {
     const sub = session.subscriptions.get(topicFilter);
-    if (!sub) return false;
+    if (!sub) return undefined;
     session.hub.removeSubscription(sub);
-    return true;
+    return sub;
+  }
+
+  /** Put back subscriptions whose removal could not be stored (unless replaced or the session ended since). */
+  restoreSubscriptions(session: Session, subs: Subscription[]): void {
+    if (session.hub.sessions.get(session.clientId) !== session) return;
+    for (const sub of subs) if (!session.subscriptions.has(sub.key)) session.hub.addSubscription(sub);
   }
 
   /** Rebuild sessions, subscriptions, deliveries, wills and retained messages from the store. */
@@ -365,8 +372,8 @@ export class SessionManager {
     for (const s of crashed) if (s.will) this.#scheduleWill(s);
     for (const hub of broker.hubs.values()) {
       for (const s of [...hub.sessions.values()]) {
-        if (s.will && !s.willTimer && !crashed.has(s)) this.#scheduleWill(s, now - (s.disconnectedAtMs ?? now));
-        this.#scheduleExpiry(s, s.expiryIntervalSec * 1000 - (now - (s.disconnectedAtMs ?? now)));
+        if (s.will && !s.willTimer && !crashed.has(s)) this.#scheduleWill(s);
+        this.#scheduleExpiry(s);
       }
     }
     broker.logger.info({ sessions: state.sessions.length, deliveries: state.deliveries.length, retained: state.retained.length }, 'state restored');

@@ -47,6 +47,17 @@ export interface Delivery {
   state: DeliveryState;
 }
 
+/**
+ * Retained messages still to be sent for one subscription [MQTT-3.3.1-9]: a snapshot of the
+ * matching messages at SUBSCRIBE, handed out a page at a time as the client takes them.
+ */
+export interface RetainedReplay {
+  sub: Subscription;
+  messages: Message[];
+  /** Index of the next message to send. */
+  next: number;
+}
+
 /** Per-dispatch cache of encoded PUBLISH variants, so fan-out encodes once per variant. */
 export type EncodeCache = Map<string, Buffer>;
 
@@ -149,6 +160,8 @@ export class Session {
   /** Deliveries routed to this session whose commit is pending and that were not reserved:
    * until they are queued, later messages must not overtake them by reserving a window slot. */
   pendingDispatch = 0;
+  /** Payload bytes of the `pendingDispatch` deliveries (they count against maxQueuedBytes). */
+  pendingDispatchBytes = 0;
   /** planRoute's scratch: the stamp of the last call that planned for this session, and its target. */
   routeStamp = 0;
   routeTarget: Target | undefined = undefined;
@@ -158,6 +171,10 @@ export class Session {
   heldForCommit = 0;
   /** Messages dropped because the queue was full. */
   droppedCount = 0;
+  /** Retained replays not finished yet, oldest first (undefined when none: the pump checks only that). */
+  replays: RetainedReplay[] | undefined = undefined;
+  /** A page of the replay is being stored (persistent session, QoS > 0): the next waits for it. */
+  replayStoring = false;
 
   constructor(hub: Hub, clientId: string, protocolVersion: ProtocolVersion) {
     this.hub = hub;
