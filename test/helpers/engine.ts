@@ -30,6 +30,18 @@ export class FaultyStore implements Store {
   load(): ReturnType<Store['load']> {
     return this.inner.load();
   }
+  reserveIds(): ReturnType<Store['reserveIds']> {
+    return this.inner.reserveIds();
+  }
+  get backlogUnits(): number {
+    return this.inner.backlogUnits;
+  }
+  get backlogBytes(): number {
+    return this.inner.backlogBytes;
+  }
+  whenBacklogBelow(): Promise<void> {
+    return this.inner.whenBacklogBelow();
+  }
 
   transaction(build: (tx: UnitOfWork) => void): Promise<void> {
     const ops: Op[] = [];
