@@ -1,6 +1,7 @@
 // Typed configuration from CLI flags, environment variables and an optional JSON file (in that
 // order of precedence), validated once at start-up. Nothing else reads process.env.
 import { readFileSync } from 'node:fs';
+import { BlockList, isIPv4, isIPv6 } from 'node:net';
 import { parseArgs } from 'node:util';
 
 type Kind = 'string' | 'int' | 'bool' | 'port';
@@ -107,6 +108,18 @@ function convert(d: OptionDef, raw: unknown, source: string, problems: string[])
   return n;
 }
 
+/**
+ * Whether the listeners' host is loopback: an IPv4 literal in 127.0.0.0/8, the IPv6 literal ::1 (any
+ * notation), or the name "localhost". Any other name is not, whatever it starts with ("127.evil.com").
+ */
+export function isLoopbackHost(host: string): boolean {
+  if (host === 'localhost') return true;
+  if (isIPv4(host)) return host.startsWith('127.');
+  return isIPv6(host) && loopbackV6.check(host, 'ipv6');
+}
+const loopbackV6 = new BlockList();
+loopbackV6.addAddress('::1', 'ipv6');
+
 /** Read and validate configuration. Throws ConfigError listing every problem. */
 export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): Config | 'help' {
   const options: Record<string, { type: 'string' | 'boolean' }> = { help: { type: 'boolean' }, config: { type: 'string' } };
@@ -154,8 +167,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): Config | 'he
     problems.push('DATABASE_URL: expected a postgres:// or postgresql:// URL');
   }
   if (c.defaultHub.length === 0) problems.push('--default-hub must not be empty');
-  const loopback = c.host === '127.0.0.1' || c.host === 'localhost' || c.host === '::1' || c.host.startsWith('127.');
-  if (!loopback && c.allowAnonymous === undefined) {
+  if (!isLoopbackHost(c.host) && c.allowAnonymous === undefined) {
     problems.push(`--host ${c.host} is not a loopback address: set --allow-anonymous explicitly (no access keys are configured)`);
   }
   if (problems.length > 0) throw new ConfigError(problems);

@@ -1,0 +1,32 @@
+// The loopback check that lets anonymous access default to on: only IP literals in 127.0.0.0/8, ::1
+// and the name "localhost" count; a host name that merely starts with "127." does not.
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { ConfigError, isLoopbackHost, loadConfig } from '../../src/config.ts';
+
+describe('loopback check', () => {
+  test('IP literals in 127.0.0.0/8, ::1 in any notation, and localhost are loopback', () => {
+    for (const host of ['127.0.0.1', '127.0.0.2', '127.255.255.254', '127.1.2.3', 'localhost', '::1', '0:0:0:0:0:0:0:1', '0000::0001']) {
+      assert.equal(isLoopbackHost(host), true, host);
+    }
+  });
+
+  test('names and addresses outside 127.0.0.0/8 and ::1 are not loopback', () => {
+    for (const host of [
+      '127.evil.com', '127.0.0.1.evil.com', '127.0.0.1.', '127.0.0', '127.0.0.256', '127.0.0.1:80', '127', '127.',
+      '128.0.0.1', '0.0.0.0', '::', '::2', '::ffff:10.0.0.1', 'localhost.evil.com', 'evil-localhost', 'LOCALHOST.', '',
+      ' 127.0.0.1', '0177.0.0.1', '0x7f.0.0.1', '2130706433',
+    ]) {
+      assert.equal(isLoopbackHost(host), false, JSON.stringify(host));
+    }
+  });
+
+  test('a host name starting with "127." needs --allow-anonymous like any other non-loopback host', () => {
+    assert.throws(() => loadConfig(['--host', '127.evil.com'], {}), (e: unknown) => {
+      assert.ok(e instanceof ConfigError);
+      assert.deepEqual(e.problems, ['--host 127.evil.com is not a loopback address: set --allow-anonymous explicitly (no access keys are configured)']);
+      return true;
+    });
+    assert.equal((loadConfig(['--host', '127.0.0.5'], {}) as { host: string }).host, '127.0.0.5');
+  });
+});
