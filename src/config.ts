@@ -31,6 +31,7 @@ const defs = {
   nodeId: { flag: 'node-id', env: 'TERN_NODE_ID', kind: 'string', default: 'node-1', description: 'name of this broker node' },
   logLevel: { flag: 'log-level', env: 'TERN_LOG_LEVEL', kind: 'string', default: 'info', description: 'log level', choices: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] },
   allowAnonymous: { flag: 'allow-anonymous', env: 'TERN_ALLOW_ANONYMOUS', kind: 'bool', default: undefined, description: 'accept clients without credentials (default: yes on loopback, must be set explicitly elsewhere)' },
+  allowedOrigins: { flag: 'allowed-origins', env: 'TERN_ALLOWED_ORIGINS', kind: 'string', default: '', description: 'comma-separated browser origins (scheme://host[:port], exact match) whose WebSocket upgrades are served while anonymous access is on; * allows any; upgrades without an Origin header (non-browser clients) are always served, others get 403' },
   allowUwsFallback: { flag: 'allow-uws-fallback', env: 'TERN_ALLOW_UWS_FALLBACK', kind: 'bool', default: false, description: 'start even if uWebSockets.js fell back to its slow pure-JS server' },
   maxPacketSize: { flag: 'max-packet-size', env: 'TERN_MAX_PACKET_SIZE', kind: 'int', default: 1048576, min: 64, max: 268435455, description: 'largest inbound MQTT packet in bytes (Maximum Packet Size)' },
   receiveMaximum: { flag: 'receive-maximum', env: 'TERN_RECEIVE_MAXIMUM', kind: 'int', default: 65535, min: 1, max: 65535, description: 'unacknowledged QoS 1/2 publishes a client may send (Receive Maximum)' },
@@ -108,6 +109,11 @@ function convert(d: OptionDef, raw: unknown, source: string, problems: string[])
   return n;
 }
 
+/** The entries of --allowed-origins. */
+export function originList(value: string): string[] {
+  return value.split(',').map((s) => s.trim()).filter((s) => s !== '');
+}
+
 /**
  * Whether the listeners' host is loopback: an IPv4 literal in 127.0.0.0/8, the IPv6 literal ::1 (any
  * notation), or the name "localhost". Any other name is not, whatever it starts with ("127.evil.com").
@@ -165,6 +171,11 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): Config | 'he
   if ((c.tlsCert === undefined) !== (c.tlsKey === undefined)) problems.push('--tls-cert and --tls-key must be given together');
   if (c.databaseUrl !== undefined && !/^postgres(ql)?:\/\//.test(c.databaseUrl)) {
     problems.push('DATABASE_URL: expected a postgres:// or postgresql:// URL');
+  }
+  for (const origin of originList(c.allowedOrigins)) {
+    let canonical: string | undefined;
+    try { canonical = new URL(origin).origin; } catch { /* reported below */ }
+    if (origin !== '*' && canonical !== origin) problems.push(`--allowed-origins: "${origin}" is not an origin: expected * or scheme://host[:port] as a browser sends it (lowercase, no path, no default port)`);
   }
   if (c.defaultHub.length === 0) problems.push('--default-hub must not be empty');
   if (!isLoopbackHost(c.host) && c.allowAnonymous === undefined) {

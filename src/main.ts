@@ -5,7 +5,7 @@ import { allowAll, allowAnonymous, denyAll } from './auth/auth.ts';
 import { Broker } from './broker/broker.ts';
 import { defaultBrokerOptions, type BrokerOptions } from './broker/options.ts';
 import { systemClock } from './broker/ports.ts';
-import { ConfigError, helpText, loadConfig, type Config } from './config.ts';
+import { ConfigError, helpText, loadConfig, originList, type Config } from './config.ts';
 import { createLogger } from './observability/logger.ts';
 import { MemoryStore } from './store/memory-store.ts';
 import { startEmbeddedPostgres, type EmbeddedDatabase } from './store/pg/embedded.ts';
@@ -95,6 +95,9 @@ async function main(): Promise<void> {
   const ws = await listenWs({
     host: config.host, port: config.httpPort, defaultHub: options.defaultHub,
     maxPayloadBytes: options.maxPacketBytes + 1024, onConnection, tls: tlsFiles,
+    // A web page the local user opens must not use an anonymous broker: browsers' upgrades need a listed Origin
+    allowedOrigins: config.allowAnonymous === false ? undefined : new Set(originList(config.allowedOrigins)),
+    onOriginRefused: (origin, url) => logger.warn({ origin, url }, 'websocket upgrade refused: origin not allowed'),
     routes: (app) => {
       app.get('/health', (res) => {
         res.writeHeader('content-type', 'application/json').end(JSON.stringify({ status: 'ok', connections: broker.connections.size }));

@@ -19,6 +19,13 @@ export interface WsListenerOptions {
   /** Extra HTTP routes (health, REST) registered on the same app. */
   routes?: (app: uWS.TemplatedApp) => void;
   tls?: { certFile: string; keyFile: string; passphrase?: string };
+  /**
+   * Browser origins whose upgrades are served (exact match; "*" matches any); an upgrade with an Origin
+   * header not listed gets 403. Upgrades without Origin (non-browser clients) are served. Unset: no check.
+   */
+  allowedOrigins?: ReadonlySet<string>;
+  /** Told of each upgrade refused for its Origin. */
+  onOriginRefused?: (origin: string, url: string) => void;
 }
 
 interface SocketData {
@@ -116,6 +123,12 @@ export function listenWs(opts: WsListenerOptions): Promise<Listener> {
     compression: uWS.DISABLED,
     upgrade: (res, req, context) => {
       const url = req.getUrl();
+      const origin = req.getHeader('origin');
+      if (origin !== '' && opts.allowedOrigins && !opts.allowedOrigins.has(origin) && !opts.allowedOrigins.has('*')) {
+        opts.onOriginRefused?.(origin, url);
+        res.writeStatus('403 Forbidden').end('origin not allowed');
+        return;
+      }
       const hub = hubFromPath(url, opts.defaultHub);
       if (hub === undefined) {
         res.writeStatus('404 Not Found').end('no MQTT endpoint at this path');
