@@ -24,6 +24,8 @@ const defs = {
   mqttsPort: { flag: 'mqtts-port', env: 'TERN_MQTTS_PORT', kind: 'port', default: 8883, description: 'MQTT over TLS port, used when --tls-cert and --tls-key are set' },
   tlsCert: { flag: 'tls-cert', env: 'TERN_TLS_CERT', kind: 'string', default: undefined, description: 'PEM certificate file for mqtts (and wss on the HTTP port)' },
   tlsKey: { flag: 'tls-key', env: 'TERN_TLS_KEY', kind: 'string', default: undefined, description: 'PEM private key file for mqtts and wss' },
+  tlsMinVersion: { flag: 'tls-min-version', env: 'TERN_TLS_MIN_VERSION', kind: 'string', default: 'TLSv1.2', description: 'lowest TLS version mqtts accepts (wss: uWebSockets.js always accepts TLSv1.2 and TLSv1.3)', choices: ['TLSv1.2', 'TLSv1.3'] },
+  tlsCiphers: { flag: 'tls-ciphers', env: 'TERN_TLS_CIPHERS', kind: 'string', default: undefined, description: 'OpenSSL cipher list for TLS 1.2 on mqtts and wss (default: Node\'s default list, tls.DEFAULT_CIPHERS); TLS 1.3 suites are not affected' },
   dataDir: { flag: 'data-dir', env: 'TERN_DATA_DIR', kind: 'string', default: './data', description: 'directory for local state (the embedded PostgreSQL cluster lives in <data-dir>/pg)' },
   store: { flag: 'store', env: 'TERN_STORE', kind: 'string', default: 'postgres', description: 'where durable state lives: postgres (DATABASE_URL, or an embedded server in <data-dir>/pg) or memory (lost at exit)', choices: ['postgres', 'memory'] },
   databaseUrl: { flag: 'database-url', env: 'DATABASE_URL', kind: 'string', default: undefined, description: 'PostgreSQL connection URL; unset: start an embedded PostgreSQL in <data-dir>/pg' },

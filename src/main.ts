@@ -91,7 +91,12 @@ async function main(): Promise<void> {
 
   const onConnection = broker.accept.bind(broker);
   const listeners: Listener[] = [];
-  const tlsFiles = config.tlsCert && config.tlsKey ? { certFile: config.tlsCert, keyFile: config.tlsKey } : undefined;
+  const tlsFiles = config.tlsCert && config.tlsKey
+    ? { certFile: config.tlsCert, keyFile: config.tlsKey, ...(config.tlsCiphers === undefined ? {} : { ciphers: config.tlsCiphers }) }
+    : undefined;
+  if (tlsFiles && config.tlsMinVersion !== 'TLSv1.2') {
+    logger.warn({ tlsMinVersion: config.tlsMinVersion }, 'wss cannot enforce --tls-min-version: uWebSockets.js accepts TLSv1.2 and TLSv1.3');
+  }
   const ws = await listenWs({
     host: config.host, port: config.httpPort, defaultHub: options.defaultHub,
     maxPayloadBytes: options.maxPacketBytes + 1024, onConnection, tls: tlsFiles,
@@ -111,7 +116,10 @@ async function main(): Promise<void> {
   if (tlsFiles) {
     const mqtts = await listenTcp({
       host: config.host, port: config.mqttsPort, hub: options.defaultHub, onConnection,
-      tls: { cert: readFileSync(tlsFiles.certFile), key: readFileSync(tlsFiles.keyFile) },
+      tls: {
+        cert: readFileSync(tlsFiles.certFile), key: readFileSync(tlsFiles.keyFile),
+        minVersion: config.tlsMinVersion as 'TLSv1.2' | 'TLSv1.3', ...(config.tlsCiphers === undefined ? {} : { ciphers: config.tlsCiphers }),
+      },
     });
     listeners.push(mqtts);
     mqttsPort = mqtts.port;

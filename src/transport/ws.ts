@@ -18,7 +18,8 @@ export interface WsListenerOptions {
   onConnection: OnConnection;
   /** Extra HTTP routes (health, REST) registered on the same app. */
   routes?: (app: uWS.TemplatedApp) => void;
-  tls?: { certFile: string; keyFile: string; passphrase?: string };
+  /** uWS has no minimum-version option: it accepts TLSv1.2 and TLSv1.3. `ciphers`: OpenSSL list for TLS 1.2. */
+  tls?: { certFile: string; keyFile: string; passphrase?: string; ciphers?: string };
   /**
    * Browser origins whose upgrades are served (exact match; "*" matches any); an upgrade with an Origin
    * header not listed gets 403. Upgrades without Origin (non-browser clients) are served. Unset: no check.
@@ -111,7 +112,10 @@ function tokenFrom(query: string, authorization: string): string | undefined {
 /** Listen for MQTT over WebSocket. Resolves once bound. */
 export function listenWs(opts: WsListenerOptions): Promise<Listener> {
   const app = opts.tls
-    ? uWS.SSLApp({ cert_file_name: opts.tls.certFile, key_file_name: opts.tls.keyFile, passphrase: opts.tls.passphrase })
+    ? uWS.SSLApp({
+      cert_file_name: opts.tls.certFile, key_file_name: opts.tls.keyFile, passphrase: opts.tls.passphrase,
+      ...(opts.tls.ciphers === undefined ? {} : { ssl_ciphers: opts.tls.ciphers }),
+    })
     : uWS.App();
   const transport = opts.tls ? 'wss' : 'ws';
   const open = new Set<uWS.WebSocket<SocketData>>();
