@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { startEmbeddedPostgres, type EmbeddedDatabase } from '../../src/store/pg/embedded.ts';
+import { isAlive, readPidFile } from '../../src/store/pg/postmaster.ts';
 
 const quiet = { info: () => {}, warn: () => {}, error: () => {} };
 
@@ -44,6 +45,10 @@ describe('embedded postgres: roles and secrets', () => {
   before(async () => { dir = await mkdtemp(path.join(tmpdir(), 'tern-embedded-safety-')); });
   after(async () => {
     for (const db of open) await db.stop().catch(() => {}); // best effort: the test already failed
+    for (const name of ['fresh', 'old']) {
+      const server = readPidFile(path.join(dir, name, 'pg'));
+      if (server && isAlive(server.pid)) process.kill(server.pid, 'SIGKILL'); // left by a failed test
+    }
     await rm(dir, { recursive: true, force: true });
   });
 
