@@ -94,7 +94,7 @@ async function startEmbedded() {
     const runAs = postgresRunAs();
     const binaries = await postgresBinaries(runAs);
     const password = randomBytes(16).toString('hex');
-    await initCluster({ binaries, pgDir, runAs, superuser: 'postgres', password });
+    await initCluster({ binaries, pgDir, runAs, superuser: 'postgres', password, initdbFlags: ['--no-sync'] }); // thrown away after the run
     const port = await freePort();
     ({ pid } = await startServer({
       binaries, pgDir, runAs, port, onLog: (line) => started || log.push(line),
