@@ -62,7 +62,11 @@ export async function postgresBinaries(runAs: RunAs | undefined, logger?: Logger
   const native = path.resolve(path.dirname(pkg.postgres), '..');
   const version = JSON.parse(await readFile(path.join(native, '..', 'package.json'), 'utf8')) as { version?: string };
   const target = path.join(SHARED_BINARIES_DIR, `postgres-${version.version ?? 'unknown'}-${platform}-${os.arch()}`);
-  await stageCopy(native, target, logger);
+  try {
+    await stageCopy(native, target, logger);
+  } catch (err) {
+    throw new Error(`embedded postgres: PostgreSQL runs as user postgres (uid ${runAs.uid}), which cannot reach its binaries in ${native}, and copying them to ${target} failed (${(err as Error).message}). Run the broker as a non-root user, install it where that user can read it, or set DATABASE_URL`, { cause: err });
+  }
   return { initdb: path.join(target, 'bin', path.basename(pkg.initdb)), postgres: path.join(target, 'bin', path.basename(pkg.postgres)) };
 }
 
@@ -134,8 +138,16 @@ async function stageCopy(source: string, target: string, logger?: Logger): Promi
     throw new Error(`embedded postgres: the copy of the PostgreSQL binaries in ${tmp} does not match ${source}; set DATABASE_URL or try again`);
   }
   await writeFile(path.join(tmp, '.tern-manifest'), expected, { mode: 0o644 });
-  await rm(target, { recursive: true, force: true });
-  await rename(tmp, target);
+  // Another process may have staged the same copy meanwhile (two first starts at once): use theirs
+  const done = async (): Promise<boolean> => await readFile(marker, 'utf8').catch(() => undefined) === expected;
+  if (await done()) return rm(tmp, { recursive: true, force: true });
+  await rm(target, { recursive: true, force: true }); // a copy that no longer matches
+  try {
+    await rename(tmp, target);
+  } catch (err) {
+    if (!await done()) throw err;
+    return rm(tmp, { recursive: true, force: true });
+  }
   logger?.info({ from: source, to: target }, 'embedded postgres: copied the PostgreSQL binaries where the postgres user can run them');
 }
 
@@ -145,7 +157,12 @@ async function stageCopy(source: string, target: string, logger?: Logger): Promi
  * above it need not be open to that user; otherwise the path itself.
  */
 function clusterArgs(pgDir: string, runAs: RunAs | undefined): { dataArg: string; cwd: string } {
-  return runAs && process.platform === 'linux' ? { dataArg: '/proc/self/cwd', cwd: pgDir } : { dataArg: pgDir, cwd: pgDir };
+  if (runAs && process.platform === 'linux') return { dataArg: '/proc/self/cwd', cwd: pgDir };
+  // Elsewhere the path must be open to that user: say so rather than let the server fail on it
+  if (runAs && spawnSync('/bin/sh', ['-c', 'test -x "$1"', 'sh', path.dirname(pgDir)], { ...runAs, stdio: 'ignore', cwd: '/' }).status !== 0) {
+    throw new Error(`embedded postgres: PostgreSQL runs as user postgres (uid ${runAs.uid}), which cannot reach ${pgDir}: choose a --data-dir that user can enter, run the broker as a non-root user, or set DATABASE_URL`);
+  }
+  return { dataArg: pgDir, cwd: pgDir };
 }
 
 /** Locale for messages we parse ("ready to accept connections"): one that exists, else C. */
