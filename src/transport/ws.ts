@@ -26,7 +26,15 @@ export interface WsListenerOptions {
   onSendDropped?: (remoteAddress: string, bufferedBytes: number) => void;
   /** Extra HTTP routes (health, REST) registered on the same app. */
   routes?: (app: uWS.TemplatedApp) => void;
-  tls?: { certFile: string; keyFile: string; passphrase?: string };
+  /** uWS has no minimum-version option: it accepts TLSv1.2 and TLSv1.3. `ciphers`: OpenSSL list for TLS 1.2. */
+  tls?: { certFile: string; keyFile: string; passphrase?: string; ciphers?: string };
+  /**
+   * Browser origins whose upgrades are served (exact match; "*" matches any); an upgrade with an Origin
+   * header not listed gets 403. Upgrades without Origin (non-browser clients) are served. Unset: no check.
+   */
+  allowedOrigins?: ReadonlySet<string>;
+  /** Told of each upgrade refused for its Origin. */
+  onOriginRefused?: (origin: string, url: string) => void;
 }
 
 interface SocketData {
@@ -128,7 +136,10 @@ function tokenFrom(query: string, authorization: string): string | undefined {
 /** Listen for MQTT over WebSocket. Resolves once bound. */
 export function listenWs(opts: WsListenerOptions): Promise<Listener> {
   const app = opts.tls
-    ? uWS.SSLApp({ cert_file_name: opts.tls.certFile, key_file_name: opts.tls.keyFile, passphrase: opts.tls.passphrase })
+    ? uWS.SSLApp({
+      cert_file_name: opts.tls.certFile, key_file_name: opts.tls.keyFile, passphrase: opts.tls.passphrase,
+      ...(opts.tls.ciphers === undefined ? {} : { ssl_ciphers: opts.tls.ciphers }),
+    })
     : uWS.App();
   const transport = opts.tls ? 'wss' : 'ws';
   const open = new Set<uWS.WebSocket<SocketData>>();
@@ -140,6 +151,12 @@ export function listenWs(opts: WsListenerOptions): Promise<Listener> {
     compression: uWS.DISABLED,
     upgrade: (res, req, context) => {
       const url = req.getUrl();
+      const origin = req.getHeader('origin');
+      if (origin !== '' && opts.allowedOrigins && !opts.allowedOrigins.has(origin) && !opts.allowedOrigins.has('*')) {
+        opts.onOriginRefused?.(origin, url);
+        res.writeStatus('403 Forbidden').end('origin not allowed');
+        return;
+      }
       const hub = hubFromPath(url, opts.defaultHub, opts.isValidHub);
       if (hub === undefined) {
         res.writeStatus('404 Not Found').end('no MQTT endpoint at this path');

@@ -88,12 +88,12 @@ describe('embedded postgres', () => {
     const { db, entries } = await start();
     assert.ok(entries.some((e) => e.msg === 'embedded postgres: initialised cluster'));
     assert.ok(entries.some((e) => e.msg === 'embedded postgres: started server'));
-    assert.match(db.url, /^postgres:\/\/tern:[0-9a-f]+@127\.0\.0\.1:\d+\/tern$/);
+    assert.match(db.url, /^postgres:\/\/tern_broker:[0-9a-f]+@127\.0\.0\.1:\d+\/tern$/);
     assert.deepEqual(await query(db.url, 'select 1 as one'), [{ one: 1 }]);
     const [settings] = await query(db.url, "select current_setting('listen_addresses') as l, current_database() as d");
     assert.deepEqual(settings, { l: '127.0.0.1', d: 'tern' });
-    const credentials = JSON.parse(await readFile(path.join(dataDir, 'pg-credentials.json'), 'utf8')) as Record<string, unknown>;
-    assert.equal(credentials['user'], 'tern');
+    const credentials = JSON.parse(await readFile(path.join(dataDir, 'pg-credentials.json'), 'utf8')) as Record<string, { user: string }>;
+    assert.equal(credentials['owner']?.user, 'tern_broker');
     assert.equal((await stat(path.join(dataDir, 'pg-credentials.json'))).mode & 0o777, 0o600);
     await query(db.url, "create table kept (v text); insert into kept values ('before restart')");
     const pid = await postmasterPid(dataDir);

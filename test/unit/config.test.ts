@@ -47,9 +47,9 @@ function assertProblems(problems: string[], patterns: RegExp[]): void {
 /** Every flag with its environment variable, as documented in README/--help. */
 const flags: Array<[string, string]> = [
   ['host', 'TERN_HOST'], ['http-port', 'TERN_HTTP_PORT'], ['mqtt-port', 'TERN_MQTT_PORT'], ['mqtts-port', 'TERN_MQTTS_PORT'],
-  ['tls-cert', 'TERN_TLS_CERT'], ['tls-key', 'TERN_TLS_KEY'], ['data-dir', 'TERN_DATA_DIR'], ['database-url', 'DATABASE_URL'],
+  ['tls-cert', 'TERN_TLS_CERT'], ['tls-key', 'TERN_TLS_KEY'], ['tls-min-version', 'TERN_TLS_MIN_VERSION'], ['tls-ciphers', 'TERN_TLS_CIPHERS'], ['data-dir', 'TERN_DATA_DIR'], ['database-url', 'DATABASE_URL'],
   ['default-hub', 'TERN_DEFAULT_HUB'], ['node-id', 'TERN_NODE_ID'], ['log-level', 'TERN_LOG_LEVEL'],
-  ['allow-anonymous', 'TERN_ALLOW_ANONYMOUS'], ['allow-uws-fallback', 'TERN_ALLOW_UWS_FALLBACK'],
+  ['allow-anonymous', 'TERN_ALLOW_ANONYMOUS'], ['allowed-origins', 'TERN_ALLOWED_ORIGINS'], ['allow-uws-fallback', 'TERN_ALLOW_UWS_FALLBACK'],
   ['max-packet-size', 'TERN_MAX_PACKET_SIZE'], ['receive-maximum', 'TERN_RECEIVE_MAXIMUM'], ['max-inflight', 'TERN_MAX_INFLIGHT'],
   ['topic-alias-maximum', 'TERN_TOPIC_ALIAS_MAXIMUM'], ['maximum-qos', 'TERN_MAXIMUM_QOS'],
   ['retain-available', 'TERN_RETAIN_AVAILABLE'], ['wildcard-subscriptions', 'TERN_WILDCARD_SUBSCRIPTIONS'],
@@ -75,9 +75,9 @@ describe('loadConfig', () => {
   test('defaults with no flags, env or file', () => {
     const expected: Config = {
       configFile: undefined,
-      host: '127.0.0.1', httpPort: 8080, mqttPort: 1883, mqttsPort: 8883, tlsCert: undefined, tlsKey: undefined,
+      host: '127.0.0.1', httpPort: 8080, mqttPort: 1883, mqttsPort: 8883, tlsCert: undefined, tlsKey: undefined, tlsMinVersion: 'TLSv1.2', tlsCiphers: undefined,
       dataDir: './data', store: 'postgres', databaseUrl: undefined, defaultHub: 'default', nodeId: 'node-1', logLevel: 'info',
-      allowAnonymous: undefined, allowUwsFallback: false, maxPacketSize: 1048576, receiveMaximum: 65535,
+      allowAnonymous: undefined, allowedOrigins: '', allowUwsFallback: false, maxPacketSize: 1048576, receiveMaximum: 65535,
       maxInflight: 1024, topicAliasMaximum: 64, maximumQos: 2, retainAvailable: true, wildcardSubscriptions: true,
       subscriptionIdentifiers: true, sharedSubscriptions: true, maxKeepAlive: 0, maxSessionExpiry: 4294967295,
       connectTimeout: 10, commitHoldMs: 2, maxQueuedMessages: 100000, maxQueuedBytes: 67108864,

@@ -1,0 +1,55 @@
+// --tls-min-version TLSv1.3: mqtts (node:tls) refuses TLS 1.2. uWS has no option for the minimum version:
+// its own floor is TLS 1.2, so wss stays at TLSv1.2 (the broker says so in its log at start).
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import tls from 'node:tls';
+import { startBroker, type BrokerProcess } from '../helpers/broker-process.ts';
+
+let dir: string;
+before(() => {
+  dir = mkdtempSync(path.join(tmpdir(), 'tern-tls-policy-'));
+  execFileSync('openssl', [
+    'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', path.join(dir, 'key.pem'), '-out', path.join(dir, 'cert.pem'),
+    '-days', '1', '-subj', '/CN=localhost',
+  ], { stdio: 'ignore' });
+});
+after(() => { rmSync(dir, { recursive: true, force: true }); });
+
+function tlsArgs(): string[] {
+  return ['--mqtts-port', '0', '--tls-cert', path.join(dir, 'cert.pem'), '--tls-key', path.join(dir, 'key.pem')];
+}
+function mqttsPortOf(broker: BrokerProcess): number {
+  return Number(broker.logs.find((l) => l['msg'] === 'tern listening')!['mqttsPort']);
+}
+
+/** Handshake outcome: "ok <protocol>" or the error code. */
+function handshake(port: number, options: tls.ConnectionOptions): Promise<string> {
+  return new Promise((resolve) => {
+    const socket = tls.connect({ host: '127.0.0.1', port, rejectUnauthorized: false, ...options });
+    const timer = setTimeout(() => { socket.destroy(); resolve('timeout'); }, 10_000);
+    socket.once('secureConnect', () => { clearTimeout(timer); resolve(`ok ${socket.getProtocol()}`); socket.destroy(); });
+    socket.once('error', (err: NodeJS.ErrnoException) => { clearTimeout(timer); resolve(String(err.code)); });
+  });
+}
+// A TLS 1.1 client needs security level 0 in this OpenSSL to offer TLS 1.1 at all
+const tls11 = { minVersion: 'TLSv1', maxVersion: 'TLSv1.1', ciphers: 'DEFAULT@SECLEVEL=0' } as const;
+
+describe('--tls-min-version TLSv1.3', () => {
+  let broker: BrokerProcess;
+  before(async () => { broker = await startBroker([...tlsArgs(), '--tls-min-version', 'TLSv1.3']); });
+  after(async () => { await broker.stop(); });
+
+  test('mqtts refuses a TLSv1.2-max client with a protocol-version alert; wss keeps uWS\'s TLSv1.2 floor and the log says so', async () => {
+    const mqtts = mqttsPortOf(broker);
+    assert.equal(await handshake(mqtts, { maxVersion: 'TLSv1.2' }), 'ERR_SSL_TLSV1_ALERT_PROTOCOL_VERSION');
+    assert.equal(await handshake(mqtts, {}), 'ok TLSv1.3');
+    assert.equal(await handshake(broker.httpPort, tls11), 'ERR_SSL_TLSV1_ALERT_PROTOCOL_VERSION');
+    assert.equal(await handshake(broker.httpPort, { maxVersion: 'TLSv1.2' }), 'ok TLSv1.2');
+    const warning = broker.logs.find((l) => l['msg'] === 'wss cannot enforce --tls-min-version: uWebSockets.js accepts TLSv1.2 and TLSv1.3');
+    assert.ok(warning, 'the broker warns that wss still accepts TLSv1.2');
+  });
+});
