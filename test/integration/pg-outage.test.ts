@@ -345,7 +345,9 @@ describe('PostgreSQL outage', { concurrency: false }, () => {
     // would be delivered now and silently lost at the next restart
     const rc = await pub5.publish(REFUSED_TOPIC, 'to-refused-subscription', 1);
     t.diagnostic(`PUBACK 0x${rc!.toString(16)} (0x10: no matching subscribers)`);
-    await sleep(500);
+    // Barrier: a later message to sub5's real subscription from the same publisher comes after anything routed before it
+    assert.equal(await pub5.publish(PERSISTENT_TOPIC, 'barrier-after-refused', 1), 0);
+    await sub5.until(() => sub5.payloads().includes('barrier-after-refused'), '"barrier-after-refused"');
     assert.ok(!sub5.payloads().includes('to-refused-subscription'), 'a message arrived on a subscription whose SUBSCRIBE was refused');
     assert.equal(rc, 0x10, 'PUBACK 0x10 No matching subscribers');
   });
@@ -408,7 +410,12 @@ describe('PostgreSQL refuses one unit of work', { concurrency: false }, () => {
     assert.ok(badCodes.every((c) => typeof c !== 'number' || c >= 0x80), 'a message that could not be stored is not acknowledged with success');
     const want = [...Array.from({ length: n }, (_, i) => `v5-${i}`), ...Array.from({ length: n }, (_, i) => `v4-${i}`)].sort();
     await sub.until(() => sub.received.length >= 2 * n, `${2 * n} messages`);
-    await sleep(200);
+    // Barrier: a duplicate or a refused message would arrive before a later message from the same publishers
+    assert.equal(await good5.publish(`${topic}/v5`, 'barrier', 1), 0);
+    assert.equal(await good4.publish(`${topic}/v4`, 'barrier', 1), 0);
+    await sub.until(() => sub.payloads().filter((x) => x === 'barrier').length === 2, 'the two barrier messages');
+    sub.received.splice(sub.received.findIndex((p) => Buffer.from(p.payload).toString() === 'barrier'), 1);
+    sub.received.splice(sub.received.findIndex((p) => Buffer.from(p.payload).toString() === 'barrier'), 1);
     assert.deepEqual(sub.payloads().sort(), want, 'the subscriber got every acknowledged message once, and not the refused one');
   });
 });
