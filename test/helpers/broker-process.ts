@@ -29,6 +29,8 @@ export interface StartOptions {
   databaseUrl?: string;
   /** Keep the fresh database when this broker exits (to restart another broker on it after a kill). */
   keepDatabase?: boolean;
+  /** How long to wait for the broker to listen (default 20 s). */
+  readyTimeoutMs?: number;
 }
 
 /**
@@ -54,7 +56,11 @@ export async function startBroker(args: string[] = [], env: NodeJS.ProcessEnv = 
   proc.stderr!.on('data', (b: Buffer) => { stderr += b.toString(); });
   const lines = createInterface({ input: proc.stdout! });
   const ready = new Promise<Record<string, unknown>>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`broker did not start in 20 s: ${stderr}`)), 20_000);
+    const readyMs = opts.readyTimeoutMs ?? 20_000;
+    const timer = setTimeout(() => {
+      proc.kill('SIGKILL');
+      reject(new Error(`broker did not start in ${readyMs} ms: ${stderr}`));
+    }, readyMs);
     lines.on('line', (line) => {
       let entry: Record<string, unknown>;
       try {

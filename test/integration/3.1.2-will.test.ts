@@ -5,7 +5,8 @@ import assert from 'node:assert/strict';
 import type { MqttClient } from 'mqtt';
 import { startBroker, type BrokerProcess } from '../helpers/broker-process.ts';
 import { close, collect, connect, expectNoMessage, matrix, uniqueId, type Transport, type Version } from '../helpers/clients.ts';
-import { encode, tap, wireConnect, writeRaw } from '../helpers/wire.ts';
+import { openRaw } from '../helpers/raw-mqtt.ts';
+import { encode, tap, writeRaw } from '../helpers/wire.ts';
 
 let broker: BrokerProcess;
 before(async () => { broker = await startBroker(); });
@@ -37,16 +38,19 @@ for (const { transport, version, name } of matrix) {
       const sub = await subscriber(transport, version, topic);
       const got = collect(sub, 1, 6000);
       const started = Date.now();
-      // A raw client that never sends another byte after CONNECT
-      const silent = await wireConnect(broker.mqttPort, version, {
-        clientId: uniqueId('silent'), keepalive: 1, will: { topic, payload: Buffer.from('timed out'), qos: 0, retain: false },
+      // A raw client on this variant's transport that never sends another byte after CONNECT
+      const silent = await openRaw(broker, transport, version);
+      silent.sendPacket({
+        cmd: 'connect', protocolId: 'MQTT', protocolVersion: version, clean: true, clientId: uniqueId('silent'), keepalive: 1,
+        will: { topic, payload: Buffer.from('timed out'), qos: 0, retain: false },
       });
+      assert.equal((await silent.next()).cmd, 'connack');
       const [m] = await got;
       const elapsed = Date.now() - started;
       assert.equal(m!.payload.toString(), 'timed out');
       // 1.5 × keep alive without a packet; not sooner than the keep alive itself
       assert.ok(elapsed >= 1000, `will arrived after only ${elapsed} ms`);
-      const packets = await silent.log.whenClosed();
+      const packets = await silent.closed(5000);
       if (version === 5) {
         const disconnect = packets.find((p) => p.cmd === 'disconnect');
         assert.equal(disconnect?.reasonCode, 0x8d, 'DISCONNECT Keep alive timeout before closing');

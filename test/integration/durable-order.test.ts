@@ -33,6 +33,29 @@ before(async () => {
 });
 after(async () => { await broker?.stop(); });
 
+/** Resolve once `done()` holds, checked after every packet any of `peers` receives; reject after `timeoutMs` with `describe()`. */
+function untilPackets(peers: MqttPeer[], done: () => boolean, timeoutMs: number, describe: () => string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const stops: Array<() => void> = [];
+    const finish = (): void => {
+      clearTimeout(timer);
+      for (const stop of stops) stop();
+    };
+    const check = (): void => {
+      if (!done()) return;
+      finish();
+      resolve();
+    };
+    const timer = setTimeout(() => {
+      finish();
+      reject(new Error(`timed out after ${timeoutMs} ms: ${describe()}`));
+    }, timeoutMs);
+    // Registered after the peers' own listeners, so a packet is counted before it is checked
+    for (const peer of peers) stops.push(peer.on(check));
+    check();
+  });
+}
+
 /** A persistent subscriber that acknowledges at once and checks per-publisher sequence order. */
 class OrderedSubscriber {
   readonly clientId = uniqueId('order-sub');
@@ -117,8 +140,8 @@ describe('order to persistent subscribers while deliveries switch between sent-a
       publishAll('ws', 4, 'a', 1), publishAll('tcp', 5, 'b', 1), publishAll('ws', 5, 'c', 2), publishAll('tcp', 4, 'd', 1),
     ]);
     const total = 4 * PER_PUBLISHER;
-    const deadline = Date.now() + 30_000;
-    while (subs.some((s) => s.received < total) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    await untilPackets(subs.map((s) => s.peer), () => subs.every((s) => s.received >= total), 30_000,
+      () => subs.map((s) => `${s.transport} v${s.version} QoS ${s.qos}: ${s.received}/${total}`).join('; '));
     t.diagnostic(`${total} messages to ${subs.length} subscribers in ${Date.now() - t0} ms`);
     for (const s of subs) {
       assert.deepEqual(s.anomalies, [], `${s.transport} v${s.version} QoS ${s.qos}: out of order`);
@@ -133,10 +156,14 @@ describe('a publisher that goes away while its message is being stored', () => {
     const topic = `${TOPIC}-gone/x`;
     const c = new pg.Client({ connectionString: broker.databaseUrl });
     await c.connect();
-    // Slow down storing the message, so that the publisher's connection is gone before the commit ends
+    // Hold storing the message until the publisher's connection is gone: the commit waits for an
+    // advisory lock that this test holds until then
+    const LOCK = 731_842_002;
     await c.query(`CREATE FUNCTION tern_test_slow_message() RETURNS trigger LANGUAGE plpgsql AS $$
-      BEGIN PERFORM pg_sleep(0.5); RETURN NULL; END $$`);
+      BEGIN PERFORM pg_advisory_xact_lock_shared(${LOCK}); RETURN NULL; END $$`);
     await c.query('CREATE TRIGGER tern_test_slow_message AFTER INSERT ON messages FOR EACH STATEMENT EXECUTE FUNCTION tern_test_slow_message()');
+    await c.query(`SELECT pg_advisory_lock(${LOCK})`);
+    let locked = true;
     try {
       const got: Record<string, string[]> = { clean: [], persistent: [] };
       const subscribe = async (name: 'clean' | 'persistent', transport: Transport, version: Version): Promise<MqttPeer> => {
@@ -165,14 +192,31 @@ describe('a publisher that goes away while its message is being stored', () => {
       const pub = await MqttPeer.open(broker, 'tcp', 4);
       assert.equal(connackCode(await pub.connect({ clientId: uniqueId('gone-pub'), clean: true })), 0);
       pub.send({ cmd: 'publish', topic, payload: Buffer.from('stored'), qos: 2, messageId: 1, retain: false, dup: false });
-      await new Promise((r) => setTimeout(r, 50));
-      pub.destroy(); // gone before the (slowed) commit ends
-      const deadline = Date.now() + 10_000;
-      while ((got['clean']!.length === 0 || got['persistent']!.length === 0) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-      assert.deepEqual(got, { clean: ['stored'], persistent: ['stored'] });
+      // PostgreSQL has no event for "a backend waits for a lock": ask pg_locks, paced, bounded
+      const waitDeadline = Date.now() + 10_000;
+      const waiting = `SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND objid = ${LOCK}`;
+      while ((await c.query(waiting)).rows.length === 0) {
+        if (Date.now() > waitDeadline) throw new Error('the message commit did not reach the held lock within 10 s');
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      pub.destroy(); // gone while the commit is held
+      await pub.whenClosed();
+      await c.query(`SELECT pg_advisory_unlock(${LOCK})`);
+      locked = false;
+      await untilPackets([clean, persistent], () => got['clean']!.length > 0 && got['persistent']!.length > 0, 10_000, () => JSON.stringify(got));
+      // Anything sent twice would have come before a later message on the same subscriptions
+      const pub2 = await MqttPeer.open(broker, 'tcp', 5);
+      assert.equal(connackCode(await pub2.connect({ clientId: uniqueId('gone-pub2'), clean: true })), 0);
+      const acked = pub2.waitFor((pk) => pk.cmd === 'pubrec', 'PUBREC');
+      pub2.send({ cmd: 'publish', topic, payload: Buffer.from('after'), qos: 2, messageId: 1, retain: false, dup: false });
+      await acked;
+      pub2.destroy();
+      await untilPackets([clean, persistent], () => got['clean']!.includes('after') && got['persistent']!.includes('after'), 10_000, () => JSON.stringify(got));
+      assert.deepEqual(got, { clean: ['stored', 'after'], persistent: ['stored', 'after'] });
       clean.destroy();
       persistent.destroy();
     } finally {
+      if (locked) await c.query(`SELECT pg_advisory_unlock(${LOCK})`).catch(() => undefined);
       await c.query('DROP TRIGGER IF EXISTS tern_test_slow_message ON messages').catch(() => undefined);
       await c.end();
     }
@@ -202,17 +246,18 @@ describe('a QoS 1 message too large for a persistent subscriber', () => {
     const smallAcked = pub.waitFor((pk) => pk.cmd === 'puback', 'PUBACK');
     pub.send({ cmd: 'publish', topic, payload: Buffer.alloc(10, 2), qos: 1, messageId: 2, retain: false, dup: false });
     await smallAcked;
-    const deadline = Date.now() + 5000;
-    while (got.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    await untilPackets([sub], () => got.length > 0, 5000, () => 'no message reached the subscriber');
+    // Barrier on the subscriber's own connection: a retained QoS 1 message is acknowledged after its
+    // commit, and the broker read the subscriber's PUBACK before it, so every change that PUBACK and
+    // the discard queued in the in-order writer is committed by then
+    const barrierAcked = sub.waitFor((pk) => pk.cmd === 'puback' && pk.messageId === 7, 'PUBACK of the barrier');
+    sub.send({ cmd: 'publish', topic: `${topic}-barrier`, payload: Buffer.from('b'), qos: 1, messageId: 7, retain: true, dup: false });
+    await barrierAcked;
     assert.deepEqual(got, [10], 'only the message that fits arrives');
     const c = new pg.Client({ connectionString: broker.databaseUrl });
     await c.connect();
     try {
-      let rows = -1;
-      for (let i = 0; i < 50 && rows !== 0; i++) {
-        rows = Number((await c.query('SELECT count(*) AS n FROM deliveries WHERE client_id = $1', [clientId])).rows[0].n);
-        if (rows !== 0) await new Promise((r) => setTimeout(r, 50));
-      }
+      const rows = Number((await c.query('SELECT count(*) AS n FROM deliveries WHERE client_id = $1', [clientId])).rows[0].n);
       assert.equal(rows, 0, 'no delivery row left for the subscriber');
     } finally {
       await c.end();

@@ -41,7 +41,15 @@ describe('TLS listeners', () => {
     });
   }
 
-  test('a client that does not trust the certificate is refused', async () => {
-    await assert.rejects(mqtt.connectAsync(`mqtts://localhost:${mqttsPort}`, { reconnectPeriod: 0, connectTimeout: 3000 }));
-  });
+  for (const scheme of ['mqtts', 'wss'] as const) {
+    test(`${scheme}: a client that does not trust the certificate is refused for that certificate`, async () => {
+      const url = scheme === 'mqtts' ? `mqtts://localhost:${mqttsPort}` : `wss://localhost:${broker.httpPort}/mqtt`;
+      // The refusal must come from the certificate check (self-signed, not in the trust store), not
+      // from a timeout, a reset or a non-TLS listener
+      await assert.rejects(mqtt.connectAsync(url, { protocolVersion: 5, reconnectPeriod: 0, connectTimeout: 3000 }), (err: NodeJS.ErrnoException) => {
+        assert.equal(err.code, 'DEPTH_ZERO_SELF_SIGNED_CERT', `a certificate error, got ${err.code}: ${err.message}`);
+        return true;
+      });
+    });
+  }
 });

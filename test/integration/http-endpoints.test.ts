@@ -1,0 +1,129 @@
+// The HTTP side of the WebSocket listener: GET /health, and the WebSocket subprotocol rules of the
+// upgrade (src/transport/ws.ts pickSubprotocol; /work/shared/spec/webpubsub-compat.md §2.3: the
+// chosen subprotocol is echoed, or `ws`-based clients abort the handshake).
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { IncomingMessage } from 'node:http';
+import mqttPacket, { type Packet } from 'mqtt-packet';
+import WebSocket from 'ws';
+import { startBroker, type BrokerProcess } from '../helpers/broker-process.ts';
+import { close, connect, uniqueId } from '../helpers/clients.ts';
+
+let broker: BrokerProcess;
+before(async () => { broker = await startBroker(); });
+after(async () => { await broker.stop(); });
+
+type Upgrade = { ok: true; ws: WebSocket; protocol: string } | { ok: false; status: number; body: string };
+
+/** Open a WebSocket to `path` offering `protocols`; resolves with the accepted socket or the HTTP refusal. */
+function upgrade(path: string, protocols: string[] | undefined): Promise<Upgrade> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(`ws://${broker.host}:${broker.httpPort}${path}`, protocols);
+    const timer = setTimeout(() => {
+      ws.terminate();
+      reject(new Error('no answer to the upgrade within 5 s'));
+    }, 5000);
+    ws.once('open', () => {
+      clearTimeout(timer);
+      resolve({ ok: true, ws, protocol: ws.protocol });
+    });
+    ws.once('unexpected-response', (_req, res: IncomingMessage) => {
+      let body = '';
+      res.on('data', (b: Buffer) => { body += b.toString(); });
+      res.on('end', () => {
+        clearTimeout(timer);
+        resolve({ ok: false, status: res.statusCode ?? 0, body });
+      });
+    });
+    ws.once('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+  });
+}
+
+/** CONNECT over an open WebSocket and resolve with the broker's first packet (the CONNACK). */
+function mqttConnect(ws: WebSocket, version: 4 | 5): Promise<Packet> {
+  return new Promise((resolve, reject) => {
+    const parser = mqttPacket.parser({ protocolVersion: version });
+    const timer = setTimeout(() => reject(new Error('no CONNACK within 5 s')), 5000);
+    parser.once('packet', (p: Packet) => {
+      clearTimeout(timer);
+      resolve(p);
+    });
+    ws.on('message', (data: Buffer) => parser.parse(data));
+    ws.send(mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: version, clean: true, clientId: uniqueId('ws'), keepalive: 0 }, { protocolVersion: version }));
+  });
+}
+
+async function closeWs(ws: WebSocket): Promise<void> {
+  if (ws.readyState === WebSocket.CLOSED) return;
+  const closed = new Promise<void>((resolve) => ws.once('close', () => resolve()));
+  ws.terminate();
+  await closed;
+}
+
+describe('GET /health', () => {
+  test('answers 200 with a JSON body: status "ok" and the number of MQTT connections', async () => {
+    const get = async (): Promise<{ status: number; type: string | null; body: unknown }> => {
+      const res = await fetch(`http://${broker.host}:${broker.httpPort}/health`);
+      return { status: res.status, type: res.headers.get('content-type'), body: await res.json() };
+    };
+    // This file's broker has no other client at this point
+    assert.deepEqual(await get(), { status: 200, type: 'application/json', body: { status: 'ok', connections: 0 } });
+    const a = await connect(broker, 'tcp', 5);
+    const b = await connect(broker, 'ws', 4);
+    try {
+      assert.deepEqual(await get(), { status: 200, type: 'application/json', body: { status: 'ok', connections: 2 } });
+    } finally {
+      await close(a, b);
+    }
+  });
+});
+
+describe('WebSocket subprotocols', () => {
+  for (const [offer, chosen] of [[['mqtt'], 'mqtt'], [['mqttv3.1'], 'mqttv3.1'], [['json.webpubsub.azure.v1', 'mqtt'], 'mqtt'], [['mqttv3.1', 'mqtt'], 'mqtt']] as const) {
+    test(`offered ${JSON.stringify(offer)}: "${chosen}" is chosen and echoed, and MQTT works`, async () => {
+      const up = await upgrade('/mqtt', [...offer]);
+      assert.ok(up.ok, `upgrade refused: ${JSON.stringify(up)}`);
+      try {
+        assert.equal(up.protocol, chosen);
+        const connack = await mqttConnect(up.ws, 5);
+        assert.equal(connack.cmd, 'connack');
+        assert.equal((connack as Extract<Packet, { cmd: 'connack' }>).reasonCode, 0);
+      } finally {
+        await closeWs(up.ws);
+      }
+    });
+  }
+
+  for (const offer of [['json.webpubsub.azure.v1'], ['json.reliable.webpubsub.azure.v1', 'protobuf.webpubsub.azure.v1'], ['MQTT-not']]) {
+    test(`an offer without an MQTT subprotocol (${JSON.stringify(offer)}) is refused with 400, on the default and on a named hub`, async () => {
+      for (const path of ['/mqtt', `/clients/mqtt/hubs/h${process.pid}`]) {
+        const up = await upgrade(path, offer);
+        if (up.ok) await closeWs(up.ws);
+        assert.deepEqual(up.ok ? { accepted: up.protocol } : { status: up.status, body: up.body },
+          { status: 400, body: 'MQTT over WebSocket needs the "mqtt" subprotocol' }, path);
+      }
+    });
+  }
+
+  test('no subprotocol offered: accepted as MQTT, with no subprotocol in the answer', async () => {
+    const up = await upgrade('/mqtt', undefined);
+    assert.ok(up.ok, `upgrade refused: ${JSON.stringify(up)}`);
+    try {
+      assert.equal(up.protocol, '');
+      assert.equal((await mqttConnect(up.ws, 4)).cmd, 'connack');
+    } finally {
+      await closeWs(up.ws);
+    }
+  });
+
+  test('a path that is not an MQTT endpoint is refused with 404', async () => {
+    for (const path of ['/', '/mqttx', '/clients/mqtt/hubs/', '/clients/mqtt/hubs/a/b']) {
+      const up = await upgrade(path, ['mqtt']);
+      if (up.ok) await closeWs(up.ws);
+      assert.deepEqual(up.ok ? { accepted: path } : { status: up.status }, { status: 404 }, path);
+    }
+  });
+});
