@@ -240,8 +240,10 @@ export function anyPacket(rng: Rng, version: Version): { bytes: Buffer; faulty: 
     case 'publish': {
       const qos = rng.pick([0, 0, 1, 1, 2]) as 0 | 1 | 2;
       const topic = str(rng, TOPICS);
-      const payload = rng.chance(0.03) ? rng.bytes(rng.range(1000, 300000)) : rng.bytes(rng.int(64));
-      const p: Packet = { cmd: 'publish', topic, payload, qos, retain: rng.chance(0.1), dup: qos > 0 && rng.chance(0.2), messageId: qos > 0 ? packetId(rng) : undefined };
+      const large = rng.chance(0.03);
+      const payload = large ? rng.bytes(rng.range(1000, 300000)) : rng.bytes(rng.int(64));
+      // Large payloads are never retained: the retained store would grow with every distinct topic (legitimately, not a leak)
+      const p: Packet = { cmd: 'publish', topic, payload, qos, retain: !large && rng.chance(0.1), dup: qos > 0 && rng.chance(0.2), messageId: qos > 0 ? packetId(rng) : undefined };
       if (version === 5 && rng.chance(0.3)) {
         p.properties = {
           ...(rng.chance(0.5) ? { userProperties: { k: rng.chance(0.3) ? ['a', 'b', '\u0000'] : 'v', z: 'y', a: 'x' } } : {}),
