@@ -317,7 +317,7 @@ export class DurableLoad {
       () => `publisher flows in progress: ${this.publishers.filter((p) => p.inflight.size > 0).map((p) => `${p.name}: ${p.inflight.size}`).join(', ')}`, (w) => this.#watch(w));
     const online = this.subscribers.filter((s) => s.persistent);
     await waitUntil(() => online.every((s) => this.#missing(s) === 0), timeoutMs,
-      () => online.map((s) => `${s.name} misses ${this.#missing(s)}`).join(', '), (w) => this.#watch(w));
+      () => `${online.map((s) => `${s.name} misses ${this.#missing(s)}`).join(', ')}; problems: ${JSON.stringify(this.report().problems.slice(0, 10))}`, (w) => this.#watch(w));
     await this.offline.connect(broker, this.life);
     await waitUntil(() => this.#missing(this.offline) === 0, timeoutMs, () => `${this.offline.name} misses ${this.#missing(this.offline)}`, (w) => this.#watch(w));
   }
