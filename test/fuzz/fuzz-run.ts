@@ -9,6 +9,7 @@ import { readFileSync } from 'node:fs';
 import WebSocket from 'ws';
 import mqtt, { type MqttClient } from 'mqtt';
 import type { BrokerProcess } from '../helpers/broker-process.ts';
+import pg from 'pg';
 import { connectionScript, type Version } from './mutate.ts';
 
 export type Transport = 'tcp' | 'ws';
@@ -104,7 +105,9 @@ async function runConnection(broker: BrokerProcess, o: FuzzOptions, index: numbe
       ws.once('close', () => resolve(false));
     });
     if (!opened) throw new Error(`fuzz connection ${index}: WebSocket upgrade failed (is the broker alive?)`);
-    for (const c of script.chunks) if (ws.readyState === WebSocket.OPEN) ws.send(c);
+    // One connection in 20 sends its bytes in text frames (MQTT over WebSocket is binary only [MQTT-6.0.0-1])
+    const binary = index % 20 !== 7;
+    for (const c of script.chunks) if (ws.readyState === WebSocket.OPEN) ws.send(c, { binary });
     end = () => ws.close();
     kill = () => ws.terminate();
   }
@@ -215,6 +218,38 @@ export async function fuzz(broker: BrokerProcess, o: FuzzOptions): Promise<FuzzS
   await probe.stop();
   stats.ms = Date.now() - started;
   return stats;
+}
+
+/**
+ * Remove the state a fuzz run may legitimately leave in the broker's memory, so that what remains
+ * is a leak: every stored session (a persistent one holds its queued messages in memory; mutated
+ * CONNECTs make some with arbitrary client ids) and every retained message. Read from the
+ * broker's database, then removed through MQTT: a clean-start CONNECT per session, an empty
+ * retained PUBLISH per topic.
+ */
+export async function cleanUp(broker: BrokerProcess, databaseUrl: string): Promise<{ sessions: number; retained: number }> {
+  const db = new pg.Client({ connectionString: databaseUrl });
+  await db.connect();
+  let sessions: Array<{ client_id: string }>;
+  let retained: Array<{ topic_name: string }>;
+  try {
+    sessions = (await db.query(`SELECT client_id FROM sessions WHERE hub = 'default'`)).rows as Array<{ client_id: string }>;
+    retained = (await db.query(`SELECT topic_name FROM retained_messages WHERE hub = 'default'`)).rows as Array<{ topic_name: string }>;
+  } finally {
+    await db.end();
+  }
+  for (const { client_id: clientId } of sessions) {
+    const c = await mqtt.connectAsync(broker.mqttUrl, {
+      protocolVersion: 5, clientId, clean: true, reconnectPeriod: 0, connectTimeout: 10_000, properties: { sessionExpiryInterval: 0 },
+    });
+    await c.endAsync();
+  }
+  if (retained.length > 0) {
+    const c = await mqtt.connectAsync(broker.mqttUrl, { protocolVersion: 5, clientId: `fuzz-janitor-${process.pid}`, reconnectPeriod: 0, connectTimeout: 10_000 });
+    for (const { topic_name: topic } of retained) await c.publishAsync(topic, '', { qos: 1, retain: true });
+    await c.endAsync();
+  }
+  return { sessions: sessions.length, retained: retained.length };
 }
 
 /** Resident set size of a process in KiB (Linux /proc). */

@@ -6,7 +6,7 @@
 // Exit code 0 if every check holds. Uses DATABASE_URL, or an embedded PostgreSQL in a temp dir.
 import { startBroker } from '../helpers/broker-process.ts';
 import { parseFlags, withDatabase } from '../helpers/long-run-database.ts';
-import { describeLine, errorLines, fuzz, KNOWN_DEFECTS, openAt, rssKiB, type FuzzStats, type Transport } from './fuzz-run.ts';
+import { cleanUp, describeLine, errorLines, fuzz, KNOWN_DEFECTS, openAt, rssKiB, type FuzzStats, type Transport } from './fuzz-run.ts';
 import { RSS_SLACK_KIB, summary } from './fuzz-suite.ts';
 import type { Version } from './mutate.ts';
 
@@ -60,13 +60,14 @@ await withDatabase(async (databaseUrl) => {
       problems.push(`internal error: ${describeLine(l)}; open fuzz connections ${near}`);
     }
     for (const [name, n] of known) process.stdout.write(`known defect (fixed on another branch) seen ${n} times: ${name}\n`);
+    const cleaned = await cleanUp(broker, broker.databaseUrl!);
     let rss = rssKiB(pid);
     const deadline = Date.now() + 30_000;
     while (rss > baseline + RSS_SLACK_KIB && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 500));
       rss = rssKiB(pid);
     }
-    process.stdout.write(`broker RSS: ${Math.round(baseline / 1024)} MiB at start, peak seen ${Math.round(peak / 1024)} MiB, ${Math.round(rss / 1024)} MiB after the run; ${Math.round((Date.now() - started) / 1000)} s in all\n`);
+    process.stdout.write(`broker RSS: ${Math.round(baseline / 1024)} MiB at start, peak seen ${Math.round(peak / 1024)} MiB, ${Math.round(rss / 1024)} MiB after the run and the removal of ${cleaned.sessions} sessions and ${cleaned.retained} retained messages; ${Math.round((Date.now() - started) / 1000)} s in all\n`);
     if (rss > baseline + RSS_SLACK_KIB) problems.push(`broker RSS ${Math.round(rss / 1024)} MiB did not come back near its baseline of ${Math.round(baseline / 1024)} MiB`);
   } finally {
     await broker.stop();

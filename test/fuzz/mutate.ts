@@ -64,9 +64,9 @@ const STRING_FAULTS = [
   Buffer.from([0x5c, 0x75, 0x30]), // "\u0" (a JSON escape fragment)
 ];
 
-const TOPICS = ['fz/a', 'fz/b/c', 'fz/a/b/c/d', 'fz', '/fz', 'fz/', '$SYS/fz', 'fz/é', 'fz/\u{1F600}', 'a'];
+export const TOPICS = ['fz/a', 'fz/b/c', 'fz/a/b/c/d', 'fz', '/fz', 'fz/', '$SYS/fz', 'fz/é', 'fz/\u{1F600}', 'a'];
 const FILTERS = ['fz/#', 'fz/+', 'fz/+/c', '#', '+', '+/+', '$SYS/#', '$share/g/fz/#', '$share/g/#', '$share//fz', '$share/g', 'fz/#/x', 'fz/a+', '', '/'];
-const CLIENT_IDS = ['fz-0', 'fz-1', 'fz-2', 'fz-3', 'fz-4', 'fz-5', 'fz-6', 'fz-7', ''];
+export const CLIENT_IDS = ['fz-0', 'fz-1', 'fz-2', 'fz-3', 'fz-4', 'fz-5', 'fz-6', 'fz-7', ''];
 
 /** A string used by a generated packet: mostly from the vocabulary, sometimes faulty or long. */
 function str(rng: Rng, vocabulary: readonly string[]): string {
@@ -242,8 +242,8 @@ export function anyPacket(rng: Rng, version: Version): { bytes: Buffer; faulty: 
       const topic = str(rng, TOPICS);
       const large = rng.chance(0.03);
       const payload = large ? rng.bytes(rng.range(1000, 300000)) : rng.bytes(rng.int(64));
-      // Large payloads are never retained: the retained store would grow with every distinct topic (legitimately, not a leak)
-      const p: Packet = { cmd: 'publish', topic, payload, qos, retain: !large && rng.chance(0.1), dup: qos > 0 && rng.chance(0.2), messageId: qos > 0 ? packetId(rng) : undefined };
+      // Retained only on the vocabulary's topics, so the janitor (fuzz-run.ts) can clear them all
+      const p: Packet = { cmd: 'publish', topic, payload, qos, retain: !large && TOPICS.includes(topic) && rng.chance(0.1), dup: qos > 0 && rng.chance(0.2), messageId: qos > 0 ? packetId(rng) : undefined };
       if (version === 5 && rng.chance(0.3)) {
         p.properties = {
           ...(rng.chance(0.5) ? { userProperties: { k: rng.chance(0.3) ? ['a', 'b', '\u0000'] : 'v', z: 'y', a: 'x' } } : {}),
