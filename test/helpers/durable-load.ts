@@ -24,19 +24,28 @@ function connectOptions(version: Version, clientId: string, persistent: boolean)
   return { clientId, clean: false, ...(version === 5 ? { properties: { sessionExpiryInterval: EXPIRY, receiveMaximum: 1024 } } : {}) };
 }
 
-/** Wait for `done()` after each of `peers`' packets and closes, or reject after `timeoutMs` with `describe()`. */
+/**
+ * Wait for `done()`, checked at most every 50 ms while `subscribe`'s wake-ups come (a check may
+ * cost O(messages): checking after every packet would be quadratic), or reject after `timeoutMs`
+ * with `describe()`.
+ */
 function waitUntil(done: () => boolean, timeoutMs: number, describe: () => string, subscribe: (wake: () => void) => () => void): Promise<void> {
   return new Promise((resolve, reject) => {
     let stop = (): void => undefined;
-    const timer = setTimeout(() => { stop(); reject(new Error(`timed out after ${timeoutMs} ms: ${describe()}`)); }, timeoutMs);
-    const check = (): void => {
-      if (!done()) return;
+    let dirty = false;
+    const finish = (): void => {
       clearTimeout(timer);
+      clearInterval(poll);
       stop();
-      resolve();
     };
-    stop = subscribe(check);
-    check();
+    const timer = setTimeout(() => { finish(); reject(new Error(`timed out after ${timeoutMs} ms: ${describe()}`)); }, timeoutMs);
+    const poll = setInterval(() => {
+      if (!dirty) return;
+      dirty = false;
+      if (done()) { finish(); resolve(); }
+    }, 50);
+    stop = subscribe(() => { dirty = true; });
+    if (done()) { finish(); resolve(); }
   });
 }
 
