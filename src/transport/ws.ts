@@ -193,8 +193,13 @@ export function listenWs(opts: WsListenerOptions): Promise<Listener> {
         ws.end(1011);
       }
     },
-    message: (ws, message) => {
+    message: (ws, message, isBinary) => {
       const data = ws.getUserData();
+      if (!isBinary) {
+        // [MQTT-6.0.0-1] MQTT packets come in binary frames; any other data frame closes the connection
+        if (!data.closed) ws.end(1003, 'MQTT over WebSocket needs binary frames');
+        return;
+      }
       // The ArrayBuffer is only valid during this callback: copy it
       const bytes = Buffer.from(new Uint8Array(message));
       try {

@@ -264,28 +264,6 @@ export function errorLines(logs: Array<Record<string, unknown>>): Array<Record<s
   return logs.filter((l) => typeof l['level'] === 'number' && (l['level'] as number) >= 50);
 }
 
-/**
- * Internal errors already known and being fixed on another branch (edge validation); the fuzzer
- * may meet them until that branch is merged. Each is matched narrowly, by its message; anything
- * else fails the run. Empty this list once those fixes are in.
- */
-export const KNOWN_DEFECTS: Array<{ name: string; match: (line: Record<string, unknown>) => boolean }> = [
-  {
-    name: 'a property mqtt-packet decodes as null reaches isBadWireString (TypeError)',
-    match: (l) => l['msg'] === 'connection failed' && errOf(l).type === 'TypeError'
-      && errOf(l).message === "Cannot read properties of null (reading 'includes')" && /at isBadWireString /.test(errOf(l).stack ?? ''),
-  },
-  {
-    name: 'encodePacket asked for packet id -1 (RangeError)',
-    match: (l) => l['msg'] === 'connection failed' && errOf(l).type === 'RangeError' && /-1/.test(errOf(l).message ?? '')
-      && /at encodePacket /.test(errOf(l).stack ?? ''),
-  },
-  {
-    name: 'a U+0000 escape reaches a jsonb column (PostgreSQL: unsupported Unicode escape sequence)',
-    match: (l) => /PostgreSQL refused the rows of a unit of work/.test(String(l['msg'])) && /unsupported Unicode escape sequence/.test(errOf(l).message ?? ''),
-  },
-];
-
 function errOf(l: Record<string, unknown>): { type?: string; message?: string; stack?: string } {
   return (l['err'] as { type?: string; message?: string; stack?: string } | undefined) ?? {};
 }

@@ -12,7 +12,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startBroker } from '../helpers/broker-process.ts';
-import { cleanUp, describeLine, errorLines, fuzz, KNOWN_DEFECTS, openAt, rssKiB, type FuzzStats, type Transport } from './fuzz-run.ts';
+import { cleanUp, describeLine, errorLines, fuzz, openAt, rssKiB, type FuzzStats, type Transport } from './fuzz-run.ts';
 import type { Version } from './mutate.ts';
 
 /** Default mutated packets per file: 4 files × 25,000 = 100,000 in `npm test`. */
@@ -56,20 +56,9 @@ export function fuzzFile(transport: Transport, version: Version, defaultSeed: nu
       assert.equal(stats.notClosed, 0, `connections the broker did not close after ours closed${where()}`);
       if (!only) assert.ok(stats.mutated >= packets, `sent ${stats.mutated} mutated packets`);
 
-      // Internal errors: every error/fatal line, minus the known ones being fixed elsewhere
-      const errors = errorLines(broker.logs);
-      const known = new Map<string, number>();
-      const unknown: string[] = [];
-      for (const l of errors) {
-        const k = KNOWN_DEFECTS.find((d) => d.match(l));
-        if (k) {
-          if (!known.has(k.name)) t.diagnostic(`known defect first seen with fuzz connections ${openAt(stats, Number(l['time'])).join(',')} open: ${describeLine(l)}`);
-          known.set(k.name, (known.get(k.name) ?? 0) + 1);
-        }
-        else unknown.push(`${describeLine(l)}; open fuzz connections: ${openAt(stats, Number(l['time'])).join(',')}`);
-      }
-      for (const [name, n] of known) t.diagnostic(`known defect (fixed on another branch) seen ${n} times: ${name}`);
-      assert.deepEqual(unknown.slice(0, 20), [], `the broker logged ${unknown.length} internal errors${where()}`);
+      // Internal errors: any error/fatal line fails the run
+      const internal = errorLines(broker.logs).map((l) => `${describeLine(l)}; open fuzz connections: ${openAt(stats, Number(l['time'])).join(',')}`);
+      assert.deepEqual(internal.slice(0, 20), [], `the broker logged ${internal.length} internal errors${where()}`);
 
       // Memory back near the baseline once the fuzz's sessions and retained messages are gone
       // (poll: the broker frees what closed connections held as its garbage collector runs)

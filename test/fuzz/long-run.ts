@@ -6,7 +6,7 @@
 // Exit code 0 if every check holds. Uses DATABASE_URL, or an embedded PostgreSQL in a temp dir.
 import { startBroker } from '../helpers/broker-process.ts';
 import { parseFlags, withDatabase } from '../helpers/long-run-database.ts';
-import { cleanUp, describeLine, errorLines, fuzz, KNOWN_DEFECTS, openAt, rssKiB, type FuzzStats, type Transport } from './fuzz-run.ts';
+import { cleanUp, describeLine, errorLines, fuzz, openAt, rssKiB, type FuzzStats, type Transport } from './fuzz-run.ts';
 import { RSS_SLACK_KIB, summary } from './fuzz-suite.ts';
 import type { Version } from './mutate.ts';
 
@@ -49,17 +49,10 @@ await withDatabase(async (databaseUrl) => {
       if (s.notClosed > 0) problems.push(`${c.transport} v${c.version}: ${s.notClosed} connections not closed by the broker after ours closed`);
     }
     if (broker.proc.exitCode !== null || broker.proc.signalCode !== null) problems.push('the broker died');
-    const known = new Map<string, number>();
     for (const l of errorLines(broker.logs)) {
-      const k = KNOWN_DEFECTS.find((d) => d.match(l));
-      if (k) {
-        known.set(k.name, (known.get(k.name) ?? 0) + 1);
-        continue;
-      }
       const near = results.map((s, i) => `${combos[i]!.transport} v${combos[i]!.version}: ${openAt(s, Number(l['time'])).join(',')}`).join('; ');
       problems.push(`internal error: ${describeLine(l)}; open fuzz connections ${near}`);
     }
-    for (const [name, n] of known) process.stdout.write(`known defect (fixed on another branch) seen ${n} times: ${name}\n`);
     const cleaned = await cleanUp(broker, broker.databaseUrl!);
     let rss = rssKiB(pid);
     const deadline = Date.now() + 30_000;

@@ -127,3 +127,26 @@ describe('WebSocket subprotocols', () => {
     }
   });
 });
+
+describe('WebSocket frames', () => {
+  // [MQTT-6.0.0-1] MQTT packets travel in binary frames; any other data frame closes the connection
+  for (const when of ['before CONNECT', 'after CONNECT'] as const) {
+    test(`a text frame ${when} closes the connection (1003) and the broker keeps serving`, async () => {
+      const up = await upgrade('/mqtt', ['mqtt']);
+      assert.ok(up.ok, 'upgrade accepted');
+      const ws = up.ws;
+      try {
+        if (when === 'after CONNECT') assert.equal((await mqttConnect(ws, 5)).cmd, 'connack');
+        const closed = new Promise<number>((resolve) => ws.once('close', (code: number) => resolve(code)));
+        const connect = mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, clientId: uniqueId('txt'), keepalive: 0 }, { protocolVersion: 4 });
+        const ping = mqttPacket.generate({ cmd: 'pingreq' });
+        ws.send(when === 'after CONNECT' ? ping : connect, { binary: false });
+        assert.equal(await closed, 1003);
+      } finally {
+        await closeWs(ws);
+      }
+      const other = await connect(broker, 'ws', 5);
+      await close(other);
+    });
+  }
+});

@@ -53,9 +53,7 @@ describe('offline queue limit (--max-queued-messages)', () => {
     assert.deepEqual(await sub.resume(), Array.from({ length: MAX_QUEUED }, (_, i) => `m${i}`));
   });
 
-  test('pipelined publishes: still no more than MAX_QUEUED kept', {
-    todo: 'broker defect: the limit compares the queue length before the pending commits are dispatched (src/broker/broker.ts route: offline deliveries join s.queue only after their commit), so every message routed while a commit is in flight passes; seen 100 queued with a limit of 2',
-  }, async () => {
+  test('pipelined publishes: still no more than MAX_QUEUED kept', async () => {
     const topic = `queue/${uniqueId()}`;
     const sub = await offlineSubscriber(topic);
     const pub = await connect(broker, 'tcp', 5);
