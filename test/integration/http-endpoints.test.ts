@@ -139,8 +139,12 @@ describe('WebSocket frames', () => {
         if (when === 'after CONNECT') assert.equal((await mqttConnect(ws, 5)).cmd, 'connack');
         const closed = new Promise<number>((resolve) => ws.once('close', (code: number) => resolve(code)));
         const connect = mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, clientId: uniqueId('txt'), keepalive: 0 }, { protocolVersion: 4 });
-        const ping = mqttPacket.generate({ cmd: 'pingreq' });
-        ws.send(when === 'after CONNECT' ? ping : connect, { binary: false });
+        // Bytes that are valid UTF-8, so that the frame reaches the broker as text (uWS closes a text
+        // frame of invalid UTF-8 itself, before the broker sees it)
+        const publish = mqttPacket.generate({ cmd: 'publish', topic: 'a', payload: Buffer.from('x'), qos: 0, dup: false, retain: false, properties: {} }, { protocolVersion: 5 });
+        const frame = when === 'after CONNECT' ? publish : connect;
+        assert.ok(frame.every((b) => b < 0x80), 'the frame is ASCII');
+        ws.send(frame, { binary: false });
         assert.equal(await closed, 1003);
       } finally {
         await closeWs(ws);
@@ -149,4 +153,17 @@ describe('WebSocket frames', () => {
       await close(other);
     });
   }
+
+  test('a text frame of invalid UTF-8 after CONNECT closes the connection too', async () => {
+    const up = await upgrade('/mqtt', ['mqtt']);
+    assert.ok(up.ok, 'upgrade accepted');
+    try {
+      assert.equal((await mqttConnect(up.ws, 5)).cmd, 'connack');
+      const closed = new Promise<number>((resolve) => up.ws.once('close', (code: number) => resolve(code)));
+      up.ws.send(mqttPacket.generate({ cmd: 'pingreq' }), { binary: false }); // 0xC0 0x00: not UTF-8
+      assert.ok([1003, 1006, 1007].includes(await closed));
+    } finally {
+      await closeWs(up.ws);
+    }
+  });
 });

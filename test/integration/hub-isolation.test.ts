@@ -8,8 +8,8 @@ import { close, uniqueId } from '../helpers/clients.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
 import { Inbox } from '../helpers/inbox.ts';
 
-const run = uniqueId('iso').replace(/[^a-zA-Z0-9-]/g, '');
-const HUBS = [`hub-a-${run}`, `hub-b-${run}`];
+const run = uniqueId('iso').replace(/[^a-zA-Z0-9]/g, '_'); // hub names allow no '-'
+const HUBS = [`hub_a_${run}`, `hub_b_${run}`];
 const CLIENT_ID = `same-id-${run}`;
 const TOPIC = `iso/${run}`;
 
@@ -44,7 +44,7 @@ describe('hub isolation', { concurrency: false }, () => {
     broker = await startBroker([], {}, { databaseUrl: db.url });
     // The same client id in both hubs: two persistent sessions, each subscribed to its own filter
     for (const [i, hub] of HUBS.entries()) {
-      const c = mqtt.connect(broker.wsUrl(hub), { protocolVersion: 5, reconnectPeriod: 0, clientId: CLIENT_ID, clean: false, properties: { sessionExpiryInterval: 3600 } });
+      const c = mqtt.connect(broker.wsUrl(hub), { protocolVersion: 5, reconnectPeriod: 0, connectTimeout: 5000, clientId: CLIENT_ID, clean: false, properties: { sessionExpiryInterval: 3600 } });
       const connack = await new Promise<{ sessionPresent: boolean }>((resolve, reject) => {
         c.once('connect', resolve);
         c.once('error', reject);
