@@ -59,3 +59,32 @@ describe('TLS policy by default', () => {
     assert.equal(await handshake(mqttsPortOf(broker), { maxVersion: 'TLSv1.2', ciphers: 'CAMELLIA128-SHA:ECDHE-RSA-AES128-GCM-SHA256' }), 'ok TLSv1.2');
   });
 });
+
+describe('--tls-min-version TLSv1.3', () => {
+  let broker: BrokerProcess;
+  before(async () => { broker = await startBroker([...tlsArgs(), '--tls-min-version', 'TLSv1.3']); });
+  after(async () => { await broker.stop(); });
+
+  test('mqtts refuses a TLSv1.2-max client with a protocol-version alert; wss keeps uWS\'s TLSv1.2 floor and the log says so', async () => {
+    const mqtts = mqttsPortOf(broker);
+    assert.equal(await handshake(mqtts, { maxVersion: 'TLSv1.2' }), 'ERR_SSL_TLSV1_ALERT_PROTOCOL_VERSION');
+    assert.equal(await handshake(mqtts, {}), 'ok TLSv1.3');
+    assert.equal(await handshake(broker.httpPort, tls11), 'ERR_SSL_TLSV1_ALERT_PROTOCOL_VERSION');
+    assert.equal(await handshake(broker.httpPort, { maxVersion: 'TLSv1.2' }), 'ok TLSv1.2');
+    const warning = broker.logs.find((l) => l['msg'] === 'wss cannot enforce --tls-min-version: uWebSockets.js accepts TLSv1.2 and TLSv1.3');
+    assert.ok(warning, 'the broker warns that wss still accepts TLSv1.2');
+  });
+});
+
+describe('--tls-ciphers', () => {
+  let broker: BrokerProcess;
+  before(async () => { broker = await startBroker([...tlsArgs(), '--tls-ciphers', 'ECDHE-RSA-AES128-GCM-SHA256']); });
+  after(async () => { await broker.stop(); });
+
+  test('limits the TLS 1.2 ciphers of mqtts and wss', async () => {
+    for (const port of [mqttsPortOf(broker), broker.httpPort]) {
+      assert.equal(await handshake(port, { maxVersion: 'TLSv1.2', ciphers: 'ECDHE-RSA-AES256-GCM-SHA384' }), 'ERR_SSL_SSLV3_ALERT_HANDSHAKE_FAILURE', `port ${port}`);
+      assert.equal(await handshake(port, { maxVersion: 'TLSv1.2', ciphers: 'ECDHE-RSA-AES128-GCM-SHA256' }), 'ok TLSv1.2', `port ${port}`);
+    }
+  });
+});

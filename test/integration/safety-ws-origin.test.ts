@@ -57,3 +57,25 @@ describe('WebSocket Origin check (anonymous access on)', () => {
     await roundTrip(broker, undefined);
   });
 });
+
+describe('WebSocket Origin check without --allowed-origins', () => {
+  let broker: BrokerProcess;
+  before(async () => { broker = await startBroker(); });
+  after(async () => { await broker.stop(); });
+
+  test('every browser Origin is refused (even the broker\'s own address), clients without one are served', async () => {
+    assert.equal(await upgradeStatus(broker.wsUrl(), `http://127.0.0.1:${broker.httpPort}`), 403);
+    await roundTrip(broker, undefined);
+  });
+});
+
+describe('WebSocket Origin check with --allowed-origins "*"', () => {
+  let broker: BrokerProcess;
+  before(async () => { broker = await startBroker(['--allowed-origins', '*']); });
+  after(async () => { await broker.stop(); });
+
+  test('"*" allows any Origin explicitly', async () => {
+    assert.equal(await upgradeStatus(broker.wsUrl(), 'null'), 101);
+    await roundTrip(broker, 'https://anything.example');
+  });
+});
