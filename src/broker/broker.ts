@@ -75,8 +75,10 @@ export class RoutePlan {
   dispatch(): void {
     const message = this.#message;
     if (this.#retain) {
-      if (message.payload.length > 0) this.#hub.retained.set(message.topicName, message);
-      else this.#hub.retained.delete(message.topicName);
+      // The hub again by name: an empty hub may have been forgotten while this message was committed
+      const retained = this.#broker.hub(this.#hub.name).retained;
+      if (message.payload.length > 0) retained.set(message.topicName, message);
+      else retained.delete(message.topicName);
     }
     const deliveries = this.#broker.deliveries;
     const pairs = this.#pairs;
@@ -234,6 +236,12 @@ export class Broker {
       this.hubs.set(key, hub);
     }
     return hub;
+  }
+
+  /** Drop a hub that holds nothing: no session, subscription, retained message or session being opened. */
+  forgetHubIfEmpty(hub: Hub): void {
+    if (hub.sessions.size > 0 || hub.tree.size > 0 || hub.retained.size > 0 || hub.opening.size > 0) return;
+    if (this.hubs.get(hub.name) === hub) this.hubs.delete(hub.name);
   }
 
   /** Rebuild memory from the store and start the keep-alive sweep. */

@@ -221,6 +221,9 @@ export class SessionManager {
     hub.sessions.delete(session.clientId);
     if (session.persistent) this.#persist(session, (tx) => tx.deleteSession(hub.name, session.clientId));
     session.persistent = false;
+    // An empty hub is forgotten (it is made again on demand): connecting once to many hub names
+    // must not use up the hub limit for good
+    this.#broker.forgetHubIfEmpty(hub);
   }
 
   /**

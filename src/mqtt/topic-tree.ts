@@ -142,7 +142,8 @@ export class TopicTree<V> {
     } finally {
       if (!reentrant) {
         this.#walking = false;
-        // keep the arrays, drop references to nodes a later prune may free
+        // keep the arrays for the next walk, but not the long tail a deep topic left: up to 64 stale node
+        // references stay (overwritten by the next walk), so a pruned subtree is held at most that long
         nodes.length = Math.min(nodes.length, 64);
       }
     }

@@ -86,12 +86,15 @@ function wrap(socket: net.Socket, transport: 'tcp' | 'tls'): ByteChannel {
 export function listenTcp(opts: TcpListenerOptions): Promise<Listener> {
   const transport = opts.tls ? 'tls' : 'tcp';
   const sockets = new Set<net.Socket>();
+  const refused = (socket: net.Socket): boolean => {
+    if (!opts.admit || opts.admit(socket.remoteAddress ?? '')) return false;
+    socket.on('error', () => undefined);
+    socket.destroy();
+    return true;
+  };
   const onSocket = (socket: net.Socket): void => {
-    if (opts.admit && !opts.admit(socket.remoteAddress ?? '')) {
-      socket.on('error', () => undefined);
-      socket.destroy();
-      return;
-    }
+    // TLS sockets were admitted before their handshake (below)
+    if (!opts.tls && refused(socket)) return;
     socket.setNoDelay(true);
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
@@ -100,6 +103,8 @@ export function listenTcp(opts: TcpListenerOptions): Promise<Listener> {
   const server = opts.tls
     ? tls.createServer({ minVersion: 'TLSv1.2', ...opts.tls }, onSocket) // explicit, whatever --tls-min-v1.x Node runs with
     : net.createServer(onSocket);
+  // Connection limits and the rate limit apply before the TLS handshake, whose CPU they protect
+  if (opts.tls) server.on('connection', (raw: net.Socket) => { refused(raw); });
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(opts.port, opts.host, () => {

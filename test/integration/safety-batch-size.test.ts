@@ -75,4 +75,29 @@ describe('group commit of many large rows', () => {
     assert.equal(state.wills.length, 1);
     assert.equal(sha(state.wills[0]!.message.payload), sha(willPayload));
   });
+
+  test('a batch sealed while the writer holds it for acknowledgements commits before the batch after it', async () => {
+    db ??= await createTestDatabase();
+    // Two rows fill a batch; the hold waits long enough for the next unit to arrive during it
+    const store = new PgStore({ url: db.url, logger: quiet, maxBatchRows: 2, commitHoldMs: 300 });
+    stores.push(store);
+    await store.open();
+    const hub = 'hold';
+    const message: Message = { id: 9_001, hub, topicName: 'hold/t', payload: Buffer.from('x'), qos: 1, retain: false, createdAtMs: 1 };
+    await store.transaction((tx) => {
+      tx.putSession({ hub, clientId: 's', protocolVersion: 5, expiryIntervalSec: 60, connectedAtMs: 1, disconnectedAtMs: null, nodeId: 'n' });
+    });
+    // A QoS 1 delivery sent ahead of its commit: the writer holds its batch, waiting for the PUBACK
+    const inserted = store.transaction((tx) => {
+      tx.insertMessage(message);
+      tx.enqueueDeliveries([{ id: 9_002, hub, clientId: 's', messageId: message.id, qos: 1, retain: false, subscriptionIds: [], shareKey: undefined, packetId: 1, state: 'sent', sentAhead: true }]);
+    });
+    // The writer yields once (setImmediate) and then starts the hold; the acknowledgement arrives during it
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    const deleted = store.transaction((tx) => tx.deleteDelivery(9_002));
+    await Promise.all([inserted, deleted]);
+    const rows = await store.query('SELECT id FROM deliveries WHERE hub = $1', [hub]);
+    assert.deepEqual(rows, [], 'the delete committed before its insert: the delivery row is orphaned');
+  });
 });

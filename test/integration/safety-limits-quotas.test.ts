@@ -102,6 +102,19 @@ describe('hubs, subscriptions per session, 3.1.1 in-flight', () => {
     await bystanderServed();
   });
 
+  test('a hub whose last session has ended is forgotten: its slot takes another hub', async () => {
+    // 'second' held clean sessions only, all closed by the test above; the close reaches the broker
+    // asynchronously, so a refusal (0x97) is retried a bounded number of times
+    let code = -1;
+    for (let attempt = 0; attempt < 50 && code !== 0; attempt++) {
+      const r = await connackOnHub(broker, `fourth`, 5);
+      code = r.code;
+      r.client.end(true);
+      if (code !== 0) assert.equal(code, QUOTA_EXCEEDED);
+    }
+    assert.equal(code, 0, 'the hub slot of an empty hub was never freed');
+  });
+
   for (const version of [5, 4] as const) {
     test(`${version === 5 ? '5.0' : '3.1.1'}: subscriptions beyond the per-session cap fail with ${version === 5 ? '0x97' : '0x80'}`, async () => {
       const from = broker.logs.length;

@@ -88,3 +88,24 @@ describe('--tls-ciphers', () => {
     }
   });
 });
+
+describe('connection limits on mqtts', () => {
+  let broker: BrokerProcess;
+  before(async () => { broker = await startBroker([...tlsArgs(), '--max-connections-per-address', '1']); });
+  after(async () => { await broker.stop(); });
+
+  test('a connection over the per-address cap is refused before its TLS handshake', async () => {
+    const port = mqttsPortOf(broker);
+    // The first connection is admitted and counted once its CONNECT is answered
+    const first = tls.connect({ host: '127.0.0.1', port, rejectUnauthorized: false });
+    const connack = new Promise<Buffer>((resolve, reject) => {
+      first.once('data', resolve);
+      first.once('error', reject);
+    });
+    first.write(Buffer.from('100c00044d5154540402003c0000', 'hex'));
+    assert.equal((await connack).toString('hex'), '20020000');
+    // The second never completes a handshake (it used to, and was only then closed)
+    assert.notEqual((await handshake(port, {})).slice(0, 2), 'ok');
+    first.destroy();
+  });
+});

@@ -160,7 +160,14 @@ function openSession(conn: Connection, packet: ConnectPacket, assigned: string |
   }
   const { session, sessionPresent, committed, undo } = broker.sessions.open(conn, packet, expiry);
   const finish = (): void => {
-    if (conn.state === 'closed') return;
+    if (conn.state === 'closed') {
+      // The client left before its CONNACK: the session opened (and stored) for it ends or waits
+      // for its expiry like any other disconnected session, rather than staying with no timer
+      conn.session = session;
+      session.connection = conn;
+      broker.sessions.detach(conn, false);
+      return;
+    }
     conn.session = session;
     session.connection = conn;
     conn.state = 'connected';
@@ -201,7 +208,8 @@ function openSession(conn: Connection, packet: ConnectPacket, assigned: string |
       && [...hub.opening.keys()].every((id) => id === conn.clientId)) {
       broker.hubs.delete(hub.name);
     }
-    refuse(conn, ReasonCode.ServerUnavailable);
-  });
+    if (conn.state !== 'closed') refuse(conn, ReasonCode.ServerUnavailable);
+  }, true); // the session must be settled even when its client has gone before the commit
+
   return committed?.catch(() => undefined);
 }

@@ -77,7 +77,7 @@ export function handlePublish(conn: Connection, p: PublishPacket): void {
   }
   if (p.qos > 0) {
     // 3.1.1 has no Receive Maximum: above our cap on its unacknowledged publishes, it is closed
-    if (conn.version === 4 && conn.inboundQos1Pending + session.inboundQos2.size >= opts.maxInflightInV3 && !(p.qos === 2 && session.inboundQos2.has(p.packetId!))) {
+    if (conn.version === 4 && conn.inboundQos1Pending + session.inboundQos2.size >= opts.maxInflightInV3) {
       broker.logger.info({ clientId: conn.clientId, limit: opts.maxInflightInV3 }, '3.1.1 client exceeded the unacknowledged publish limit; connection closed');
       broker.audit({ hub: session.hub.name, event: 'inflight_limit_exceeded', clientId: conn.clientId, actor: 'broker', detail: { limit: opts.maxInflightInV3 } });
       throw new MqttError(ReasonCode.ReceiveMaximumExceeded, 'too many unacknowledged publishes');
@@ -137,7 +137,8 @@ export function handlePublish(conn: Connection, p: PublishPacket): void {
       ack(conn, p, ReasonCode.ImplementationSpecificError);
     } else {
       if (p.qos === 2) session.inboundQos2.delete(p.packetId!);
-      conn.end(undefined);
+      // 5.0 QoS 0 has no acknowledgement to carry the code: DISCONNECT says it
+      conn.end(conn.version === 5 ? ReasonCode.ImplementationSpecificError : undefined);
     }
   }, true); // a stored message reaches its subscribers even if its publisher has gone meanwhile
 }

@@ -44,6 +44,7 @@ export function handleSubscribe(conn: Connection, p: SubscribePacket): void {
   }
   const { committed, afterAck, undo } = broker.sessions.subscribeMany(session, accepted, subscriptionId);
   conn.after(committed, () => {
+    if (conn.state === 'closed') return;
     // [MQTT-3.8.4-1] SUBACK with the same packet id, one code per filter [MQTT-3.8.4-6]
     conn.send({ type: 'suback', packetId: p.packetId, reasonCodes: codes });
     broker.audit({
@@ -53,13 +54,14 @@ export function handleSubscribe(conn: Connection, p: SubscribePacket): void {
     afterAck();
   }, (err) => {
     broker.logger.error({ err, clientId: conn.clientId }, 'could not store subscriptions');
-    undo(); // a subscription the client is told failed must not deliver
+    undo(); // a subscription that was not stored must not deliver, even when its client has gone
+    if (conn.state === 'closed') return;
     if (conn.version === 5) {
       conn.send({ type: 'suback', packetId: p.packetId, reasonCodes: codes.map(() => ReasonCode.ImplementationSpecificError) });
     } else {
       conn.end(undefined);
     }
-  });
+  }, true);
 }
 
 /** Undefined if the subscription can be granted, else the failure code for this filter. */

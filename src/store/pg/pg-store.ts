@@ -85,6 +85,12 @@ function toStoreError(e: unknown): StoreError {
 /** U+0000, which jsonb cannot store, in audit detail strings (they may quote what a client sent). */
 const NUL = /\u0000/g;
 
+/** The first `n` UTF-16 units of `s`, one fewer if the cut would split a surrogate pair (jsonb refuses a lone one). */
+function cutBefore(s: string, n: number): string {
+  const code = s.charCodeAt(n - 1);
+  return s.slice(0, code >= 0xd800 && code <= 0xdbff ? n - 1 : n);
+}
+
 /**
  * An audit row's detail as jsonb text, at most `maxBytes` (not below ~64): a larger one is replaced by
  * `{"truncated": true, "bytes": <size of the full JSON>, "head": <its first characters>}`.
@@ -95,10 +101,10 @@ export function auditDetailJson(detail: Record<string, unknown> | undefined, max
   const bytes = Buffer.byteLength(json);
   if (bytes <= maxBytes) return json;
   // Cut by characters, then shortened until the escaped result fits
-  let head = json.slice(0, maxBytes);
+  let head = cutBefore(json, maxBytes);
   let out = JSON.stringify({ truncated: true, bytes, head });
   while (Buffer.byteLength(out) > maxBytes && head.length > 0) {
-    head = head.slice(0, Math.floor(head.length * 0.9));
+    head = cutBefore(head, Math.floor(head.length * 0.9));
     out = JSON.stringify({ truncated: true, bytes, head });
   }
   return out;
@@ -332,11 +338,16 @@ export class PgStore implements Store {
       await new Promise<void>((resolve) => setImmediate(resolve));
       let batch: Batch;
       let waiters: Waiter[];
-      const full = this.#sealed.shift();
+      let full = this.#sealed.shift();
+      if (!full) {
+        await this.#hold(this.#open);
+        // A unit that arrived during the hold may have sealed the held batch (it was full): that older
+        // batch goes first, or a delete could commit before its insert
+        full = this.#sealed.shift();
+      }
       if (full) {
         ({ batch, waiters } = full);
       } else {
-        await this.#hold(this.#open);
         batch = this.#open;
         waiters = this.#waiters;
         this.#open = new Batch();

@@ -1,0 +1,80 @@
+// A client that goes away while its CONNECT or SUBSCRIBE is being committed: the session opened for
+// it still ends (or waits for its expiry) like any disconnected session, and a subscription whose
+// commit failed is taken out of routing even though nobody is left to tell.
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { Packet } from 'mqtt-packet';
+import type { UnitOfWork } from '../../../src/broker/ports.ts';
+import { EngineClient, FaultyStore, startEngine } from '../../helpers/engine.ts';
+import { FakeClock } from '../../helpers/fake-clock.ts';
+
+/** A FaultyStore whose commits can be held back: the data is applied, the promise waits for `release`. */
+class HeldStore extends FaultyStore {
+  holding = false;
+  readonly #held: Array<() => void> = [];
+
+  override transaction(build: (tx: UnitOfWork) => void): Promise<void> {
+    const done = super.transaction(build);
+    if (!this.holding) return done;
+    done.catch(() => undefined); // handled when released
+    return new Promise((resolve, reject) => this.#held.push(() => done.then(resolve, reject)));
+  }
+
+  get heldCount(): number {
+    return this.#held.length;
+  }
+
+  release(): void {
+    this.holding = false;
+    for (const r of this.#held.splice(0)) r();
+  }
+}
+
+const settle = async (): Promise<void> => {
+  for (let i = 0; i < 10; i++) await new Promise((r) => setImmediate(r));
+};
+
+describe('a client gone before its commit settles', () => {
+  test('CONNECT: the stored session expires on time instead of staying for ever', async () => {
+    const clock = new FakeClock();
+    const store = new HeldStore();
+    const { broker } = await startEngine(store, {}, clock);
+    const c = new EngineClient(broker, 5);
+    store.holding = true;
+    c.send({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 5, clean: true, keepalive: 0, clientId: 'early', properties: { sessionExpiryInterval: 60 } } as Packet);
+    await settle();
+    assert.equal(store.heldCount, 1, 'the session commit is in flight');
+    c.drop();
+    await settle();
+    store.release();
+    await settle();
+    assert.equal(c.packets.length, 0, 'nothing is sent to a closed connection');
+    assert.equal((await store.load()).sessions.length, 1, 'the session was stored');
+    clock.advance(60_000);
+    await settle();
+    assert.equal((await store.load()).sessions.length, 0, 'the session never expired');
+    assert.equal(broker.findHub('default')?.sessions.has('early') ?? false, false);
+    await broker.shutdown();
+  });
+
+  test('SUBSCRIBE: a subscription whose commit failed after its client left does not route', async () => {
+    const store = new HeldStore();
+    const { broker } = await startEngine(store);
+    const sub = new EngineClient(broker, 5);
+    await sub.connect('sub', { expirySec: 3600 });
+    store.holding = true;
+    store.failWhen = (ops) => ops.includes('putSubscription');
+    sub.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'gone/t', qos: 1 }], properties: {} } as Packet);
+    await settle();
+    sub.drop();
+    await settle();
+    store.release();
+    await settle();
+    store.failWhen = undefined;
+    const hub = broker.findHub('default')!;
+    const session = hub.sessions.get('sub');
+    assert.ok(session, 'the persistent session stays');
+    assert.equal(session.subscriptions.size, 0, 'the subscription that was never stored is still routed');
+    await broker.shutdown();
+  });
+});
