@@ -131,6 +131,16 @@ export function handlePublish(conn: Connection, p: PublishPacket): void {
   }, (err) => {
     broker.logger.error({ err, clientId: conn.clientId, topicName: p.topicName }, 'could not store message');
     plan.abandon();
+    if (persistQos2) {
+      // The outcome may be unknown (a commit abandoned by the watchdog can still have committed): the
+      // id is forgotten below, so its row goes too, or after a restart a new PUBLISH reusing the id
+      // would be taken for a duplicate and never routed
+      const { name: hub } = session.hub;
+      const { clientId } = session;
+      const packetId = p.packetId!;
+      broker.store.transaction((tx) => tx.deleteInboundQos2(hub, clientId, packetId))
+        .catch((e: unknown) => broker.logger.warn({ err: e, clientId, packetId }, 'could not delete a failed QoS 2 packet id'));
+    }
     // Never acknowledge what was not stored: 5.0 gets a failure code (which also forgets a QoS 2
     // id); a 3.1.1 connection whose held acknowledgement could not be stored is closed
     if (conn.version === 5 && p.qos > 0) {

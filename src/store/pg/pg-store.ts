@@ -218,6 +218,12 @@ export class PgStore implements Store {
     try {
       await client.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK]);
       await migrate(drizzle({ client }), { migrationsFolder });
+      // Ids counted past a block while PostgreSQL was unreachable (Broker.nextId) may have been
+      // committed once it answered again: the next block starts above every stored id. Only ever
+      // moves the sequence forward.
+      await client.query(`SELECT setval('id_blocks', x.m) FROM (SELECT GREATEST(
+        (SELECT max(id) FROM messages), (SELECT max(id) FROM deliveries), (SELECT max(message_id) FROM retained_messages)) AS m) x
+        WHERE x.m >= (SELECT last_value FROM id_blocks)`);
     } catch (e) {
       throw new StoreError(`migration failed: ${(e as Error).message}`, { cause: e });
     } finally {
@@ -247,7 +253,7 @@ export class PgStore implements Store {
     let statements = 0;
     if (this.#auditRetentionDays <= 0) return { deleted, statements };
     for (;;) {
-      const r = await this.#pool.query(`DELETE FROM audit_events WHERE id IN (
+      const r = await this.#boundedQuery(`DELETE FROM audit_events WHERE id IN (
         SELECT id FROM audit_events WHERE at < now() - make_interval(days => $1) ORDER BY at LIMIT $2)`, [this.#auditRetentionDays, batchRows]);
       statements++;
       deleted += r.rowCount ?? 0;
@@ -748,8 +754,17 @@ export class PgStore implements Store {
   }
 
   async reserveIds(): Promise<IdBlock> {
-    const r = await this.#pool.query(`SELECT nextval('id_blocks') AS first`);
+    const r = await this.#boundedQuery(`SELECT nextval('id_blocks') AS first`);
     return { first: (r.rows[0] as Row)['first'] as number, count: ID_BLOCK };
+  }
+
+  /**
+   * A background statement (id blocks, audit pruning in batches) bounded by the commit
+   * timeout: on a server that stopped answering it fails, and its connection is discarded, instead
+   * of holding a pool slot until TCP keepalive gives up.
+   */
+  #boundedQuery(text: string, values: unknown[] = []): Promise<pg.QueryResult> {
+    return this.#pool.query({ text, values, query_timeout: this.#commitTimeoutMs } as pg.QueryConfig);
   }
 
   /** Run a read-only query (audit, admin tools, tests). */

@@ -84,3 +84,44 @@ for (const version of [4, 5] as const) {
     });
   });
 }
+
+/** A store whose commit of a QoS 2 id is applied but reported failed: the outcome a watchdog-abandoned commit can have. */
+class UnknownOutcomeStore extends FaultyStore {
+  unknownOutcome = true;
+  override transaction(build: Parameters<FaultyStore['transaction']>[0]): Promise<void> {
+    let hasQos2 = false;
+    const applied = super.transaction((tx) => {
+      build(new Proxy(tx, { get: (t, name: string) => { if (name === 'addInboundQos2') hasQos2 = true; return (t as unknown as Record<string, unknown>)[name]; } }));
+    });
+    if (!this.unknownOutcome || !hasQos2) return applied;
+    return applied.then(() => { throw new Error('commit outcome unknown'); });
+  }
+}
+
+describe('QoS 2 PUBLISH whose commit outcome is unknown (v5)', () => {
+  test('the id refused with 0x83 is deleted from the store too: after a restart a new PUBLISH with it is routed', async () => {
+    const store = new UnknownOutcomeStore();
+    const first = await startEngine(store);
+    const pub = new EngineClient(first.broker, 5);
+    await pub.connect('pub', { expirySec: 3600 });
+    const rec = await publishQos2(pub, 11, 'unknown');
+    assert.equal(rec.reasonCode, 0x83);
+    store.unknownOutcome = false;
+    // The compensating delete is a unit of its own: wait until the store has no such id
+    for (let i = 0; i < 100 && (await store.load()).inboundQos2.length > 0; i++) await new Promise((r) => setImmediate(r));
+    assert.deepEqual((await store.load()).inboundQos2, [], 'the refused id stays stored');
+    pub.drop();
+    await first.broker.shutdown();
+
+    const second = await startEngine(store);
+    const sub = new EngineClient(second.broker, 5);
+    await sub.connect('sub', { clean: true });
+    await sub.subscribe(1, TOPIC, 0);
+    const pub2 = new EngineClient(second.broker, 5);
+    await pub2.connect('pub', { expirySec: 3600 });
+    assert.equal((await publishQos2(pub2, 11, 'next')).reasonCode ?? 0, 0);
+    const got = await sub.waitFor((p) => p.cmd === 'publish', 'the next message');
+    assert.equal(Buffer.from((got as Extract<Packet, { cmd: 'publish' }>).payload).toString(), 'next');
+    await second.broker.shutdown();
+  });
+});
