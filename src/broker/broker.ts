@@ -64,6 +64,17 @@ export class RoutePlan {
     this.#retain = retain;
     this.#pairs = pairs;
     this.#cache = cache;
+    if (retain && message.payload.length > 0) {
+      hub.retainedPendingCount++;
+      hub.retainedPendingBytes += message.payload.length;
+    }
+  }
+
+  /** The retained message this plan stores is no longer pending (stored or abandoned). */
+  #settleRetained(): void {
+    if (!this.#retain || this.#message.payload.length === 0) return;
+    this.#hub.retainedPendingCount--;
+    this.#hub.retainedPendingBytes -= this.#message.payload.length;
   }
 
   /** Sessions that will receive the message. */
@@ -74,6 +85,7 @@ export class RoutePlan {
   /** Hand the message to the sessions (call after `committed` resolved). */
   dispatch(): void {
     const message = this.#message;
+    this.#settleRetained();
     if (this.#retain) {
       // The hub again by name: an empty hub may have been forgotten while this message was committed
       const retained = this.#broker.hub(this.#hub.name).retained;
@@ -95,6 +107,7 @@ export class RoutePlan {
 
   /** Undo what routing reserved, when `committed` failed: give back the window slots of deliveries that never left. */
   abandon(): void {
+    this.#settleRetained();
     for (const [s, d, how] of this.#pairs) {
       if (how === Dispatch.Pending) {
         s.pendingDispatch--;
@@ -240,7 +253,7 @@ export class Broker {
 
   /** Drop a hub that holds nothing: no session, subscription, retained message or session being opened. */
   forgetHubIfEmpty(hub: Hub): void {
-    if (hub.sessions.size > 0 || hub.tree.size > 0 || hub.retained.size > 0 || hub.opening.size > 0) return;
+    if (hub.sessions.size > 0 || hub.tree.size > 0 || hub.retained.size > 0 || hub.opening.size > 0 || hub.retainedPendingCount > 0) return;
     if (this.hubs.get(hub.name) === hub) this.hubs.delete(hub.name);
   }
 
@@ -523,6 +536,10 @@ export class Broker {
       throw new RangeError(`invalid topic name: ${input.topicName.slice(0, 100)}`);
     }
     if (!isValidHubName(input.hub)) throw new RangeError(`invalid hub name: ${input.hub.slice(0, 100)}`);
+    const o = this.options;
+    if (input.retain && this.hub(input.hub).retainedOverQuota(input.topicName, input.payload.length, o.maxRetainedMessages, o.maxRetainedBytes)) {
+      throw new RangeError(`retained message limit of hub ${input.hub} reached`);
+    }
     const now = this.clock.now();
     return this.publish({
       id: this.nextId(), hub: this.hub(input.hub).name, topicName: input.topicName, payload: input.payload, qos: input.qos,

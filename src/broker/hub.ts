@@ -18,6 +18,9 @@ export class Hub {
   readonly tree = new TopicTree<RouteEntry>();
   readonly sharedGroups = new Map<string, SharedGroup>();
   readonly retained = new RetainedTree<Message>(retainedBytes);
+  /** Retained messages routed but not yet committed (counted against the caps as new topics). */
+  retainedPendingCount = 0;
+  retainedPendingBytes = 0;
   /** Session opens whose commit is in flight, by client id (the per-client-id lock). */
   readonly opening = new Map<string, Promise<void>>();
 
@@ -70,8 +73,9 @@ export class Hub {
   retainedOverQuota(topicName: string, payloadBytes: number, maxMessages: number, maxBytes: number): boolean {
     if (payloadBytes === 0) return false;
     const existing = this.retained.get(topicName);
-    const count = this.retained.size + (existing ? 0 : 1);
-    const bytes = this.retained.bytes - (existing ? existing.payload.length : 0) + payloadBytes;
+    // Retained messages still being committed count too, or pipelined publishes would all pass
+    const count = this.retained.size + this.retainedPendingCount + (existing ? 0 : 1);
+    const bytes = this.retained.bytes + this.retainedPendingBytes - (existing ? existing.payload.length : 0) + payloadBytes;
     return count > maxMessages || bytes > maxBytes;
   }
 

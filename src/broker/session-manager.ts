@@ -204,6 +204,12 @@ export class SessionManager {
       ...will.message, id: broker.nextId(), createdAtMs: now,
       expiresAtMs: will.messageExpiryIntervalSec ? now + will.messageExpiryIntervalSec * 1000 : undefined,
     };
+    const o = broker.options;
+    if (message.retain && session.hub.retainedOverQuota(message.topicName, message.payload.length, o.maxRetainedMessages, o.maxRetainedBytes)) {
+      // The will is still published, but not kept: the hub's retained caps hold for wills too
+      message.retain = false;
+      broker.logger.info({ clientId: session.clientId, hub: session.hub.name, topicName: message.topicName }, 'retained will published without retain: hub retained limit reached');
+    }
     const persistent = session.persistent;
     broker.publish(message, persistent ? (tx) => tx.deleteWill(session.hub.name, session.clientId) : undefined)
       .catch((err: unknown) => broker.logger.error({ err, clientId: session.clientId }, 'could not publish will'));
@@ -289,14 +295,25 @@ export class SessionManager {
     const now = broker.clock.now();
     const messages: Message[] = [];
     const expired: string[] = [];
+    // The replays a session has outstanding hold at most one full retained store's worth of
+    // references (or one full queue): many SUBSCRIBEs with different filters from a client that does
+    // not read must not snapshot the retained store over and over. What does not fit is dropped.
+    let budget = Math.max(broker.options.maxRetainedMessages, broker.options.maxQueuedMessages);
+    for (const r of session.replays ?? []) if (r.sub.key !== sub.key) budget -= r.messages.length - r.next;
+    let skipped = 0;
     hub.retained.match(sub.topicFilter, (m) => {
       if (m.expiresAtMs !== undefined && m.expiresAtMs <= now) {
         // [MQTT-3.3.2-5] an expired retained message is no longer kept
         expired.push(m.topicName);
         return;
       }
-      messages.push(m);
+      if (messages.length < budget) messages.push(m);
+      else skipped++;
     });
+    if (skipped > 0) {
+      session.droppedCount += skipped;
+      broker.logger.warn({ clientId: session.clientId, hub: hub.name, topicFilter: sub.topicFilter, skipped, dropped: session.droppedCount }, 'retained replay over the session queue limit; messages dropped');
+    }
     if (expired.length > 0) {
       for (const t of expired) hub.retained.delete(t);
       broker.store.transaction((tx) => { for (const t of expired) tx.deleteRetained(hub.name, t); })

@@ -61,6 +61,28 @@ export class FaultyStore implements Store {
   }
 }
 
+/** A FaultyStore whose commits can be held back: the data is applied, the promise waits for `release`. */
+export class HeldStore extends FaultyStore {
+  holding = false;
+  readonly #held: Array<() => void> = [];
+
+  override transaction(build: (tx: UnitOfWork) => void): Promise<void> {
+    const done = super.transaction(build);
+    if (!this.holding) return done;
+    done.catch(() => undefined); // handled when released
+    return new Promise((resolve, reject) => this.#held.push(() => done.then(resolve, reject)));
+  }
+
+  get heldCount(): number {
+    return this.#held.length;
+  }
+
+  release(): void {
+    this.holding = false;
+    for (const r of this.#held.splice(0)) r();
+  }
+}
+
 /** Log lines kept in memory. */
 export class MemoryLogger implements Logger {
   readonly lines: Array<{ level: string; msg: string | undefined; obj: object }> = [];

@@ -102,6 +102,12 @@ export function handlePublish(conn: Connection, p: PublishPacket): void {
     conn.after(undefined, () => ack(conn, p, conn.version === 5 ? ReasonCode.NotAuthorized : 0));
     return;
   }
+  if (p.qos === 0 && p.retain && conn.readPaused && !conn.channel.pauseReading) {
+    // The store is behind and this transport cannot stop reading (WebSocket): a retained QoS 0
+    // publisher waits for no acknowledgement, so holding replies would not slow it, and each of its
+    // messages needs a commit. It is told the server is busy rather than piling up units.
+    throw new MqttError(ReasonCode.ServerBusy, 'the store is behind: retained QoS 0 publishes are not taken now');
+  }
   const now = broker.clock.now();
   const expirySec = p.properties?.messageExpiryInterval;
   const message: Message = {

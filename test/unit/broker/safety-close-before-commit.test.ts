@@ -4,31 +4,8 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Packet } from 'mqtt-packet';
-import type { UnitOfWork } from '../../../src/broker/ports.ts';
-import { EngineClient, FaultyStore, startEngine } from '../../helpers/engine.ts';
+import { EngineClient, HeldStore, startEngine } from '../../helpers/engine.ts';
 import { FakeClock } from '../../helpers/fake-clock.ts';
-
-/** A FaultyStore whose commits can be held back: the data is applied, the promise waits for `release`. */
-class HeldStore extends FaultyStore {
-  holding = false;
-  readonly #held: Array<() => void> = [];
-
-  override transaction(build: (tx: UnitOfWork) => void): Promise<void> {
-    const done = super.transaction(build);
-    if (!this.holding) return done;
-    done.catch(() => undefined); // handled when released
-    return new Promise((resolve, reject) => this.#held.push(() => done.then(resolve, reject)));
-  }
-
-  get heldCount(): number {
-    return this.#held.length;
-  }
-
-  release(): void {
-    this.holding = false;
-    for (const r of this.#held.splice(0)) r();
-  }
-}
 
 const settle = async (): Promise<void> => {
   for (let i = 0; i < 10; i++) await new Promise((r) => setImmediate(r));

@@ -70,6 +70,22 @@ describe('retained replay in pages', () => {
     await broker.shutdown();
   });
 
+  test('SUBSCRIBEs with many different filters: the replays outstanding hold one retained store\'s worth at most', async () => {
+    const { broker } = await startEngine(new FaultyStore(), { maxQueuedMessages: 10, maxRetainedMessages: RETAINED });
+    await withRetained(broker);
+    const c = new EngineClient(broker, 4);
+    await c.connect('filters', { clean: true });
+    c.channel.buffered = 10 * 1024 * 1024; // the client does not read
+    const filters = ['#', 'r/#', '+/#', 'r/+', '+/+', 'r/+/#', '+/+/#'];
+    filters.forEach((topic, i) => c.send({ cmd: 'subscribe', messageId: i + 1, subscriptions: [{ topic, qos: 0 }] }));
+    await until(() => c.packets.filter((p) => p.cmd === 'suback').length === filters.length, 'the SUBACKs');
+    const session = broker.hub('default').sessions.get('filters')!;
+    const outstanding = (session.replays ?? []).reduce((n, r) => n + r.messages.length - r.next, 0);
+    assert.ok(outstanding <= RETAINED, `${outstanding} replay entries outstanding (${filters.length} filters over ${RETAINED} retained)`);
+    assert.ok(session.droppedCount > 0, 'what did not fit was counted as dropped');
+    await broker.shutdown();
+  });
+
   test('QoS 1 replay within the session queue limit and the client window', async () => {
     const { broker } = await startEngine(new FaultyStore(), { maxQueuedMessages: 10 });
     await withRetained(broker, KIB, 1);

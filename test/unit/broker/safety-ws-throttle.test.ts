@@ -1,0 +1,61 @@
+// The store is behind and the transport cannot pause reading (WebSocket): a retained QoS 0 publisher,
+// which waits for no acknowledgement, is disconnected with 0x89 (Server busy) rather than queueing
+// a unit of work per message without bound. QoS 1 publishers are held by their held acknowledgements.
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { Packet } from 'mqtt-packet';
+import { EngineClient, FaultyStore, startEngine } from '../../helpers/engine.ts';
+
+/** A store that reports a backlog over the broker's limits until `catchUp`. */
+class BehindStore extends FaultyStore {
+  behind = false;
+  #caughtUp: Array<() => void> = [];
+  override get backlogUnits(): number {
+    return this.behind ? 1_000_000_000 : 0;
+  }
+  override whenBacklogBelow(): Promise<void> {
+    return this.behind ? new Promise((resolve) => this.#caughtUp.push(resolve)) : Promise.resolve();
+  }
+  catchUp(): void {
+    this.behind = false;
+    for (const r of this.#caughtUp.splice(0)) r();
+  }
+}
+
+const retainedQos0 = (topic: string, payload: string): Packet => ({ cmd: 'publish', topic, payload: Buffer.from(payload), qos: 0, retain: true, dup: false } as Packet);
+
+describe('retained QoS 0 on a transport that cannot pause, while the store is behind', () => {
+  test('5.0: the publisher gets DISCONNECT 0x89 once throttled; others keep working after the store catches up', async () => {
+    const store = new BehindStore();
+    const { broker } = await startEngine(store);
+    const pub = new EngineClient(broker, 5);
+    await pub.connect('pub', { clean: true });
+    store.behind = true;
+    pub.send(retainedQos0('r/1', 'a')); // taken; the connection is throttled
+    pub.send(retainedQos0('r/2', 'b'));
+    const disconnect = await pub.waitFor((p) => p.cmd === 'disconnect', 'DISCONNECT') as Extract<Packet, { cmd: 'disconnect' }>;
+    assert.equal(disconnect.reasonCode, 0x89);
+    await pub.whenClosed();
+    store.catchUp();
+    const other = new EngineClient(broker, 5);
+    await other.connect('other', { clean: true });
+    const sub = await other.subscribe(1, 'r/#', 0);
+    assert.deepEqual(sub.granted, [0]);
+    const got = await other.waitFor((p) => p.cmd === 'publish', 'the retained message');
+    assert.equal((got as Extract<Packet, { cmd: 'publish' }>).topic, 'r/1');
+    await broker.shutdown();
+  });
+
+  test('3.1.1: the publisher is closed', async () => {
+    const store = new BehindStore();
+    const { broker } = await startEngine(store);
+    const pub = new EngineClient(broker, 4);
+    await pub.connect('pub4', { clean: true });
+    store.behind = true;
+    pub.send(retainedQos0('s/1', 'a'));
+    pub.send(retainedQos0('s/2', 'b'));
+    await pub.whenClosed();
+    store.catchUp();
+    await broker.shutdown();
+  });
+});
