@@ -55,6 +55,15 @@ describe('topic aliases from the client', () => {
     await e.stop();
   });
 
+  test('§3.3.2.3.4 an empty topic name without a Topic Alias is a Protocol Error (0x82)', async () => {
+    const e = await engine();
+    const pub = e.client(5);
+    await connectWith(pub, 'pub');
+    pub.sendBytes(Buffer.from('3004000000' + '78', 'hex')); // PUBLISH QoS 0, topic name '', no properties, payload 'x'
+    assert.equal(await disconnectedWith(pub), 0x82);
+    await e.stop();
+  });
+
   for (const [alias, rule] of [[0, '[MQTT-3.3.2-8] alias 0'], [65, '[MQTT-3.3.2-9] an alias above Topic Alias Maximum (64)']] as const) {
     test(`${rule} gets DISCONNECT 0x94 Topic Alias invalid`, async () => {
       const e = await engine();

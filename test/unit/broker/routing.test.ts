@@ -5,7 +5,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { EngineClient } from '../../helpers/engine.ts';
 import {
-  connectWith, engine, publish, publishesReach, quiet, subscribe, text, versionName, VERSIONS, type Version,
+  connectWith, disconnectedWith, engine, publish, publishesReach, quiet, subscribe, text, versionName, VERSIONS, type Version,
 } from './engine-steps.ts';
 
 /** Subscribe one client to each filter (QoS 0), publish QoS 0 on each topic, return the topics it got. */
@@ -143,6 +143,15 @@ describe('QoS of deliveries', () => {
       await e.stop();
     });
   }
+
+  test('[MQTT-3.2.2-11] with Maximum QoS 1 a QoS 2 PUBLISH from a 5.0 client gets DISCONNECT 0x9B', async () => {
+    const e = await engine({ maximumQos: 1 });
+    const pub = e.client(5);
+    await connectWith(pub, 'pub');
+    pub.send({ cmd: 'publish', topic: 'm/t', payload: Buffer.from('x'), qos: 2, messageId: 1, retain: false, dup: false });
+    assert.equal(await disconnectedWith(pub), 0x9b);
+    await e.stop();
+  });
 });
 
 describe('No Local and Retain As Published', () => {

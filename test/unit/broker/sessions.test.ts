@@ -5,7 +5,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Packet } from 'mqtt-packet';
 import {
-  acknowledge, connectPersistent, connectWith, disconnectedWith, engine, ping, publish, publishesReach, quiet, settle, subscribe,
+  acknowledge, connectPersistent, connectWith, disconnectedWith, engine, publish, publishesReach, quiet, settle, subscribe,
   text, versionName, VERSIONS, type TestEngine, type Version,
 } from './engine-steps.ts';
 
