@@ -175,6 +175,20 @@ describe('outbound QoS 1 and QoS 2 (broker to client)', () => {
     });
   }
 
+  test('[MQTT-4.6.0-6] QoS 1 never overtakes a QoS 2 message waiting for its commit (persistent subscriber)', async () => {
+    const e = await engine();
+    const sub = await subscriber(e, 'mixed/t', 2, 5, true);
+    const pub = e.client(5);
+    await connectWith(pub, 'pub');
+    const order = ['q2-a', 'q1-b', 'q2-c', 'q1-d', 'q1-e'];
+    for (const [i, m] of order.entries()) {
+      pub.send({ cmd: 'publish', topic: 'mixed/t', payload: Buffer.from(m), qos: m.startsWith('q2') ? 2 : 1, messageId: 400 + i, retain: false, dup: false });
+    }
+    await publishesReach(sub, order.length);
+    assert.deepEqual(sub.publishes.map(text), order);
+    await e.stop();
+  });
+
   test('[MQTT-4.3.3-4] a PUBREC with a reason code of 0x80 or more ends the delivery: no PUBREL, the slot is free', async () => {
     const e = await engine();
     const sub = e.client(5);

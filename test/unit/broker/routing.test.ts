@@ -116,6 +116,20 @@ describe('QoS of deliveries', () => {
     });
   }
 
+  test('[MQTT-3.8.4-3] a SUBSCRIBE to a filter already subscribed replaces it: the new QoS applies, one copy', async () => {
+    const e = await engine();
+    const sub = e.client(5);
+    await connectWith(sub, 'sub');
+    await subscribe(sub, 'again/t', 0);
+    await subscribe(sub, 'again/t', 2);
+    const pub = e.client(5);
+    await connectWith(pub, 'pub');
+    await publish(pub, 'again/t', 'm', 2);
+    await quiet(sub);
+    assert.deepEqual(sub.publishes.map((p) => [text(p), p.qos]), [['m', 2]]);
+    await e.stop();
+  });
+
   test('[MQTT-3.3.4-3] the single copy carries the Subscription Identifier of every matching subscription', async () => {
     const e = await engine();
     const sub = e.client(5);

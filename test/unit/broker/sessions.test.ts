@@ -95,6 +95,20 @@ describe('clean start and session present', () => {
       await e.stop();
     });
   }
+  test('[MQTT-3.1.4-3] [MQTT-4.4.0-1] a takeover resends what was in flight to the new connection, DUP 1', async () => {
+    const e = await engine();
+    const first = e.client(5);
+    await connectPersistent(first, 'moved');
+    await subscribe(first, 'moved/t', 1);
+    const pub = await publisher(e);
+    await publish(pub, 'moved/t', 'in-flight', 1);
+    const [sent] = await publishesReach(first, 1);
+    const second = e.client(5);
+    assert.equal((await connectPersistent(second, 'moved')).sessionPresent, true);
+    const [again] = await publishesReach(second, 1);
+    assert.deepEqual([text(again!), again!.messageId, again!.dup], ['in-flight', sent!.messageId, true]);
+    await e.stop();
+  });
 });
 
 describe('messages kept for an offline session', () => {
@@ -245,6 +259,20 @@ describe('session expiry (fake clock)', () => {
     await settle();
     const again = e.client(5);
     assert.equal((await connectPersistent(again, 'short', 3600)).sessionPresent, false);
+    await e.stop();
+  });
+
+  test('§3.14.2.2.2 DISCONNECT may change the Session Expiry Interval: the new value counts from that disconnect', async () => {
+    const e = await engine();
+    const c = e.client(5);
+    await connectPersistent(c, 'changed', 3600);
+    c.send({ cmd: 'disconnect', reasonCode: 0, properties: { sessionExpiryInterval: 10 } } as Packet);
+    await c.whenClosed();
+    await settle();
+    e.clock.advance(10_000);
+    await settle();
+    const again = e.client(5);
+    assert.equal((await connectPersistent(again, 'changed', 3600)).sessionPresent, false, 'the session kept its CONNECT expiry');
     await e.stop();
   });
 
