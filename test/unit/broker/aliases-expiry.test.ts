@@ -129,6 +129,37 @@ describe('topic aliases to the client', () => {
     ]);
     await e.stop();
   });
+
+  test('[MQTT-3.3.2-7] the broker\'s aliases start afresh on the next connection', async () => {
+    const e = await engine();
+    const fields = { properties: { topicAliasMaximum: 2 } };
+    const c = e.client(5);
+    await connectPersistent(c, 'c', 3600, fields);
+    await subscribe(c, 'fresh/t', 0);
+    const pub = e.client(5);
+    await connectWith(pub, 'pub');
+    await publish(pub, 'fresh/t', '1', 0);
+    await publish(pub, 'fresh/t', '2', 0);
+    assert.deepEqual((await publishesReach(c, 2)).map((p) => p.topic), ['fresh/t', '']);
+    c.drop();
+    const again = e.client(5);
+    await connectPersistent(again, 'c', 3600, fields);
+    await publish(pub, 'fresh/t', '3', 0);
+    const [p] = await publishesReach(again, 1);
+    assert.deepEqual([p!.topic, p!.properties?.topicAlias], ['fresh/t', 1], 'an alias of the old connection was used');
+    await e.stop();
+  });
+
+  test('[MQTT-3.1.2-27] a retained message published through an alias reaches a later subscriber without it', async () => {
+    const e = await engine();
+    const pub = e.client(5);
+    await connectWith(pub, 'pub');
+    await publish(pub, 'ra/t', 'r', 0, { retain: true, properties: { topicAlias: 4 } });
+    const late = await watcher(e, 'ra/t');
+    const [p] = await publishesReach(late, 1);
+    assert.deepEqual([p!.topic, p!.properties?.topicAlias], ['ra/t', undefined]);
+    await e.stop();
+  });
 });
 
 describe('Message Expiry Interval (fake clock)', () => {

@@ -21,13 +21,16 @@ export const versionName = (v: Version): string => (v === 5 ? '5.0' : '3.1.1');
 /** A PUBLISH payload as text. */
 export const text = (p: Publish): string => Buffer.from(p.payload).toString();
 
-/** An in-process engine on a store and a fake clock; `restart` loads a new broker from the same store. */
+/** An in-process engine on a store and a fake clock; `restart` and `crash` load a new broker from the same store. */
 export interface TestEngine {
   broker: Broker;
   store: FaultyStore;
   clock: FakeClock;
   client(version: Version): EngineClient;
   restart(): Promise<TestEngine>;
+  /** As after kill -9: a new broker on the same store and a new clock at the same time; the old
+   * broker is abandoned without shutdown (its timers are on the old clock, which nothing advances). */
+  crash(): Promise<TestEngine>;
   stop(): Promise<void>;
 }
 
@@ -41,6 +44,7 @@ export async function engine(options: Partial<BrokerOptions> = {}, store = new F
       await broker.shutdown();
       return engine(options, store, clock);
     },
+    crash: () => engine(options, store, new FakeClock(clock.now())),
     stop: () => broker.shutdown(),
   };
 }

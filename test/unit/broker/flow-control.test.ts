@@ -146,6 +146,23 @@ describe('queue limits and backpressure', () => {
     await e.stop();
   });
 
+  test('an offline session keeps at most maxQueuedBytes of payload; the overflow is dropped', async () => {
+    const e = await engine({ maxQueuedBytes: 10 });
+    const c = e.client(5);
+    await connectPersistent(c, 'bytes');
+    await subscribe(c, 'bytes/t', 1);
+    c.drop();
+    await settle();
+    const pub = await publisher(e);
+    for (const m of ['aaaa', 'bbbb', 'cccc']) await publish(pub, 'bytes/t', m, 1);
+    const back = e.client(5);
+    await connectPersistent(back, 'bytes');
+    await publishesReach(back, 2);
+    await quiet(back);
+    assert.deepEqual(back.publishes.map(text), ['aaaa', 'bbbb']);
+    await e.stop();
+  });
+
   test('a transport above the soft limit pauses QoS 1 sending until it drains', async () => {
     const e = await engine({ softBufferBytes: 1000, hardBufferBytes: 5000 });
     const sub = e.client(5);

@@ -3,6 +3,7 @@
 // the retained message rules on subscribe.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import type { Packet } from 'mqtt-packet';
 import type { EngineClient } from '../../helpers/engine.ts';
 import {
   connectWith, disconnectedWith, engine, publish, publishesReach, quiet, subscribe, text, versionName, VERSIONS, type Version,
@@ -130,6 +131,23 @@ describe('QoS of deliveries', () => {
     await e.stop();
   });
 
+  test('[MQTT-3.8.4-3] the same filter twice in one SUBSCRIBE: a code for each, the later options win', async () => {
+    const e = await engine();
+    const sub = e.client(5);
+    await connectWith(sub, 'sub');
+    const from = sub.packets.length;
+    const opts = { nl: false, rap: false, rh: 0 };
+    sub.send({ cmd: 'subscribe', messageId: 3, subscriptions: [{ topic: 'y/t', qos: 0, ...opts }, { topic: 'y/t', qos: 1, ...opts }] } as Packet);
+    const ack = await sub.waitFor((p) => p.cmd === 'suback', 'SUBACK', from);
+    assert.deepEqual((ack as { granted: number[] }).granted, [0, 1]);
+    const pub = e.client(5);
+    await connectWith(pub, 'pub');
+    await publish(pub, 'y/t', 'm', 1);
+    await quiet(sub);
+    assert.deepEqual(sub.publishes.map((p) => p.qos), [1]);
+    await e.stop();
+  });
+
   test('[MQTT-3.3.4-3] the single copy carries the Subscription Identifier of every matching subscription', async () => {
     const e = await engine();
     const sub = e.client(5);
@@ -186,6 +204,18 @@ describe('No Local and Retain As Published', () => {
     await publish(a, 'nl/t', 'again', 0);
     await quiet(a);
     assert.deepEqual(a.publishes.map(text), ['from-b', 'again']);
+    await e.stop();
+  });
+
+  test('[MQTT-3.8.3-3] [MQTT-3.3.4-2] No Local on one of two overlapping filters: the other still delivers one copy', async () => {
+    const e = await engine();
+    const a = e.client(5);
+    await connectWith(a, 'a');
+    await subscribe(a, 'ov/t', 0, { nl: true });
+    await subscribe(a, 'ov/+', 1);
+    await publish(a, 'ov/t', 'own', 1);
+    await quiet(a);
+    assert.deepEqual(a.publishes.map((p) => [text(p), p.qos]), [['own', 1]]);
     await e.stop();
   });
 

@@ -196,6 +196,29 @@ describe('rules particular to shared subscriptions', () => {
     await e.stop();
   });
 
+  test('[MQTT-4.7.2-1] shared filters starting with a wildcard do not match $-topics either', async () => {
+    const e = await engine();
+    const m = await member(e, 'm', '$share/g/#', 0);
+    await subscribe(m, '$share/h/+/x', 0);
+    const pub = await publisher(e);
+    await publish(pub, '$SYS/x', 'sys', 0);
+    await quiet(m);
+    assert.equal(m.publishes.length, 0);
+    await e.stop();
+  });
+
+  test('[MQTT-3.3.4-3] a shared subscription\'s Subscription Identifier comes with the message', async () => {
+    const e = await engine();
+    const c = e.client(5);
+    await connectWith(c, 'c');
+    await subscribe(c, '$share/g/sid/t', 1, { id: 5 });
+    const pub = await publisher(e);
+    await publish(pub, 'sid/t', 'm', 1);
+    const [p] = await publishesReach(c, 1);
+    assert.equal(p!.properties?.subscriptionIdentifier, 5);
+    await e.stop();
+  });
+
   test('[MQTT-3.8.3-4] No Local on a shared subscription is a Protocol Error', async () => {
     const e = await engine();
     const c = e.client(5);

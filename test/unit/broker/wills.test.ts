@@ -190,6 +190,16 @@ describe('Will Delay Interval (fake clock)', () => {
     await e.stop();
   });
 
+  test('a takeover with clean start 1 ends the old session, so a delayed will is published at once', async () => {
+    const e = await engine();
+    const w = await watcher(e, 'will/clean');
+    await willed(e, 5, 'cleaned', 'will/clean', 60);
+    const second = e.client(5);
+    assert.equal((await connectWith(second, 'cleaned', { clean: true })).sessionPresent, false);
+    await publishesReach(w, 1);
+    await e.stop();
+  });
+
   test('[MQTT-3.1.3-9] a takeover that resumes the session within the delay does not publish the will', async () => {
     const e = await engine();
     const w = await watcher(e, 'will/kept');
