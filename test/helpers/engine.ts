@@ -109,6 +109,8 @@ class RecordingChannel implements ByteChannel {
   sink: ChannelSink | undefined;
   buffered = 0;
   closed = false;
+  /** Every write, as the broker made it (for byte-exact comparisons with the codec fixtures). */
+  readonly written: Buffer[] = [];
   readonly #parser: ReturnType<typeof mqttPacket.parser>;
   readonly #onClose: () => void;
   constructor(version: 4 | 5, onPacket: (p: Packet) => void, onClose: () => void) {
@@ -118,6 +120,7 @@ class RecordingChannel implements ByteChannel {
   }
   write(bytes: Buffer): boolean {
     if (this.closed) return false;
+    this.written.push(Buffer.from(bytes));
     this.#parser.parse(bytes);
     return true;
   }
@@ -228,6 +231,17 @@ export class EngineClient {
   /** Publishes received so far. */
   get publishes(): Array<Extract<Packet, { cmd: 'publish' }>> {
     return this.packets.filter((p): p is Extract<Packet, { cmd: 'publish' }> => p.cmd === 'publish');
+  }
+
+  // Raw bytes in and out, for rows of the codec fixture table (test/unit/mqtt/codec-fixtures.ts)
+  /** Feed bytes to the broker as the network would deliver them. */
+  sendBytes(bytes: Buffer): void {
+    this.conn.channelData(bytes);
+  }
+
+  /** Everything the broker has written to this client, in order, as one buffer. */
+  get bytesOut(): Buffer {
+    return Buffer.concat(this.channel.written);
   }
 
   /** Drop the connection (network failure). */
