@@ -21,6 +21,7 @@ import { SharedHandoff } from './shared-handoff.ts';
 import { Subscriptions } from './subscriptions.ts';
 import { Wills } from './wills.ts';
 
+/** What the broker is built from (main.ts and tests construct these). */
 export interface BrokerDeps {
   options: BrokerOptions;
   store: Store;

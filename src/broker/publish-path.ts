@@ -20,6 +20,7 @@ export interface Throttleable {
   resumeReading(): void;
 }
 
+/** How a route's commit is retried. */
 export interface RouteOptions {
   /** Keep retrying a failed commit while this stays open (3.1.1 publishers: hold the acknowledgement). */
   retryWhileOpen?: { readonly isOpen: boolean };

@@ -19,6 +19,7 @@ export type ConnectedPacketType = Exclude<InboundPacket['type'], 'connect'>;
 /** One handler per packet type; a new packet type fails to compile until it has one here. */
 export type HandlerTable = { readonly [K in ConnectedPacketType]: (c: Connected, p: Extract<InboundPacket, { type: K }>) => void };
 
+/** The handlers of packets after CONNECT, by packet type. */
 export const handlers: HandlerTable = {
   publish: handlePublish,
   puback: handlePuback,
