@@ -1,8 +1,10 @@
 // Composition root: config → logger → store → auth → broker → listeners; signals.
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
+import { AuditLog } from './audit/audit-log.ts';
 import { allowAll, allowAnonymous, denyAll } from './auth/auth.ts';
 import { Broker } from './broker/broker.ts';
+import { EventBus } from './broker/events.ts';
 import { defaultBrokerOptions, type BrokerOptions } from './broker/options.ts';
 import { systemClock } from './broker/ports.ts';
 import { ConfigError, helpText, loadConfig, originList, type Config } from './config.ts';
@@ -111,8 +113,11 @@ async function main(): Promise<void> {
     throw err;
   }
   const options = brokerOptions(config);
+  // Subscribers of broker events: one line each (metrics and webhooks join the audit log here)
+  const events = new EventBus(logger);
+  events.subscribe(new AuditLog(store, systemClock, logger));
   const broker = new Broker({
-    options, store, clock: systemClock, logger,
+    options, store, clock: systemClock, logger, events,
     authenticator: config.allowAnonymous === false ? denyAll : allowAnonymous,
     authorizer: allowAll,
   });

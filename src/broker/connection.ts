@@ -1,15 +1,27 @@
-// Connection: one per socket. Owns the byte channel, the packet reader, output batching, the
-// ordered reply chain and the network-level limits of the client. Protocol decisions are in
-// channel.ts and handlers/.
-import { encodePacket, encodePublish, patchPublish, PacketReader, type PublishProperties, type ReadResult } from '../mqtt/codec.ts';
+// Connection: one per MQTT client socket. Owns the byte channel, the packet reader, output
+// batching, the ordered reply chain and the network-level limits of the client; it is the
+// session's SessionLink. Protocol decisions are in channel.ts and handlers/.
+import { encodePacket, PacketReader, type ReadResult } from '../mqtt/codec.ts';
 import { MqttError } from '../mqtt/errors.ts';
 import type { OutboundPacket, ProtocolVersion } from '../mqtt/packet.ts';
 import { ReasonCode, reasonCodeName } from '../mqtt/reason-code.ts';
 import type { OutboundAliases } from '../mqtt/session-state.ts';
-import type { AcceptInfo, ByteChannel, ChannelSink, Principal } from './ports.ts';
-import type { Broker } from './broker.ts';
-import type { Delivery, EncodeCache, Session } from './session.ts';
 import { handleIn } from './channel.ts';
+import type { ChannelHost, Connected, ConnectedSink, Engine, LinkSettings } from './context.ts';
+import type { Delivery, EncodeCache } from './delivery.ts';
+import { encodeDelivery } from './delivery-encoder.ts';
+import { EventType, type Transport } from './events.ts';
+import type { AcceptInfo, ByteChannel, ChannelSink, Principal } from './ports.ts';
+import type { Session } from './session.ts';
+import type { SessionLink } from './session-link.ts';
+import type { CloseReason } from './session-manager.ts';
+
+/** What a connection needs from the broker that owns it. */
+export interface ConnectionHost {
+  readonly engine: Engine;
+  /** The connection's socket is gone; `publishWill` unless the client's DISCONNECT discarded it. */
+  connectionClosed(conn: Connection, publishWill: boolean): void;
+}
 
 let dirty: Connection[] = [];
 let flushScheduled = false;
@@ -29,8 +41,9 @@ function flushAll(): void {
 }
 
 /** One client network connection and its protocol-level connection state. */
-export class Connection implements ChannelSink {
-  readonly broker: Broker;
+export class Connection implements ChannelSink, ChannelHost, ConnectedSink, SessionLink {
+  readonly engine: Engine;
+  readonly #host: ConnectionHost;
   readonly channel: ByteChannel;
   readonly info: AcceptInfo;
   readonly reader: PacketReader;
@@ -38,28 +51,23 @@ export class Connection implements ChannelSink {
   state: 'new' | 'connected' | 'closed' = 'new';
   version: ProtocolVersion = 4;
   clientId = '';
-  session: Session | undefined;
-  principal: Principal | undefined;
+  /** Set once CONNECT is accepted: the session, the principal and the per-connection protocol state. */
+  connected: Connected | undefined = undefined;
   keepAliveSec = 0;
   /** Time by which the next packet must arrive (connect timeout, then 1.5 × keep alive). */
   deadlineMs: number;
   /** Outbound QoS 1/2 window: min(client's Receive Maximum, broker's maxInflight). */
   sendQuota: number;
   clientMaxPacketBytes = Number.POSITIVE_INFINITY;
-  inboundAliases: Map<number, string> | undefined;
   outboundAliases: OutboundAliases | undefined;
-  /** Inbound QoS 1 publishes whose PUBACK is not written yet. */
-  inboundQos1Pending = 0;
   /** Client asked for reason strings and user properties on errors (5.0 Request Problem Information). */
   problemInformation = true;
   /** Why the connection ended, for the audit log. */
-  closeReason: { by: 'client' | 'server' | 'network'; reasonCode?: number } | undefined;
+  closeReason: CloseReason | undefined;
   /** CONNECT has arrived (it may still be being decided). */
   connectSeen = false;
   /** Set by DISCONNECT 0x00 so that the will is discarded [MQTT-3.1.2-10]. */
   discardWill = false;
-  /** Retained publishes refused for the hub's retained limits (logged and audited first, then every 1000th). */
-  retainedRefusals = 0;
   #out: Buffer[] = [];
   #outBytes = 0;
   #dirty = false;
@@ -68,17 +76,41 @@ export class Connection implements ChannelSink {
   /** Bytes received while the CONNECT is not yet decided. */
   #preConnectBytes = 0;
 
-  constructor(broker: Broker, channel: ByteChannel, info: AcceptInfo) {
-    this.broker = broker;
+  constructor(host: ConnectionHost, channel: ByteChannel, info: AcceptInfo) {
+    this.#host = host;
+    this.engine = host.engine;
     this.channel = channel;
     this.info = info;
-    this.reader = new PacketReader(broker.options.maxPacketBytes);
-    this.deadlineMs = broker.clock.now() + broker.options.connectTimeoutMs;
-    this.sendQuota = broker.options.maxInflight;
+    const options = host.engine.options;
+    this.reader = new PacketReader(options.maxPacketBytes);
+    this.deadlineMs = host.engine.clock.now() + options.connectTimeoutMs;
+    this.sendQuota = options.maxInflight;
     channel.sink = this;
   }
 
-  /** Reading paused (or acknowledgements held) while the store catches up (Broker.throttleIfBehind). */
+  /** The hub the transport put this connection in (as requested). */
+  get hubName(): string {
+    return this.info.hub;
+  }
+
+  get remoteAddress(): string {
+    return this.channel.remoteAddress;
+  }
+
+  get transport(): Transport {
+    return this.channel.transport;
+  }
+
+  get upgradeToken(): string | undefined {
+    return this.info.upgradeToken;
+  }
+
+  /** The attached session, once connected. */
+  get session(): Session | undefined {
+    return this.connected?.session;
+  }
+
+  /** Reading paused (or acknowledgements held) while the store catches up (PublishPath.throttleIfBehind). */
   readPaused = false;
 
   /**
@@ -91,16 +123,25 @@ export class Connection implements ChannelSink {
     else this.after(drained, () => undefined);
   }
 
+  get canPauseReading(): boolean {
+    return this.channel.pauseReading !== undefined;
+  }
+
   resumeReading(): void {
     if (!this.readPaused) return;
     this.readPaused = false;
     // (keep-alive is not checked while paused: the client's PINGREQs were not read)
-    if (this.keepAliveSec > 0) this.deadlineMs = this.broker.clock.now() + this.keepAliveSec * 1500;
+    if (this.keepAliveSec > 0) this.deadlineMs = this.engine.clock.now() + this.keepAliveSec * 1500;
     this.channel.resumeReading?.();
   }
 
   get isOpen(): boolean {
     return this.state !== 'closed';
+  }
+
+  /** SessionLink: deliveries may be sent (CONNACK is out and the connection is open). */
+  get isReady(): boolean {
+    return this.state === 'connected';
   }
 
   /** True while the transport holds more than the soft buffer limit. */
@@ -113,13 +154,35 @@ export class Connection implements ChannelSink {
     return this.#outBytes + this.channel.bufferedBytes();
   }
 
+  /** Apply the client's limits from its CONNECT (Connecting). */
+  configure(settings: LinkSettings): void {
+    this.keepAliveSec = settings.keepAliveSec;
+    this.sendQuota = settings.sendQuota;
+    this.clientMaxPacketBytes = settings.clientMaxPacketBytes;
+    this.outboundAliases = settings.outboundAliases;
+    this.problemInformation = settings.problemInformation;
+  }
+
+  /** The CONNECT is accepted: take the session and become connected (Connecting). */
+  attach(session: Session, principal: Principal): Connected {
+    const connected: Connected = {
+      version: this.version, clientId: this.clientId, session, principal, engine: this.engine, out: this,
+      inboundAliases: undefined, inboundQos1Pending: 0, retainedRefusals: 0,
+    };
+    this.connected = connected;
+    session.attach(this);
+    this.state = 'connected';
+    if (this.keepAliveSec > 0) this.deadlineMs = this.engine.clock.now() + this.keepAliveSec * 1500;
+    return connected;
+  }
+
   /** ChannelSink: bytes from the transport. */
   channelData(bytes: Buffer): void {
     if (this.state === 'closed') return;
-    if (this.keepAliveSec > 0) this.deadlineMs = this.broker.clock.now() + this.keepAliveSec * 1500;
+    if (this.keepAliveSec > 0) this.deadlineMs = this.engine.clock.now() + this.keepAliveSec * 1500;
     if (this.state === 'new') {
       this.#preConnectBytes += bytes.length;
-      if (this.#preConnectBytes > this.broker.options.maxPreConnectBytes) {
+      if (this.#preConnectBytes > this.engine.options.maxPreConnectBytes) {
         this.#tooMuchBeforeConnect();
         return;
       }
@@ -135,12 +198,12 @@ export class Connection implements ChannelSink {
 
   /** The client streamed more than the broker buffers before its CONNECT is decided. */
   #tooMuchBeforeConnect(): void {
-    const broker = this.broker;
-    broker.logger.warn({ clientId: this.clientId || undefined, remoteAddress: this.channel.remoteAddress, bytes: this.#preConnectBytes, limit: broker.options.maxPreConnectBytes }, 'client sent too many bytes before its CONNECT was decided; connection closed');
+    const { logger, options, hubs, events } = this.engine;
+    logger.warn({ clientId: this.clientId || undefined, remoteAddress: this.remoteAddress, bytes: this.#preConnectBytes, limit: options.maxPreConnectBytes }, 'client sent too many bytes before its CONNECT was decided; connection closed');
     if (this.clientId) {
-      broker.audit({
-        hub: broker.hubKey(this.info.hub), event: 'connect_refused', clientId: this.clientId, reasonCode: ReasonCode.QuotaExceeded,
-        remoteAddress: this.channel.remoteAddress, detail: { reason: 'too many bytes before CONNECT was decided', transport: this.channel.transport, protocolVersion: this.version },
+      events.emit({
+        type: EventType.ConnectRefused, hub: hubs.key(this.info.hub), clientId: this.clientId, reasonCode: ReasonCode.QuotaExceeded,
+        remoteAddress: this.remoteAddress, reason: 'too many bytes before CONNECT was decided', transport: this.transport, protocolVersion: this.version,
       });
     }
     this.end(ReasonCode.QuotaExceeded);
@@ -167,10 +230,10 @@ export class Connection implements ChannelSink {
   fail(e: unknown): void {
     if (this.state === 'closed') return;
     if (e instanceof MqttError) {
-      this.broker.logger.debug({ clientId: this.clientId, reasonCode: e.reasonCode, err: e.message }, 'protocol error');
+      this.engine.logger.debug({ clientId: this.clientId, reasonCode: e.reasonCode, err: e.message }, 'protocol error');
       this.end(e.reasonCode, e.message);
     } else {
-      this.broker.logger.error({ clientId: this.clientId, err: e }, 'connection failed');
+      this.engine.logger.error({ clientId: this.clientId, err: e }, 'connection failed');
       this.end(ReasonCode.UnspecifiedError);
     }
   }
@@ -181,7 +244,7 @@ export class Connection implements ChannelSink {
    */
   abort(e: unknown): void {
     if (this.state === 'closed') return;
-    this.broker.logger.error({ clientId: this.clientId, err: e }, 'connection transport failed; connection closed');
+    this.engine.logger.error({ clientId: this.clientId, err: e }, 'connection transport failed; connection closed');
     this.closeReason ??= { by: 'network' };
     this.state = 'closed';
     this.#out = [];
@@ -191,15 +254,15 @@ export class Connection implements ChannelSink {
     } catch {
       // the transport is already failing; the connection is gone either way
     }
-    this.broker.connectionClosed(this, !this.discardWill);
+    this.#host.connectionClosed(this, !this.discardWill);
   }
 
   /** ChannelSink: the transport buffer drained. */
   channelDrain(): void {
     if (this.state === 'closed') return;
-    if (this.channel.bufferedBytes() < this.broker.options.softBufferBytes) {
+    if (this.channel.bufferedBytes() < this.engine.options.softBufferBytes) {
       this.#backpressured = false;
-      if (this.session) this.broker.deliveries.pump(this.session);
+      this.connected?.session.outbox.pump();
     }
   }
 
@@ -209,7 +272,7 @@ export class Connection implements ChannelSink {
     this.closeReason ??= { by: 'network' };
     this.state = 'closed';
     this.#out = [];
-    this.broker.connectionClosed(this, !this.discardWill);
+    this.#host.connectionClosed(this, !this.discardWill);
   }
 
   /** Queue bytes for this event-loop turn's batched write. */
@@ -236,15 +299,15 @@ export class Connection implements ChannelSink {
     this.#out = [];
     this.#outBytes = 0;
     const ok = this.channel.write(bytes);
-    if (!ok || this.channel.bufferedBytes() > this.broker.options.softBufferBytes) this.#backpressured = true;
+    if (!ok || this.channel.bufferedBytes() > this.engine.options.softBufferBytes) this.#backpressured = true;
     // A retained replay continues once its previous page has been written (a transport that took
     // everything sends no drain event)
-    else if (this.session?.replays !== undefined && this.state === 'connected') this.#continueReplay(this.session);
+    else if (this.state === 'connected' && this.connected!.session.outbox.feed !== undefined) this.#continueFeed(this.connected!.session);
   }
 
-  #continueReplay(session: Session): void {
+  #continueFeed(session: Session): void {
     try {
-      this.broker.deliveries.pump(session);
+      session.outbox.pump();
     } catch (e) {
       this.fail(e); // this connection only: the other connections of this turn still flush
     }
@@ -302,51 +365,28 @@ export class Connection implements ChannelSink {
     this.after(undefined, () => this.send(packet));
   }
 
-  /** Encode (or take from `cache`) and queue a PUBLISH for a delivery. */
-  sendDelivery(d: Delivery, dup: boolean, cache: EncodeCache | undefined): void {
-    const m = d.message;
-    const now = this.broker.clock.now();
-    let props: PublishProperties | undefined;
-    let topicName = m.topicName;
-    let key: string | undefined;
-    let newAlias: number | undefined;
-    if (this.version === 5) {
-      props = m.properties ? { ...m.properties } : {};
-      if (m.expiresAtMs !== undefined) props.messageExpiryInterval = Math.max(1, Math.ceil((m.expiresAtMs - now) / 1000));
-      if (d.subscriptionIds) props.subscriptionIdentifier = d.subscriptionIds.length === 1 ? d.subscriptionIds[0]! : d.subscriptionIds;
-      const alias = this.outboundAliases?.lookup(m.topicName);
-      if (alias) {
-        props.topicAlias = alias.alias;
-        if (alias.isNew) newAlias = alias.alias;
-        else topicName = '';
-      } else if (cache) {
-        key = `5|${d.qos}|${d.retain ? 1 : 0}|${props.messageExpiryInterval ?? ''}|${d.subscriptionIds?.join(',') ?? ''}`;
-      }
-    } else if (cache) {
-      key = `4|${d.qos}|${d.retain ? 1 : 0}`;
-    }
-    let bytes: Buffer | undefined;
-    if (key !== undefined) {
-      const template = cache!.get(key);
-      if (template) {
-        bytes = d.qos === 0 ? template : Buffer.from(template);
-      }
-    }
-    if (!bytes) {
-      bytes = encodePublish(topicName, m.payload, d.qos, d.retain, false, 0, props, this.version === 5);
-      // The first user sends the template itself (its packet id and DUP are patched in place);
-      // later users copy it and patch their copy, which rewrites both fields
-      if (key !== undefined) cache!.set(key, bytes);
-    }
-    if (d.qos > 0) patchPublish(bytes, d.packetId, dup);
-    if (bytes.length > this.clientMaxPacketBytes) {
+  /** SessionLink: PUBREL for an outbound QoS 2 delivery the client acknowledged with PUBREC. */
+  release(packetId: number): void {
+    this.send({ type: 'pubrel', packetId, reasonCode: 0 });
+  }
+
+  /** SessionLink: encode (or take from `cache`) and queue a PUBLISH; false if it exceeds the client's maximum packet size. */
+  deliver(d: Delivery, dup: boolean, cache: EncodeCache | undefined): boolean {
+    const bytes = encodeDelivery(d, dup, cache, this.version, this.outboundAliases, this.clientMaxPacketBytes, this.engine.clock);
+    if (bytes === undefined) {
       // [MQTT-3.1.2-25] a message too large for the client is discarded as if delivered
-      this.broker.logger.debug({ clientId: this.clientId, topicName: m.topicName, bytes: bytes.length }, 'message exceeds client maximum packet size; discarded');
-      if (d.qos > 0 && this.session) this.broker.deliveries.complete(this.session, d);
-      return;
+      this.engine.logger.debug({ clientId: this.clientId, topicName: d.message.topicName }, 'message exceeds client maximum packet size; discarded');
+      return false;
     }
-    if (newAlias !== undefined) this.outboundAliases!.record(m.topicName, newAlias);
     this.write(bytes);
+    return true;
+  }
+
+  /** ConnectedSink: the client's DISCONNECT; the will is discarded unless it asked for it [MQTT-3.1.2-10]. */
+  closeByClient(reasonCode: number, discardWill: boolean): void {
+    this.discardWill = discardWill;
+    this.closeReason = { by: 'client', reasonCode };
+    this.end(undefined);
   }
 
   /**
@@ -369,7 +409,7 @@ export class Connection implements ChannelSink {
     this.flush();
     this.#out = [];
     this.channel.close();
-    this.broker.connectionClosed(this, !this.discardWill);
-    this.broker.logger.debug({ clientId: this.clientId, reasonCode, reason: reasonCode !== undefined ? reasonCodeName(reasonCode) : undefined }, 'connection ended by broker');
+    this.#host.connectionClosed(this, !this.discardWill);
+    this.engine.logger.debug({ clientId: this.clientId, reasonCode, reason: reasonCode !== undefined ? reasonCodeName(reasonCode) : undefined }, 'connection ended by broker');
   }
 }

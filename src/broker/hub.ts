@@ -1,8 +1,9 @@
 // Hub: an isolated namespace of sessions, subscriptions and retained messages. Owns the
-// subscription trie and shared groups; knows nothing about sockets or the store.
+// subscription trie and shared groups; knows nothing about sockets or the store. Hubs: the
+// registry of hubs by case-insensitive name.
 import { RetainedTree, TopicTree } from '../mqtt/topic-tree.ts';
 import type { Message } from '../mqtt/packet.ts';
-import type { Session, SharedGroup, Subscription } from './session.ts';
+import type { Session, SessionHub, SharedGroup, Subscription } from './session.ts';
 
 /** What the subscription trie holds: a session's own subscription or a shared group. */
 export type RouteEntry = Subscription | SharedGroup;
@@ -12,7 +13,8 @@ function retainedBytes(m: Message): number {
   return m.payload.length;
 }
 
-export class Hub {
+/** One hub: its sessions, subscription trie, shared groups and retained messages. */
+export class Hub implements SessionHub {
   readonly name: string;
   readonly sessions = new Map<string, Session>();
   readonly tree = new TopicTree<RouteEntry>();
@@ -82,5 +84,62 @@ export class Hub {
   /** Remove every subscription of a session from routing. */
   removeAllSubscriptions(session: Session): void {
     for (const sub of [...session.subscriptions.values()]) this.removeSubscription(sub);
+  }
+}
+
+/** The hubs of this node by key (hub names are case-insensitive). */
+export class Hubs {
+  readonly #byKey = new Map<string, Hub>();
+
+  /** The hubs by key. */
+  get byKey(): ReadonlyMap<string, Hub> {
+    return this.#byKey;
+  }
+
+  get size(): number {
+    return this.#byKey.size;
+  }
+
+  /** The key of the hub called `name`; creates nothing. */
+  key(name: string): string {
+    return name.toLowerCase();
+  }
+
+  /** The hub called `name` if it exists. */
+  find(name: string): Hub | undefined {
+    return this.#byKey.get(name.toLowerCase());
+  }
+
+  /** The hub called `name`, created on first use. */
+  get(name: string): Hub {
+    const key = name.toLowerCase();
+    let hub = this.#byKey.get(key);
+    if (!hub) {
+      hub = new Hub(key);
+      this.#byKey.set(key, hub);
+    }
+    return hub;
+  }
+
+  /** Forget a hub (one a refused CONNECT created and nothing uses). */
+  delete(hub: Hub): void {
+    if (this.#byKey.get(hub.name) === hub) this.#byKey.delete(hub.name);
+  }
+
+  /** Forget a hub that holds nothing: no session, subscription, retained message (stored or being committed) or session being opened. */
+  forgetIfEmpty(hub: Hub): void {
+    if (hub.sessions.size > 0 || hub.tree.size > 0 || hub.retained.size > 0 || hub.opening.size > 0 || hub.retainedPendingCount > 0) return;
+    this.delete(hub);
+  }
+
+  /** Sessions in every hub. */
+  get sessionCount(): number {
+    let n = 0;
+    for (const hub of this.#byKey.values()) n += hub.sessions.size;
+    return n;
+  }
+
+  values(): IterableIterator<Hub> {
+    return this.#byKey.values();
   }
 }

@@ -3,16 +3,10 @@
 // group picks one member.
 import type { Message, QoS } from '../mqtt/packet.ts';
 import type { Hub } from './hub.ts';
-import type { Session, SharedGroup } from './session.ts';
+import type { RouteTarget, Session, SharedGroup, Subscription } from './session.ts';
 
 /** One planned delivery. */
-export interface Target {
-  session: Session;
-  qos: QoS;
-  retain: boolean;
-  subscriptionIds: number[] | undefined;
-  shareKey: string | undefined;
-}
+export type Target = RouteTarget;
 
 /** Stamp of the current planRoute call, marking the sessions it has already planned for. */
 let routeStamp = 0;
@@ -63,18 +57,17 @@ export function planRoute(hub: Hub, message: Message): Target[] {
  * Pick a member of a shared group, round-robin: first one whose session is connected with room
  * in its window, else any connected one, else a persistent (offline) one.
  */
-export function pickSharedMember(group: SharedGroup, exclude: Session | undefined, qos: QoS) {
+export function pickSharedMember(group: SharedGroup, exclude: Session | undefined, qos: QoS): Subscription | undefined {
   const n = group.members.length;
-  let connected: (typeof group.members)[number] | undefined;
-  let offline: (typeof group.members)[number] | undefined;
+  let connected: Subscription | undefined;
+  let offline: Subscription | undefined;
   for (let k = 0; k < n; k++) {
     const i = (group.next + k) % n;
     const sub = group.members[i]!;
     const session = sub.session;
     if (session === exclude) continue;
-    const conn = session.connection;
-    if (conn) {
-      if (qos === 0 || session.inflight.size < conn.sendQuota) {
+    if (session.isConnected) {
+      if (qos === 0 || session.outbox.hasRoom) {
         group.next = (i + 1) % n;
         return sub;
       }

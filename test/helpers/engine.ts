@@ -2,7 +2,9 @@
 // (a fake Store port, no monkey-patching), and clients on recording ByteChannels that speak real
 // MQTT bytes (mqtt-packet). A "restart" is a new Broker loaded from the same store.
 import mqttPacket, { type Packet } from 'mqtt-packet';
+import { AuditLog } from '../../src/audit/audit-log.ts';
 import { Broker } from '../../src/broker/broker.ts';
+import { EventBus } from '../../src/broker/events.ts';
 import type { Connection } from '../../src/broker/connection.ts';
 import { defaultBrokerOptions, type BrokerOptions } from '../../src/broker/options.ts';
 import { systemClock, type ByteChannel, type Clock, type ChannelSink, type Logger, type Store, type UnitOfWork } from '../../src/broker/ports.ts';
@@ -92,11 +94,13 @@ export class MemoryLogger implements Logger {
   debug(obj: object, msg?: string): void { this.lines.push({ level: 'debug', msg, obj }); }
 }
 
-/** Start a broker on `store` (load and restore included). */
+/** Start a broker on `store` (load and restore included), its events written to the store's audit log as in main.ts. */
 export async function startEngine(store: Store, options: Partial<BrokerOptions> = {}, clock: Clock = systemClock): Promise<{ broker: Broker; logger: MemoryLogger }> {
   const logger = new MemoryLogger();
+  const events = new EventBus(logger);
+  events.subscribe(new AuditLog(store, clock, logger));
   const broker = new Broker({
-    options: { ...defaultBrokerOptions, ...options }, store, clock, logger, authenticator: allowAnonymous, authorizer: allowAll,
+    options: { ...defaultBrokerOptions, ...options }, store, clock, logger, authenticator: allowAnonymous, authorizer: allowAll, events,
   });
   await broker.start();
   return { broker, logger };

@@ -3,9 +3,10 @@
 import { MqttError } from '../../mqtt/errors.ts';
 import type { AuthPacket } from '../../mqtt/packet.ts';
 import { ReasonCode } from '../../mqtt/reason-code.ts';
-import type { Connection } from '../connection.ts';
+import type { Connected } from '../context.ts';
 
-export function handleAuth(conn: Connection, _p: AuthPacket): void {
-  if (conn.version !== 5) throw new MqttError(ReasonCode.ProtocolError, 'AUTH is a 5.0 packet');
+/** AUTH from a client: always a protocol error here. */
+export function handleAuth(c: Connected, _p: AuthPacket): void {
+  if (c.version !== 5) throw new MqttError(ReasonCode.ProtocolError, 'AUTH is a 5.0 packet');
   throw new MqttError(ReasonCode.ProtocolError, 'no authentication method was negotiated');
 }

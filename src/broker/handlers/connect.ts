@@ -4,19 +4,21 @@ import type { ConnackPacket, ConnectPacket } from '../../mqtt/packet.ts';
 import { ReasonCode, type ConnackReasonCode, toV3ConnackReturnCode } from '../../mqtt/reason-code.ts';
 import { OutboundAliases } from '../../mqtt/session-state.ts';
 import { validateConnect } from '../../mqtt/validate.ts';
-import type { AuthResult } from '../ports.ts';
-import type { Connection } from '../connection.ts';
+import type { Connecting } from '../context.ts';
+import { EventType } from '../events.ts';
+import type { AuthResult, Principal } from '../ports.ts';
 
 /** Refuse the connection with a CONNACK carrying `rc`, then close [MQTT-3.2.2-6]. */
-function refuse(conn: Connection, rc: ConnackReasonCode, reason?: string): void {
+function refuse(conn: Connecting, rc: ConnackReasonCode, reason?: string): void {
+  const { engine } = conn;
   const packet: ConnackPacket = conn.version === 5
     ? { type: 'connack', sessionPresent: false, reasonCode: rc, properties: reason ? { reasonString: reason } : undefined }
     : { type: 'connack', sessionPresent: false, reasonCode: toV3ConnackReturnCode(rc) };
   conn.send(packet);
-  conn.broker.logger.info({ clientId: conn.clientId, reasonCode: rc, reason, remoteAddress: conn.channel.remoteAddress }, 'connection refused');
-  conn.broker.audit({
-    hub: conn.broker.hubKey(conn.info.hub), event: 'connect_refused', clientId: conn.clientId || undefined, reasonCode: rc,
-    remoteAddress: conn.channel.remoteAddress, detail: { reason, transport: conn.channel.transport, protocolVersion: conn.version },
+  engine.logger.info({ clientId: conn.clientId, reasonCode: rc, reason, remoteAddress: conn.remoteAddress }, 'connection refused');
+  engine.events.emit({
+    type: EventType.ConnectRefused, hub: engine.hubs.key(conn.hubName), clientId: conn.clientId || undefined, reasonCode: rc,
+    remoteAddress: conn.remoteAddress, reason, transport: conn.transport, protocolVersion: conn.version,
   });
   conn.end(undefined);
 }
@@ -30,10 +32,11 @@ function checkConnectFlags(p: ConnectPacket): ReasonCode | undefined {
   return undefined;
 }
 
-export function handleConnect(conn: Connection, packet: ConnectPacket): void {
-  const broker = conn.broker;
+/** CONNECT from a new connection. */
+export function handleConnect(conn: Connecting, packet: ConnectPacket): void {
+  const { engine } = conn;
   conn.version = packet.protocolVersion;
-  const opts = broker.options;
+  const opts = engine.options;
   const invalid = checkConnectFlags(packet) ?? validateConnect(packet, {
     maximumQos: opts.maximumQos, retainAvailable: opts.retainAvailable, maxClientIdBytes: opts.maxClientIdBytes, topic: opts,
   });
@@ -69,29 +72,28 @@ export function handleConnect(conn: Connection, packet: ConnectPacket): void {
   }
   let result: AuthResult | Promise<AuthResult>;
   try {
-    result = broker.authenticator.authenticate({
-      hub: broker.hubKey(conn.info.hub), clientId, transport: conn.channel.transport, remoteAddress: conn.channel.remoteAddress,
-      username: packet.username, password: packet.password, upgradeToken: conn.info.upgradeToken, connect: packet,
+    result = engine.authenticator.authenticate({
+      hub: engine.hubs.key(conn.hubName), clientId, transport: conn.transport, remoteAddress: conn.remoteAddress,
+      username: packet.username, password: packet.password, upgradeToken: conn.upgradeToken, connect: packet,
     });
   } catch (err) {
-    broker.logger.error({ err, clientId }, 'authenticator failed');
+    engine.logger.error({ err, clientId }, 'authenticator failed');
     refuse(conn, ReasonCode.ServerUnavailable);
     return;
   }
   const proceed = (r: AuthResult): void => {
-    if (conn.state === 'closed') return;
+    if (!conn.isOpen) return;
     if (!r.ok) {
       refuse(conn, r.reasonCode as ConnackReasonCode, r.reason);
       return;
     }
-    conn.principal = r.principal;
-    accept(conn, packet, assigned);
+    accept(conn, packet, r.principal, assigned);
   };
   if (result instanceof Promise) {
     let value: AuthResult | undefined;
     const decided = result.then((r) => { value = r; });
     conn.after(decided, () => proceed(value!), (err) => {
-      broker.logger.error({ err, clientId }, 'authenticator failed');
+      engine.logger.error({ err, clientId }, 'authenticator failed');
       refuse(conn, ReasonCode.ServerUnavailable);
     });
     return;
@@ -103,25 +105,26 @@ export function handleConnect(conn: Connection, packet: ConnectPacket): void {
  * Open the session under a per-client-id lock: a CONNECT for a client id whose session is still
  * being opened (its commit in flight) waits for that open to finish, then takes over.
  */
-function accept(conn: Connection, packet: ConnectPacket, assigned: string | undefined): void {
-  const broker = conn.broker;
-  const existing = broker.findHub(conn.info.hub);
+function accept(conn: Connecting, packet: ConnectPacket, principal: Principal, assigned: string | undefined): void {
+  const { engine } = conn;
+  const { hubs, options } = engine;
+  const existing = hubs.find(conn.hubName);
   // Hubs and sessions are created only here, once the CONNECT is accepted, within their caps
-  if (!existing && broker.hubs.size >= broker.options.maxHubs) {
-    refuse(conn, ReasonCode.QuotaExceeded, `hub limit (${broker.options.maxHubs}) reached`);
+  if (!existing && hubs.size >= options.maxHubs) {
+    refuse(conn, ReasonCode.QuotaExceeded, `hub limit (${options.maxHubs}) reached`);
     return;
   }
-  if (!existing?.sessions.has(conn.clientId) && broker.sessionCount >= broker.options.maxSessions) {
-    refuse(conn, ReasonCode.QuotaExceeded, `session limit (${broker.options.maxSessions}) reached`);
+  if (!existing?.sessions.has(conn.clientId) && hubs.sessionCount >= options.maxSessions) {
+    refuse(conn, ReasonCode.QuotaExceeded, `session limit (${options.maxSessions}) reached`);
     return;
   }
-  const hub = existing ?? broker.hub(conn.info.hub);
+  const hub = existing ?? hubs.get(conn.hubName);
   const previous = hub.opening.get(conn.clientId);
   if (previous) {
-    conn.after(previous, () => accept(conn, packet, assigned));
+    conn.after(previous, () => accept(conn, packet, principal, assigned));
     return;
   }
-  const opened = openSession(conn, packet, assigned);
+  const opened = openSession(conn, packet, principal, assigned);
   if (!opened) return;
   hub.opening.set(conn.clientId, opened);
   const release = (): void => {
@@ -130,9 +133,27 @@ function accept(conn: Connection, packet: ConnectPacket, assigned: string | unde
   opened.then(release, release);
 }
 
-function openSession(conn: Connection, packet: ConnectPacket, assigned: string | undefined): Promise<void> | undefined {
-  const broker = conn.broker;
-  const opts = broker.options;
+/** The CONNACK properties a 5.0 client is told (MQTT 5 §3.2.2.3). */
+function connackProperties(conn: Connecting, assigned: string | undefined, serverKeepAlive: number | undefined, expiryCapped: number | undefined): NonNullable<ConnackPacket['properties']> {
+  const opts = conn.engine.options;
+  const p: NonNullable<ConnackPacket['properties']> = {};
+  if (assigned) p.assignedClientIdentifier = assigned;
+  if (serverKeepAlive !== undefined) p.serverKeepAlive = serverKeepAlive;
+  if (expiryCapped !== undefined) p.sessionExpiryInterval = expiryCapped;
+  if (opts.receiveMaximum < 65535) p.receiveMaximum = opts.receiveMaximum;
+  if (opts.maximumQos < 2) p.maximumQoS = opts.maximumQos;
+  if (!opts.retainAvailable) p.retainAvailable = false;
+  p.maximumPacketSize = opts.maxPacketBytes;
+  if (opts.topicAliasMaximum > 0) p.topicAliasMaximum = opts.topicAliasMaximum;
+  if (!opts.wildcardSubscriptionAvailable) p.wildcardSubscriptionAvailable = false;
+  if (!opts.subscriptionIdentifiersAvailable) p.subscriptionIdentifiersAvailable = false;
+  if (!opts.sharedSubscriptionAvailable) p.sharedSubscriptionAvailable = false;
+  return p;
+}
+
+function openSession(conn: Connecting, packet: ConnectPacket, principal: Principal, assigned: string | undefined): Promise<void> | undefined {
+  const { engine } = conn;
+  const opts = engine.options;
   const props = packet.properties;
   // Keep alive: the broker's maximum wins, and 5.0 clients are told [MQTT-3.2.2-21]
   let keepAliveSec = packet.keepAliveSec;
@@ -143,7 +164,6 @@ function openSession(conn: Connection, packet: ConnectPacket, assigned: string |
       serverKeepAlive = keepAliveSec;
     }
   }
-  conn.keepAliveSec = keepAliveSec;
   let expiry: number;
   let expiryCapped: number | undefined;
   if (conn.version === 5) {
@@ -152,64 +172,45 @@ function openSession(conn: Connection, packet: ConnectPacket, assigned: string |
   } else {
     expiry = packet.cleanStart ? 0 : Math.min(0xffffffff, opts.maxSessionExpirySec);
   }
-  if (conn.version === 5) {
-    conn.sendQuota = Math.min(props?.receiveMaximum ?? 65535, opts.maxInflight);
-    if (props?.maximumPacketSize) conn.clientMaxPacketBytes = props.maximumPacketSize;
-    if (props?.topicAliasMaximum) conn.outboundAliases = new OutboundAliases(props.topicAliasMaximum);
-    if (props?.requestProblemInformation === false) conn.problemInformation = false;
-  }
-  const { session, sessionPresent, committed, undo } = broker.sessions.open(conn, packet, expiry);
+  const v5 = conn.version === 5;
+  conn.configure({
+    keepAliveSec,
+    sendQuota: v5 ? Math.min(props?.receiveMaximum ?? 65535, opts.maxInflight) : opts.maxInflight,
+    clientMaxPacketBytes: v5 && props?.maximumPacketSize ? props.maximumPacketSize : Number.POSITIVE_INFINITY,
+    outboundAliases: v5 && props?.topicAliasMaximum ? new OutboundAliases(props.topicAliasMaximum) : undefined,
+    problemInformation: !(v5 && props?.requestProblemInformation === false),
+  });
+  const { session, sessionPresent, committed, undo } = engine.sessions.open({
+    hubName: conn.hubName, clientId: conn.clientId, remoteAddress: conn.remoteAddress, packet, expiryIntervalSec: expiry,
+  });
   const finish = (): void => {
-    if (conn.state === 'closed') {
-      // The client left before its CONNACK: the session opened (and stored) for it ends or waits
-      // for its expiry like any other disconnected session, rather than staying with no timer
-      conn.session = session;
-      session.connection = conn;
-      broker.sessions.detach(conn, false);
+    if (!conn.isOpen) {
+      // The client left before its CONNACK: the session opened for it must not stay for ever
+      engine.sessions.settleUnattached(session);
       return;
     }
-    conn.session = session;
-    session.connection = conn;
-    conn.state = 'connected';
-    if (keepAliveSec > 0) conn.deadlineMs = broker.clock.now() + keepAliveSec * 1500;
+    conn.attach(session, principal);
     const connack: ConnackPacket = { type: 'connack', sessionPresent: sessionPresent && !packet.cleanStart, reasonCode: 0 };
-    if (conn.version === 5) {
-      const p: NonNullable<ConnackPacket['properties']> = {};
-      if (assigned) p.assignedClientIdentifier = assigned;
-      if (serverKeepAlive !== undefined) p.serverKeepAlive = serverKeepAlive;
-      if (expiryCapped !== undefined) p.sessionExpiryInterval = expiryCapped;
-      if (opts.receiveMaximum < 65535) p.receiveMaximum = opts.receiveMaximum;
-      if (opts.maximumQos < 2) p.maximumQoS = opts.maximumQos;
-      if (!opts.retainAvailable) p.retainAvailable = false;
-      p.maximumPacketSize = opts.maxPacketBytes;
-      if (opts.topicAliasMaximum > 0) p.topicAliasMaximum = opts.topicAliasMaximum;
-      if (!opts.wildcardSubscriptionAvailable) p.wildcardSubscriptionAvailable = false;
-      if (!opts.subscriptionIdentifiersAvailable) p.subscriptionIdentifiersAvailable = false;
-      if (!opts.sharedSubscriptionAvailable) p.sharedSubscriptionAvailable = false;
-      connack.properties = p;
-    }
+    if (conn.version === 5) connack.properties = connackProperties(conn, assigned, serverKeepAlive, expiryCapped);
     conn.send(connack);
-    broker.audit({
-      hub: session.hub.name, event: 'connect', clientId: conn.clientId, actor: conn.principal?.userId, remoteAddress: conn.channel.remoteAddress,
-      detail: {
-        method: conn.principal?.method, transport: conn.channel.transport, protocolVersion: conn.version,
-        cleanStart: packet.cleanStart, sessionPresent: connack.sessionPresent, username: packet.username,
-      },
+    engine.events.emit({
+      type: EventType.Connect, hub: session.hub.name, clientId: conn.clientId, remoteAddress: conn.remoteAddress, userId: principal.userId,
+      method: principal.method, transport: conn.transport, protocolVersion: conn.version,
+      cleanStart: packet.cleanStart, sessionPresent: connack.sessionPresent, username: packet.username,
     });
-    broker.logger.debug({ clientId: conn.clientId, hub: session.hub.name, sessionPresent: connack.sessionPresent, protocolVersion: conn.version }, 'client connected');
-    if (sessionPresent) broker.deliveries.resume(session);
+    engine.logger.debug({ clientId: conn.clientId, hub: session.hub.name, sessionPresent: connack.sessionPresent, protocolVersion: conn.version }, 'client connected');
+    if (sessionPresent) session.outbox.resume();
   };
   conn.after(committed, finish, (err) => {
-    broker.logger.error({ err, clientId: conn.clientId }, 'could not store session');
+    engine.logger.error({ err, clientId: conn.clientId }, 'could not store session');
     undo();
     // A hub this CONNECT created and nothing else uses goes again: a refused CONNECT leaves no hub
-    const hub = broker.findHub(conn.info.hub);
+    const hub = engine.hubs.find(conn.hubName);
     if (hub && hub.sessions.size === 0 && hub.retained.size === 0 && hub.tree.size === 0
       && [...hub.opening.keys()].every((id) => id === conn.clientId)) {
-      broker.hubs.delete(hub.name);
+      engine.hubs.delete(hub);
     }
-    if (conn.state !== 'closed') refuse(conn, ReasonCode.ServerUnavailable);
+    if (conn.isOpen) refuse(conn, ReasonCode.ServerUnavailable);
   }, true); // the session must be settled even when its client has gone before the commit
-
   return committed?.catch(() => undefined);
 }

@@ -3,11 +3,12 @@
 import { MqttError } from '../../mqtt/errors.ts';
 import type { DisconnectPacket } from '../../mqtt/packet.ts';
 import { ReasonCode } from '../../mqtt/reason-code.ts';
-import type { Connection } from '../connection.ts';
+import type { Connected } from '../context.ts';
 
-export function handleDisconnect(conn: Connection, p: DisconnectPacket): void {
-  conn.after(undefined, () => {
-    const session = conn.session!;
+/** DISCONNECT from a client. */
+export function handleDisconnect(c: Connected, p: DisconnectPacket): void {
+  c.out.after(undefined, () => {
+    const session = c.session;
     const expiry = p.properties?.sessionExpiryInterval;
     if (expiry !== undefined) {
       // §3.14.2.2.2 (no normative id): a session that had expiry 0 at CONNECT cannot be given one now;
@@ -15,11 +16,9 @@ export function handleDisconnect(conn: Connection, p: DisconnectPacket): void {
       if (session.expiryIntervalSec === 0 && expiry > 0) {
         throw new MqttError(ReasonCode.ProtocolError, 'session expiry interval was 0 at CONNECT');
       }
-      session.expiryIntervalSec = Math.min(expiry, conn.broker.options.maxSessionExpirySec);
+      session.expiryIntervalSec = Math.min(expiry, c.engine.options.maxSessionExpirySec);
     }
     // [MQTT-3.1.2-10] normal disconnection removes the will; 0x04 asks for it to be published
-    conn.discardWill = p.reasonCode !== ReasonCode.DisconnectWithWillMessage;
-    conn.closeReason = { by: 'client', reasonCode: p.reasonCode };
-    conn.end(undefined);
+    c.out.closeByClient(p.reasonCode, p.reasonCode !== ReasonCode.DisconnectWithWillMessage);
   });
 }

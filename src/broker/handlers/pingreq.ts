@@ -1,6 +1,8 @@
 // PINGREQ: answer PINGRESP [MQTT-3.12.4-1].
-import type { Connection } from '../connection.ts';
+import type { PingreqPacket } from '../../mqtt/packet.ts';
+import type { Connected } from '../context.ts';
 
-export function handlePingreq(conn: Connection): void {
-  conn.reply({ type: 'pingresp' });
+/** PINGREQ from a client. */
+export function handlePingreq(c: Connected, _p: PingreqPacket): void {
+  c.out.reply({ type: 'pingresp' });
 }

@@ -5,15 +5,16 @@ import type { SubscribePacket, SubscriptionRequest } from '../../mqtt/packet.ts'
 import { ReasonCode } from '../../mqtt/reason-code.ts';
 import { hasWildcard, parseSharedFilter } from '../../mqtt/topic.ts';
 import { validateSubscribe, validateSubscriptionFilter } from '../../mqtt/validate.ts';
-import type { Connection } from '../connection.ts';
+import type { Connected } from '../context.ts';
+import { EventType } from '../events.ts';
 
 /** 3.1.1 SUBACK failure return code [v3.1.1 MQTT-3.9.3-2]. */
 const V3_FAILURE = 0x80;
 
-export function handleSubscribe(conn: Connection, p: SubscribePacket): void {
-  const broker = conn.broker;
-  const opts = broker.options;
-  const session = conn.session!;
+/** SUBSCRIBE from a client. */
+export function handleSubscribe(c: Connected, p: SubscribePacket): void {
+  const { engine, session, out } = c;
+  const opts = engine.options;
   const invalid = validateSubscribe(p);
   if (invalid !== undefined) throw new MqttError(invalid, 'invalid SUBSCRIBE');
   const subscriptionId = p.properties?.subscriptionIdentifier;
@@ -22,19 +23,19 @@ export function handleSubscribe(conn: Connection, p: SubscribePacket): void {
   let held = session.subscriptions.size;
   let added: Set<string> | undefined; // filters new to the session in this packet
   for (const req of p.subscriptions) {
-    let rc = grant(conn, req, subscriptionId);
+    let rc = grant(c, req, subscriptionId);
     if (rc === ReasonCode.ProtocolError) throw new MqttError(rc, `invalid subscription options for ${req.topicFilter}`);
     if (rc === undefined && !session.subscriptions.has(req.topicFilter) && !added?.has(req.topicFilter)) {
       if (held >= opts.maxSubscriptionsPerSession) {
         rc = ReasonCode.QuotaExceeded;
-        broker.logger.info({ clientId: conn.clientId, topicFilter: req.topicFilter, limit: opts.maxSubscriptionsPerSession }, 'subscription refused: session subscription limit reached');
+        engine.logger.info({ clientId: c.clientId, topicFilter: req.topicFilter, limit: opts.maxSubscriptionsPerSession }, 'subscription refused: session subscription limit reached');
       } else {
         held++;
         (added ??= new Set()).add(req.topicFilter);
       }
     }
     if (rc !== undefined) {
-      codes.push(conn.version === 5 ? rc : V3_FAILURE);
+      codes.push(c.version === 5 ? rc : V3_FAILURE);
       continue;
     }
     // [MQTT-3.9.3-?] granted QoS never above the broker's maximum
@@ -42,31 +43,31 @@ export function handleSubscribe(conn: Connection, p: SubscribePacket): void {
     accepted.push(qos === req.qos ? req : { ...req, qos });
     codes.push(qos);
   }
-  const { committed, afterAck, undo } = broker.sessions.subscribeMany(session, accepted, subscriptionId);
-  conn.after(committed, () => {
-    if (conn.state === 'closed') return;
+  const { committed, afterAck, undo } = engine.subscriptions.subscribeMany(session, accepted, subscriptionId);
+  out.after(committed, () => {
+    if (!out.isOpen) return;
     // [MQTT-3.8.4-1] SUBACK with the same packet id, one code per filter [MQTT-3.8.4-6]
-    conn.send({ type: 'suback', packetId: p.packetId, reasonCodes: codes });
-    broker.audit({
-      hub: session.hub.name, event: 'subscribe', clientId: conn.clientId, actor: conn.principal?.userId,
-      detail: { filters: p.subscriptions.map((s, i) => ({ topicFilter: s.topicFilter, qos: s.qos, reasonCode: codes[i] })) },
+    out.send({ type: 'suback', packetId: p.packetId, reasonCodes: codes });
+    engine.events.emit({
+      type: EventType.Subscribe, hub: session.hub.name, clientId: c.clientId, userId: c.principal.userId,
+      filters: p.subscriptions.map((s, i) => ({ topicFilter: s.topicFilter, qos: s.qos, reasonCode: codes[i] })),
     });
     afterAck();
   }, (err) => {
-    broker.logger.error({ err, clientId: conn.clientId }, 'could not store subscriptions');
+    engine.logger.error({ err, clientId: c.clientId }, 'could not store subscriptions');
     undo(); // a subscription that was not stored must not deliver, even when its client has gone
-    if (conn.state === 'closed') return;
-    if (conn.version === 5) {
-      conn.send({ type: 'suback', packetId: p.packetId, reasonCodes: codes.map(() => ReasonCode.ImplementationSpecificError) });
+    if (!out.isOpen) return;
+    if (c.version === 5) {
+      out.send({ type: 'suback', packetId: p.packetId, reasonCodes: codes.map(() => ReasonCode.ImplementationSpecificError) });
     } else {
-      conn.end(undefined);
+      out.end(undefined);
     }
   }, true);
 }
 
 /** Undefined if the subscription can be granted, else the failure code for this filter. */
-function grant(conn: Connection, req: SubscriptionRequest, subscriptionId: number | undefined): ReasonCode | undefined {
-  const opts = conn.broker.options;
+function grant(c: Connected, req: SubscriptionRequest, subscriptionId: number | undefined): ReasonCode | undefined {
+  const opts = c.engine.options;
   const invalid = validateSubscriptionFilter(req.topicFilter, req.noLocal, opts);
   if (invalid !== undefined) return invalid;
   const shared = parseSharedFilter(req.topicFilter);
@@ -74,8 +75,7 @@ function grant(conn: Connection, req: SubscriptionRequest, subscriptionId: numbe
   const filter = shared ? shared.topicFilter : req.topicFilter;
   if (!opts.wildcardSubscriptionAvailable && hasWildcard(filter)) return ReasonCode.WildcardSubscriptionsNotSupported;
   if (subscriptionId !== undefined && !opts.subscriptionIdentifiersAvailable) return ReasonCode.SubscriptionIdentifiersNotSupported;
-  const session = conn.session!;
-  if (!conn.broker.authorizer.canSubscribe(session.hub.name, conn.clientId, conn.principal!, req.topicFilter)) {
+  if (!c.engine.authorizer.canSubscribe(c.session.hub.name, c.clientId, c.principal, req.topicFilter)) {
     return ReasonCode.NotAuthorized;
   }
   return undefined;

@@ -66,6 +66,6 @@ test('a CONNECT whose session commit fails leaves no hub behind; once the store 
   store.failing = false;
   const accepted = new TestChannel();
   broker.accept(accepted, { hub: 'Fresh', upgradeToken: undefined })!.channelData(connect);
-  await until(() => broker.findHub('fresh')?.sessions.get('c1')?.connection !== undefined);
+  await until(() => broker.findHub('fresh')?.sessions.get('c1')?.isConnected === true);
   await broker.shutdown();
 });

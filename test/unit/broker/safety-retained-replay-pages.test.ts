@@ -6,7 +6,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Packet } from 'mqtt-packet';
 import type { Broker } from '../../../src/broker/broker.ts';
-import { REPLAY_PAGE_MESSAGES } from '../../../src/broker/deliveries.ts';
+import { REPLAY_PAGE_MESSAGES, RetainedReplay } from '../../../src/broker/retained-replay.ts';
 import { EngineClient, FaultyStore, startEngine } from '../../helpers/engine.ts';
 
 const RETAINED = 500;
@@ -63,8 +63,9 @@ describe('retained replay in pages', () => {
       for (let i = 1; i <= 150; i++) c.send({ cmd: 'subscribe', messageId: i, subscriptions: [{ topic: '#', qos }] });
       await until(() => c.packets.filter((p) => p.cmd === 'suback').length === 150, '150 SUBACKs');
       const session = broker.hub('default').sessions.get(`attacker-${qos}`)!;
-      assert.equal(session.replays?.length, 1);
-      assert.ok(session.queue.length <= REPLAY_PAGE_MESSAGES, `queue ${session.queue.length}`);
+      assert.ok(session.outbox.feed instanceof RetainedReplay);
+      assert.equal(session.outbox.feed.length, 1);
+      assert.ok(session.outbox.queue.length <= REPLAY_PAGE_MESSAGES, `queue ${session.outbox.queue.length}`);
       assert.ok(c.publishes.length <= REPLAY_PAGE_MESSAGES, `sent ${c.publishes.length}`);
     }
     await broker.shutdown();
@@ -80,9 +81,9 @@ describe('retained replay in pages', () => {
     filters.forEach((topic, i) => c.send({ cmd: 'subscribe', messageId: i + 1, subscriptions: [{ topic, qos: 0 }] }));
     await until(() => c.packets.filter((p) => p.cmd === 'suback').length === filters.length, 'the SUBACKs');
     const session = broker.hub('default').sessions.get('filters')!;
-    const outstanding = (session.replays ?? []).reduce((n, r) => n + r.messages.length - r.next, 0);
+    const outstanding = RetainedReplay.outstanding(session);
     assert.ok(outstanding <= RETAINED, `${outstanding} replay entries outstanding (${filters.length} filters over ${RETAINED} retained)`);
-    assert.ok(session.droppedCount > 0, 'what did not fit was counted as dropped');
+    assert.ok(session.outbox.droppedCount > 0, 'what did not fit was counted as dropped');
     await broker.shutdown();
   });
 
@@ -95,14 +96,14 @@ describe('retained replay in pages', () => {
     await ping(c);
     const session = broker.hub('default').sessions.get('slow')!;
     await until(() => c.publishes.length === 5, 'the first window');
-    assert.ok(session.queue.length <= 10, `queue ${session.queue.length} above maxQueuedMessages`);
+    assert.ok(session.outbox.queue.length <= 10, `queue ${session.outbox.queue.length} above maxQueuedMessages`);
     const stored = (await broker.store.load()).deliveries.length;
     assert.ok(stored <= 15, `${stored} deliveries stored ahead of the client`);
     c.autoAck = true;
     for (const p of c.publishes) c.send({ cmd: 'puback', messageId: p.messageId!, reasonCode: 0 } as Packet);
     await until(() => c.publishes.length >= RETAINED, 'the whole replay');
     assert.equal(new Set(c.publishes.map((p) => p.topic)).size, RETAINED);
-    assert.equal(session.droppedCount, 0, 'replay waits for room rather than dropping');
+    assert.equal(session.outbox.droppedCount, 0, 'replay waits for room rather than dropping');
     await broker.shutdown();
   });
 
