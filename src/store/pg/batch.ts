@@ -36,10 +36,16 @@ export class Batch implements UnitOfWork {
   bytes = 0;
   /** Inserts of QoS 1 deliveries already sent, not yet cancelled by their acknowledgement. */
   cancellable = 0;
-  /** performance.now() when the first cancellable insert joined the batch. */
+  /** `now()` when the first cancellable insert joined the batch. */
   firstCancellableAt = 0;
   /** Called when `cancellable` drops to 0 (the writer may be holding the batch for it). */
   onAllCancelled: (() => void) | undefined;
+  readonly #now: () => number;
+
+  /** `now` is the writer's monotonic clock (milliseconds), read when a cancellable insert joins. */
+  constructor(now: () => number = () => performance.now()) {
+    this.#now = now;
+  }
 
   putSession(s: SessionRecord): void {
     this.rows++;
@@ -102,7 +108,7 @@ export class Batch implements UnitOfWork {
       if (c?.insert) continue;
       const cancellable = d.sentAhead === true;
       this.deliveries.set(d.id, { insert: { ...d, subscriptionIds: [...d.subscriptionIds] }, cancellable });
-      if (cancellable && this.cancellable++ === 0) this.firstCancellableAt = performance.now();
+      if (cancellable && this.cancellable++ === 0) this.firstCancellableAt = this.#now();
     }
   }
 

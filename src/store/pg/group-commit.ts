@@ -1,0 +1,359 @@
+// The group-commit writer (DESIGN.md §4): units of work accumulate in an open batch while the
+// previous commit is in flight; one commit at a time, each batch in one transaction, each unit's
+// promise settled in submission order. No SQL here: it drives the BatchConnection it is given.
+import { StoreError, type UnitOfWork } from '../store.ts';
+import { Batch, RecordingUnit, replay, type UnitOp } from './batch.ts';
+import { isDataError, toStoreError } from './sqlstate.ts';
+
+/** One database connection checked out for one batch (PostgreSQL in production, a fake in tests). */
+export interface BatchConnection {
+  /** Write a non-empty batch in one transaction; a failed one is rolled back, so the connection stays usable after a data error. */
+  apply(batch: Batch): Promise<void>;
+  /** Open the transaction in which a refused batch's units are tried again, range by range. */
+  begin(): Promise<void>;
+  /** Write `batch` under a savepoint of the open transaction; on a data error roll back to the savepoint, then throw. */
+  applyUnderSavepoint(batch: Batch): Promise<void>;
+  commit(): Promise<void>;
+  rollback(): Promise<void>;
+  /** The watchdog gave up on this connection: end it now, so that its pending statement fails. */
+  abandon(): void;
+  /** Hand the connection back; a `broken` one is discarded. */
+  release(broken: boolean): void;
+}
+
+/** A cancellable timer. */
+export interface WriterTimer {
+  cancel(): void;
+}
+
+/** Monotonic time in milliseconds and timers, injected so tests can control them. */
+export interface WriterClock {
+  now(): number;
+  setTimeout(fn: () => void, ms: number): WriterTimer;
+}
+
+/** performance.now() and Node's timers. */
+export const monotonicClock: WriterClock = {
+  now: () => performance.now(),
+  setTimeout(fn, ms) {
+    const t = setTimeout(fn, ms);
+    return { cancel: () => clearTimeout(t) };
+  },
+};
+
+type Logger = Record<'info' | 'warn' | 'error', (o: object, m?: string) => void>;
+
+export interface GroupCommitOptions {
+  /** Check out a connection for one batch (the pool's connect; it may fail). */
+  connect: () => Promise<BatchConnection>;
+  logger: Logger;
+  clock?: WriterClock;
+  /** Hold a batch up to this long (from the first QoS 1 delivery sent ahead in it) for acknowledgements that cancel rows (default 0). */
+  holdMs?: number;
+  /** A commit unanswered after this long is abandoned: its connection ended, its units failed (default 10 s). */
+  commitTimeoutMs?: number;
+  /** A batch takes no more units once it changes this many rows or carries this many bytes (the crossing unit is its last). */
+  maxBatchRows?: number;
+  maxBatchBytes?: number;
+}
+
+/** A unit of work waiting for its commit, with what it wrote (to commit it alone if need be). */
+interface Waiter {
+  ops: readonly UnitOp[];
+  resolve: () => void;
+  reject: (e: unknown) => void;
+}
+
+/** Commits units of work in groups, one transaction at a time, in submission order. */
+export class GroupCommitWriter {
+  readonly #connect: () => Promise<BatchConnection>;
+  readonly #logger: Logger;
+  readonly #clock: WriterClock;
+  readonly #holdMs: number;
+  readonly #commitTimeoutMs: number;
+  readonly #maxBatchRows: number;
+  readonly #maxBatchBytes: number;
+  #open: Batch;
+  #waiters: Waiter[] = [];
+  /** Full batches waiting for the writer, oldest first (all older than `#open`). */
+  readonly #sealed: Array<{ batch: Batch; waiters: Waiter[] }> = [];
+  /** Units submitted and not settled yet, and the bytes they carry (Batch.bytes). */
+  #backlogUnits = 0;
+  #backlogBytes = 0;
+  #drainWaiters: Array<{ units: number; bytes: number; resolve: () => void }> = [];
+  #idleWaiters: Array<() => void> = [];
+  #committing = false;
+  #healthy = true;
+  #closed = false;
+  /** Commits performed and units committed, for metrics and tests. */
+  commits = 0;
+  units = 0;
+  /** Milliseconds spent in successful commits, in total. */
+  commitMs = 0;
+
+  constructor(opts: GroupCommitOptions) {
+    this.#connect = opts.connect;
+    this.#logger = opts.logger;
+    this.#clock = opts.clock ?? monotonicClock;
+    this.#holdMs = opts.holdMs ?? 0;
+    this.#commitTimeoutMs = opts.commitTimeoutMs ?? 10_000;
+    this.#maxBatchRows = opts.maxBatchRows ?? 10_000;
+    this.#maxBatchBytes = opts.maxBatchBytes ?? 16 * 1024 * 1024;
+    this.#open = this.#newBatch();
+  }
+
+  /** False while commits are failing; true again after one succeeds. */
+  get healthy(): boolean {
+    return this.#healthy;
+  }
+
+  get backlogUnits(): number {
+    return this.#backlogUnits;
+  }
+
+  get backlogBytes(): number {
+    return this.#backlogBytes;
+  }
+
+  /** Build a unit synchronously into the open batch; resolves once its batch commits. */
+  submit(build: (tx: UnitOfWork) => void): Promise<void> {
+    if (this.#closed && this.#isIdle) return Promise.reject(new StoreError('store is closed'));
+    if (this.#waiters.length > 0 && (this.#open.rows >= this.#maxBatchRows || this.#open.bytes >= this.#maxBatchBytes)) {
+      // Full: it is committed as it is, and this unit starts the next batch
+      this.#sealed.push({ batch: this.#open, waiters: this.#waiters });
+      this.#open = this.#newBatch();
+      this.#waiters = [];
+    }
+    const open = this.#open;
+    const bytesBefore = open.bytes;
+    const unit = new RecordingUnit(open);
+    build(unit);
+    this.#backlogUnits++;
+    this.#backlogBytes += open.bytes - bytesBefore;
+    return new Promise<void>((resolve, reject) => {
+      this.#waiters.push({ ops: unit.ops, resolve, reject });
+      if (!this.#committing) void this.#commit();
+    });
+  }
+
+  /** Resolves once the backlog is at most `units` units and `bytes` bytes. */
+  whenBacklogBelow(units: number, bytes: number): Promise<void> {
+    if (this.#backlogUnits <= units && this.#backlogBytes <= bytes) return Promise.resolve();
+    return new Promise((resolve) => this.#drainWaiters.push({ units, bytes, resolve }));
+  }
+
+  /**
+   * Take no new unit once the backlog is settled, and resolve then. Units still coming in while it
+   * drains join it; each commit is bounded by the commit timeout and each connection attempt by its own.
+   */
+  async close(): Promise<void> {
+    this.#closed = true;
+    while (!this.#isIdle) {
+      if (!this.#committing) void this.#commit();
+      await new Promise<void>((resolve) => this.#idleWaiters.push(resolve));
+    }
+  }
+
+  get #isIdle(): boolean {
+    return !this.#committing && this.#waiters.length === 0 && this.#sealed.length === 0;
+  }
+
+  #newBatch(): Batch {
+    return new Batch(() => this.#clock.now());
+  }
+
+  /** A batch settled (committed or failed): it leaves the backlog. */
+  #settled(batch: Batch, waiters: readonly Waiter[]): void {
+    this.#backlogUnits -= waiters.length;
+    this.#backlogBytes -= batch.bytes;
+    if (this.#drainWaiters.length === 0) return;
+    const still: Array<{ units: number; bytes: number; resolve: () => void }> = [];
+    for (const w of this.#drainWaiters) {
+      if (this.#backlogUnits <= w.units && this.#backlogBytes <= w.bytes) w.resolve();
+      else still.push(w);
+    }
+    this.#drainWaiters = still;
+  }
+
+  async #commit(): Promise<void> {
+    this.#committing = true;
+    while (this.#waiters.length > 0 || this.#sealed.length > 0) {
+      // Let the event loop read what has arrived first: acknowledgements read now still cancel
+      // their delivery rows inside this batch instead of costing a delete in the next one.
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      let batch: Batch;
+      let waiters: Waiter[];
+      let full = this.#sealed.shift();
+      if (!full) {
+        await this.#hold(this.#open);
+        // A unit that arrived during the hold may have sealed the held batch (it was full): that older
+        // batch goes first, or a delete could commit before its insert
+        full = this.#sealed.shift();
+      }
+      if (full) {
+        ({ batch, waiters } = full);
+      } else {
+        batch = this.#open;
+        waiters = this.#waiters;
+        this.#open = this.#newBatch();
+        this.#waiters = [];
+      }
+      if (batch.isEmpty) {
+        // e.g. every delivery acknowledged before the commit: nothing to write, no connection needed
+        // (and it says nothing about the server)
+        this.commits++;
+        this.units += waiters.length;
+        for (const w of waiters) w.resolve();
+        this.#settled(batch, waiters);
+        continue;
+      }
+      let conn: BatchConnection;
+      try {
+        conn = await this.#connect();
+      } catch (e) {
+        this.#fail(waiters, e);
+        this.#settled(batch, waiters);
+        continue;
+      }
+      let broken = false;
+      try {
+        const t0 = this.#clock.now();
+        await this.#guard(conn, this.#commitOn(conn, batch, waiters));
+        this.commitMs += this.#clock.now() - t0;
+        this.#reachable();
+      } catch (e) {
+        // (data errors are settled in #commitOn; what reaches here is about the connection or server)
+        broken = !isDataError(e);
+        this.#fail(waiters, e);
+      } finally {
+        // A data error leaves the connection usable (its transaction was rolled back): keep it
+        conn.release(broken);
+        this.#settled(batch, waiters);
+      }
+    }
+    this.#committing = false;
+    const idle = this.#idleWaiters;
+    this.#idleWaiters = [];
+    for (const resolve of idle) resolve();
+  }
+
+  /** Commit `batch` on `conn` and settle its units; throws only what is not one unit's refused data. */
+  async #commitOn(conn: BatchConnection, batch: Batch, waiters: readonly Waiter[]): Promise<void> {
+    try {
+      await conn.apply(batch);
+    } catch (e) {
+      if (!isDataError(e)) throw e;
+      if (waiters.length === 1) {
+        this.#fail(waiters, e);
+        return;
+      }
+      // One unit's rows refused (not a lost connection): that must not fail the other units with it
+      await this.#isolate(conn, waiters);
+      return;
+    }
+    this.commits++;
+    this.units += waiters.length;
+    for (const w of waiters) w.resolve();
+  }
+
+  /**
+   * Watchdog: `work` on `conn`, abandoned after the commit timeout. A server or network that stopped
+   * answering would otherwise hold the single writer (and every acknowledgement behind it) until
+   * the kernel gives up on the socket.
+   */
+  #guard(conn: BatchConnection, work: Promise<void>): Promise<void> {
+    let timer: WriterTimer | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = this.#clock.setTimeout(() => {
+        this.#logger.error({ timeoutMs: this.#commitTimeoutMs }, 'commit timed out; its connection is abandoned');
+        // Its pending statement fails once the connection is gone; it is then released as broken
+        conn.abandon();
+        reject(new StoreError(`commit unanswered after ${this.#commitTimeoutMs} ms`));
+      }, this.#commitTimeoutMs);
+    });
+    work.catch(() => undefined); // settled by the race below, or too late to matter
+    return Promise.race([work, timeout]).finally(() => timer?.cancel());
+  }
+
+  #reachable(): void {
+    if (!this.#healthy) {
+      this.#healthy = true;
+      this.#logger.info({}, 'PostgreSQL reachable again; commits resumed');
+    }
+  }
+
+  /**
+   * While the batch holds QoS 1 deliveries already sent, wait (until the first of them is
+   * `holdMs` old at most) for their acknowledgements: each one that comes cancels an insert
+   * and a later delete, and a batch whose deliveries were all acknowledged writes nothing at all.
+   */
+  async #hold(batch: Batch): Promise<void> {
+    const remaining = this.#holdMs - (this.#clock.now() - batch.firstCancellableAt);
+    if (batch.cancellable === 0 || remaining <= 0 || this.#closed) return;
+    await new Promise<void>((resolve) => {
+      const done = (): void => {
+        timer.cancel();
+        batch.onAllCancelled = undefined;
+        resolve();
+      };
+      const timer = this.#clock.setTimeout(done, remaining);
+      batch.onAllCancelled = done;
+    });
+  }
+
+  #fail(waiters: readonly Waiter[], e: unknown): void {
+    if (isDataError(e)) {
+      this.#logger.error({ err: e }, 'PostgreSQL refused the rows of a unit of work; that unit alone fails');
+    } else if (this.#healthy) {
+      this.#healthy = false;
+      this.#logger.error({ err: e }, 'commit failed; acknowledgements are withheld until PostgreSQL answers again');
+    }
+    const err = toStoreError(e);
+    for (const w of waiters) w.reject(err);
+  }
+
+  /**
+   * PostgreSQL refused a batch because of the data of some unit (say a retained message whose topic
+   * is too long for its index). Apply the units again in one transaction on the same connection,
+   * bisecting with savepoints down to single units, so that only the offending units fail; the
+   * others commit together and resolve, still in submission order. A failure of another kind on the
+   * way rolls everything back and is thrown (the caller fails every unit, as a failed commit does).
+   */
+  async #isolate(conn: BatchConnection, waiters: readonly Waiter[]): Promise<void> {
+    const refused: Array<StoreError | undefined> = new Array(waiters.length);
+    const applyRange = async (lo: number, hi: number): Promise<void> => {
+      try {
+        await conn.applyUnderSavepoint(replay(waiters.slice(lo, hi).map((w) => w.ops)));
+        return;
+      } catch (e) {
+        if (!isDataError(e)) throw e;
+        if (hi - lo === 1) {
+          this.#logger.error({ err: e }, 'PostgreSQL refused the rows of a unit of work; that unit alone fails');
+          refused[lo] = toStoreError(e);
+          return;
+        }
+      }
+      const mid = (lo + hi) >> 1;
+      await applyRange(lo, mid);
+      await applyRange(mid, hi);
+    };
+    await conn.begin();
+    try {
+      // (the whole range is known to fail: start with its halves)
+      const mid = waiters.length >> 1;
+      await applyRange(0, mid);
+      await applyRange(mid, waiters.length);
+      await conn.commit();
+    } catch (e) {
+      await conn.rollback().catch(() => undefined);
+      throw e;
+    }
+    this.commits++;
+    this.units += waiters.length;
+    for (let i = 0; i < waiters.length; i++) {
+      const err = refused[i];
+      if (err) waiters[i]!.reject(err);
+      else waiters[i]!.resolve();
+    }
+  }
+}

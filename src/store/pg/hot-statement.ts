@@ -1,0 +1,133 @@
+// The hot statement: messages, deliveries and inbound QoS 2 ids of a group commit in one call of
+// tern_apply_hot (migrations/0002), its parameters generated from one table and passed by name, so
+// that a table that does not match the function fails loudly instead of filling the wrong column.
+import type pg from 'pg';
+import type { Message } from '../../mqtt/packet.ts';
+import type { DeliveryRecord, DeliveryState, InboundQos2Record } from '../store.ts';
+import { boolArray, numberArray, packBytes, textArray } from './arrays.ts';
+import type { Batch } from './batch.ts';
+import { propsToJson } from './json-columns.ts';
+
+/** What one call writes, sorted by kind (each list may be empty). */
+export interface HotRows {
+  messages: Message[];
+  /** The messages' payloads packed into one buffer, and their lengths. */
+  payloads: { bytes: Buffer; lengths: string };
+  deleted: number[];
+  inserted: DeliveryRecord[];
+  updated: Array<{ id: number; packetId: number; state: DeliveryState }>;
+  qos2Deleted: InboundQos2Record[];
+  qos2Added: InboundQos2Record[];
+}
+
+/** One parameter of tern_apply_hot: its name and type as the function declares them, and its value. */
+export interface HotParam {
+  name: string;
+  type: string;
+  value: (rows: HotRows) => string | Buffer;
+}
+
+/** tern_apply_hot's parameters, in the function's order (test/unit/store checks this against the migration). */
+export const HOT_PARAMS: readonly HotParam[] = [
+  { name: 'm_id', type: 'bigint[]', value: (r) => numberArray(r.messages.map((m) => m.id)) },
+  { name: 'm_hub', type: 'text[]', value: (r) => textArray(r.messages.map((m) => m.hub)) },
+  { name: 'm_topic', type: 'text[]', value: (r) => textArray(r.messages.map((m) => m.topicName)) },
+  // Payloads packed into one bytea sent as binary (a bytea[] would be spelled out in hex)
+  { name: 'm_payload', type: 'bytea', value: (r) => r.payloads.bytes },
+  { name: 'm_plen', type: 'int[]', value: (r) => r.payloads.lengths },
+  { name: 'm_qos', type: 'smallint[]', value: (r) => numberArray(r.messages.map((m) => m.qos)) },
+  { name: 'm_retain', type: 'boolean[]', value: (r) => boolArray(r.messages.map((m) => m.retain)) },
+  { name: 'm_props', type: 'jsonb[]', value: (r) => textArray(r.messages.map((m) => propsToJson(m.properties))) },
+  { name: 'm_expires', type: 'bigint[]', value: (r) => numberArray(r.messages.map((m) => m.expiresAtMs)) },
+  { name: 'm_publisher', type: 'text[]', value: (r) => textArray(r.messages.map((m) => m.publisherId)) },
+  { name: 'm_created', type: 'bigint[]', value: (r) => numberArray(r.messages.map((m) => m.createdAtMs)) },
+  { name: 'd_delete', type: 'bigint[]', value: (r) => numberArray(r.deleted) },
+  { name: 'd_id', type: 'bigint[]', value: (r) => numberArray(r.inserted.map((d) => d.id)) },
+  { name: 'd_hub', type: 'text[]', value: (r) => textArray(r.inserted.map((d) => d.hub)) },
+  { name: 'd_client', type: 'text[]', value: (r) => textArray(r.inserted.map((d) => d.clientId)) },
+  { name: 'd_message', type: 'bigint[]', value: (r) => numberArray(r.inserted.map((d) => d.messageId)) },
+  { name: 'd_qos', type: 'smallint[]', value: (r) => numberArray(r.inserted.map((d) => d.qos)) },
+  { name: 'd_retain', type: 'boolean[]', value: (r) => boolArray(r.inserted.map((d) => d.retain)) },
+  // Each element an int[] literal; the function casts it
+  { name: 'd_sids', type: 'text[]', value: (r) => textArray(r.inserted.map((d) => `{${d.subscriptionIds.join(',')}}`)) },
+  { name: 'd_share', type: 'text[]', value: (r) => textArray(r.inserted.map((d) => d.shareKey)) },
+  { name: 'd_packet', type: 'int[]', value: (r) => numberArray(r.inserted.map((d) => d.packetId)) },
+  { name: 'd_state', type: 'text[]', value: (r) => textArray(r.inserted.map((d) => d.state)) },
+  { name: 'u_id', type: 'bigint[]', value: (r) => numberArray(r.updated.map((u) => u.id)) },
+  { name: 'u_packet', type: 'int[]', value: (r) => numberArray(r.updated.map((u) => u.packetId)) },
+  { name: 'u_state', type: 'text[]', value: (r) => textArray(r.updated.map((u) => u.state)) },
+  { name: 'q_del_hub', type: 'text[]', value: (r) => textArray(r.qos2Deleted.map((q) => q.hub)) },
+  { name: 'q_del_client', type: 'text[]', value: (r) => textArray(r.qos2Deleted.map((q) => q.clientId)) },
+  { name: 'q_del_packet', type: 'int[]', value: (r) => numberArray(r.qos2Deleted.map((q) => q.packetId)) },
+  { name: 'q_add_hub', type: 'text[]', value: (r) => textArray(r.qos2Added.map((q) => q.hub)) },
+  { name: 'q_add_client', type: 'text[]', value: (r) => textArray(r.qos2Added.map((q) => q.clientId)) },
+  { name: 'q_add_packet', type: 'int[]', value: (r) => numberArray(r.qos2Added.map((q) => q.packetId)) },
+];
+
+/** A parameterised call of tern_apply_hot built from a parameter table. */
+export interface HotStatement {
+  text: string;
+  values(rows: HotRows): Array<string | Buffer>;
+}
+
+/**
+ * `SELECT tern_apply_hot(m_id => $1::bigint[], ...)`: every value bound to its parameter by name,
+ * so PostgreSQL finds no function to call when a name or a type does not match its declaration.
+ */
+export function hotStatement(params: readonly HotParam[]): HotStatement {
+  const names = new Set(params.map((p) => p.name));
+  if (names.size !== params.length) throw new Error('tern_apply_hot: a parameter is listed twice');
+  const args = params.map((p, i) => `${p.name} => $${i + 1}::${p.type}`).join(', ');
+  return {
+    text: `SELECT tern_apply_hot(${args})`,
+    values: (rows) => params.map((p) => p.value(rows)),
+  };
+}
+
+const HOT = hotStatement(HOT_PARAMS);
+
+/** Rows written by the hot statement, for the close log. */
+export interface HotRowCounts {
+  messages: number;
+  inserted: number;
+  updated: number;
+  deleted: number;
+}
+
+/** What `b` gives the hot statement to write, or undefined when it has nothing to write. */
+export function hotRowsOf(b: Batch): HotRows | undefined {
+  if (b.deliveries.size === 0 && b.inboundQos2.size === 0) return undefined; // messages are written only with a delivery
+  const deleted: number[] = [];
+  const inserted: DeliveryRecord[] = [];
+  const updated: Array<{ id: number; packetId: number; state: DeliveryState }> = [];
+  for (const [id, ch] of b.deliveries) {
+    if (ch.delete) deleted.push(id);
+    else if (ch.insert) inserted.push(ch.insert);
+    else if (ch.update) updated.push({ id, ...ch.update });
+  }
+  // A message row only serves the deliveries inserted with it (every insert of a delivery comes
+  // with its message): when all of them were acknowledged before this commit, skip the row.
+  const messages: Message[] = [];
+  if (b.messages.size > 0 && inserted.length > 0) {
+    const wanted = new Set<number>();
+    for (const d of inserted) wanted.add(d.messageId);
+    for (const m of b.messages.values()) if (wanted.has(m.id)) messages.push(m);
+  }
+  if (messages.length === 0 && deleted.length === 0 && inserted.length === 0 && updated.length === 0 && b.inboundQos2.size === 0) return undefined;
+  const q = [...b.inboundQos2.values()];
+  return {
+    messages, payloads: packBytes(messages.map((m) => m.payload)), deleted, inserted, updated,
+    qos2Deleted: q.filter((r) => !r.add), qos2Added: q.filter((r) => r.add),
+  };
+}
+
+/** Messages, deliveries and inbound QoS 2 ids of `b` in one statement on `c` (nothing when there are none). */
+export async function writeHot(c: pg.ClientBase, b: Batch, counts: HotRowCounts, statement: HotStatement = HOT): Promise<void> {
+  const rows = hotRowsOf(b);
+  if (!rows) return;
+  counts.messages += rows.messages.length;
+  counts.inserted += rows.inserted.length;
+  counts.updated += rows.updated.length;
+  counts.deleted += rows.deleted.length;
+  await c.query(statement.text, statement.values(rows));
+}
