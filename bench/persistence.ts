@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { startEmbeddedPostgres } from '../src/store/pg/embedded.ts';
+import { startEmbeddedPostgres } from '../src/postgres/embedded.ts';
 import { PgStore } from '../src/store/pg/pg-store.ts';
 import { BenchClient, median, sleep, startTern } from './lib.ts';
 

@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { startEmbeddedPostgres } from '../src/store/pg/embedded.ts';
+import { startEmbeddedPostgres } from '../src/postgres/embedded.ts';
 import { PgStore } from '../src/store/pg/pg-store.ts';
 
 const { values: opt } = parseArgs({ options: { batch: { type: 'string' }, batches: { type: 'string' } } });

@@ -10,7 +10,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { startEmbeddedPostgres, type EmbeddedDatabase } from '../src/store/pg/embedded.ts';
+import { startEmbeddedPostgres, type EmbeddedDatabase } from '../src/postgres/embedded.ts';
 import {
   cpuSeconds, ensureMosquitto, rssKb, startAedes, startMosquitto, startTernBroker, type Broker, type BrokerName,
 } from './brokers.ts';

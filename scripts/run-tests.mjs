@@ -74,14 +74,14 @@ function freePort() {
 
 /**
  * One throwaway PostgreSQL server: tuned for speed (no fsync), loopback only, deleted on stop. Started
- * the way the broker starts its embedded server (src/store/pg/server.ts, loaded through tsx): in its own
+ * the way the broker starts its embedded server (src/postgres/server.ts, loaded through tsx): in its own
  * session, so a Ctrl-C reaches this script and not the server, which teardown stops; as root, as user
  * postgres, from a private (0700) checkout too.
  */
 async function startEmbedded() {
   const { tsImport } = await import('tsx/esm/api');
-  const { initCluster, postgresBinaries, postgresRunAs, startServer } = await tsImport('../src/store/pg/server.ts', import.meta.url);
-  const { stopServer } = await tsImport('../src/store/pg/postmaster.ts', import.meta.url);
+  const { initCluster, postgresBinaries, postgresRunAs, startServer } = await tsImport('../src/postgres/server.ts', import.meta.url);
+  const { stopServer } = await tsImport('../src/postgres/postmaster.ts', import.meta.url);
   const dir = mkdtempSync(join(tmpdir(), 'tern-test-pg-'));
   const pgDir = join(dir, 'pg');
   const log = []; // start-up output, for the error message; later output is dropped

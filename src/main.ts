@@ -11,7 +11,7 @@ import { ConfigError, helpText, loadConfig, originList, type Config } from './co
 import { isValidHubName } from './mqtt/hub-name.ts';
 import { createLogger } from './observability/logger.ts';
 import { MemoryStore } from './store/memory-store.ts';
-import { startEmbeddedPostgres, type EmbeddedDatabase } from './store/pg/embedded.ts';
+import { startEmbeddedPostgres, type EmbeddedDatabase } from './postgres/embedded.ts';
 import { PgStore } from './store/pg/pg-store.ts';
 import type { Store } from './store/store.ts';
 import { listenTcp, type Listener } from './transport/tcp.ts';

@@ -4,7 +4,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { startEmbeddedPostgres } from '../../src/store/pg/embedded.ts';
+import { startEmbeddedPostgres } from '../../src/postgres/embedded.ts';
 
 const quiet = { info: () => undefined, warn: () => undefined, error: (o: object, m?: string) => process.stderr.write(`postgres: ${m ?? ''} ${JSON.stringify(o)}\n`) };
 

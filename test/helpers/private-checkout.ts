@@ -4,7 +4,7 @@ import { execFileSync } from 'node:child_process';
 import { copyFileSync, cpSync, mkdirSync, mkdtempSync, readdirSync, realpathSync, rmSync, statSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { isAlive, readPidFile } from '../../src/store/pg/postmaster.ts';
+import { isAlive, readPidFile } from '../../src/postgres/postmaster.ts';
 import { repoRoot } from './broker-process.ts';
 
 /** Why these tests cannot run here, or false. */

@@ -1,4 +1,4 @@
-// The zero-setup database (src/store/pg/embedded.ts): initialise once, restart on the same data, adopt
+// The zero-setup database (src/postgres/embedded.ts): initialise once, restart on the same data, adopt
 // the server a SIGKILLed broker left running, and clear a stale postmaster.pid.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import pg from 'pg';
-import { startEmbeddedPostgres, type EmbeddedDatabase } from '../../src/store/pg/embedded.ts';
+import { startEmbeddedPostgres, type EmbeddedDatabase } from '../../src/postgres/embedded.ts';
 import { repoRoot } from '../helpers/broker-process.ts';
 
 interface LogEntry { level: 'info' | 'warn' | 'error'; fields: Record<string, unknown>; msg: string | undefined; atMs: number }

