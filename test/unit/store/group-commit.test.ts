@@ -1,0 +1,162 @@
+// The group-commit writer (src/store/pg/group-commit.ts) on a fake database: order of resolution,
+// batching while a commit is in flight, batch caps, backlog, and the hold for QoS 1 acknowledgements.
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { Message } from '../../../src/mqtt/packet.ts';
+import type { DeliveryRecord, UnitOfWork } from '../../../src/store/store.ts';
+import { FakeClock } from '../../helpers/fake-clock.ts';
+import { FakeDatabase, turnsUntil, unit } from './fake-database.ts';
+
+/** Settles in the order the promises settle, recording each label. */
+function track(order: string[], label: string, p: Promise<void>): Promise<void> {
+  return p.then(() => { order.push(label); }, (e: unknown) => { order.push(`${label}:failed`); throw e; });
+}
+
+const retained = (label: string, payloadBytes: number) => (tx: UnitOfWork): void => {
+  const m: Message = { id: 1, hub: 'h', topicName: `t/${label}`, payload: Buffer.alloc(payloadBytes), qos: 0, retain: true, createdAtMs: 0 };
+  tx.putRetained(m);
+  tx.appendAudit({ hub: 'h', event: label, atMs: 0 });
+};
+
+const sentAhead = (id: number): DeliveryRecord => ({
+  id, hub: 'h', clientId: 'c', messageId: 1, qos: 1, retain: false, subscriptionIds: [], shareKey: undefined, packetId: id, state: 'sent', sentAhead: true,
+});
+const message: Message = { id: 1, hub: 'h', topicName: 't', payload: Buffer.from('x'), qos: 1, retain: false, createdAtMs: 0 };
+
+describe('group commit: order and batching', () => {
+  test('units submitted in one turn share one commit and resolve in submission order', async () => {
+    const db = new FakeDatabase();
+    const w = db.writer();
+    const order: string[] = [];
+    await Promise.all(['a', 'b', 'c'].map((l) => track(order, l, w.submit(unit(l)))));
+    assert.deepEqual(db.committed, [['a', 'b', 'c']]);
+    assert.deepEqual(order, ['a', 'b', 'c']);
+    assert.equal(w.commits, 1);
+    assert.equal(w.units, 3);
+    assert.deepEqual(db.released, [false]);
+  });
+
+  test('units submitted while a commit is in flight form the next batch, resolved after it', async () => {
+    const db = new FakeDatabase();
+    const w = db.writer();
+    const order: string[] = [];
+    db.hold();
+    const applied = db.nextStatement();
+    const a = track(order, 'a', w.submit(unit('a')));
+    await applied;
+    const rest = ['b', 'c', 'd'].map((l) => track(order, l, w.submit(unit(l))));
+    assert.deepEqual(order, [], 'nothing resolves before its commit');
+    db.open();
+    await Promise.all([a, ...rest]);
+    assert.deepEqual(db.committed, [['a'], ['b', 'c', 'd']]);
+    assert.deepEqual(order, ['a', 'b', 'c', 'd']);
+  });
+
+  test('a batch takes no more units once it reaches maxBatchRows; the unit that reaches it is its last', async () => {
+    const db = new FakeDatabase();
+    const w = db.writer({ maxBatchRows: 3 });
+    const order: string[] = [];
+    const labels = ['u1', 'u2', 'u3', 'u4', 'u5', 'u6', 'u7'];
+    await Promise.all(labels.map((l) => track(order, l, w.submit(unit(l)))));
+    assert.deepEqual(db.committed, [['u1', 'u2', 'u3'], ['u4', 'u5', 'u6'], ['u7']]);
+    assert.deepEqual(order, labels, 'resolved in submission order across commits');
+  });
+
+  test('a batch takes no more units once it carries maxBatchBytes; a unit larger than that still goes, alone', async () => {
+    const db = new FakeDatabase();
+    const w = db.writer({ maxBatchBytes: 100 });
+    const order: string[] = [];
+    const units = [retained('a', 60), retained('b', 60), retained('big', 500), retained('c', 10), retained('d', 10)];
+    const labels = ['a', 'b', 'big', 'c', 'd'];
+    await Promise.all(units.map((u, i) => track(order, labels[i]!, w.submit(u))));
+    assert.deepEqual(db.committed, [['a', 'b'], ['big'], ['c', 'd']]);
+    assert.deepEqual(order, labels);
+  });
+
+  test('a batch whose rows all cancel out commits without a connection', async () => {
+    const db = new FakeDatabase();
+    const w = db.writer();
+    await Promise.all([
+      w.submit((tx) => { tx.insertMessage(message); tx.enqueueDeliveries([sentAhead(10)]); }),
+      w.submit((tx) => tx.deleteDelivery(10)),
+    ]);
+    assert.equal(db.connects, 0);
+    assert.equal(w.commits, 1);
+    assert.equal(w.units, 2);
+  });
+});
+
+describe('group commit: backlog', () => {
+  test('units and bytes count from submission until their batch settles; whenBacklogBelow waits for that', async () => {
+    const db = new FakeDatabase();
+    const w = db.writer();
+    db.hold();
+    const applied = db.nextStatement();
+    const a = w.submit(retained('a', 100));
+    const b = w.submit(retained('b', 50));
+    assert.equal(w.backlogUnits, 2);
+    assert.equal(w.backlogBytes, 100 + 't/a'.length + 50 + 't/b'.length);
+    assert.equal(await Promise.race([w.whenBacklogBelow(2, 1000), 'waits']), undefined, 'already below');
+    let drained = false;
+    const below = w.whenBacklogBelow(0, 0).then(() => { drained = true; });
+    await applied;
+    assert.equal(drained, false);
+    db.open();
+    await Promise.all([a, b, below]);
+    assert.equal(drained, true);
+    assert.equal(w.backlogUnits, 0);
+    assert.equal(w.backlogBytes, 0);
+  });
+
+  test('failed units leave the backlog too', async () => {
+    const db = new FakeDatabase();
+    const w = db.writer();
+    db.failConnect.push(new Error('connect ECONNREFUSED 127.0.0.1:5432'));
+    const below = w.whenBacklogBelow(0, 0);
+    await assert.rejects(w.submit(retained('a', 10)), /commit failed/);
+    await below;
+    assert.equal(w.backlogUnits, 0);
+    assert.equal(w.backlogBytes, 0);
+  });
+});
+
+describe('group commit: holding a batch for acknowledgements of QoS 1 deliveries sent ahead', () => {
+  test('the last acknowledgement ends the hold, and a batch left with nothing to write needs no connection', async () => {
+    const clock = new FakeClock();
+    const db = new FakeDatabase();
+    const w = db.writer({ clock, holdMs: 50 });
+    const sent = w.submit((tx) => { tx.insertMessage(message); tx.enqueueDeliveries([sentAhead(10), sentAhead(11)]); });
+    await turnsUntil(() => clock.pending === 1, 'the hold timer is armed');
+    assert.deepEqual(clock.armed, [50]);
+    const acks = [w.submit((tx) => tx.deleteDelivery(10))];
+    clock.advance(49);
+    assert.equal(db.connects, 0, 'still holding');
+    acks.push(w.submit((tx) => tx.deleteDelivery(11)));
+    await Promise.all([sent, ...acks]);
+    assert.equal(db.connects, 0);
+    assert.equal(clock.pending, 0, 'the hold timer was cancelled');
+  });
+
+  test('without acknowledgements the batch commits once the first delivery sent ahead is holdMs old', async () => {
+    const clock = new FakeClock();
+    const db = new FakeDatabase();
+    const w = db.writer({ clock, holdMs: 50 });
+    const sent = w.submit((tx) => { tx.insertMessage(message); tx.enqueueDeliveries([sentAhead(10)]); });
+    await turnsUntil(() => clock.pending === 1, 'the hold timer is armed');
+    clock.advance(49);
+    const later = w.submit((tx) => tx.enqueueDeliveries([sentAhead(11)]));
+    assert.equal(db.connects, 0);
+    clock.advance(1);
+    await Promise.all([sent, later]);
+    assert.deepEqual(db.committed, [['d10', 'd11']], 'one commit, held from the first delivery only');
+  });
+
+  test('a batch with no delivery sent ahead is not held', async () => {
+    const clock = new FakeClock();
+    const db = new FakeDatabase();
+    const w = db.writer({ clock, holdMs: 50 });
+    await w.submit(unit('a'));
+    assert.deepEqual(clock.armed.filter((ms) => ms === 50), []);
+    assert.deepEqual(db.committed, [['a']]);
+  });
+});
