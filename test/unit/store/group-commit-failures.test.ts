@@ -29,6 +29,7 @@ describe('group commit: rows the database refuses', () => {
       const units = ['a', 'bad', 'c', 'd', 'e'].map((l) => w.submit(unit(l)).then(() => { order.push(l); }));
       const refused = await failure(units[1]!);
       await Promise.all([units[0], ...units.slice(2)]);
+      await w.whenBacklogBelow(0, 0); // (the writer releases the connection after settling the units)
       assert.equal(refused.refused, true, 'marked refused: callers must not retry it');
       assert.equal((refused.cause as { code?: string }).code, code);
       assert.deepEqual(order, ['a', 'c', 'd', 'e']);
@@ -62,6 +63,7 @@ describe('group commit: rows the database refuses', () => {
     db.refuse.set('bad', '54000');
     const w = db.writer();
     const e = await failure(w.submit(unit('bad')));
+    await w.whenBacklogBelow(0, 0);
     assert.equal(e.refused, true);
     assert.deepEqual(db.calls.map((c) => c.kind), ['apply']);
     assert.deepEqual(db.released, [false]);
@@ -76,6 +78,7 @@ describe('group commit: rows the database refuses', () => {
     db.failStatement.push(undefined, sqlError('08006'));
     const units = ['a', 'bad', 'c', 'd'].map((l) => w.submit(unit(l)));
     const errors = await Promise.all(units.map(failure));
+    await w.whenBacklogBelow(0, 0);
     assert.deepEqual(errors.map((e) => e.refused), [false, false, false, false]);
     assert.deepEqual(db.committed, []);
     assert.ok(db.calls.some((c) => c.kind === 'rollback'));
@@ -98,12 +101,14 @@ describe('group commit: transient failures', () => {
       if (error === 'connect') db.failConnect.push(new Error('connect ECONNREFUSED'));
       else db.failStatement.push(error);
       const errors = await Promise.all(['a', 'b'].map((l) => failure(w.submit(unit(l)))));
+      await w.whenBacklogBelow(0, 0);
       assert.deepEqual(errors.map((e) => [e.refused, /commit failed/.test(e.message)]), [[false, true], [false, true]]);
       assert.equal(w.healthy, false);
       assert.deepEqual(db.released, error === 'connect' ? [] : [true], 'a connection that failed is not reused');
       assert.equal(db.calls.filter((c) => c.kind === 'apply').length, error === 'connect' ? 0 : 1, 'the writer does not retry by itself');
       // The caller retries (a 3.1.1 publisher's held acknowledgement does): it commits, the store is healthy again
       await w.submit(unit('a'));
+      await w.whenBacklogBelow(0, 0);
       assert.equal(w.healthy, true);
       assert.deepEqual(db.committed, [['a']]);
     });
@@ -129,6 +134,7 @@ describe('group commit: watchdog and shutdown', () => {
     assert.equal(e.refused, false);
     assert.equal(db.abandoned, 1);
     await b;
+    await w.whenBacklogBelow(0, 0);
     assert.deepEqual(db.committed, [['b']]);
     assert.deepEqual(db.released, [true, false], 'the abandoned connection is discarded');
     assert.equal(w.healthy, true, 'healthy again after the next commit');
@@ -186,5 +192,4 @@ describe('group commit: watchdog and shutdown', () => {
     assert.deepEqual(db.committed, [['d5']]);
     assert.ok(!clock.armed.includes(60_000), 'no hold timer');
   });
-});
 });

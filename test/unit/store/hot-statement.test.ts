@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Batch } from '../../../src/store/pg/batch.ts';
-import { HOT_PARAMS, hotRowsOf, hotStatement, type HotParam, type HotRows } from '../../../src/store/pg/hot-statement.ts';
+import { HOT_PARAMS, hotRowsOf, hotStatement, type HotParam } from '../../../src/store/pg/hot-statement.ts';
 import type { DeliveryRecord } from '../../../src/store/store.ts';
 
 const migrationsDir = fileURLToPath(new URL('../../../migrations/', import.meta.url));
@@ -23,7 +23,9 @@ function declaredParams(): Declared[] {
     if (sql.includes('CREATE OR REPLACE FUNCTION tern_apply_hot(')) source = sql;
   }
   assert.ok(source, 'a migration creates tern_apply_hot');
-  const list = source.slice(source.indexOf('CREATE OR REPLACE FUNCTION tern_apply_hot(') + 'CREATE OR REPLACE FUNCTION tern_apply_hot('.length, source.indexOf(') RETURNS'));
+  const create = 'CREATE OR REPLACE FUNCTION tern_apply_hot(';
+  const start = source.lastIndexOf(create) + create.length;
+  const list = source.slice(start, source.indexOf(') RETURNS', start));
   return list.split(',').map((p) => {
     const [name, ...type] = p.trim().split(/\s+/);
     return { name: name!, type: type.join(' ') };
@@ -109,7 +111,8 @@ describe('the call built from the table', () => {
     b.deleteDelivery(30);
     b.addInboundQos2({ hub: 'h1', clientId: 'q', packetId: 9 });
     b.deleteInboundQos2('h1', 'r', 8);
-    const rows = hotRowsOf(b) as HotRows;
+    const rows = hotRowsOf(b);
+    assert.ok(rows);
     const all = hotStatement(HOT_PARAMS).values(rows);
     const values = new Map(HOT_PARAMS.map((p, i) => [p.name, all[i]]));
     assert.equal(values.get('m_id'), '{1}', 'a message no inserted delivery references is not written');
