@@ -2,7 +2,7 @@
 // (a cut through an emoji used to leave one, and PostgreSQL refused the whole audit row).
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { auditDetailJson } from '../../../src/store/pg/pg-store.ts';
+import { auditDetailJson } from '../../../src/store/pg/json-columns.ts';
 
 const loneSurrogate = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
 

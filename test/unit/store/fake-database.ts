@@ -1,5 +1,5 @@
 // A scripted database behind the group-commit writer's BatchConnection: no sockets, no PostgreSQL.
-// Units are told apart by labels (the event of an audit row, `d<id>` for a delivery); a label the
+// Units are told apart by labels (the event of an audit row, `+d<id>` for a delivery inserted); a label the
 // database refuses makes any batch holding it fail with that SQLSTATE, as PostgreSQL does.
 import assert from 'node:assert/strict';
 import type { Batch } from '../../../src/store/pg/batch.ts';
@@ -9,9 +9,10 @@ import type { UnitOfWork } from '../../../src/store/store.ts';
 /** An error as pg reports a statement's failure: the SQLSTATE in `code`. */
 export const sqlError = (code: string): Error => Object.assign(new Error(`statement failed (SQLSTATE ${code})`), { code });
 
-/** The labels of what a batch writes, in order. */
+/** The labels of what a batch writes, in order: audit events, then `+d<id>` / `~d<id>` / `-d<id>` for a delivery inserted, updated, deleted. */
 export function labelsOf(b: Batch): string[] {
-  return [...b.audit.map((e) => e.event), ...[...b.deliveries.keys()].map((id) => `d${id}`)];
+  const deliveries = [...b.deliveries].map(([id, c]) => `${c.insert ? '+' : c.delete ? '-' : '~'}d${id}`);
+  return [...b.audit.map((e) => e.event), ...deliveries];
 }
 
 /** A unit of work labelled `label` (one audit row, one row to commit). */

@@ -189,7 +189,7 @@ describe('group commit: watchdog and shutdown', () => {
     const closing = w2.close();
     await turnsUntil(() => db.committed.length === 1, 'the batch commits without waiting for the hold');
     await Promise.all([closing, sent]);
-    assert.deepEqual(db.committed, [['d5']]);
+    assert.deepEqual(db.committed, [['+d5']]);
     assert.ok(!clock.armed.includes(60_000), 'no hold timer');
   });
 });

@@ -149,7 +149,20 @@ describe('group commit: holding a batch for acknowledgements of QoS 1 deliveries
     assert.equal(db.connects, 0);
     clock.advance(1);
     await Promise.all([sent, later]);
-    assert.deepEqual(db.committed, [['d10', 'd11']], 'one commit, held from the first delivery only');
+    assert.deepEqual(db.committed, [['+d10', '+d11']], 'one commit, held from the first delivery only');
+  });
+
+  test('a batch sealed during its hold (it was full) commits before the batch after it', async () => {
+    const clock = new FakeClock();
+    const db = new FakeDatabase();
+    const w = db.writer({ clock, holdMs: 50, maxBatchRows: 2 });
+    const sent = w.submit((tx) => { tx.insertMessage(message); tx.enqueueDeliveries([sentAhead(10)]); });
+    await turnsUntil(() => clock.pending === 1, 'the hold timer is armed');
+    // The held batch is full: the acknowledgement seals it and starts the next batch
+    const ack = w.submit((tx) => tx.deleteDelivery(10));
+    clock.advance(50);
+    await Promise.all([sent, ack]);
+    assert.deepEqual(db.committed, [['+d10'], ['-d10']], 'the insert commits first, then its delete');
   });
 
   test('a batch with no delivery sent ahead is not held', async () => {
