@@ -74,6 +74,9 @@ export class PgStore implements Store {
   #auditTimer: NodeJS.Timeout | undefined;
   #closed = false;
   #gcTimer: NodeJS.Timeout | undefined;
+  /** Pool clients connected and not yet closed, and who waits for none to be left. */
+  #openClients = 0;
+  #clientsClosed: (() => void) | undefined;
   /** Rows written by the hot statement (messages, delivery inserts, updates, deletes), for the close log. */
   readonly #hotRows: HotRowCounts = { messages: 0, inserted: 0, updated: 0, deleted: 0 };
 
@@ -92,7 +95,12 @@ export class PgStore implements Store {
     // Nor may a checked-out one (a server restart in the middle of a commit): pg emits 'error' on
     // the client besides failing its query, and the pool listens only while the client is idle.
     this.#pool.on('connect', (client) => {
+      this.#openClients++;
       client.on('error', (err) => this.#logger.warn({ err }, 'PostgreSQL connection failed'));
+    });
+    // Emitted once a client's connection has closed (pool.end() resolves before that)
+    this.#pool.on('remove', () => {
+      if (--this.#openClients === 0) this.#clientsClosed?.();
     });
     this.#db = drizzle({ client: this.#pool, casing: 'snake_case' });
     const batchOpts = { maxAuditDetailBytes: opts.maxAuditDetailBytes ?? 4096, counts: this.#hotRows };
@@ -181,13 +189,21 @@ export class PgStore implements Store {
     // Ending a connection waits for the server's goodbye, which a server that stopped answering never sends
     let timer: NodeJS.Timeout | undefined;
     const ended = await Promise.race([
-      this.#pool.end().then(() => true),
+      // The pool's end resolves once its clients are told to end, not once their connections are
+      // closed: an embedded server stopped right after would still find them open and say so
+      this.#pool.end().then(() => this.#allClientsClosed()).then(() => true),
       new Promise<false>((resolve) => { timer = setTimeout(() => resolve(false), this.#commitTimeoutMs); }),
     ]);
     clearTimeout(timer);
     if (!ended) this.#logger.warn({ timeoutMs: this.#commitTimeoutMs }, 'PostgreSQL connections did not close in time; left behind');
     const { commits, units, commitMs } = this.#writer;
     this.#logger.info({ commits, units, unitsPerCommit: commits ? +(units / commits).toFixed(1) : 0, commitMs: commits ? +(commitMs / commits).toFixed(2) : 0, rows: this.#hotRows }, 'PostgreSQL store closed');
+  }
+
+  /** Resolves once every client the pool connected has closed its connection. */
+  #allClientsClosed(): Promise<void> {
+    if (this.#openClients <= 0) return Promise.resolve();
+    return new Promise((resolve) => { this.#clientsClosed = resolve; });
   }
 
   transaction(build: (tx: UnitOfWork) => void): Promise<void> {
