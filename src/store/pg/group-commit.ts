@@ -43,6 +43,7 @@ export const monotonicClock: WriterClock = {
 
 type Logger = Record<'info' | 'warn' | 'error', (o: object, m?: string) => void>;
 
+/** Where the writer's connections come from, its clock, and its limits. */
 export interface GroupCommitOptions {
   /** Check out a connection for one batch (the pool's connect; it may fail). */
   connect: () => Promise<BatchConnection>;

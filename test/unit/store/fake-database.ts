@@ -32,6 +32,7 @@ export async function turnsUntil(ready: () => boolean, what: string): Promise<vo
 /** What the writer asked of the database, in order. */
 export type Call = { kind: 'apply' | 'savepoint'; labels: string[] } | { kind: 'begin' | 'commit' | 'rollback' };
 
+/** The database the fake connections write to, with what was committed and what the writer asked. */
 export class FakeDatabase {
   /** Labels of each transaction that committed, in commit order. */
   readonly committed: string[][] = [];
