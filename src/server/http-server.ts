@@ -1,0 +1,73 @@
+// The HTTP port: one uWS app (SSLApp with TLS) from the loaded uWebSockets.js build, with Fastify
+// on it through fastify-uws for HTTP routes; transports mount their WebSocket endpoints on `app`.
+import { lookup } from 'node:dns/promises';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import type { TemplatedApp } from 'uWebSockets.js';
+import type { Uws } from '../transport/uws-loader.ts';
+
+export interface HttpServerOptions {
+  /** The build chosen by the loader, already shared with fastify-uws (shareUwsBuild). */
+  uws: Uws;
+  host: string;
+  port: number;
+  /** uWS has no minimum-version option: it accepts TLSv1.2 and TLSv1.3. `ciphers`: OpenSSL list for TLS 1.2. */
+  tls?: { certFile: string; keyFile: string; passphrase?: string; ciphers?: string };
+  logger: FastifyBaseLogger;
+}
+
+/** The HTTP port: Fastify for routes, `app` for WebSocket endpoints, one listen socket. */
+export interface HttpServer {
+  /** Mount WebSocket endpoints here before `listen`. */
+  readonly app: TemplatedApp;
+  /** Register HTTP routes here before `listen`. */
+  readonly fastify: FastifyInstance;
+  /** Bind host and port; resolves with the bound port. */
+  listen(): Promise<number>;
+  /** Stop listening (open WebSockets are the mount's to end). */
+  close(): Promise<void>;
+}
+
+/**
+ * fastify-uws creates a plain App of its own and keeps it in a symbol-keyed slot; it never makes an
+ * SSLApp. Put ours there instead, before Fastify registers its routes on it at listen.
+ */
+function adoptApp(server: object, app: TemplatedApp): void {
+  const slot = Object.getOwnPropertySymbols(server).find((s) => s.description === 'uws.app');
+  if (slot === undefined) throw new Error('fastify-uws has no "uws.app" slot on its server (this code follows fastify-uws 1.0.2)');
+  (server as Record<symbol, unknown>)[slot] = app;
+}
+
+/** Create the app and Fastify on it; nothing listens yet. */
+export async function createHttpServer(opts: HttpServerOptions): Promise<HttpServer> {
+  const { uws, tls } = opts;
+  const app = tls
+    ? uws.SSLApp({
+      cert_file_name: tls.certFile, key_file_name: tls.keyFile, passphrase: tls.passphrase,
+      ...(tls.ciphers === undefined ? {} : { ssl_ciphers: tls.ciphers }),
+    })
+    : uws.App();
+  // Imported only now: shareUwsBuild must be in place before fastify-uws imports uWebSockets.js
+  const { serverFactory } = await import('fastify-uws');
+  const fastify = Fastify({
+    loggerInstance: opts.logger,
+    disableRequestLogging: true,
+    serverFactory: (handler, options) => {
+      const server = serverFactory(handler, { ...options, https: tls !== undefined } as typeof options);
+      adoptApp(server, app);
+      return server;
+    },
+  });
+  return {
+    app,
+    fastify: fastify as unknown as FastifyInstance,
+    listen: async () => {
+      // An address, not a name: given "localhost", fastify-uws would listen on every interface
+      const { address } = await lookup(opts.host);
+      await fastify.listen({ host: address, port: opts.port });
+      const bound = fastify.server.address();
+      if (bound === null || typeof bound === 'string') throw new Error('the HTTP server reports no port');
+      return bound.port;
+    },
+    close: () => fastify.close(),
+  };
+}
