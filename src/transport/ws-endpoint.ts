@@ -117,6 +117,7 @@ class Request implements UpgradeRequest {
   readonly remoteAddress: string;
   readonly subprotocol: string;
   #abort: AbortController | undefined;
+  #gone = false;
 
   constructor(res: HttpResponse, req: HttpRequest, params: Record<string, string>, subprotocol: string) {
     this.url = req.getUrl();
@@ -129,11 +130,15 @@ class Request implements UpgradeRequest {
 
   // Made on first use only: most decisions are synchronous and never look at it
   get signal(): AbortSignal {
-    this.#abort ??= new AbortController();
+    if (this.#abort === undefined) {
+      this.#abort = new AbortController();
+      if (this.#gone) this.#abort.abort();
+    }
     return this.#abort.signal;
   }
 
   aborted(): void {
+    this.#gone = true;
     this.#abort?.abort();
   }
 }
