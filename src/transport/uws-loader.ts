@@ -1,6 +1,6 @@
 // Loads uWebSockets.js: the newest build whose native binary loads on this platform, never its
 // pure-JS fallback unless asked; and points later `import 'uWebSockets.js'` (fastify-uws) at that build.
-import { createRequire, register } from 'node:module';
+import * as nodeModule from 'node:module';
 import path from 'node:path';
 import { readFileSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
@@ -72,7 +72,7 @@ export function chooseUws(candidates: readonly UwsCandidate[]): UwsBuild {
   throw new UwsLoadError(skipped);
 }
 
-const require = createRequire(import.meta.url);
+const require = nodeModule.createRequire(import.meta.url);
 
 function packageVersion(entryFile: string, packageDir: string): string {
   try {
@@ -119,7 +119,12 @@ export function loadUwsFallback(): UwsBuild {
   };
 }
 
-// Runs in Node's module-hooks thread: `uWebSockets.js` resolves to the chosen build's entry file
+interface ResolveResult { url: string; format?: string; shortCircuit?: boolean }
+type NextResolve = (specifier: string, context: unknown) => ResolveResult;
+/** module.registerHooks (Node ≥ 22.15): synchronous, in-thread hooks. Node 20 has only module.register. */
+type RegisterHooks = (hooks: { resolve: (specifier: string, context: unknown, next: NextResolve) => ResolveResult }) => unknown;
+
+// For module.register: runs in Node's module-hooks thread, where only `data` reaches it
 const SHARE_HOOK = `let target;
 export function initialize(data) { target = data; }
 export async function resolve(specifier, context, next) {
@@ -128,9 +133,9 @@ export async function resolve(specifier, context, next) {
 }`;
 
 /**
- * Make every later ESM `import 'uWebSockets.js'` (fastify-uws's) resolve to `build`, so that one
- * build serves the process: the app, its listen socket and fastify-uws must come from the same
- * binary. A no-op when the package name already resolves there (no hooks thread is started then).
+ * Make every later `import 'uWebSockets.js'` (fastify-uws's) resolve to `build`, so that one build
+ * serves the process: the app, its listen socket and fastify-uws must come from the same binary. A
+ * no-op when the package name already resolves there.
  */
 export function shareUwsBuild(build: Pick<UwsBuild, 'entryFile'>): void {
   let current: string | undefined;
@@ -140,7 +145,16 @@ export function shareUwsBuild(build: Pick<UwsBuild, 'entryFile'>): void {
     current = undefined;
   }
   if (current === build.entryFile) return;
-  register(`data:text/javascript,${encodeURIComponent(SHARE_HOOK)}`, import.meta.url, {
-    data: { specifier: 'uWebSockets.js', url: pathToFileURL(build.entryFile).href },
+  const url = pathToFileURL(build.entryFile).href;
+  const registerHooks = (nodeModule as unknown as { registerHooks?: RegisterHooks }).registerHooks;
+  if (registerHooks) {
+    // Preferred where it exists: module.register is deprecated from Node 25 on and needs a hooks thread
+    registerHooks({
+      resolve: (specifier, context, next) => (specifier === 'uWebSockets.js' ? { url, format: 'commonjs', shortCircuit: true } : next(specifier, context)),
+    });
+    return;
+  }
+  nodeModule.register(`data:text/javascript,${encodeURIComponent(SHARE_HOOK)}`, import.meta.url, {
+    data: { specifier: 'uWebSockets.js', url },
   });
 }

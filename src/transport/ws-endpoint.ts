@@ -272,7 +272,15 @@ export function mountWsEndpoints(app: TemplatedApp, endpoints: ReadonlyArray<WsE
     }
   }
   app.ws('/*', {
-    upgrade: (res) => refuse(res, 404, 'no WebSocket endpoint at this path'),
+    upgrade: (res, req) => {
+      const origin = req.getHeader('origin');
+      if (originRefused(origin)) {
+        opts.onOriginRefused?.(origin, req.getUrl());
+        refuse(res, 403, 'origin not allowed');
+        return;
+      }
+      refuse(res, 404, 'no WebSocket endpoint at this path');
+    },
   });
   return {
     closeAll: () => {
