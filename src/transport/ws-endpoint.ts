@@ -109,7 +109,7 @@ function refuse(res: HttpResponse, status: number, body: string): void {
   res.writeStatus(`${status} ${STATUS_CODES[status] ?? ''}`).end(body);
 }
 
-class Request implements UpgradeRequest {
+class CopiedRequest implements UpgradeRequest {
   readonly url: string;
   readonly query: string;
   readonly params: Record<string, string>;
@@ -143,21 +143,94 @@ class Request implements UpgradeRequest {
   }
 }
 
+interface UpgradeReply {
+  key: string;
+  protocol: string;
+  extensions: string;
+  context: us_socket_context_t;
+}
+
+/** Answer an upgrade: refuse it, or upgrade with fresh socket state holding the accepted data. */
+function complete(res: HttpResponse, decision: UpgradeDecision<unknown>, reply: UpgradeReply): void {
+  if ('refuse' in decision) {
+    refuse(res, decision.refuse, decision.body);
+    return;
+  }
+  const state: WsSocketState<unknown> = { data: decision.accept, handler: undefined, closed: false };
+  res.upgrade(state, reply.key, reply.protocol, reply.extensions, reply.context);
+}
+
+/** The uWS upgrade handler of one endpoint: path parameters, subprotocol, then its authorizer. */
+function upgradeHandler(endpoint: WsEndpoint<unknown>, names: readonly string[], opts: WsMountOptions, isRefusedOrigin: (origin: string) => boolean) {
+  return (res: HttpResponse, req: HttpRequest, context: us_socket_context_t): void => {
+    const origin = req.getHeader('origin');
+    if (isRefusedOrigin(origin)) {
+      opts.onOriginRefused?.(origin, req.getUrl());
+      refuse(res, 403, 'origin not allowed');
+      return;
+    }
+    const params: Record<string, string> = {};
+    for (let i = 0; i < names.length; i++) {
+      const raw = req.getParameter(i);
+      if (raw === '') {
+        refuse(res, 404, 'no WebSocket endpoint at this path');
+        return;
+      }
+      try {
+        params[names[i]!] = decodeURIComponent(raw);
+      } catch {
+        refuse(res, 400, 'malformed percent-encoding in the path');
+        return;
+      }
+    }
+    // Echo the chosen subprotocol, or `ws`-based clients abort the handshake
+    const protocol = chooseSubprotocol(req.getHeader('sec-websocket-protocol'), endpoint.subprotocols);
+    if (protocol === undefined) {
+      refuse(res, 400, endpoint.subprotocolRefusal);
+      return;
+    }
+    const request = new CopiedRequest(res, req, params, protocol);
+    const reply: UpgradeReply = { key: req.getHeader('sec-websocket-key'), protocol, extensions: req.getHeader('sec-websocket-extensions'), context };
+    let decision: UpgradeDecision<unknown> | Promise<UpgradeDecision<unknown>>;
+    try {
+      decision = endpoint.authorizeUpgrade(request);
+    } catch (err) {
+      opts.onError?.(err, request.url);
+      refuse(res, 500, 'upgrade check failed');
+      return;
+    }
+    if (!(decision instanceof Promise)) {
+      complete(res, decision, reply); // still inside uWS's handler, which is corked already
+      return;
+    }
+    // Asynchronous: uWS must be told we answer later (onAborted), and the answer is written corked
+    let gone = false;
+    res.onAborted(() => {
+      gone = true;
+      request.aborted();
+    });
+    decision.then((d) => {
+      if (gone) {
+        // Never upgrade a response uWS has discarded; hand the accept back instead
+        if ('accept' in d) endpoint.abandon?.(d.accept);
+        return;
+      }
+      res.cork(() => complete(res, d, reply));
+    }, (err: unknown) => {
+      opts.onError?.(err, request.url);
+      if (!gone) res.cork(() => refuse(res, 500, 'upgrade check failed'));
+    }).catch((err: unknown) => opts.onError?.(err, request.url)); // a throwing `abandon` or upgrade: reported, the process goes on
+  };
+}
+
 /** Mount `endpoints` on `app` (before it listens); upgrades to other paths get 404. */
 export function mountWsEndpoints(app: TemplatedApp, endpoints: ReadonlyArray<WsEndpoint<unknown>>, opts: WsMountOptions = {}): WsMount {
   const open = new Set<WsSocket<unknown>>();
-  const originRefused = (origin: string): boolean =>
+  const isRefusedOrigin = (origin: string): boolean =>
     origin !== '' && opts.allowedOrigins !== undefined && !opts.allowedOrigins.has(origin) && !opts.allowedOrigins.has('*');
   for (const endpoint of endpoints) {
     const { patterns, names } = routePatterns(endpoint.path);
-    const complete = (res: HttpResponse, decision: UpgradeDecision<unknown>, upgrade: { key: string; protocol: string; extensions: string; context: us_socket_context_t }): void => {
-      if ('refuse' in decision) {
-        refuse(res, decision.refuse, decision.body);
-        return;
-      }
-      const state: WsSocketState<unknown> = { data: decision.accept, handler: undefined, closed: false };
-      res.upgrade(state, upgrade.key, upgrade.protocol, upgrade.extensions, upgrade.context);
-    };
+    const upgrade = upgradeHandler(endpoint, names, opts, isRefusedOrigin);
     for (const pattern of patterns) {
       app.ws<WsSocketState<unknown>>(pattern, {
         maxPayloadLength: endpoint.maxPayloadBytes,
@@ -165,66 +238,7 @@ export function mountWsEndpoints(app: TemplatedApp, endpoints: ReadonlyArray<WsE
         maxBackpressure: endpoint.maxBackpressureBytes ?? 64 * 1024 * 1024,
         sendPingsAutomatically: false,
         compression: COMPRESSION_DISABLED,
-        upgrade: (res, req, context) => {
-          const origin = req.getHeader('origin');
-          if (originRefused(origin)) {
-            opts.onOriginRefused?.(origin, req.getUrl());
-            refuse(res, 403, 'origin not allowed');
-            return;
-          }
-          const params: Record<string, string> = {};
-          for (let i = 0; i < names.length; i++) {
-            const raw = req.getParameter(i);
-            if (raw === '') {
-              refuse(res, 404, 'no WebSocket endpoint at this path');
-              return;
-            }
-            try {
-              params[names[i]!] = decodeURIComponent(raw);
-            } catch {
-              refuse(res, 400, 'malformed percent-encoding in the path');
-              return;
-            }
-          }
-          // Echo the chosen subprotocol, or `ws`-based clients abort the handshake
-          const protocol = chooseSubprotocol(req.getHeader('sec-websocket-protocol'), endpoint.subprotocols);
-          if (protocol === undefined) {
-            refuse(res, 400, endpoint.subprotocolRefusal);
-            return;
-          }
-          const request = new Request(res, req, params, protocol);
-          const upgrade = {
-            key: req.getHeader('sec-websocket-key'), protocol, extensions: req.getHeader('sec-websocket-extensions'), context,
-          };
-          let decision: UpgradeDecision<unknown> | Promise<UpgradeDecision<unknown>>;
-          try {
-            decision = endpoint.authorizeUpgrade(request);
-          } catch (err) {
-            opts.onError?.(err, request.url);
-            refuse(res, 500, 'upgrade check failed');
-            return;
-          }
-          if (!(decision instanceof Promise)) {
-            complete(res, decision, upgrade);
-            return;
-          }
-          // Asynchronous: the response must know of an abort, and is answered corked once the decision is in
-          let gone = false;
-          res.onAborted(() => {
-            gone = true;
-            request.aborted();
-          });
-          decision.then((d) => {
-            if (gone) {
-              if ('accept' in d) endpoint.abandon?.(d.accept);
-              return;
-            }
-            res.cork(() => complete(res, d, upgrade));
-          }, (err: unknown) => {
-            opts.onError?.(err, request.url);
-            if (!gone) res.cork(() => refuse(res, 500, 'upgrade check failed'));
-          }).catch((err: unknown) => opts.onError?.(err, request.url)); // a throwing `abandon` or upgrade: reported, the process goes on
-        },
+        upgrade,
         open: (ws) => {
           open.add(ws);
           const state = ws.getUserData();
@@ -274,7 +288,7 @@ export function mountWsEndpoints(app: TemplatedApp, endpoints: ReadonlyArray<WsE
   app.ws('/*', {
     upgrade: (res, req) => {
       const origin = req.getHeader('origin');
-      if (originRefused(origin)) {
+      if (isRefusedOrigin(origin)) {
         opts.onOriginRefused?.(origin, req.getUrl());
         refuse(res, 403, 'origin not allowed');
         return;
