@@ -1,7 +1,8 @@
 // The HTTP port: one uWS app (SSLApp with TLS) from the loaded uWebSockets.js build, with Fastify
 // on it through fastify-uws for HTTP routes; transports mount their WebSocket endpoints on `app`.
 import { lookup } from 'node:dns/promises';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import type { Server } from 'node:http';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyServerFactory } from 'fastify';
 import type { TemplatedApp } from 'uWebSockets.js';
 import type { Uws } from '../transport/uws-loader.ts';
 
@@ -48,18 +49,16 @@ export async function createHttpServer(opts: HttpServerOptions): Promise<HttpSer
     : uws.App();
   // Imported only now: shareUwsBuild must be in place before fastify-uws imports uWebSockets.js
   const { serverFactory } = await import('fastify-uws');
-  const fastify = Fastify({
-    loggerInstance: opts.logger,
-    disableRequestLogging: true,
-    serverFactory: (handler, options) => {
-      const server = serverFactory(handler, { ...options, https: tls !== undefined } as typeof options);
-      adoptApp(server, app);
-      return server;
-    },
-  });
+  // Typed as Fastify's default (node:http) server: fastify-uws's Server stands in for one
+  const factory: FastifyServerFactory = (handler, options) => {
+    const server = serverFactory(handler, { ...options, https: tls !== undefined }) as Server;
+    adoptApp(server, app);
+    return server;
+  };
+  const fastify = Fastify({ loggerInstance: opts.logger, disableRequestLogging: true, serverFactory: factory });
   return {
     app,
-    fastify: fastify as unknown as FastifyInstance,
+    fastify,
     listen: async () => {
       // An address, not a name: given "localhost", fastify-uws would listen on every interface
       const { address } = await lookup(opts.host);
