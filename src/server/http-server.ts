@@ -2,7 +2,7 @@
 // on it through fastify-uws for HTTP routes; transports mount their WebSocket endpoints on `app`.
 import { lookup } from 'node:dns/promises';
 import type { Server } from 'node:http';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyServerFactory } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerFactory } from 'fastify';
 import type { TemplatedApp } from 'uWebSockets.js';
 import type { Uws } from '../transport/uws-loader.ts';
 
@@ -38,6 +38,17 @@ function adoptApp(server: object, app: TemplatedApp): void {
   (server as Record<symbol, unknown>)[slot] = app;
 }
 
+/** Fastify's own log lines, minus one per request and per unknown route (the broker logs events, not traffic). */
+class QuietRequests extends LogController {
+  override incomingRequest(): void {}
+
+  override routeNotFound(): void {}
+
+  override requestCompleted(error: Error | null | undefined, request: FastifyRequest, reply: FastifyReply): void {
+    if (error) super.requestCompleted(error, request, reply);
+  }
+}
+
 /** Create the app and Fastify on it; nothing listens yet. */
 export async function createHttpServer(opts: HttpServerOptions): Promise<HttpServer> {
   const { uws, tls } = opts;
@@ -55,7 +66,7 @@ export async function createHttpServer(opts: HttpServerOptions): Promise<HttpSer
     adoptApp(server, app);
     return server;
   };
-  const fastify = Fastify({ loggerInstance: opts.logger, disableRequestLogging: true, serverFactory: factory });
+  const fastify = Fastify({ loggerInstance: opts.logger, logController: new QuietRequests(), serverFactory: factory });
   return {
     app,
     fastify,
