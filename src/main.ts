@@ -138,9 +138,10 @@ async function main(): Promise<void> {
   if (tlsFiles && config.tlsMinVersion !== 'TLSv1.2') {
     logger.warn({ tlsMinVersion: config.tlsMinVersion }, 'wss cannot enforce --tls-min-version: uWebSockets.js accepts TLSv1.2 and TLSv1.3');
   }
-  const http = await createHttpServer({ uws: uws.uws, host: config.host, port: config.httpPort, tls: tlsFiles, logger });
+  const http = await createHttpServer({ uws: uws.uws, native: uws.native, host: config.host, port: config.httpPort, tls: tlsFiles, logger });
   registerHealthRoute(http.fastify, () => broker.connections.size);
-  const wsEndpoints = mountWsEndpoints(http.app, mqttWsEndpoints({
+  if (!http.app) logger.warn({}, 'no WebSocket endpoints: the pure-JS uWebSockets.js fallback cannot upgrade connections');
+  const wsEndpoints = http.app && mountWsEndpoints(http.app, mqttWsEndpoints({
     defaultHub: options.defaultHub, maxPayloadBytes: options.maxPacketBytes + 1024, onConnection, admit,
     transport: tlsFiles ? 'wss' : 'ws', isValidHub: isValidHubName, maxBackpressureBytes: config.wsMaxBackpressure,
     onSendDropped: (remoteAddress, bufferedBytes) => logger.warn({ remoteAddress, bufferedBytes }, 'WebSocket send buffer limit exceeded; connection closed'),
@@ -154,7 +155,7 @@ async function main(): Promise<void> {
     port: await http.listen(),
     close: async () => {
       await http.close();
-      wsEndpoints.closeAll();
+      wsEndpoints?.closeAll();
     },
   };
   listeners.push(ws);

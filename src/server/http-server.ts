@@ -9,6 +9,8 @@ import type { Uws } from '../transport/uws-loader.ts';
 export interface HttpServerOptions {
   /** The build chosen by the loader, already shared with fastify-uws (shareUwsBuild). */
   uws: Uws;
+  /** False for the pure-JS fallback: Fastify then runs on node:http, and there is no app for WebSockets. */
+  native: boolean;
   host: string;
   port: number;
   /** uWS has no minimum-version option: it accepts TLSv1.2 and TLSv1.3. `ciphers`: OpenSSL list for TLS 1.2. */
@@ -18,8 +20,8 @@ export interface HttpServerOptions {
 
 /** The HTTP port: Fastify for routes, `app` for WebSocket endpoints, one listen socket. */
 export interface HttpServer {
-  /** Mount WebSocket endpoints here before `listen`. */
-  readonly app: TemplatedApp;
+  /** Mount WebSocket endpoints here before `listen`; undefined on the pure-JS fallback, which cannot upgrade. */
+  readonly app: TemplatedApp | undefined;
   /** Register HTTP routes here before `listen`. */
   readonly fastify: FastifyInstance;
   /** Bind host and port; resolves with the bound port. */
@@ -51,6 +53,7 @@ class QuietRequests extends LogController {
 
 /** Create the app and Fastify on it; nothing listens yet. */
 export async function createHttpServer(opts: HttpServerOptions): Promise<HttpServer> {
+  if (!opts.native) return onNodeHttp(opts);
   const { uws, tls } = opts;
   const app = tls
     ? uws.SSLApp({
@@ -67,6 +70,19 @@ export async function createHttpServer(opts: HttpServerOptions): Promise<HttpSer
     return server;
   };
   const fastify = Fastify({ loggerInstance: opts.logger, logController: new QuietRequests(), serverFactory: factory });
+  return withListen(app, fastify, opts);
+}
+
+/**
+ * Fastify on node:http, for the pure-JS fallback: fastify-uws needs what only native builds do
+ * (lower-case methods, onWritable), and the fallback answers no WebSocket upgrade anyway.
+ */
+function onNodeHttp(opts: HttpServerOptions): HttpServer {
+  if (opts.tls) throw new Error('the pure-JS uWebSockets.js fallback cannot serve TLS on the HTTP port');
+  return withListen(undefined, Fastify({ loggerInstance: opts.logger, logController: new QuietRequests() }), opts);
+}
+
+function withListen(app: TemplatedApp | undefined, fastify: FastifyInstance, opts: HttpServerOptions): HttpServer {
   return {
     app,
     fastify,

@@ -110,7 +110,10 @@ export const uwsCandidates: readonly UwsCandidate[] = [
   },
 ];
 
-/** The slow pure-JS server of @trufflesuite/uws-js-unofficial, for --allow-uws-fallback only. */
+/**
+ * The slow pure-JS server of @trufflesuite/uws-js-unofficial, for --allow-uws-fallback only. It
+ * cannot upgrade to WebSocket (its HttpResponse.upgrade is not implemented), nor carry fastify-uws.
+ */
 export function loadUwsFallback(): UwsBuild {
   const entryFile = require.resolve('uWebSockets.js/dist/index.js');
   return {
