@@ -95,7 +95,7 @@ async function main(): Promise<void> {
       process.exit(1);
     }
     uws = loadUwsFallback();
-    logger.warn({ failures: err.failures }, 'uWebSockets.js runs on its pure-JS fallback; WebSocket performance is degraded');
+    logger.warn({ failures: err.failures }, 'uWebSockets.js runs on its slow pure-JS fallback (--allow-uws-fallback): HTTP only, no WebSocket endpoints');
   }
   shareUwsBuild(uws);
   logger.info({ uws: uws.name, version: uws.version, native: uws.native, skipped: uws.skipped }, 'uWebSockets.js build loaded');
