@@ -14,8 +14,12 @@ import { MemoryStore } from './store/memory-store.ts';
 import { startEmbeddedPostgres, type EmbeddedDatabase } from './postgres/embedded.ts';
 import { PgStore } from './store/pg/pg-store.ts';
 import type { Store } from './store/store.ts';
+import { registerHealthRoute } from './server/health.ts';
+import { createHttpServer } from './server/http-server.ts';
+import { mqttWsEndpoints } from './transport/mqtt-ws.ts';
 import { listenTcp, type Listener } from './transport/tcp.ts';
-import { isNativeUws, listenWs } from './transport/ws.ts';
+import { chooseUws, loadUwsFallback, shareUwsBuild, UwsLoadError, uwsCandidates, type UwsBuild } from './transport/uws-loader.ts';
+import { mountWsEndpoints } from './transport/ws-endpoint.ts';
 
 function brokerOptions(c: Config): BrokerOptions {
   return {
@@ -83,13 +87,20 @@ async function main(): Promise<void> {
     logger.fatal({ err }, 'uncaught exception; exiting');
     process.exit(1);
   });
-  if (!isNativeUws()) {
+  let uws: UwsBuild;
+  try {
+    uws = chooseUws(uwsCandidates);
+  } catch (err) {
+    if (!(err instanceof UwsLoadError)) throw err;
     if (!config.allowUwsFallback) {
-      logger.fatal({}, 'uWebSockets.js could not load its native binary for this platform; refusing to run on its slow fallback (set --allow-uws-fallback to override)');
+      logger.fatal({ failures: err.failures }, 'uWebSockets.js could not load a native binary for this platform; refusing to run on its slow fallback (set --allow-uws-fallback to override; the README lists the supported Node versions and platforms)');
       process.exit(1);
     }
-    logger.warn({}, 'uWebSockets.js runs on its pure-JS fallback; WebSocket performance is degraded');
+    uws = loadUwsFallback();
+    logger.warn({ failures: err.failures }, 'uWebSockets.js runs on its slow pure-JS fallback (--allow-uws-fallback): HTTP only, no WebSocket endpoints');
   }
+  shareUwsBuild(uws);
+  logger.info({ uws: uws.name, version: uws.version, native: uws.native, skipped: uws.skipped }, 'uWebSockets.js build loaded');
   let embedded: EmbeddedDatabase | undefined;
   let store: Store;
   if (config.store === 'memory') {
@@ -132,20 +143,26 @@ async function main(): Promise<void> {
   if (tlsFiles && config.tlsMinVersion !== 'TLSv1.2') {
     logger.warn({ tlsMinVersion: config.tlsMinVersion }, 'wss cannot enforce --tls-min-version: uWebSockets.js accepts TLSv1.2 and TLSv1.3');
   }
-  const ws = await listenWs({
-    host: config.host, port: config.httpPort, defaultHub: options.defaultHub,
-    maxPayloadBytes: options.maxPacketBytes + 1024, onConnection, tls: tlsFiles, isValidHub: isValidHubName,
-    maxBackpressureBytes: config.wsMaxBackpressure, admit,
+  const http = await createHttpServer({ uws: uws.uws, native: uws.native, host: config.host, port: config.httpPort, tls: tlsFiles, logger });
+  registerHealthRoute(http.fastify, () => broker.connections.size);
+  if (!http.app) logger.warn({}, 'no WebSocket endpoints: the pure-JS uWebSockets.js fallback cannot upgrade connections');
+  const wsEndpoints = http.app && mountWsEndpoints(http.app, mqttWsEndpoints({
+    defaultHub: options.defaultHub, maxPayloadBytes: options.maxPacketBytes + 1024, onConnection, admit,
+    transport: tlsFiles ? 'wss' : 'ws', isValidHub: isValidHubName, maxBackpressureBytes: config.wsMaxBackpressure,
     onSendDropped: (remoteAddress, bufferedBytes) => logger.warn({ remoteAddress, bufferedBytes }, 'WebSocket send buffer limit exceeded; connection closed'),
+  }), {
     // A web page the local user opens must not use an anonymous broker: browsers' upgrades need a listed Origin
     allowedOrigins: config.allowAnonymous === false ? undefined : new Set(originList(config.allowedOrigins)),
     onOriginRefused: (origin, url) => logger.warn({ origin, url }, 'websocket upgrade refused: origin not allowed'),
-    routes: (app) => {
-      app.get('/health', (res) => {
-        res.writeHeader('content-type', 'application/json').end(JSON.stringify({ status: 'ok', connections: broker.connections.size }));
-      });
-    },
+    onError: (err, url) => logger.error({ err, url }, 'websocket endpoint failed'),
   });
+  const ws: Listener = {
+    port: await http.listen(),
+    close: async () => {
+      await http.close();
+      wsEndpoints?.closeAll();
+    },
+  };
   listeners.push(ws);
   const tcp = await listenTcp({ host: config.host, port: config.mqttPort, hub: options.defaultHub, onConnection, admit });
   listeners.push(tcp);

@@ -1,6 +1,7 @@
-// The HTTP side of the WebSocket listener: GET /health, and the WebSocket subprotocol rules of the
-// upgrade (src/transport/ws.ts pickSubprotocol; /work/shared/spec/webpubsub-compat.md §2.3: the
-// chosen subprotocol is echoed, or `ws`-based clients abort the handshake).
+// The HTTP port: GET /health (Fastify, src/server/), the uWebSockets.js build it runs on, and the
+// WebSocket subprotocol rules of the MQTT upgrade (src/transport/ws-endpoint.ts chooseSubprotocol;
+// /work/shared/spec/webpubsub-compat.md §2.3: the chosen subprotocol is echoed, or `ws`-based
+// clients abort the handshake).
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { IncomingMessage } from 'node:http';
@@ -77,6 +78,24 @@ describe('GET /health', () => {
       assert.deepEqual(await get(), { status: 200, type: 'application/json', body: { status: 'ok', connections: 2 } });
     } finally {
       await close(a, b);
+    }
+  });
+});
+
+describe('the HTTP port', () => {
+  test('the log says which native uWebSockets.js build runs', () => {
+    const line = broker.logs.find((l) => l['msg'] === 'uWebSockets.js build loaded');
+    assert.ok(line, 'logged at start-up');
+    assert.ok(['@btc-vision/uwebsockets.js', '@trufflesuite/uws-js-unofficial'].includes(String(line['uws'])), String(line['uws']));
+    assert.equal(line['native'], true);
+    assert.match(String(line['version']), /^\d+\.\d+\.\d+/);
+  });
+
+  test('a plain HTTP request to a path with no route gets 404 from the HTTP routes, on a WebSocket path too', async () => {
+    for (const path of ['/nothing-here', '/mqtt']) {
+      const res = await fetch(`http://${broker.host}:${broker.httpPort}${path}`);
+      assert.equal(res.status, 404, path);
+      await res.arrayBuffer();
     }
   });
 });

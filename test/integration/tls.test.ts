@@ -2,6 +2,9 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { once } from 'node:events';
+import https from 'node:https';
+import type { IncomingMessage } from 'node:http';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -52,4 +55,14 @@ describe('TLS listeners', () => {
       });
     });
   }
+
+  test('https: GET /health is served on the same TLS port as wss', async () => {
+    const req = https.get({ host: 'localhost', port: broker.httpPort, path: '/health', rejectUnauthorized: false });
+    const [res] = (await once(req, 'response')) as [IncomingMessage];
+    let body = '';
+    for await (const chunk of res) body += String(chunk);
+    assert.equal(res.statusCode, 200);
+    assert.equal(res.headers['content-type'], 'application/json');
+    assert.equal((JSON.parse(body) as { status: string }).status, 'ok');
+  });
 });
