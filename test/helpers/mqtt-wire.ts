@@ -73,7 +73,7 @@ export function connectBytes(spec: ConnectSpec = {}): Buffer {
 }
 
 /** Decodes complete frames one at a time with mqtt-packet (a bad frame does not poison the next). */
-export class FrameDecoder {
+class FrameDecoder {
   readonly #parser: ReturnType<typeof mqttPacket.parser>;
   #packet: Packet | undefined;
   #error: Error | undefined;
@@ -84,13 +84,23 @@ export class FrameDecoder {
     this.#parser.on('error', (e: Error) => { this.#error = e; });
   }
 
-  /** The packet in `buf[head, end)`, or the Error mqtt-packet raised for it. */
   decode(buf: Buffer, head: number, end: number): Packet | Error {
     this.#packet = undefined;
     this.#error = undefined;
     this.#parser.parse(buf.subarray(head, end));
     return this.#error ?? this.#packet ?? new Error(`frame of ${end - head} bytes decoded to nothing`);
   }
+}
+
+// One per version is enough: a frame is complete and parsed synchronously, and mqtt-packet
+// consumes exactly one packet's bytes; after a failure the next frame gets a fresh parser
+const decoders: Partial<Record<Version, FrameDecoder>> = {};
+
+/** The packet in `buf[head, end)` (one complete frame, as Framer finds it), or the Error mqtt-packet raised for it. */
+export function decodeFrame(version: Version, buf: Buffer, head: number, end: number): Packet | Error {
+  const p = (decoders[version] ??= new FrameDecoder(version)).decode(buf, head, end);
+  if (p instanceof Error) delete decoders[version];
+  return p;
 }
 
 // ---- the load generator's hot path --------------------------------------------------------------

@@ -4,7 +4,7 @@ import type { Packet } from 'mqtt-packet';
 import type { MqttClient } from 'mqtt';
 import type { Readable } from 'node:stream';
 import type { Version } from './clients.ts';
-import { FrameDecoder, Framer } from './mqtt-wire.ts';
+import { decodeFrame, Framer } from './mqtt-wire.ts';
 
 /** Everything received on one connection; `next` reads it in order, the rest query it as a whole. */
 export class PacketLog {
@@ -19,7 +19,6 @@ export class PacketLog {
   #errorsSeen = 0;
   readonly #waiters = new Set<() => void>();
   #framer: Framer | undefined;
-  #decoder: FrameDecoder | undefined;
 
   constructor(version: Version) {
     this.version = version;
@@ -28,9 +27,8 @@ export class PacketLog {
   /** Bytes as received on a connection: kept, split into frames and decoded here. */
   push(bytes: Buffer): void {
     this.record(bytes);
-    this.#decoder ??= new FrameDecoder(this.version);
     (this.#framer ??= new Framer()).push(bytes, (_type, _flags, buf, _start, end, head) => {
-      const p = this.#decoder!.decode(buf, head, end);
+      const p = decodeFrame(this.version, buf, head, end);
       if (p instanceof Error) this.addError(p);
       else this.add(p);
     });

@@ -6,7 +6,7 @@ import net from 'node:net';
 import type { IConnackPacket, IConnectPacket, ISubackPacket, Packet } from 'mqtt-packet';
 import WebSocket from 'ws';
 import type { Transport, Version } from './clients.ts';
-import { connackCode, DISCONNECT, encode, FrameDecoder, Framer, hex, type FrameHandler } from './mqtt-wire.ts';
+import { connackCode, decodeFrame, DISCONNECT, encode, Framer, hex, type FrameHandler } from './mqtt-wire.ts';
 import { PacketLog } from './packet-log.ts';
 
 /** Where a broker listens (a BrokerProcess fits). */
@@ -42,7 +42,6 @@ export class RawPeer {
   onFrame: RawFrameHandler | undefined = undefined;
   readonly #log: PacketLog | undefined;
   readonly #framer = new Framer();
-  readonly #decoder: FrameDecoder;
   readonly #listeners = new Set<(p: Packet) => void>();
   readonly #closeListeners = new Set<() => void>();
   #closed = false;
@@ -54,7 +53,6 @@ export class RawPeer {
   private constructor(transport: Transport, version: Version, keepLog: boolean) {
     this.transport = transport;
     this.version = version;
-    this.#decoder = new FrameDecoder(version);
     this.#log = keepLog ? new PacketLog(version) : undefined;
   }
 
@@ -120,7 +118,7 @@ export class RawPeer {
 
   readonly #onFrame: FrameHandler = (type, flags, buf, start, end, head) => {
     if (this.onFrame !== undefined && this.onFrame(type, flags, buf, start, end, head)) return;
-    const p = this.#decoder.decode(buf, head, end);
+    const p = decodeFrame(this.version, buf, head, end);
     if (p instanceof Error) {
       this.decodeErrors.push(p);
       this.#log?.addError(p);
