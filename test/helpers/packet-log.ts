@@ -108,9 +108,13 @@ export class PacketLog {
     return rest;
   }
 
-  /** Resolve once the connection is closed, with every packet received. */
+  /** Resolve once the connection is closed, with every packet received; rejects if a frame could not be decoded. */
   whenClosed(timeoutMs = 5000): Promise<Packet[]> {
-    return this.#wait(() => (this.closed ? this.packets : undefined), 'the close', timeoutMs);
+    return this.#wait(() => {
+      if (!this.closed) return undefined;
+      if (this.errors.length > 0) throw new Error(`the broker sent undecodable frames: ${this.describe()}`);
+      return this.packets;
+    }, 'the close', timeoutMs);
   }
 
   describe(): string {
