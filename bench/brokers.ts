@@ -159,7 +159,10 @@ export async function startTernBroker(opts: { databaseUrl?: string; pgDataDir?: 
     if (j.msg === 'session queue full; message dropped') drops = Math.max(drops, j.dropped ?? drops + 1);
     if ((j.level ?? 0) >= 40 && !String(j.msg).startsWith('state is kept in memory only') && notes.length < 20) notes.push(l.slice(0, 400));
   };
-  const args = opts.databaseUrl ? ['--database-url', opts.databaseUrl] : ['--store', 'memory'];
+  // Every generator connection comes from 127.0.0.1: the per-address limits that protect a public
+  // broker (1,000 connections, 200/s) would refuse the idle-session and connect-storm scenarios
+  const limits = ['--max-connections-per-address', '1000000', '--connection-rate', '1000000', '--connection-burst', '1000000'];
+  const args = [...(opts.databaseUrl ? ['--database-url', opts.databaseUrl] : ['--store', 'memory']), ...limits];
   const b = await startTern(args, { onLine });
   return {
     name: 'tern', label: opts.databaseUrl ? 'tern (postgres)' : 'tern (memory)', pid: b.proc.pid!,
