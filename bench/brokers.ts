@@ -1,5 +1,5 @@
 // The three brokers of the side-by-side benchmark, each started by us on free loopback ports with
-// a WebSocket and a TCP listener: Tern (src/main.ts via startTern), mosquitto (Debian package,
+// a WebSocket and a TCP listener: Tern (dist/main.js via startTern), mosquitto (Debian package,
 // generated config) and aedes (bench/aedes-server.mjs). Plus /proc readers for CPU and RSS.
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
@@ -7,7 +7,8 @@ import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
-import { BenchClient, repoRoot, sleep, startTern } from './lib.ts';
+import { RawPeer } from '../test/helpers/raw-peer.ts';
+import { loopbackTarget, repoRoot, sleep, startTern } from './lib.ts';
 
 export type BrokerName = 'tern' | 'mosquitto' | 'aedes';
 
@@ -119,14 +120,14 @@ export async function startMosquitto(workDir: string): Promise<Broker> {
   const startMs = performance.now() - t0;
   // $SYS/broker/publish/messages/dropped: mosquitto's own count of messages it dropped
   let dropped: number | undefined;
-  const mon = await BenchClient.open('tcp', tcpPort);
+  const mon = await RawPeer.open(loopbackTarget(tcpPort, wsPort), 'tcp', 4, { log: false });
+  mon.on((p) => { if (p.cmd === 'publish') dropped = Number(String(p.payload)); });
   await mon.connect({ clientId: `bench-sys-${wsPort}` });
   await mon.subscribe('$SYS/broker/publish/messages/dropped', 0);
-  mon.onPacket = (p) => { if (p.cmd === 'publish') dropped = Number(String(p.payload)); };
   return {
     name: 'mosquitto', label: 'mosquitto', pid: proc.pid!, wsPort, tcpPort, wsPath: '/mqtt', startMs, notes,
     reportedDrops: () => dropped, extraPids: () => [],
-    stop: async () => { mon.close(); await stopProc(proc); },
+    stop: async () => { mon.destroy(); await stopProc(proc); },
   };
 }
 
@@ -158,8 +159,8 @@ export async function startTernBroker(opts: { databaseUrl?: string; pgDataDir?: 
     if (j.msg === 'session queue full; message dropped') drops = Math.max(drops, j.dropped ?? drops + 1);
     if ((j.level ?? 0) >= 40 && !String(j.msg).startsWith('state is kept in memory only') && notes.length < 20) notes.push(l.slice(0, 400));
   };
-  // Every generator connection comes from 127.0.0.1: the per-address cap (1,000 by default, a guard for
-  // public listeners) would refuse the 1,000-subscriber and 10k-idle scenarios, as mosquitto has no such cap
+  // Every generator connection comes from 127.0.0.1: the per-address limits that protect a public
+  // broker (1,000 connections, 200/s) would refuse the idle-session and connect-storm scenarios
   const limits = ['--max-connections-per-address', '1000000', '--connection-rate', '1000000', '--connection-burst', '1000000'];
   const args = [...(opts.databaseUrl ? ['--database-url', opts.databaseUrl] : ['--store', 'memory']), ...limits];
   const b = await startTern(args, { onLine });

@@ -1,20 +1,15 @@
 // Load-generator worker: a child process driven over IPC by bench/run.ts. It holds publishers
-// and/or subscribers (raw MQTT 3.1.1 over ws or TCP, see wire.ts), checks every delivery for loss,
-// duplicates and order (stream + sequence number in the payload), measures end-to-end latency
-// from a monotonic timestamp in the payload, and reports its own CPU use with every mark.
-import net from 'node:net';
-import WebSocket from 'ws';
-import {
-  DISCONNECT, Framer, PUBACK, PUBCOMP, PUBLISH, PUBREC, PUBREL, PublishTemplate,
-  decodeControl, encodeAck, encodeConnect, encodeSubscribe, type PacketHandler,
-} from './wire.ts';
+// and/or subscribers (raw MQTT 3.1.1 over ws or TCP: test/helpers/raw-peer.ts, reading PUBLISH and
+// acks in place), checks every delivery for loss, duplicates and order (stream + sequence number
+// in the payload), measures end-to-end latency from a monotonic timestamp in the payload, and
+// reports its own CPU use with every mark.
+import { connackCode, encodeAck, PUBACK, PUBCOMP, PUBLISH, PUBREC, PUBREL, PublishTemplate } from '../test/helpers/mqtt-wire.ts';
+import { RawPeer, type PeerTarget } from '../test/helpers/raw-peer.ts';
 
 export interface Target { kind: 'ws' | 'tcp'; port: number; path: string }
 type Msg = Record<string, unknown> & { op: string; id?: number };
 
 const hrNow = (): number => Number(process.hrtime.bigint());
-/** An all-zero masking key lets `ws` skip masking (legal per RFC 6455, fine on loopback). */
-const zeroMask = (m: Uint8Array): void => { m[0] = 0; m[1] = 0; m[2] = 0; m[3] = 0; };
 
 function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
@@ -33,130 +28,46 @@ async function pool(n: number, concurrency: number, fn: (i: number) => Promise<v
 }
 
 let unexpectedCloses = 0;
+/** Connections this worker closes itself: their close is not counted as unexpected. */
+const leaving = new WeakSet<RawPeer>();
 
-class Conn {
-  readonly #framer = new Framer();
-  #ws: WebSocket | undefined;
-  #sock!: net.Socket;
-  #out: Buffer[] = [];
-  #flushScheduled = false;
-  #waiter: { type: number; resolve: (p: Record<string, unknown>) => void } | undefined;
-  closed = false;
-  expectClose = false;
-  onPublish: (flags: number, b: Buffer, s: number, e: number) => void = () => undefined;
-  onAck: (type: number, id: number) => void = () => undefined;
+/** A generator connection: no packet log, and frames the caller does not read in place are decoded. */
+async function openConn(t: Target, timeoutMs = 15_000): Promise<RawPeer> {
+  const target: PeerTarget = { host: '127.0.0.1', mqttPort: t.port, wsUrl: () => `ws://127.0.0.1:${t.port}${t.path}` };
+  const peer = await RawPeer.open(target, t.kind, 4, { log: false, fast: true, timeoutMs });
+  peer.onClose(() => { if (!leaving.has(peer)) unexpectedCloses++; });
+  return peer;
+}
 
-  static async open(t: Target, timeoutMs = 15_000): Promise<Conn> {
-    const c = new Conn();
-    const onPacket: PacketHandler = (type, flags, b, s, e, head) => c.#dispatch(type, flags, b, s, e, head);
-    const onClose = (): void => {
-      if (!c.closed && !c.expectClose) unexpectedCloses++;
-      c.closed = true;
-    };
-    if (t.kind === 'ws') {
-      const ws = new WebSocket(`ws://127.0.0.1:${t.port}${t.path}`, 'mqtt', {
-        perMessageDeflate: false, skipUTF8Validation: true, generateMask: zeroMask, handshakeTimeout: timeoutMs,
-      });
-      ws.binaryType = 'nodebuffer';
-      await withTimeout(new Promise<void>((resolve, reject) => {
-        ws.once('open', () => resolve());
-        ws.once('error', reject);
-      }), timeoutMs, 'websocket open');
-      ws.on('error', () => undefined);
-      ws.on('close', onClose);
-      ws.on('message', (data: Buffer) => c.#framer.push(data, onPacket));
-      c.#ws = ws;
-      c.#sock = (ws as unknown as { _socket: net.Socket })._socket;
-    } else {
-      const s = net.connect({ port: t.port, host: '127.0.0.1', noDelay: true });
-      await withTimeout(new Promise<void>((resolve, reject) => {
-        s.once('connect', () => resolve());
-        s.once('error', reject);
-      }), timeoutMs, 'tcp connect');
-      s.on('error', () => undefined);
-      s.on('close', onClose);
-      s.on('data', (data: Buffer) => c.#framer.push(data, onPacket));
-      c.#sock = s;
-    }
-    return c;
-  }
+async function connect(peer: RawPeer, clientId: string, clean: boolean, ms = 15_000): Promise<{ sessionPresent: boolean }> {
+  const p = await peer.connect({ clientId, clean }, ms);
+  if (connackCode(p) !== 0) throw new Error(`CONNACK ${connackCode(p)} for ${clientId}`);
+  return { sessionPresent: p.sessionPresent };
+}
 
-  #dispatch(type: number, flags: number, b: Buffer, s: number, e: number, head: number): void {
-    if (type === PUBLISH) { this.onPublish(flags, b, s, e); return; }
-    if (type >= PUBACK && type <= PUBCOMP) { this.onAck(type, b.readUInt16BE(s)); return; }
-    const w = this.#waiter;
-    if (w && w.type === type) {
-      this.#waiter = undefined;
-      w.resolve(decodeControl(b, head, e) as unknown as Record<string, unknown> ?? {});
-    }
-  }
+async function subscribe(peer: RawPeer, filter: string, qos: 0 | 1 | 2, ms = 15_000): Promise<void> {
+  const { granted } = await peer.subscribe(filter, qos, { timeoutMs: ms });
+  if (granted[0] !== qos) throw new Error(`SUBACK granted ${JSON.stringify(granted)} for QoS ${qos}`);
+}
 
-  #expect(type: number, ms: number, what: string): Promise<Record<string, unknown>> {
-    return withTimeout(new Promise((resolve) => { this.#waiter = { type, resolve }; }), ms, what);
-  }
+/** Send DISCONNECT, then close the connection gracefully. */
+function leave(peer: RawPeer): void {
+  leaving.add(peer);
+  peer.disconnect();
+}
 
-  queue(b: Buffer): void {
-    this.#out.push(b);
-    if (!this.#flushScheduled) {
-      this.#flushScheduled = true;
-      process.nextTick(this.#flush);
-    }
-  }
+function kill(peer: RawPeer): void {
+  leaving.add(peer);
+  peer.destroy();
+}
 
-  readonly #flush = (): void => {
-    this.#flushScheduled = false;
-    const out = this.#out;
-    this.#out = [];
-    if (this.closed || out.length === 0) return;
-    if (this.#ws) {
-      // One MQTT packet per WebSocket frame, as real clients send; one syscall for the lot.
-      this.#sock.cork();
-      for (const b of out) this.#ws.send(b);
-      this.#sock.uncork();
-    } else {
-      this.#sock.write(out.length === 1 ? out[0]! : Buffer.concat(out));
-    }
+/** Read PUBLISH and the acks in place (the hot path); other frames are decoded for `waitFor`. */
+function readInPlace(peer: RawPeer, onPublish: (flags: number, b: Buffer, s: number, e: number) => void, onAck: (type: number, id: number) => void): void {
+  peer.onFrame = (type, flags, b, s, e) => {
+    if (type === PUBLISH) { onPublish(flags, b, s, e); return true; }
+    if (type >= PUBACK && type <= PUBCOMP) { onAck(type, b.readUInt16BE(s)); return true; }
+    return false;
   };
-
-  buffered(): number {
-    return this.#ws ? this.#ws.bufferedAmount : this.#sock.writableLength;
-  }
-
-  onDrainOnce(cb: () => void): void {
-    this.#sock.once('drain', cb);
-  }
-
-  async connect(clientId: string, clean: boolean, ms = 15_000): Promise<{ sessionPresent: boolean }> {
-    const got = this.#expect(2, ms, `CONNACK for ${clientId}`);
-    this.queue(encodeConnect(clientId, clean));
-    const p = await got;
-    if (p['returnCode'] !== 0) throw new Error(`CONNACK ${String(p['returnCode'])} for ${clientId}`);
-    return { sessionPresent: p['sessionPresent'] === true };
-  }
-
-  async subscribe(filter: string, qos: 0 | 1 | 2, ms = 15_000): Promise<void> {
-    const got = this.#expect(9, ms, `SUBACK for ${filter}`);
-    this.queue(encodeSubscribe(1, filter, qos));
-    const p = await got;
-    const granted = (p['granted'] as number[] | undefined) ?? [];
-    if (granted[0] !== qos) throw new Error(`SUBACK granted ${JSON.stringify(granted)} for QoS ${qos}`);
-  }
-
-  /** Send DISCONNECT, then close the connection gracefully. */
-  disconnect(): void {
-    if (this.closed) return;
-    this.expectClose = true;
-    this.queue(DISCONNECT);
-    process.nextTick(() => {
-      if (this.#ws) this.#ws.close(1000); else this.#sock.end();
-    });
-  }
-
-  kill(): void {
-    this.expectClose = true;
-    this.closed = true;
-    if (this.#ws) this.#ws.terminate(); else this.#sock.destroy();
-  }
 }
 
 // ---- subscribers ------------------------------------------------------------------------------
@@ -167,7 +78,7 @@ let lat: number[] = [];
 let anomalies: { sub: string; stream: number; seq: number; expected: number; dup: boolean }[] = [];
 
 class Sub {
-  conn!: Conn;
+  conn!: RawPeer;
   uniq = 0;
   dups = 0;
   reordered = 0;
@@ -178,9 +89,9 @@ class Sub {
 
   constructor(readonly clientId: string) {}
 
-  attach(conn: Conn): void {
+  attach(conn: RawPeer): void {
     this.conn = conn;
-    conn.onPublish = (flags, b, s) => {
+    readInPlace(conn, (flags, b, s) => {
       const qos = (flags >> 1) & 3;
       let p = s + 2 + b.readUInt16BE(s);
       if (qos > 0) {
@@ -189,8 +100,7 @@ class Sub {
       }
       if (latOn) lat.push((hrNow() - b.readDoubleBE(p + 8)) / 1e3);
       this.#record(b.readUInt32BE(p), b.readUInt32BE(p + 4));
-    };
-    conn.onAck = (type, id) => { if (type === PUBREL) conn.queue(encodeAck(PUBCOMP, id)); };
+    }, (type, id) => { if (type === PUBREL) conn.queue(encodeAck(PUBCOMP, id)); });
   }
 
   #record(stream: number, seq: number): void {
@@ -235,9 +145,9 @@ function minUniq(): number {
 }
 
 async function openSub(t: Target, sub: Sub, clean: boolean): Promise<boolean> {
-  const conn = await Conn.open(t);
+  const conn = await openConn(t);
   sub.attach(conn);
-  return (await conn.connect(sub.clientId, clean)).sessionPresent;
+  return (await connect(conn, sub.clientId, clean)).sessionPresent;
 }
 
 // ---- publishers -------------------------------------------------------------------------------
@@ -261,9 +171,9 @@ class Pub {
   readonly ids = new Uint8Array(65536);
   nextId = 1;
 
-  constructor(readonly conn: Conn, readonly stream: number, topic: string, readonly qos: 0 | 1 | 2, readonly window: number) {
+  constructor(readonly conn: RawPeer, readonly stream: number, topic: string, readonly qos: 0 | 1 | 2, readonly window: number) {
     this.tpl = new PublishTemplate(topic, qos);
-    conn.onAck = (type, id) => {
+    readInPlace(conn, () => undefined, (type, id) => {
       if (type === PUBREC) { conn.queue(encodeAck(PUBREL, id)); return; }
       if ((type === PUBACK && qos === 1) || (type === PUBCOMP && qos === 2)) {
         if (this.ids[id] === 0) return;
@@ -274,7 +184,7 @@ class Pub {
         if (mode === 'max' && this.inflight <= (this.window * 3) >> 2) schedulePump();
         if (this.inflight === 0 && ackWaiters.length) { const w = ackWaiters; ackWaiters = []; for (const f of w) f(); }
       }
-    };
+    });
   }
 
   canSend(): boolean {
@@ -310,7 +220,7 @@ function pump(): void {
   let waitDrain: Pub | undefined;
   const now = hrNow();
   for (const p of pubs) {
-    if (p.conn.closed) continue;
+    if (p.conn.isClosed) continue;
     if (p.conn.buffered() > 1 << 20) { waitDrain = p; continue; }
     for (let i = 0; i < 32 && p.canSend() && totalPublished - delivered < creditWindow && totalPublished < limit; i++) {
       p.sendOne(now);
@@ -329,7 +239,7 @@ function rateTick(): void {
   let i = 0;
   while (due > 0) {
     const p = pubs[rateSent % pubs.length]!;
-    if (!p.canSend() || p.conn.closed) break;
+    if (!p.canSend() || p.conn.isClosed) break;
     p.sendOne(now);
     rateSent++;
     due--;
@@ -348,7 +258,7 @@ function waitAcked(ms: number): Promise<void> {
 
 // ---- connection storm -------------------------------------------------------------------------
 
-let stormConns: Conn[] = [];
+let stormConns: RawPeer[] = [];
 
 // ---- IPC --------------------------------------------------------------------------------------
 
@@ -396,7 +306,7 @@ const handlers: Record<string, (m: Msg) => Promise<unknown> | unknown> = {
     await pool(ids.length, Number(m['concurrency'] ?? 64), async (i) => {
       const sub = new Sub(ids[i]!);
       if (await openSub(t, sub, m['clean'] as boolean)) present++;
-      await sub.conn.subscribe(m['filter'] as string, m['qos'] as 0 | 1 | 2);
+      await subscribe(sub.conn, m['filter'] as string, m['qos'] as 0 | 1 | 2);
       subs.push(sub);
     });
     return { ms: (hrNow() - t0) / 1e6, sessionPresent: present };
@@ -405,8 +315,8 @@ const handlers: Record<string, (m: Msg) => Promise<unknown> | unknown> = {
     const t = m['target'] as Target;
     const list = m['pubs'] as { clientId: string; stream: number; topic: string }[];
     for (const d of list) {
-      const conn = await Conn.open(t);
-      await conn.connect(d.clientId, true);
+      const conn = await openConn(t);
+      await connect(conn, d.clientId, true);
       pubs.push(new Pub(conn, d.stream, d.topic, m['qos'] as 0 | 1 | 2, Number(m['window'] ?? 256)));
     }
     return { pubs: pubs.length };
@@ -473,7 +383,7 @@ const handlers: Record<string, (m: Msg) => Promise<unknown> | unknown> = {
     return r;
   },
   offline() {
-    for (const s of subs) s.conn.disconnect();
+    for (const s of subs) leave(s.conn);
     return {};
   },
   async drain(m) {
@@ -490,9 +400,9 @@ const handlers: Record<string, (m: Msg) => Promise<unknown> | unknown> = {
     const t = m['target'] as Target;
     const ids = m['ids'] as string[];
     await pool(ids.length, 64, async (i) => {
-      const c = await Conn.open(t);
-      await c.connect(ids[i]!, true);
-      c.disconnect();
+      const c = await openConn(t);
+      await connect(c, ids[i]!, true);
+      leave(c);
     });
     return {};
   },
@@ -507,10 +417,10 @@ const handlers: Record<string, (m: Msg) => Promise<unknown> | unknown> = {
     const t0 = hrNow();
     await pool(n, Number(m['concurrency'] ?? 64), async (i) => {
       try {
-        const c = await Conn.open(t);
+        const c = await openConn(t);
         stormConns.push(c);
-        await c.connect(`${prefix}-${i}`, true);
-        await c.subscribe(`${m['filterPrefix'] as string}/${i}`, qos);
+        await connect(c, `${prefix}-${i}`, true);
+        await subscribe(c, `${m['filterPrefix'] as string}/${i}`, qos);
         ok++;
       } catch (err) {
         failed++;
@@ -518,15 +428,15 @@ const handlers: Record<string, (m: Msg) => Promise<unknown> | unknown> = {
       }
     });
     const t1 = hrNow();
-    return { t0, t1, ok, failed, errors, open: stormConns.filter((c) => !c.closed).length };
+    return { t0, t1, ok, failed, errors, open: stormConns.filter((c) => !c.isClosed).length };
   },
   /** Publish `n` retained QoS 0 messages to `${prefix}/0..n-1`, then a QoS 1 one whose PUBACK says all were read. */
   async retainedPublish(m) {
     const n = Number(m['n']);
     const prefix = m['prefix'] as string;
-    const conn = await Conn.open(m['target'] as Target);
+    const conn = await openConn(m['target'] as Target);
     stormConns.push(conn);
-    await conn.connect(m['clientId'] as string, true);
+    await connect(conn, m['clientId'] as string, true);
     const t0 = hrNow();
     for (let i = 0; i < n; i++) {
       const b = new PublishTemplate(`${prefix}/${i}`, 0).make(0, 0, i, 0);
@@ -537,7 +447,7 @@ const handlers: Record<string, (m: Msg) => Promise<unknown> | unknown> = {
         while (conn.buffered() > 4 << 20) await new Promise<void>((r) => conn.onDrainOnce(r));
       }
     }
-    const acked = new Promise<void>((resolve) => { conn.onAck = (type) => { if (type === PUBACK) resolve(); }; });
+    const acked = new Promise<void>((resolve) => { readInPlace(conn, () => undefined, (type) => { if (type === PUBACK) resolve(); }); });
     conn.queue(new PublishTemplate(`${prefix}-done`, 1).make(1, 0, 0, 0));
     await withTimeout(acked, 60_000, 'PUBACK after the retained messages');
     return { ms: (hrNow() - t0) / 1e6 };
@@ -545,37 +455,37 @@ const handlers: Record<string, (m: Msg) => Promise<unknown> | unknown> = {
   /** Subscribe to `filter` and count retained PUBLISHes (distinct topics) until `n` arrived. */
   async retainedFetch(m) {
     const n = Number(m['n']);
-    const conn = await Conn.open(m['target'] as Target);
+    const conn = await openConn(m['target'] as Target);
     stormConns.push(conn);
-    await conn.connect(m['clientId'] as string, true);
+    await connect(conn, m['clientId'] as string, true);
     const topics = new Set<string>();
     let dups = 0;
     let t1 = 0;
     const all = new Promise<void>((resolve) => {
-      conn.onPublish = (flags, b, s) => {
+      readInPlace(conn, (flags, b, s) => {
         if ((flags & 1) === 0) return;
         const len = b.readUInt16BE(s);
         const topic = b.toString('utf8', s + 2, s + 2 + len);
         if (topics.has(topic)) dups++;
         topics.add(topic);
         if (topics.size === n) { t1 = hrNow(); resolve(); }
-      };
+      }, () => undefined);
     });
     const t0 = hrNow();
-    await conn.subscribe(m['filter'] as string, 0);
+    await subscribe(conn, m['filter'] as string, 0);
     await withTimeout(all, 60_000, `${n} retained messages`).catch(() => undefined);
     return { ms: t1 ? (t1 - t0) / 1e6 : NaN, received: topics.size, dups };
   },
   stormAlive() {
-    return { open: stormConns.filter((c) => !c.closed).length };
+    return { open: stormConns.filter((c) => !c.isClosed).length };
   },
   async closeAll() {
     mode = undefined;
     clearInterval(progressTimer);
     progressTimer = undefined;
-    for (const s of subs) s.conn?.disconnect();
-    for (const p of pubs) p.conn.disconnect();
-    for (const c of stormConns) c.kill();
+    for (const s of subs) if (s.conn) leave(s.conn);
+    for (const p of pubs) leave(p.conn);
+    for (const c of stormConns) kill(c);
     subs = []; pubs = []; stormConns = [];
     totalPublished = 0; delivered = 0; lat = []; latOn = false; unexpectedCloses = 0; ackWaiters = []; anomalies = [];
     await new Promise((r) => setTimeout(r, 50));

@@ -1,32 +1,47 @@
-// Benchmark plumbing: start a broker process, a low-overhead MQTT client speaking raw
-// mqtt-packet over WebSocket or TCP, and small statistics helpers.
-import { spawn, type ChildProcess } from 'node:child_process';
+// Benchmark plumbing: start Tern from its compiled build (what `npm start` runs), and small
+// statistics helpers. The benchmark's MQTT peers are test/helpers/raw-peer.ts.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import net from 'node:net';
 import { createInterface } from 'node:readline';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import mqttPacket from 'mqtt-packet';
-import type { Packet } from 'mqtt-packet';
-import WebSocket from 'ws';
+import type { PeerTarget } from '../test/helpers/raw-peer.ts';
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+/** A broker on loopback: MQTT over TCP on `tcpPort`, over WebSocket at `ws://127.0.0.1:wsPort/mqtt`. */
+export function loopbackTarget(tcpPort: number, wsPort = tcpPort, wsPath = '/mqtt'): PeerTarget {
+  return { host: '127.0.0.1', mqttPort: tcpPort, wsUrl: () => `ws://127.0.0.1:${wsPort}${wsPath}` };
+}
 
 export interface RunningBroker {
   proc: ChildProcess;
   httpPort: number;
   mqttPort: number;
+  /** Where raw peers connect. */
+  target: PeerTarget;
   /** Milliseconds from spawn to the "listening" log line. */
   startMs: number;
   stop(): Promise<void>;
 }
 
-/** Start Tern (src/main.ts) with the given CLI args; resolves when it listens. `onLine` sees every log line. */
+let built = false;
+
+/** Compile src/ to dist/ unless the build is current (once per process). */
+function ensureBuilt(): void {
+  if (built) return;
+  const r = spawnSync(process.execPath, ['scripts/build.mjs', '--if-stale'], { cwd: repoRoot, stdio: ['ignore', 'inherit', 'inherit'] });
+  if (r.status !== 0) throw new Error(`could not build dist/ (scripts/build.mjs exited with ${r.status ?? r.signal})`);
+  built = true;
+}
+
+/** Start Tern (dist/main.js, built first if stale) with the given CLI args; resolves when it listens. `onLine` sees every log line. */
 export async function startTern(args: string[], opts: { onLine?: (line: string) => void } = {}): Promise<RunningBroker> {
+  ensureBuilt();
   const t0 = performance.now();
   // BENCH_TERN_NODE_ARGS: extra node flags for the broker, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"
   const nodeArgs = process.env['BENCH_TERN_NODE_ARGS']?.split(/\s+/).filter(Boolean) ?? [];
-  const proc = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', 'src/main.ts', '--http-port', '0', '--mqtt-port', '0', '--log-level', 'info', ...args], {
+  const proc = spawn(process.execPath, [...nodeArgs, 'dist/main.js', '--http-port', '0', '--mqtt-port', '0', '--log-level', 'info', ...args], {
     cwd: repoRoot, stdio: ['ignore', 'pipe', 'inherit'],
   });
   proc.stdout!.on('data', (b: Buffer) => { if (process.env['BENCH_BROKER_LOG']) process.stderr.write(b); });
@@ -42,74 +57,16 @@ export async function startTern(args: string[], opts: { onLine?: (line: string) 
     });
   });
   const startMs = performance.now() - t0;
+  const httpPort = info['httpPort']!;
+  const mqttPort = info['mqttPort']!;
   return {
-    proc, httpPort: info['httpPort']!, mqttPort: info['mqttPort']!, startMs,
+    proc, httpPort, mqttPort, target: loopbackTarget(mqttPort, httpPort), startMs,
     stop: async () => {
       if (proc.exitCode !== null) return;
       proc.kill('SIGTERM');
       await once(proc, 'exit');
     },
   };
-}
-
-/** A minimal MQTT client: encode with mqtt-packet, one parser, no client library. */
-export class BenchClient {
-  readonly #send: (b: Buffer) => void;
-  readonly #parser;
-  readonly #close: () => void;
-  onPacket: (p: Packet) => void = () => undefined;
-  bufferedBytes: () => number;
-
-  private constructor(send: (b: Buffer) => void, close: () => void, buffered: () => number, version: 4 | 5) {
-    this.#send = send;
-    this.#close = close;
-    this.bufferedBytes = buffered;
-    this.#parser = mqttPacket.parser({ protocolVersion: version });
-    this.#parser.on('packet', (p: Packet) => this.onPacket(p));
-  }
-
-  static async open(kind: 'ws' | 'tcp', port: number, version: 4 | 5 = 4): Promise<BenchClient> {
-    if (kind === 'ws') {
-      const ws = new WebSocket(`ws://127.0.0.1:${port}/mqtt`, 'mqtt');
-      ws.binaryType = 'nodebuffer';
-      await once(ws, 'open');
-      const c = new BenchClient((b) => ws.send(b), () => ws.terminate(), () => ws.bufferedAmount, version);
-      ws.on('message', (b: Buffer) => c.#parser.parse(b));
-      return c;
-    }
-    const s = net.connect(port, '127.0.0.1');
-    s.setNoDelay(true);
-    await once(s, 'connect');
-    const c = new BenchClient((b) => s.write(b), () => s.destroy(), () => s.writableLength, version);
-    s.on('data', (b: Buffer) => c.#parser.parse(b));
-    s.on('error', () => undefined);
-    return c;
-  }
-
-  send(p: Packet, version: 4 | 5 = 4): void {
-    this.#send(mqttPacket.generate(p, { protocolVersion: version }));
-  }
-
-  sendRaw(b: Buffer): void {
-    this.#send(b);
-  }
-
-  /** CONNECT and wait for CONNACK; returns it. */
-  async connect(p: Partial<mqttPacket.IConnectPacket> & { clientId: string }, version: 4 | 5 = 4): Promise<Packet> {
-    const got = new Promise<Packet>((resolve) => { this.onPacket = resolve; });
-    this.send({ cmd: 'connect', keepalive: 0, clean: true, protocolVersion: version, ...p }, version);
-    return got;
-  }
-
-  async subscribe(topic: string, qos: 0 | 1 | 2, version: 4 | 5 = 4): Promise<void> {
-    const got = new Promise<void>((resolve) => { this.onPacket = (p) => { if (p.cmd === 'suback') resolve(); }; });
-    this.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic, qos }] }, version);
-    await got;
-  }
-
-  close(): void {
-    this.#close();
-  }
 }
 
 export function median(xs: number[]): number {

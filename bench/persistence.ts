@@ -7,7 +7,8 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { startEmbeddedPostgres } from '../src/postgres/embedded.ts';
 import { PgStore } from '../src/store/pg/pg-store.ts';
-import { BenchClient, median, sleep, startTern } from './lib.ts';
+import { RawPeer, type PeerTarget } from '../test/helpers/raw-peer.ts';
+import { median, sleep, startTern } from './lib.ts';
 
 const { values } = parseArgs({ options: { seconds: { type: 'string', default: '5' }, rounds: { type: 'string', default: '3' }, sessions: { type: 'string', default: '100000' }, transport: { type: 'string', default: 'ws' } } });
 const seconds = Number(values.seconds);
@@ -19,9 +20,9 @@ const quiet = { info: () => undefined, warn: () => undefined, error: (o: object,
 interface FanInResult { rate: number; published: number; acked: number; received: number; lost: number; duplicates: number; reordered: number; genCpuPct: number }
 
 /** 4 publishers pipeline QoS 1 (window 256 each) to one subscriber for `seconds`. */
-async function fanIn(port: number, persistent: boolean, round: number): Promise<FanInResult> {
+async function fanIn(target: PeerTarget, persistent: boolean, round: number): Promise<FanInResult> {
   const subId = `bench-sub-${persistent ? 'p' : 'n'}-${round}`;
-  const sub = await BenchClient.open(transport, port);
+  const sub = await RawPeer.open(target, transport, 4, { log: false });
   await sub.connect({ clientId: subId, clean: !persistent });
   const topic = `bench/${subId}`;
   await sub.subscribe(`${topic}/+`, 1);
@@ -32,9 +33,9 @@ async function fanIn(port: number, persistent: boolean, round: number): Promise<
   let counting = false;
   let receivedInWindow = 0;
   const seen = new Set<string>();
-  sub.onPacket = (p) => {
+  sub.on((p) => {
     if (p.cmd !== 'publish') return;
-    sub.send({ cmd: 'puback', messageId: p.messageId });
+    sub.sendPacket({ cmd: 'puback', messageId: p.messageId });
     const seq = (p.payload as Buffer).readUInt32BE(0);
     const key = `${p.topic}:${seq}`;
     if (seen.has(key)) { duplicates++; return; }
@@ -44,9 +45,9 @@ async function fanIn(port: number, persistent: boolean, round: number): Promise<
     const last = lastSeq.get(p.topic) ?? -1;
     if (seq < last) reordered++;
     lastSeq.set(p.topic, seq);
-  };
+  });
   const pubs = await Promise.all([0, 1, 2, 3].map(async (i) => {
-    const c = await BenchClient.open(transport, port);
+    const c = await RawPeer.open(target, transport, 4, { log: false });
     await c.connect({ clientId: `bench-pub-${round}-${i}-${persistent ? 'p' : 'n'}` });
     return c;
   }));
@@ -70,15 +71,15 @@ async function fanIn(port: number, persistent: boolean, round: number): Promise<
         inflight++;
         published++;
       }
-      if (batch.length) c.sendRaw(Buffer.concat(batch));
+      if (batch.length) c.send(Buffer.concat(batch));
       if (stop && inflight === 0) resolve();
     };
-    c.onPacket = (p) => {
+    c.on((p) => {
       if (p.cmd !== 'puback') return;
       inflight--;
       acked++;
       if (inflight < 128 || stop) pump();
-    };
+    });
     pump();
   }));
   counting = true;
@@ -90,8 +91,8 @@ async function fanIn(port: number, persistent: boolean, round: number): Promise<
   await Promise.race([Promise.all(done), sleep(10_000)]);
   const deadline = Date.now() + 10_000;
   while (received < acked && Date.now() < deadline) await sleep(50);
-  for (const c of pubs) c.close();
-  sub.close();
+  for (const c of pubs) c.destroy();
+  sub.destroy();
   return {
     rate: Math.round(receivedInWindow / seconds), published, acked, received, lost: Math.max(0, acked - received), duplicates, reordered,
     genCpuPct: Math.round(((cpu.user + cpu.system) / 1000 / wall) * 100),
@@ -131,11 +132,10 @@ async function main(): Promise<void> {
   const db = await startEmbeddedPostgres({ dataDir: dir, logger: quiet });
   try {
     const broker = await startTern(['--database-url', db.url]);
-    const port = transport === 'ws' ? broker.httpPort : broker.mqttPort;
     const results: Record<'nonPersistent' | 'persistent', FanInResult[]> = { nonPersistent: [], persistent: [] };
     for (let r = 0; r < rounds; r++) {
-      results.nonPersistent.push(await fanIn(port, false, r));
-      results.persistent.push(await fanIn(port, true, r));
+      results.nonPersistent.push(await fanIn(broker.target, false, r));
+      results.persistent.push(await fanIn(broker.target, true, r));
     }
     await broker.stop();
     for (const [name, rs] of Object.entries(results)) {
@@ -151,10 +151,10 @@ async function main(): Promise<void> {
     for (let i = 0; i < 2; i++) {
       const spawnedAt = performance.now();
       const b = await startTern(['--database-url', db.url]);
-      const c = await BenchClient.open('tcp', b.mqttPort, 5);
-      const connack = await c.connect({ clientId: 'stored-42', clean: false, properties: { sessionExpiryInterval: 86_400 } }, 5) as { sessionPresent: boolean };
+      const c = await RawPeer.open(b.target, 'tcp', 5, { log: false });
+      const connack = await c.connect({ clientId: 'stored-42', clean: false, properties: { sessionExpiryInterval: 86_400 } });
       const ready = performance.now() - spawnedAt;
-      c.close();
+      c.destroy();
       starts.push(b.startMs);
       console.log(JSON.stringify({ bench: 'startup', storedSessions: sessionCount, startMs: Math.round(b.startMs), sessionPresent: connack.sessionPresent, sinceSpawnToConnackMs: Math.round(ready) }));
       await b.stop();

@@ -180,7 +180,6 @@ export class PublishPath {
     let committed: Promise<void> | undefined;
     if (records || retain || extra) {
       const rows = records;
-      // (the unit's builder is written inline: tsx names every function assigned to a variable, at a cost per call)
       let attempt = 0;
       committed = this.#commit((tx) => {
         // A retry (3.1.1 held acknowledgement) must not store again a delivery sent ahead whose

@@ -5,7 +5,8 @@ import assert from 'node:assert/strict';
 import type { IConnackPacket, IDisconnectPacket, Packet } from 'mqtt-packet';
 import { startBroker, type BrokerProcess } from '../helpers/broker-process.ts';
 import { uniqueId, type Transport, type Version } from '../helpers/clients.ts';
-import { connectBytes, mqttString, openRaw, type ConnectSpec, type RawMqtt } from '../helpers/raw-mqtt.ts';
+import { connectBytes, mqttString, type ConnectSpec } from '../helpers/mqtt-wire.ts';
+import { RawPeer } from '../helpers/raw-peer.ts';
 
 let broker: BrokerProcess;
 before(async () => { broker = await startBroker(['--connect-timeout', '1']); });
@@ -23,15 +24,15 @@ function connackCode(p: Packet): number {
 }
 
 /** The broker closes without accepting: no packet at all, or only a CONNACK with a failure code. */
-async function assertRefused(c: RawMqtt): Promise<void> {
+async function assertRefused(c: RawPeer): Promise<void> {
   const packets = await c.closed();
   assert.ok(packets.length <= 1, `expected at most a refusing CONNACK, got ${packets.map((p) => p.cmd).join(', ')}`);
   if (packets.length === 1) assert.notEqual(connackCode(packets[0]!), 0, 'CONNACK must not accept the connection');
 }
 
 /** Open a raw connection, send a CONNECT and expect a successful CONNACK. */
-async function connected(transport: Transport, version: Version, spec: ConnectSpec = {}): Promise<{ c: RawMqtt; connack: IConnackPacket }> {
-  const c = await openRaw(broker, transport, version);
+async function connected(transport: Transport, version: Version, spec: ConnectSpec = {}): Promise<{ c: RawPeer; connack: IConnackPacket }> {
+  const c = await RawPeer.open(broker, transport, version);
   c.send(connectBytes({ level: version, clientId: uniqueId('raw'), ...spec }));
   const connack = (await c.next()) as IConnackPacket;
   assert.equal(connackCode(connack), 0);
@@ -49,10 +50,10 @@ for (const transport of transports) {
     ];
     for (const { name, bytes } of notConnect) {
       test(`[MQTT-3.1.0-1] ${name} as the first packet closes the connection without a reply`, async () => {
-        const c = await openRaw(broker, transport);
+        const c = await RawPeer.open(broker, transport);
         c.send(bytes);
         assert.deepEqual(await c.closed(), []);
-        assert.equal(c.bytes.length, 0);
+        assert.equal(c.log.bytes.length, 0);
       });
     }
 
@@ -81,10 +82,10 @@ for (const transport of transports) {
     ];
     for (const { name, spec } of levels) {
       test(`[MQTT-3.1.2-2] unsupported protocol ${name} gets CONNACK 0x01, then the close`, async () => {
-        const c = await openRaw(broker, transport);
+        const c = await RawPeer.open(broker, transport);
         c.send(connectBytes(spec));
         await c.closed();
-        assert.equal(c.bytes.toString('hex'), '20020001');
+        assert.equal(c.log.bytes.toString('hex'), '20020001');
       });
     }
 
@@ -96,7 +97,7 @@ for (const transport of transports) {
     ];
     for (const { name, spec } of names) {
       test(`[MQTT-3.1.2-1] protocol name ${name} is refused and the connection closed`, async () => {
-        const c = await openRaw(broker, transport, (spec.level ?? 4) as Version);
+        const c = await RawPeer.open(broker, transport, (spec.level ?? 4) as Version);
         c.send(connectBytes(spec));
         await assertRefused(c);
       });
@@ -118,7 +119,7 @@ for (const transport of transports) {
       }
       for (const { id, name, spec } of flagCases) {
         test(`[${id}] ${vname(version)} CONNECT with ${name} is refused and the connection closed`, async () => {
-          const c = await openRaw(broker, transport, version);
+          const c = await RawPeer.open(broker, transport, version);
           c.send(connectBytes({ level: version, clientId: uniqueId('raw'), ...spec }));
           await assertRefused(c);
         });
@@ -128,24 +129,24 @@ for (const transport of transports) {
         const tail = will(version) + mqttString('user') + mqttString('pass');
         const { c, connack } = await connected(transport, version, { flags: 0xd6, tail }); // user, password, will QoS 2, will, clean
         assert.equal(connack.sessionPresent, false);
-        c.end();
+        c.destroy();
       });
     }
 
     test('[MQTT-3.1.3-8] 3.1.1 empty client id with clean session 0 gets CONNACK 0x02 (Identifier rejected), then the close', async () => {
-      const c = await openRaw(broker, transport, 4);
+      const c = await RawPeer.open(broker, transport, 4);
       c.send(connectBytes({ level: 4, flags: 0x00, clientId: '' }));
       await c.closed();
-      assert.equal(c.bytes.toString('hex'), '20020002');
+      assert.equal(c.log.bytes.toString('hex'), '20020002');
     });
 
     test('[MQTT-3.1.3-6] 3.1.1 empty client id with clean session 1 is accepted', async () => {
-      const c = await openRaw(broker, transport, 4);
+      const c = await RawPeer.open(broker, transport, 4);
       c.send(connectBytes({ level: 4, flags: 0x02, clientId: '' }));
       assert.equal(connackCode(await c.next()), 0);
       c.send('c0 00');
       assert.equal((await c.next()).cmd, 'pingresp');
-      c.end();
+      c.destroy();
     });
 
     for (const cleanStart of [true, false]) {
@@ -164,44 +165,44 @@ for (const transport of transports) {
         b.c.send('c0 00');
         assert.equal((await a.c.next()).cmd, 'pingresp');
         assert.equal((await b.c.next()).cmd, 'pingresp');
-        a.c.end();
-        b.c.end();
+        a.c.destroy();
+        b.c.destroy();
       });
     }
 
     test('[MQTT-3.1.3-7] 5.0 client with a client id gets no Assigned Client Identifier', async () => {
       const { c, connack } = await connected(transport, 5);
       assert.equal(connack.properties?.assignedClientIdentifier, undefined);
-      c.end();
+      c.destroy();
     });
 
     test('[MQTT-3.1.4-1] a socket that never sends CONNECT is closed after the connect timeout', async () => {
       const started = Date.now(); // the broker's timer cannot start before we connect
-      const c = await openRaw(broker, transport);
+      const c = await RawPeer.open(broker, transport);
       await c.closed(4000);
       const elapsed = Date.now() - started;
       assert.ok(elapsed >= 1000, `closed after ${elapsed} ms, before the 1 s connect timeout`);
-      assert.equal(c.bytes.length, 0);
+      assert.equal(c.log.bytes.length, 0);
     });
 
     test('[MQTT-3.1.4-1] a socket that sends half a CONNECT is closed after the connect timeout', async () => {
       const started = Date.now();
-      const c = await openRaw(broker, transport);
+      const c = await RawPeer.open(broker, transport);
       const bytes = connectBytes({ clientId: uniqueId('raw') });
       c.send(bytes.subarray(0, bytes.length - 3));
       await c.closed(4000);
       const elapsed = Date.now() - started;
       assert.ok(elapsed >= 1000, `closed after ${elapsed} ms, before the 1 s connect timeout`);
-      assert.equal(c.bytes.length, 0);
+      assert.equal(c.log.bytes.length, 0);
     });
 
     for (const version of versions) {
       test(`[MQTT-3.1.4-5] ${vname(version)} CONNECT split byte by byte is accepted`, async () => {
-        const c = await openRaw(broker, transport, version);
+        const c = await RawPeer.open(broker, transport, version);
         const bytes = connectBytes({ level: version, clientId: uniqueId('raw') });
         for (const b of bytes) c.send(Buffer.from([b]));
         assert.equal(connackCode(await c.next()), 0);
-        c.end();
+        c.destroy();
       });
     }
   });

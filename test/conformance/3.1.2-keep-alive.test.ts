@@ -5,7 +5,8 @@ import assert from 'node:assert/strict';
 import type { IConnackPacket, IDisconnectPacket } from 'mqtt-packet';
 import { startBroker, type BrokerProcess } from '../helpers/broker-process.ts';
 import { uniqueId, type Transport, type Version } from '../helpers/clients.ts';
-import { connectBytes, openRaw, type RawMqtt } from '../helpers/raw-mqtt.ts';
+import { connectBytes } from '../helpers/mqtt-wire.ts';
+import { RawPeer } from '../helpers/raw-peer.ts';
 
 const MAX_KEEP_ALIVE = 2;
 
@@ -20,8 +21,8 @@ const versions: Version[] = [4, 5];
  * Connect a raw client with `keepAlive` seconds; resolves with the accepted CONNACK and the time
  * just before CONNECT was sent (the broker's deadline cannot start earlier than that).
  */
-async function connectRaw(transport: Transport, version: Version, keepAlive: number): Promise<{ c: RawMqtt; connack: IConnackPacket; sentAt: number }> {
-  const c = await openRaw(broker, transport, version);
+async function connectRaw(transport: Transport, version: Version, keepAlive: number): Promise<{ c: RawPeer; connack: IConnackPacket; sentAt: number }> {
+  const c = await RawPeer.open(broker, transport, version);
   const sentAt = Date.now();
   c.send(connectBytes({ level: version, keepAlive, clientId: uniqueId('ka') }));
   const connack = (await c.next()) as IConnackPacket;
@@ -35,7 +36,7 @@ async function connectRaw(transport: Transport, version: Version, keepAlive: num
  * Alive timeout) first; a 3.1.1 client just sees the close. `lastSentAt` is when the client last
  * sent a packet: the close must come 1.5 × keep alive after it, not earlier, and not much later.
  */
-async function expectKeepAliveClose(c: RawMqtt, version: Version, keepAliveSec: number, lastSentAt: number): Promise<void> {
+async function expectKeepAliveClose(c: RawPeer, version: Version, keepAliveSec: number, lastSentAt: number): Promise<void> {
   const deadlineMs = keepAliveSec * 1500;
   // Generous upper bound: the broker checks every 250 ms, and loaded CI machines are slow
   const packets = await c.closed(deadlineMs + 3000 - (Date.now() - lastSentAt));
@@ -52,7 +53,7 @@ async function expectKeepAliveClose(c: RawMqtt, version: Version, keepAliveSec: 
 }
 
 /** Send PINGREQ every 500 ms for `ms` and expect each PINGRESP; returns when the last PINGREQ left. */
-async function keepPinging(c: RawMqtt, ms: number): Promise<number> {
+async function keepPinging(c: RawPeer, ms: number): Promise<number> {
   let lastSentAt = Date.now();
   for (let i = 0; i < ms / 500; i++) {
     await new Promise((r) => setTimeout(r, 500));
@@ -76,7 +77,7 @@ describe('keep alive', { concurrency: true }, () => {
           c.send('c0 00 c0 00');
           assert.equal((await c.next()).cmd, 'pingresp');
           assert.equal((await c.next()).cmd, 'pingresp');
-          c.end();
+          c.destroy();
         });
 
         test('[MQTT-3.1.2-22] a client silent for 1.5 × keep alive (1 s) is disconnected', async () => {
@@ -103,7 +104,7 @@ describe('keep alive', { concurrency: true }, () => {
           c.send('c0 00');
           assert.equal((await c.next()).cmd, 'pingresp');
           assert.equal(c.isClosed, false);
-          c.end();
+          c.destroy();
         });
 
         if (version === 5) {
@@ -111,14 +112,14 @@ describe('keep alive', { concurrency: true }, () => {
             test(`[MQTT-3.2.2-21] keep alive ${asked} above the broker maximum gets Server Keep Alive ${MAX_KEEP_ALIVE}`, async () => {
               const { c, connack } = await connectRaw(transport, version, asked);
               assert.equal(connack.properties?.serverKeepAlive, MAX_KEEP_ALIVE);
-              c.end();
+              c.destroy();
             });
           }
 
           test(`[MQTT-3.2.2-22] keep alive 1, within the broker maximum, gets no Server Keep Alive`, async () => {
             const { c, connack } = await connectRaw(transport, version, 1);
             assert.equal(connack.properties?.serverKeepAlive, undefined);
-            c.end();
+            c.destroy();
           });
 
           test(`[MQTT-3.1.2-22] a client given Server Keep Alive ${MAX_KEEP_ALIVE} is held to it`, async () => {

@@ -3,11 +3,11 @@
 // while WebSocket clients connected the whole time keep working and the broker stays up.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { Packet } from 'mqtt-packet';
 import { startBroker, type BrokerProcess } from '../helpers/broker-process.ts';
 import { Bystanders } from '../helpers/bystanders.ts';
 import { uniqueId } from '../helpers/clients.ts';
-import { hex, openRaw, type RawMqtt } from '../helpers/raw-mqtt.ts';
+import { connackCode, hex } from '../helpers/mqtt-wire.ts';
+import { RawPeer } from '../helpers/raw-peer.ts';
 import { cases, type Case } from '../fixtures/malformed-cases.ts';
 
 let broker: BrokerProcess;
@@ -26,14 +26,9 @@ after(async () => {
 const assertOthersUnaffected = (): Promise<void> => bystanders.assertUnaffected();
 
 /** A raw WebSocket connection; with `connected`, after a CONNECT that got CONNACK 0. */
-async function open(c: Pick<Case, 'version' | 'connected'>): Promise<RawMqtt> {
-  const raw = await openRaw(broker, 'ws', c.version);
-  if (c.connected) {
-    raw.sendPacket({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: c.version, clean: true, clientId: uniqueId('bad'), keepalive: 0 });
-    const connack = await raw.next();
-    assert.equal(connack.cmd, 'connack');
-    assert.equal((connack as Extract<Packet, { cmd: 'connack' }>).reasonCode ?? (connack as Extract<Packet, { cmd: 'connack' }>).returnCode, 0);
-  }
+async function open(c: Pick<Case, 'version' | 'connected'>): Promise<RawPeer> {
+  const raw = await RawPeer.open(broker, 'ws', c.version);
+  if (c.connected) assert.equal(connackCode(await raw.connect({ clientId: uniqueId('bad') })), 0);
   return raw;
 }
 

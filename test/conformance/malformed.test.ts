@@ -6,8 +6,8 @@ import assert from 'node:assert/strict';
 import { startBroker, type BrokerProcess } from '../helpers/broker-process.ts';
 import { Bystanders } from '../helpers/bystanders.ts';
 import { uniqueId } from '../helpers/clients.ts';
-import { hex } from '../helpers/raw.ts';
-import { wireConnect, wireOpen, type WireClient } from '../helpers/wire.ts';
+import { hex } from '../helpers/mqtt-wire.ts';
+import { RawPeer } from '../helpers/raw-peer.ts';
 import { cases, type Case } from '../fixtures/malformed-cases.ts';
 
 let broker: BrokerProcess;
@@ -25,10 +25,10 @@ after(async () => {
 
 const assertOthersUnaffected = (): Promise<void> => bystanders.assertUnaffected();
 
-async function open(c: Pick<Case, 'version' | 'connected'>): Promise<WireClient> {
+async function open(c: Pick<Case, 'version' | 'connected'>): Promise<RawPeer> {
   return c.connected
-    ? wireConnect(broker.mqttPort, c.version, { clientId: uniqueId('bad'), protocolVersion: c.version })
-    : wireOpen(broker.mqttPort, c.version);
+    ? RawPeer.connected(broker, 'tcp', c.version, { clientId: uniqueId('bad'), protocolVersion: c.version })
+    : RawPeer.open(broker, 'tcp', c.version);
 }
 
 describe('malformed input closes only the offending connection', () => {
@@ -36,7 +36,7 @@ describe('malformed input closes only the offending connection', () => {
     test(c.name, async () => {
       const bad = await open(c);
       const before = bad.log.packets.length;
-      bad.sendBytes(hex(c.bytes));
+      bad.send(hex(c.bytes));
       const packets = (await bad.log.whenClosed(3000)).slice(before);
       const disconnect = packets.find((p) => p.cmd === 'disconnect');
       if (c.expect === 'close') {
@@ -63,7 +63,7 @@ describe('oversized packets are refused from the fixed header', () => {
     test(c.name, async () => {
       const bad = await open(c);
       // Only the fixed header and a little of the body: the broker must not wait for the rest
-      bad.sendBytes(Buffer.concat([hex(c.bytes), Buffer.from('0001', 'hex'), Buffer.alloc(1000, 0x61)]));
+      bad.send(Buffer.concat([hex(c.bytes), Buffer.from('0001', 'hex'), Buffer.alloc(1000, 0x61)]));
       const packets = await bad.log.whenClosed(3000);
       if (c.version === 5 && c.connected) {
         assert.equal(packets.find((p) => p.cmd === 'disconnect')?.reasonCode, 0x95, `got ${bad.log.describe()}`);
@@ -73,17 +73,17 @@ describe('oversized packets are refused from the fixed header', () => {
   }
 
   test('[MQTT-3.2.2-15] a packet at the limit is still accepted', async () => {
-    const good = await wireConnect(broker.mqttPort, 5, { clientId: uniqueId('big'), protocolVersion: 5 });
+    const good = await RawPeer.connected(broker, 'tcp', 5, { clientId: uniqueId('big'), protocolVersion: 5 });
     // 65536 bytes in all: 1 + 3 (remaining length) + 65532
     const topic = 'big';
     const payloadLength = 65532 - 2 - topic.length - 2 - 1;
     const body = Buffer.concat([hex('0003'), Buffer.from(topic), hex('0001 00'), Buffer.alloc(payloadLength, 0x61)]);
     const header = hex('32 fc ff 03'); // 65532
     assert.equal(header.length + body.length, 65536);
-    good.sendBytes(Buffer.concat([header, body]));
-    const ack = await good.log.next('puback');
+    good.send(Buffer.concat([header, body]));
+    const ack = await good.log.first('puback');
     assert.equal(ack.messageId, 1);
     assert.equal(good.log.closed, false);
-    good.end();
+    good.destroy();
   });
 });

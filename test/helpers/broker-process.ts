@@ -1,5 +1,6 @@
-// Starts a real broker process (node + tsx, src/main.ts) on free ports and stops it by PID.
-import { spawn, type ChildProcess } from 'node:child_process';
+// Starts a real broker process on free ports and stops it by PID: the source through tsx
+// (src/main.ts, no build step for tests), or the compiled build (dist/main.js) as `npm start` runs it.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -31,11 +32,19 @@ export interface StartOptions {
   keepDatabase?: boolean;
   /** How long to wait for the broker to listen (default 20 s). */
   readyTimeoutMs?: number;
+  /** Run dist/main.js (compiled first if stale) instead of src/main.ts through tsx. */
+  compiled?: boolean;
+}
+
+/** Compile src/ to dist/ unless the build is current (scripts/build.mjs --if-stale). */
+export function buildIfStale(): void {
+  const r = spawnSync(process.execPath, ['scripts/build.mjs', '--if-stale'], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`build failed (${r.status ?? r.signal}): ${r.stdout}${r.stderr}`);
 }
 
 /**
- * Start `src/main.ts` with extra CLI args; resolves once it logs its bound ports. Unless the args
- * choose a store or database, the broker gets a fresh PostgreSQL database of its own.
+ * Start `src/main.ts` (or `dist/main.js`) with extra CLI args; resolves once it logs its bound
+ * ports. Unless the args choose a store or database, the broker gets a fresh PostgreSQL database.
  */
 export async function startBroker(args: string[] = [], env: NodeJS.ProcessEnv = {}, opts: StartOptions = {}): Promise<BrokerProcess & { databaseUrl: string | undefined }> {
   let databaseUrl = opts.databaseUrl;
@@ -46,7 +55,9 @@ export async function startBroker(args: string[] = [], env: NodeJS.ProcessEnv = 
     dropDatabase = db.drop;
   }
   const extra = databaseUrl && !args.includes('--database-url') ? ['--database-url', databaseUrl] : [];
-  const proc = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', '--http-port', '0', '--mqtt-port', '0', ...extra, ...args], {
+  if (opts.compiled) buildIfStale();
+  const entry = opts.compiled ? ['dist/main.js'] : ['--import', 'tsx', 'src/main.ts'];
+  const proc = spawn(process.execPath, [...entry, '--http-port', '0', '--mqtt-port', '0', ...extra, ...args], {
     cwd: repoRoot,
     env: { ...process.env, TERN_LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -1,5 +1,5 @@
 // MQTT.js clients against a BrokerProcess, over either transport, and the [tcp, ws] × [4, 5] matrix.
-import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
+import mqtt, { type IClientOptions, type IConnackPacket, type MqttClient } from 'mqtt';
 import type { BrokerProcess } from './broker-process.ts';
 
 export type Transport = 'tcp' | 'ws';
@@ -26,6 +26,32 @@ export async function connect(
 ): Promise<MqttClient> {
   const url = transport === 'tcp' ? broker.mqttUrl : broker.wsUrl();
   return mqtt.connectAsync(url, { protocolVersion: version, reconnectPeriod: 0, connectTimeout: 5000, clientId: uniqueId(), ...opts });
+}
+
+/**
+ * Start an MQTT.js client without waiting for CONNACK, so that listeners can be attached before
+ * anything is received (a resumed session delivers right after CONNACK). `connack` rejects if
+ * the connection is refused or closes first.
+ */
+export function startClient(
+  broker: BrokerProcess, transport: Transport, version: Version, opts: IClientOptions = {},
+): { client: MqttClient; connack: Promise<IConnackPacket> } {
+  const url = transport === 'tcp' ? broker.mqttUrl : broker.wsUrl();
+  const client = mqtt.connect(url, { protocolVersion: version, reconnectPeriod: 0, connectTimeout: 5000, clientId: uniqueId(), ...opts });
+  const connack = new Promise<IConnackPacket>((resolve, reject) => {
+    const onConnect = (p: IConnackPacket): void => { cleanup(); resolve(p); };
+    const onError = (e: Error): void => { cleanup(); reject(e); };
+    const onClose = (): void => { cleanup(); reject(new Error('connection closed before CONNACK')); };
+    const cleanup = (): void => {
+      client.off('connect', onConnect);
+      client.off('error', onError);
+      client.off('close', onClose);
+    };
+    client.on('connect', onConnect);
+    client.on('error', onError);
+    client.on('close', onClose);
+  });
+  return { client, connack };
 }
 
 /** Resolve with the next `n` messages a client receives. */
@@ -62,6 +88,11 @@ export function expectNoMessage(client: MqttClient, ms = 300): Promise<boolean> 
     }, ms);
     client.on('message', onMessage);
   });
+}
+
+/** Resolve after `ms` (only to prove that something does not happen). */
+export function quietFor(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 /** End a client without waiting on a dead connection. */

@@ -8,12 +8,13 @@
 // success code) reaches every persistent subscriber whose subscription QoS is ≥ 1; no message
 // published at QoS 2 is delivered twice to a QoS 2 subscriber (a PUBLISH for a packet id awaiting
 // PUBREL is a resend, not a delivery); persistent sessions resume (session present 1); every QoS 2
-// flow of a publisher completes. All peers are raw (test/helpers/mqtt-peer.ts), so the load knows
+// flow of a publisher completes. All peers are raw (test/helpers/raw-peer.ts), so the load knows
 // exactly what it acknowledged.
 import type { IPublishPacket, Packet } from 'mqtt-packet';
 import { startBroker, type BrokerProcess } from './broker-process.ts';
 import { uniqueId, type Transport, type Version } from './clients.ts';
-import { connackCode, MqttPeer } from './mqtt-peer.ts';
+import { connackCode } from './mqtt-wire.ts';
+import { RawPeer } from './raw-peer.ts';
 
 const EXPIRY = 3600;
 /** QoS 1/2 messages a publisher keeps unacknowledged at once. */
@@ -51,7 +52,7 @@ function waitUntil(done: () => boolean, timeoutMs: number, describe: () => strin
 
 class Publisher {
   readonly clientId = uniqueId('load-pub');
-  peer: MqttPeer | undefined;
+  peer: RawPeer | undefined;
   /** Messages acknowledged (PUBACK / PUBREC with a success code). */
   readonly acked: string[] = [];
   /** Packet id → message and stage of the flows in progress. */
@@ -70,7 +71,7 @@ class Publisher {
   }
 
   async connect(broker: BrokerProcess, life: number): Promise<void> {
-    const peer = await MqttPeer.open(broker, this.transport, this.version);
+    const peer = await RawPeer.open(broker, this.transport, this.version, { log: false });
     this.peer = peer;
     peer.on((p) => this.#onPacket(peer, p));
     peer.onClose(() => this.onChange());
@@ -83,12 +84,12 @@ class Publisher {
     if (!this.persistent) this.inflight.clear(); // a new session: flows of the old one are abandoned
     // Finish the QoS 2 flows of the resumed session, in order
     for (const [packetId, f] of this.inflight) {
-      if (f.stage === 'sent') peer.send({ cmd: 'publish', topic: this.topic, payload: Buffer.from(f.id), qos: 2, dup: true, retain: false, messageId: packetId });
-      else peer.send({ cmd: 'pubrel', messageId: packetId });
+      if (f.stage === 'sent') peer.sendPacket({ cmd: 'publish', topic: this.topic, payload: Buffer.from(f.id), qos: 2, dup: true, retain: false, messageId: packetId });
+      else peer.sendPacket({ cmd: 'pubrel', messageId: packetId });
     }
   }
 
-  #onPacket(peer: MqttPeer, p: Packet): void {
+  #onPacket(peer: RawPeer, p: Packet): void {
     if (p.cmd === 'puback' || p.cmd === 'pubrec') {
       const id = p.messageId ?? 0;
       const f = this.inflight.get(id);
@@ -98,7 +99,7 @@ class Publisher {
       }
       const rc = p.reasonCode ?? 0;
       if (p.cmd === 'pubrec' && f.stage === 'received') {
-        peer.send({ cmd: 'pubrel', messageId: id });
+        peer.sendPacket({ cmd: 'pubrel', messageId: id });
         return;
       }
       if (rc >= 0x80) {
@@ -110,7 +111,7 @@ class Publisher {
           this.inflight.delete(id);
         } else {
           f.stage = 'received';
-          peer.send({ cmd: 'pubrel', messageId: id });
+          peer.sendPacket({ cmd: 'pubrel', messageId: id });
         }
       }
       this.onChange();
@@ -128,10 +129,10 @@ class Publisher {
   /** Send one new message if the window allows. */
   tick(): void {
     const peer = this.peer;
-    if (!this.publishing || !peer || peer.closed) return;
+    if (!this.publishing || !peer || peer.isClosed) return;
     if (this.qos === 0) {
       const id = `${this.name}-${this.nextSeq++}`;
-      peer.send({ cmd: 'publish', topic: this.topic, payload: Buffer.from(id), qos: 0, dup: false, retain: false });
+      peer.sendPacket({ cmd: 'publish', topic: this.topic, payload: Buffer.from(id), qos: 0, dup: false, retain: false });
       this.sent++;
       return;
     }
@@ -141,14 +142,14 @@ class Publisher {
     this.nextPacketId = (packetId % 65535) + 1;
     const id = `${this.name}-${this.nextSeq++}`;
     this.inflight.set(packetId, { id, stage: 'sent' });
-    peer.send({ cmd: 'publish', topic: this.topic, payload: Buffer.from(id), qos: this.qos, dup: false, retain: false, messageId: packetId });
+    peer.sendPacket({ cmd: 'publish', topic: this.topic, payload: Buffer.from(id), qos: this.qos, dup: false, retain: false, messageId: packetId });
     this.sent++;
   }
 }
 
 class Subscriber {
   readonly clientId = uniqueId('load-sub');
-  peer: MqttPeer | undefined;
+  peer: RawPeer | undefined;
   /** Application deliveries per message id. */
   readonly delivered = new Map<string, number>();
   /** QoS 2 packet ids answered with PUBREC whose PUBREL has not come (kept across reconnects: session state). */
@@ -163,7 +164,7 @@ class Subscriber {
     readonly persistent: boolean, readonly filter: string, readonly onChange: () => void) {}
 
   async connect(broker: BrokerProcess, life: number): Promise<void> {
-    const peer = await MqttPeer.open(broker, this.transport, this.version);
+    const peer = await RawPeer.open(broker, this.transport, this.version, { log: false });
     this.peer = peer;
     peer.on((p) => this.#onPacket(peer, p));
     peer.onClose(() => this.onChange());
@@ -174,7 +175,7 @@ class Subscriber {
     if (!this.persistent) this.awaitingRel.clear();
     if (!this.persistent || !this.subscribed) {
       const suback = peer.waitFor((p) => p.cmd === 'suback', `${this.name} SUBACK`, 15_000);
-      peer.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: this.filter, qos: this.qos }] });
+      peer.sendPacket({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: this.filter, qos: this.qos }] });
       const s = (await suback) as Extract<Packet, { cmd: 'suback' }>;
       if (s.granted[0] !== this.qos) throw new Error(`${this.name}: granted ${String(s.granted[0])}`);
       this.subscribed = true;
@@ -185,7 +186,7 @@ class Subscriber {
     this.delivered.set(id, (this.delivered.get(id) ?? 0) + 1);
   }
 
-  #onPacket(peer: MqttPeer, p: Packet): void {
+  #onPacket(peer: RawPeer, p: Packet): void {
     if (p.cmd === 'publish') {
       const m = p as IPublishPacket;
       const id = Buffer.from(m.payload).toString();
@@ -199,16 +200,16 @@ class Subscriber {
           this.#deliver(id);
           this.awaitingRel.set(packetId, id);
         }
-        peer.send({ cmd: 'pubrec', messageId: packetId });
+        peer.sendPacket({ cmd: 'pubrec', messageId: packetId });
       } else {
         this.#deliver(id);
-        if (m.qos === 1) peer.send({ cmd: 'puback', messageId: m.messageId ?? 0 });
+        if (m.qos === 1) peer.sendPacket({ cmd: 'puback', messageId: m.messageId ?? 0 });
       }
       this.onChange();
     } else if (p.cmd === 'pubrel') {
       const packetId = p.messageId ?? 0;
       this.awaitingRel.delete(packetId);
-      peer.send({ cmd: 'pubcomp', messageId: packetId });
+      peer.sendPacket({ cmd: 'pubcomp', messageId: packetId });
     } else if (p.cmd === 'disconnect') {
       if (p.reasonCode !== 0x8b) this.problems.push(`DISCONNECT 0x${(p.reasonCode ?? 0).toString(16)} from the broker`);
     }
@@ -279,8 +280,8 @@ export class DurableLoad {
     await Promise.all([...this.subscribers, ...this.publishers].map((x) => x.connect(broker, this.life)));
     if (this.life === 0) {
       await this.offline.connect(broker, 0);
-      this.offline.peer!.send({ cmd: 'disconnect', ...(this.offline.version === 5 ? { reasonCode: 0 } : {}) });
-      await this.offline.peer!.whenClosed(15_000);
+      this.offline.peer!.sendPacket({ cmd: 'disconnect', ...(this.offline.version === 5 ? { reasonCode: 0 } : {}) });
+      await this.offline.peer!.closed(15_000);
     }
     for (const p of this.publishers) p.publishing = true;
     this.#timer = setInterval(() => { for (const p of this.publishers) p.tick(); }, 2);
@@ -302,7 +303,7 @@ export class DurableLoad {
   async peersClosed(timeoutMs: number): Promise<void> {
     this.stopPublishing();
     const all = [...this.publishers, ...this.subscribers];
-    await waitUntil(() => all.every((x) => x.peer?.closed !== false), timeoutMs, () => `open: ${all.filter((x) => x.peer?.closed === false).map((x) => x.name).join(', ')}`, (w) => this.#watch(w));
+    await waitUntil(() => all.every((x) => x.peer?.isClosed !== false), timeoutMs, () => `open: ${all.filter((x) => x.peer?.isClosed === false).map((x) => x.name).join(', ')}`, (w) => this.#watch(w));
   }
 
   /** What each persistent subscriber must have received: acknowledged messages of QoS ≥ 1 publishers. */

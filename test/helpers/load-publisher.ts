@@ -4,11 +4,12 @@ import assert from 'node:assert/strict';
 import type { Packet } from 'mqtt-packet';
 import type { BrokerProcess } from './broker-process.ts';
 import { uniqueId, type Version } from './clients.ts';
-import { connackCode, MqttPeer } from './mqtt-peer.ts';
+import { connackCode } from './mqtt-wire.ts';
+import { RawPeer } from './raw-peer.ts';
 
 /** A publisher keeping `window` QoS 1 publishes in flight, recording what was acknowledged with success. */
 export class LoadPublisher {
-  peer!: MqttPeer;
+  peer!: RawPeer;
   readonly acked: string[] = [];
   readonly failed: string[] = [];
   #next = 0;
@@ -18,7 +19,7 @@ export class LoadPublisher {
   constructor(readonly name: string, readonly version: Version, readonly topic: string, readonly window = 10) {}
 
   async connect(broker: BrokerProcess): Promise<void> {
-    this.peer = await MqttPeer.open(broker, 'tcp', this.version);
+    this.peer = await RawPeer.open(broker, 'tcp', this.version, { log: false });
     assert.equal(connackCode(await this.peer.connect({ clientId: uniqueId(this.name), clean: true })), 0);
   }
 
@@ -41,7 +42,7 @@ export class LoadPublisher {
   }
 
   #one(): void {
-    if (!this.#running || this.peer.closed) return;
+    if (!this.#running || this.peer.isClosed) return;
     const n = this.#next++;
     const payload = `${this.name}-${n}`;
     const messageId = (n % 60000) + 1;
@@ -54,7 +55,7 @@ export class LoadPublisher {
       if (this.#inflight === 0 && !this.#running) this.#stopped?.();
       setTimeout(() => this.#one(), 2);
     });
-    this.peer.send({ cmd: 'publish', topic: this.topic, payload: Buffer.from(payload), qos: 1, retain: false, dup: false, messageId });
+    this.peer.sendPacket({ cmd: 'publish', topic: this.topic, payload: Buffer.from(payload), qos: 1, retain: false, dup: false, messageId });
   }
 }
 

@@ -5,8 +5,9 @@ import assert from 'node:assert/strict';
 import type { MqttClient } from 'mqtt';
 import { startBroker, type BrokerProcess } from '../helpers/broker-process.ts';
 import { close, collect, connect, expectNoMessage, matrix, uniqueId, type Transport, type Version } from '../helpers/clients.ts';
-import { openRaw } from '../helpers/raw-mqtt.ts';
-import { encode, tap, writeRaw } from '../helpers/wire.ts';
+import { encode } from '../helpers/mqtt-wire.ts';
+import { tap, writeRaw } from '../helpers/packet-log.ts';
+import { RawPeer } from '../helpers/raw-peer.ts';
 
 let broker: BrokerProcess;
 before(async () => { broker = await startBroker(); });
@@ -39,7 +40,7 @@ for (const { transport, version, name } of matrix) {
       const got = collect(sub, 1, 6000);
       const started = Date.now();
       // A raw client on this variant's transport that never sends another byte after CONNECT
-      const silent = await openRaw(broker, transport, version);
+      const silent = await RawPeer.open(broker, transport, version);
       silent.sendPacket({
         cmd: 'connect', protocolId: 'MQTT', protocolVersion: version, clean: true, clientId: uniqueId('silent'), keepalive: 1,
         will: { topic, payload: Buffer.from('timed out'), qos: 0, retain: false },

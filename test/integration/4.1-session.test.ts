@@ -7,7 +7,7 @@ import mqtt, { type IClientOptions, type IConnackPacket, type MqttClient } from 
 import type { IDisconnectPacket } from 'mqtt-packet';
 import { startBroker, type BrokerProcess } from '../helpers/broker-process.ts';
 import { close, collect, connect, expectNoMessage, matrix, uniqueId, type Transport, type Version } from '../helpers/clients.ts';
-import { openRaw } from '../helpers/raw-mqtt.ts';
+import { RawPeer } from '../helpers/raw-peer.ts';
 
 let broker: BrokerProcess;
 before(async () => { broker = await startBroker(); });
@@ -209,7 +209,7 @@ describe('sessions', { concurrency: true }, () => {
           await watcher.subscribeAsync(willTopic, { qos: 1 });
           const will = collect(watcher, 1);
 
-          const raw = await openRaw(broker, transport, 5);
+          const raw = await RawPeer.open(broker, transport, 5);
           raw.sendPacket({
             cmd: 'connect', protocolId: 'MQTT', protocolVersion: 5, clientId: id, clean: false, keepalive: 0,
             will: { topic: willTopic, payload: Buffer.from('gone'), qos: 1, retain: false },

@@ -6,15 +6,15 @@ import assert from 'node:assert/strict';
 import type { IConnackPacket, IPublishPacket, IPubrelPacket, ISubackPacket, Packet } from 'mqtt-packet';
 import { startBroker, type BrokerProcess } from '../helpers/broker-process.ts';
 import { close, collect, connect, expectNoMessage, matrix, uniqueId, type Transport, type Version } from '../helpers/clients.ts';
-import { openRaw, type RawMqtt } from '../helpers/raw-mqtt.ts';
+import { RawPeer } from '../helpers/raw-peer.ts';
 
 let broker: BrokerProcess;
 before(async () => { broker = await startBroker(); });
 after(async () => { await broker.stop(); });
 
 /** Connect a raw client to a persistent session (clean session 0 / Session Expiry Interval 60). */
-async function resume(transport: Transport, version: Version, clientId: string, expectPresent: boolean): Promise<RawMqtt> {
-  const c = await openRaw(broker, transport, version);
+async function resume(transport: Transport, version: Version, clientId: string, expectPresent: boolean): Promise<RawPeer> {
+  const c = await RawPeer.open(broker, transport, version);
   c.sendPacket({
     cmd: 'connect', protocolId: 'MQTT', protocolVersion: version, clientId, clean: false, keepalive: 0,
     properties: version === 5 ? { sessionExpiryInterval: 60 } : undefined,
@@ -26,32 +26,32 @@ async function resume(transport: Transport, version: Version, clientId: string, 
   return c;
 }
 
-async function subscribe(c: RawMqtt, topic: string, qos: 1 | 2): Promise<void> {
+async function subscribe(c: RawPeer, topic: string, qos: 1 | 2): Promise<void> {
   c.sendPacket({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic, qos }] });
   const suback = (await c.next()) as ISubackPacket;
   assert.equal(suback.cmd, 'suback');
   assert.deepEqual(suback.granted, [qos]);
 }
 
-async function nextOf<T extends Packet>(c: RawMqtt, cmd: T['cmd']): Promise<T> {
+async function nextOf<T extends Packet>(c: RawPeer, cmd: T['cmd']): Promise<T> {
   const p = await c.next();
   assert.equal(p.cmd, cmd, `expected ${cmd}, got ${p.cmd}`);
   return p as T;
 }
 
 /** Assert nothing arrives for a short while (nothing observable is expected). */
-async function expectSilence(c: RawMqtt, ms = 300): Promise<void> {
+async function expectSilence(c: RawPeer, ms = 300): Promise<void> {
   await assert.rejects(c.next(ms), /timed out/);
 }
 
 /** Drop the connection and wait until it is gone on our side (a network failure for the broker). */
-async function drop(c: RawMqtt): Promise<void> {
-  c.end();
+async function drop(c: RawPeer): Promise<void> {
+  c.destroy();
   await c.closed();
 }
 
 /** DISCONNECT normally and wait for the broker to close: once closed, the broker has detached the session. */
-async function leave(c: RawMqtt): Promise<void> {
+async function leave(c: RawPeer): Promise<void> {
   c.send('e0 00');
   assert.deepEqual(await c.closed(), []);
 }

@@ -5,8 +5,9 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { MqttClient } from 'mqtt';
 import { startBroker, type BrokerProcess } from '../helpers/broker-process.ts';
-import { close, collect, connect, expectNoMessage, matrix, uniqueId } from '../helpers/clients.ts';
-import { encode, quietFor, tap, writeRaw, type PacketLog } from '../helpers/wire.ts';
+import { close, collect, connect, expectNoMessage, matrix, quietFor, uniqueId } from '../helpers/clients.ts';
+import { encode } from '../helpers/mqtt-wire.ts';
+import { tap, writeRaw, type PacketLog } from '../helpers/packet-log.ts';
 
 /** Receive Maximum 2 and Maximum Packet Size 1024 toward clients. */
 let broker: BrokerProcess;
@@ -63,7 +64,7 @@ for (const transport of ['tcp', 'ws'] as const) {
       writeRaw(client, publishBytes(v5, topic, 2, 60002, Buffer.from('x'), true));
       await wire.count('pubrec', 3);
       writeRaw(client, encode({ cmd: 'pubrel', messageId: 60001 }, v5));
-      await wire.next('pubcomp');
+      await wire.first('pubcomp');
       writeRaw(client, publishBytes(v5, topic, 2, 60003));
       await wire.count('pubrec', 4);
       assert.equal(wire.closed, false);

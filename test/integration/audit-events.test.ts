@@ -7,7 +7,8 @@ import pg from 'pg';
 import { startBroker, type BrokerProcess } from '../helpers/broker-process.ts';
 import { close, connect, uniqueId } from '../helpers/clients.ts';
 import { serverDisconnect } from '../helpers/inbox.ts';
-import { connectBytes, openRaw } from '../helpers/raw-mqtt.ts';
+import { connectBytes } from '../helpers/mqtt-wire.ts';
+import { RawPeer } from '../helpers/raw-peer.ts';
 
 const MAX_QUEUED = 2;
 
@@ -89,7 +90,7 @@ describe('audit events', () => {
   });
 
   test('connect_refused: a 3.1.1 CONNECT with an empty client id and clean session 0 (CONNACK 2)', async () => {
-    const raw = await openRaw(broker, 'tcp', 4);
+    const raw = await RawPeer.open(broker, 'tcp', 4);
     // The row has no client id: find it by its detail, after a marker connect on the same writer
     const before = (await db.query(`SELECT coalesce(max(id), 0)::bigint AS id FROM audit_events`)).rows[0].id as string;
     raw.send(connectBytes({ level: 4, flags: 0x00, clientId: '' }));

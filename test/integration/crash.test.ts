@@ -9,7 +9,7 @@
 // stored, with DUP 1 and its original packet id; sessions resume with session present 1 and QoS 2
 // flows complete with PUBREL; the retained message and the wills of the crashed sessions are back.
 //
-// The load subscribers and publishers are raw peers (test/helpers/mqtt-peer.ts), so that the test
+// The load subscribers and publishers are raw peers (test/helpers/raw-peer.ts), so that the test
 // knows exactly what it acknowledged and when. "Surely acknowledged" before the crash: the broker
 // keeps at most WINDOW QoS 1/2 deliveries in flight per session (--max-inflight); a slot is freed by a
 // PUBACK or PUBCOMP, whose deletion of the delivery row goes to the in-order group-commit writer
@@ -30,11 +30,11 @@ import type { MqttClient } from 'mqtt';
 import type { IPublishPacket, Packet } from 'mqtt-packet';
 import pg from 'pg';
 import { startBroker, type BrokerProcess } from '../helpers/broker-process.ts';
-import { close, uniqueId, type Transport, type Version } from '../helpers/clients.ts';
+import { close, startClient, uniqueId, type Transport, type Version } from '../helpers/clients.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
 import { Inbox } from '../helpers/inbox.ts';
-import { connackCode, MqttPeer, type PeerTarget } from '../helpers/mqtt-peer.ts';
-import { startClient } from '../helpers/wire.ts';
+import { connackCode } from '../helpers/mqtt-wire.ts';
+import { RawPeer, type PeerTarget } from '../helpers/raw-peer.ts';
 
 /** Outbound QoS 1/2 window per session (broker --max-inflight and the 5.0 subscribers' Receive Maximum). */
 const WINDOW = 32;
@@ -167,7 +167,7 @@ interface Receipt { life: 0 | 1; qos: number; dup: boolean; packetId: number }
 class Subscriber {
   readonly clientId = uniqueId('crash-sub');
   life: 0 | 1 = 0;
-  peer: MqttPeer | undefined;
+  peer: RawPeer | undefined;
   readonly sessionPresent: boolean[] = [];
   /** Every PUBLISH by payload id, in arrival order. */
   readonly publishes = new Map<string, Receipt[]>();
@@ -197,7 +197,7 @@ class Subscriber {
   ) {}
 
   async connect(target: PeerTarget): Promise<void> {
-    const peer = await MqttPeer.open(target, this.transport, this.version);
+    const peer = await RawPeer.open(target, this.transport, this.version, { log: false });
     this.peer = peer;
     peer.on((p) => this.#onPacket(peer, p));
     const connack = await peer.connect(persistentConnect(this.version, this.clientId, { receiveMaximum: WINDOW }));
@@ -207,23 +207,23 @@ class Subscriber {
 
   async subscribe(): Promise<void> {
     const suback = this.peer!.waitFor((p) => p.cmd === 'suback', `${this.name} SUBACK`);
-    this.peer!.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: `${LOAD}/#`, qos: this.qos }] });
+    this.peer!.sendPacket({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: `${LOAD}/#`, qos: this.qos }] });
     const p = (await suback) as Extract<Packet, { cmd: 'suback' }>;
     assert.deepEqual(p.granted, [this.qos], `${this.name}: granted QoS`);
   }
 
   /** DISCONNECT normally (the session stays) and wait for the broker to close. */
   async leave(): Promise<void> {
-    this.peer!.send({ cmd: 'disconnect', ...(this.version === 5 ? { reasonCode: 0 } : {}) });
-    await this.peer!.whenClosed();
+    this.peer!.sendPacket({ cmd: 'disconnect', ...(this.version === 5 ? { reasonCode: 0 } : {}) });
+    await this.peer!.closed();
   }
 
-  #onPacket(peer: MqttPeer, p: Packet): void {
+  #onPacket(peer: RawPeer, p: Packet): void {
     this.#handle(peer, p);
     progress.emit('change');
   }
 
-  #handle(peer: MqttPeer, p: Packet): void {
+  #handle(peer: RawPeer, p: Packet): void {
     if (p.cmd === 'publish') {
       this.#onPublish(peer, p);
     } else if (p.cmd === 'pubrel') {
@@ -235,14 +235,14 @@ class Subscriber {
       } else {
         this.awaitingRel.delete(packetId);
       }
-      peer.send({ cmd: 'pubcomp', messageId: packetId, reasonCode: 0 });
+      peer.sendPacket({ cmd: 'pubcomp', messageId: packetId, reasonCode: 0 });
       if (this.life === 0 && id !== undefined) this.completions.push({ id, qos: 2, received: this.receivedBeforeCrash });
     } else if (p.cmd === 'disconnect') {
       this.problems.push(`DISCONNECT from the broker (reason 0x${(p.reasonCode ?? 0).toString(16)}) in life ${this.life}`);
     }
   }
 
-  #onPublish(peer: MqttPeer, p: IPublishPacket): void {
+  #onPublish(peer: RawPeer, p: IPublishPacket): void {
     const id = Buffer.from(p.payload).toString();
     const pubQos = this.qosOf(id);
     if (pubQos === undefined || !p.topic.startsWith(`${LOAD}/`)) {
@@ -261,7 +261,7 @@ class Subscriber {
     }
     if (p.qos === 1) {
       this.delivered.set(id, (this.delivered.get(id) ?? 0) + 1);
-      peer.send({ cmd: 'puback', messageId: packetId, reasonCode: 0 });
+      peer.sendPacket({ cmd: 'puback', messageId: packetId, reasonCode: 0 });
       if (this.life === 0) this.completions.push({ id, qos: 1, received: this.receivedBeforeCrash });
     } else if (p.qos === 2) {
       const awaited = this.awaitingRel.get(packetId);
@@ -275,7 +275,7 @@ class Subscriber {
         this.delivered.set(id, (this.delivered.get(id) ?? 0) + 1);
         this.awaitingRel.set(packetId, id);
       }
-      peer.send({ cmd: 'pubrec', messageId: packetId, reasonCode: 0 });
+      peer.sendPacket({ cmd: 'pubrec', messageId: packetId, reasonCode: 0 });
     } else {
       this.problems.push(`${id} arrived at QoS 0`);
     }
@@ -294,7 +294,7 @@ class Subscriber {
 /** A load publisher with packet ids 1..count (never reused), paced, at most PUBLISHER_WINDOW unfinished. */
 class Publisher {
   readonly clientId = uniqueId('crash-pub');
-  peer: MqttPeer | undefined;
+  peer: RawPeer | undefined;
   readonly sessionPresent: boolean[] = [];
   nextSeq = 1;
   unfinished = 0;
@@ -323,7 +323,7 @@ class Publisher {
   }
 
   async connect(target: PeerTarget): Promise<void> {
-    const peer = await MqttPeer.open(target, this.transport, this.version);
+    const peer = await RawPeer.open(target, this.transport, this.version, { log: false });
     this.peer = peer;
     peer.on((p) => this.#onPacket(peer, p));
     const connack = await peer.connect(this.persistent ? persistentConnect(this.version, this.clientId) : { clientId: this.clientId, clean: true });
@@ -332,7 +332,7 @@ class Publisher {
   }
 
   #publish(seq: number, dup: boolean): void {
-    this.peer!.send({
+    this.peer!.sendPacket({
       cmd: 'publish', topic: `${LOAD}/${this.name}`, payload: Buffer.from(this.id(seq)), qos: this.qos, retain: false,
       messageId: seq, dup,
     });
@@ -369,12 +369,12 @@ class Publisher {
     this.onAck();
   }
 
-  #onPacket(peer: MqttPeer, p: Packet): void {
+  #onPacket(peer: RawPeer, p: Packet): void {
     this.#handle(peer, p);
     progress.emit('change');
   }
 
-  #handle(peer: MqttPeer, p: Packet): void {
+  #handle(peer: RawPeer, p: Packet): void {
     const seq = 'messageId' in p ? p.messageId ?? 0 : 0;
     if (p.cmd === 'puback') {
       this.#ack(seq, p.reasonCode ?? 0);
@@ -388,7 +388,7 @@ class Publisher {
         return;
       }
       this.pubrecd.add(seq);
-      peer.send({ cmd: 'pubrel', messageId: seq, reasonCode: 0 });
+      peer.sendPacket({ cmd: 'pubrel', messageId: seq, reasonCode: 0 });
     } else if (p.cmd === 'pubcomp') {
       if (!this.finished.has(seq)) {
         this.finished.add(seq);
@@ -407,7 +407,7 @@ class Publisher {
       if (this.finished.has(seq)) continue;
       if (this.pubrecd.has(seq)) {
         this.resentPubrels++;
-        this.peer!.send({ cmd: 'pubrel', messageId: seq, reasonCode: 0 });
+        this.peer!.sendPacket({ cmd: 'pubrel', messageId: seq, reasonCode: 0 });
       } else {
         this.resentPublishes++;
         this.#publish(seq, true);
@@ -470,13 +470,13 @@ describe('kill -9 under load', { concurrency: false }, () => {
     }
 
     // Retained: one kept, one set and then cleared
-    const rp = await MqttPeer.open(b1, 'tcp', 5);
+    const rp = await RawPeer.open(b1, 'tcp', 5, { log: false });
     await rp.connect({ clientId: uniqueId('crash-retain'), clean: true });
     let rid = 0;
     const retain = async (topic: string, payload: string): Promise<void> => {
       const messageId = ++rid;
       const ack = rp.waitFor((p) => p.cmd === 'puback' && p.messageId === messageId, `PUBACK for retained ${topic}`);
-      rp.send({ cmd: 'publish', topic, payload: Buffer.from(payload), qos: 1, retain: true, messageId, dup: false });
+      rp.sendPacket({ cmd: 'publish', topic, payload: Buffer.from(payload), qos: 1, retain: true, messageId, dup: false });
       const p = (await ack) as Extract<Packet, { cmd: 'puback' }>;
       assert.ok((p.reasonCode ?? 0) < 0x80, `retained ${topic} acknowledged`);
     };
@@ -544,7 +544,7 @@ describe('kill -9 under load', { concurrency: false }, () => {
     assert.ok(acksAtKill >= killAt, `only ${acksAtKill} of ${killAt} acknowledgements arrived within ${loadLimit} ms`);
 
     // Every connection sees the crash; whatever arrived until then counts as before the crash
-    await Promise.all([...subscribers.filter((s) => s.online), ...publishers].map((x) => x.peer!.whenClosed(left(5000))));
+    await Promise.all([...subscribers.filter((s) => s.online), ...publishers].map((x) => x.peer!.closed(left(5000))));
     await Promise.all(mqttClients.map((c) => (c.connected ? new Promise<void>((resolve, reject) => {
       const t = setTimeout(() => reject(new Error(`MQTT.js client ${c.options.clientId} still connected after the kill`)), left(5000));
       c.once('close', () => { clearTimeout(t); resolve(); });
@@ -607,13 +607,13 @@ describe('kill -9 under load', { concurrency: false }, () => {
 
     // Barriers instead of sleeps: a message published now is queued behind anything still owed to a
     // session, so once it has arrived a late duplicate (or a will sent twice) would have arrived too.
-    const barrier = await MqttPeer.open(b2, 'tcp', 5);
+    const barrier = await RawPeer.open(b2, 'tcp', 5, { log: false });
     await barrier.connect({ clientId: uniqueId('crash-barrier'), clean: true });
     let barrierId = 0;
     const publishBarrier = async (topic: string, payload: string): Promise<void> => {
       const messageId = ++barrierId;
       const ack = barrier.waitFor((p) => p.cmd === 'puback' && p.messageId === messageId, `PUBACK for ${topic}`, left(5000));
-      barrier.send({ cmd: 'publish', topic, payload: Buffer.from(payload), qos: 1, retain: false, messageId, dup: false });
+      barrier.sendPacket({ cmd: 'publish', topic, payload: Buffer.from(payload), qos: 1, retain: false, messageId, dup: false });
       await ack;
     };
     if (!convergeError) {

@@ -10,7 +10,8 @@ import type { IPublishPacket, Packet } from 'mqtt-packet';
 import pg from 'pg';
 import { startBroker, type BrokerProcess } from '../helpers/broker-process.ts';
 import { uniqueId, type Transport, type Version } from '../helpers/clients.ts';
-import { connackCode, MqttPeer } from '../helpers/mqtt-peer.ts';
+import { connackCode } from '../helpers/mqtt-wire.ts';
+import { RawPeer } from '../helpers/raw-peer.ts';
 
 const PER_PUBLISHER = 300;
 /** PUBLISHes each publisher keeps unacknowledged, and sends per 20 ms tick. */
@@ -34,7 +35,7 @@ before(async () => {
 after(async () => { await broker?.stop(); });
 
 /** Resolve once `done()` holds, checked after every packet any of `peers` receives; reject after `timeoutMs` with `describe()`. */
-function untilPackets(peers: MqttPeer[], done: () => boolean, timeoutMs: number, describe: () => string): Promise<void> {
+function untilPackets(peers: RawPeer[], done: () => boolean, timeoutMs: number, describe: () => string): Promise<void> {
   return new Promise((resolve, reject) => {
     const stops: Array<() => void> = [];
     const finish = (): void => {
@@ -62,12 +63,12 @@ class OrderedSubscriber {
   readonly next = new Map<string, number>();
   readonly anomalies: string[] = [];
   received = 0;
-  peer!: MqttPeer;
+  peer!: RawPeer;
 
   constructor(readonly transport: Transport, readonly version: Version, readonly qos: 1 | 2, readonly receiveMaximum: number) {}
 
   async open(): Promise<void> {
-    this.peer = await MqttPeer.open(broker, this.transport, this.version);
+    this.peer = await RawPeer.open(broker, this.transport, this.version, { log: false });
     this.peer.on((p) => this.#onPacket(p));
     const connack = await this.peer.connect({
       clientId: this.clientId, clean: false,
@@ -75,7 +76,7 @@ class OrderedSubscriber {
     });
     assert.equal(connackCode(connack), 0);
     const suback = this.peer.waitFor((p) => p.cmd === 'suback', 'SUBACK');
-    this.peer.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: `${TOPIC}/#`, qos: this.qos }] });
+    this.peer.sendPacket({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: `${TOPIC}/#`, qos: this.qos }] });
     await suback;
   }
 
@@ -88,17 +89,17 @@ class OrderedSubscriber {
       if (seq !== want && this.anomalies.length < 10) this.anomalies.push(`${stream}: got ${seq}, expected ${want}`);
       this.next.set(stream, Math.max(want, seq + 1));
       this.received++;
-      if (pub.qos === 1) this.peer.send({ cmd: 'puback', messageId: pub.messageId!, reasonCode: 0 });
-      else if (pub.qos === 2) this.peer.send({ cmd: 'pubrec', messageId: pub.messageId!, reasonCode: 0 });
+      if (pub.qos === 1) this.peer.sendPacket({ cmd: 'puback', messageId: pub.messageId!, reasonCode: 0 });
+      else if (pub.qos === 2) this.peer.sendPacket({ cmd: 'pubrec', messageId: pub.messageId!, reasonCode: 0 });
     } else if (p.cmd === 'pubrel') {
-      this.peer.send({ cmd: 'pubcomp', messageId: p.messageId!, reasonCode: 0 });
+      this.peer.sendPacket({ cmd: 'pubcomp', messageId: p.messageId!, reasonCode: 0 });
     }
   }
 }
 
 /** Streams `stream:0..n-1` at one QoS in bursts, keeping at most PUBLISHER_WINDOW messages unacknowledged. */
 async function publishAll(transport: Transport, version: Version, stream: string, qos: 1 | 2): Promise<void> {
-  const peer = await MqttPeer.open(broker, transport, version);
+  const peer = await RawPeer.open(broker, transport, version, { log: false });
   assert.equal(connackCode(await peer.connect({ clientId: uniqueId(`order-pub-${stream}`), clean: true })), 0);
   let sent = 0;
   let done = 0;
@@ -109,11 +110,11 @@ async function publishAll(transport: Transport, version: Version, stream: string
     const ticker = setInterval(() => {
       for (let i = 0; i < BURST && sent < PER_PUBLISHER && sent - done < PUBLISHER_WINDOW; i++) {
         sent++;
-        peer.send({ cmd: 'publish', topic: `${TOPIC}/${stream}`, payload: Buffer.from(`${stream}:${sent - 1}`), qos, messageId: sent, retain: false, dup: false });
+        peer.sendPacket({ cmd: 'publish', topic: `${TOPIC}/${stream}`, payload: Buffer.from(`${stream}:${sent - 1}`), qos, messageId: sent, retain: false, dup: false });
       }
     }, 20);
     peer.on((p) => {
-      if (p.cmd === 'pubrec') peer.send({ cmd: 'pubrel', messageId: p.messageId!, reasonCode: 0 });
+      if (p.cmd === 'pubrec') peer.sendPacket({ cmd: 'pubrel', messageId: p.messageId!, reasonCode: 0 });
       if (p.cmd !== 'puback' && p.cmd !== 'pubcomp') return;
       done++;
       if (done === PER_PUBLISHER) {
@@ -166,15 +167,15 @@ describe('a publisher that goes away while its message is being stored', () => {
     let locked = true;
     try {
       const got: Record<string, string[]> = { clean: [], persistent: [] };
-      const subscribe = async (name: 'clean' | 'persistent', transport: Transport, version: Version): Promise<MqttPeer> => {
-        const peer = await MqttPeer.open(broker, transport, version);
+      const subscribe = async (name: 'clean' | 'persistent', transport: Transport, version: Version): Promise<RawPeer> => {
+        const peer = await RawPeer.open(broker, transport, version, { log: false });
         peer.on((pk) => {
-          if (pk.cmd === 'pubrel') peer.send({ cmd: 'pubcomp', messageId: pk.messageId!, reasonCode: 0 });
+          if (pk.cmd === 'pubrel') peer.sendPacket({ cmd: 'pubcomp', messageId: pk.messageId!, reasonCode: 0 });
           if (pk.cmd !== 'publish') return;
           const pub = pk as IPublishPacket;
           got[name]!.push(Buffer.from(pub.payload).toString());
-          if (pub.qos === 1) peer.send({ cmd: 'puback', messageId: pub.messageId!, reasonCode: 0 });
-          if (pub.qos === 2) peer.send({ cmd: 'pubrec', messageId: pub.messageId!, reasonCode: 0 });
+          if (pub.qos === 1) peer.sendPacket({ cmd: 'puback', messageId: pub.messageId!, reasonCode: 0 });
+          if (pub.qos === 2) peer.sendPacket({ cmd: 'pubrec', messageId: pub.messageId!, reasonCode: 0 });
         });
         const persistent = name === 'persistent';
         assert.equal(connackCode(await peer.connect({
@@ -182,16 +183,16 @@ describe('a publisher that goes away while its message is being stored', () => {
           ...(persistent && version === 5 ? { properties: { sessionExpiryInterval: 600 } } : {}),
         })), 0);
         const suback = peer.waitFor((pk) => pk.cmd === 'suback', 'SUBACK');
-        peer.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic, qos: persistent ? 2 : 1 }] });
+        peer.sendPacket({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic, qos: persistent ? 2 : 1 }] });
         await suback;
         return peer;
       };
       // QoS 2 to the persistent subscriber: its delivery is stored (not sent ahead), so the commit is slow
       const clean = await subscribe('clean', 'tcp', 4);
       const persistent = await subscribe('persistent', 'ws', 5);
-      const pub = await MqttPeer.open(broker, 'tcp', 4);
+      const pub = await RawPeer.open(broker, 'tcp', 4, { log: false });
       assert.equal(connackCode(await pub.connect({ clientId: uniqueId('gone-pub'), clean: true })), 0);
-      pub.send({ cmd: 'publish', topic, payload: Buffer.from('stored'), qos: 2, messageId: 1, retain: false, dup: false });
+      pub.sendPacket({ cmd: 'publish', topic, payload: Buffer.from('stored'), qos: 2, messageId: 1, retain: false, dup: false });
       // PostgreSQL has no event for "a backend waits for a lock": ask pg_locks, paced, bounded
       const waitDeadline = Date.now() + 10_000;
       const waiting = `SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND objid = ${LOCK}`;
@@ -200,15 +201,15 @@ describe('a publisher that goes away while its message is being stored', () => {
         await new Promise((r) => setTimeout(r, 10));
       }
       pub.destroy(); // gone while the commit is held
-      await pub.whenClosed();
+      await pub.closed();
       await c.query(`SELECT pg_advisory_unlock(${LOCK})`);
       locked = false;
       await untilPackets([clean, persistent], () => got['clean']!.length > 0 && got['persistent']!.length > 0, 10_000, () => JSON.stringify(got));
       // Anything sent twice would have come before a later message on the same subscriptions
-      const pub2 = await MqttPeer.open(broker, 'tcp', 5);
+      const pub2 = await RawPeer.open(broker, 'tcp', 5, { log: false });
       assert.equal(connackCode(await pub2.connect({ clientId: uniqueId('gone-pub2'), clean: true })), 0);
       const acked = pub2.waitFor((pk) => pk.cmd === 'pubrec', 'PUBREC');
-      pub2.send({ cmd: 'publish', topic, payload: Buffer.from('after'), qos: 2, messageId: 1, retain: false, dup: false });
+      pub2.sendPacket({ cmd: 'publish', topic, payload: Buffer.from('after'), qos: 2, messageId: 1, retain: false, dup: false });
       await acked;
       pub2.destroy();
       await untilPackets([clean, persistent], () => got['clean']!.includes('after') && got['persistent']!.includes('after'), 10_000, () => JSON.stringify(got));
@@ -227,31 +228,31 @@ describe('a QoS 1 message too large for a persistent subscriber', () => {
   test('is discarded for it [MQTT-3.1.2-25] and leaves no delivery row behind', async () => {
     const topic = `${TOPIC}-big/x`;
     const clientId = uniqueId('big-sub');
-    const sub = await MqttPeer.open(broker, 'ws', 5);
+    const sub = await RawPeer.open(broker, 'ws', 5, { log: false });
     const got: number[] = [];
     sub.on((pk) => {
       if (pk.cmd !== 'publish') return;
       got.push((pk as IPublishPacket).payload.length);
-      sub.send({ cmd: 'puback', messageId: (pk as IPublishPacket).messageId!, reasonCode: 0 });
+      sub.sendPacket({ cmd: 'puback', messageId: (pk as IPublishPacket).messageId!, reasonCode: 0 });
     });
     assert.equal(connackCode(await sub.connect({ clientId, clean: false, properties: { sessionExpiryInterval: 600, maximumPacketSize: 200 } })), 0);
     const suback = sub.waitFor((pk) => pk.cmd === 'suback', 'SUBACK');
-    sub.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic, qos: 1 }] });
+    sub.sendPacket({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic, qos: 1 }] });
     await suback;
-    const pub = await MqttPeer.open(broker, 'tcp', 4);
+    const pub = await RawPeer.open(broker, 'tcp', 4, { log: false });
     assert.equal(connackCode(await pub.connect({ clientId: uniqueId('big-pub'), clean: true })), 0);
     const acked = pub.waitFor((pk) => pk.cmd === 'puback', 'PUBACK');
-    pub.send({ cmd: 'publish', topic, payload: Buffer.alloc(500, 1), qos: 1, messageId: 1, retain: false, dup: false });
+    pub.sendPacket({ cmd: 'publish', topic, payload: Buffer.alloc(500, 1), qos: 1, messageId: 1, retain: false, dup: false });
     await acked;
     const smallAcked = pub.waitFor((pk) => pk.cmd === 'puback', 'PUBACK');
-    pub.send({ cmd: 'publish', topic, payload: Buffer.alloc(10, 2), qos: 1, messageId: 2, retain: false, dup: false });
+    pub.sendPacket({ cmd: 'publish', topic, payload: Buffer.alloc(10, 2), qos: 1, messageId: 2, retain: false, dup: false });
     await smallAcked;
     await untilPackets([sub], () => got.length > 0, 5000, () => 'no message reached the subscriber');
     // Barrier on the subscriber's own connection: a retained QoS 1 message is acknowledged after its
     // commit, and the broker read the subscriber's PUBACK before it, so every change that PUBACK and
     // the discard queued in the in-order writer is committed by then
     const barrierAcked = sub.waitFor((pk) => pk.cmd === 'puback' && pk.messageId === 7, 'PUBACK of the barrier');
-    sub.send({ cmd: 'publish', topic: `${topic}-barrier`, payload: Buffer.from('b'), qos: 1, messageId: 7, retain: true, dup: false });
+    sub.sendPacket({ cmd: 'publish', topic: `${topic}-barrier`, payload: Buffer.from('b'), qos: 1, messageId: 7, retain: true, dup: false });
     await barrierAcked;
     assert.deepEqual(got, [10], 'only the message that fits arrives');
     const c = new pg.Client({ connectionString: broker.databaseUrl });

@@ -5,8 +5,9 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { ErrorWithReasonCode, MqttClient } from 'mqtt';
 import { startBroker, type BrokerProcess } from '../helpers/broker-process.ts';
-import { close, collect, connect, expectNoMessage, uniqueId, type Transport } from '../helpers/clients.ts';
-import { encode, quietFor, startClient, tap, writeRaw, type PacketLog } from '../helpers/wire.ts';
+import { close, collect, connect, expectNoMessage, quietFor, startClient, uniqueId, type Transport } from '../helpers/clients.ts';
+import { encode } from '../helpers/mqtt-wire.ts';
+import { tap, writeRaw, type PacketLog } from '../helpers/packet-log.ts';
 
 let broker: BrokerProcess;
 /** A broker with every limit lowered and every optional feature switched off. */
@@ -324,7 +325,7 @@ for (const transport of ['tcp', 'ws'] as const) {
         const wire = tap(client);
         const base = `feat/${uniqueId()}`;
         await assert.rejects(client.subscribeAsync({ [`${base}/+`]: { qos: 1 }, [`$share/g/${base}`]: { qos: 1 }, [base]: { qos: 1 } }));
-        const suback = await wire.next('suback');
+        const suback = await wire.first('suback');
         assert.deepEqual(suback.granted, [0xa2, 0x9e, 0x01]);
         await assert.rejects(client.subscribeAsync(`${base}/x`, { qos: 1, properties: { subscriptionIdentifier: 7 } }));
         await wire.count('suback', 2);

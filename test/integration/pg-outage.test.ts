@@ -9,7 +9,8 @@ import net from 'node:net';
 import type { IConnackPacket, IPublishPacket, Packet } from 'mqtt-packet';
 import { startBroker, type BrokerProcess } from '../helpers/broker-process.ts';
 import { uniqueId, type Transport, type Version } from '../helpers/clients.ts';
-import { connackCode, MqttPeer } from '../helpers/mqtt-peer.ts';
+import { connackCode } from '../helpers/mqtt-wire.ts';
+import { RawPeer } from '../helpers/raw-peer.ts';
 import { OwnPostgres } from '../helpers/own-postgres.ts';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -21,7 +22,7 @@ const REFUSED_TOPIC = `outage/${run}/refused-subscription`;
 
 /** A raw client that records PUBLISHes (acknowledging QoS 1 at once) and every other packet. */
 class Client {
-  peer!: MqttPeer;
+  peer!: RawPeer;
   readonly received: IPublishPacket[] = [];
   readonly packets: Packet[] = [];
   #nextId = 1;
@@ -29,12 +30,12 @@ class Client {
   constructor(readonly name: string, readonly transport: Transport, readonly version: Version, readonly clientId = uniqueId(name)) {}
 
   async connect(broker: BrokerProcess, persistent: boolean): Promise<IConnackPacket> {
-    this.peer = await MqttPeer.open(broker, this.transport, this.version);
+    this.peer = await RawPeer.open(broker, this.transport, this.version);
     this.peer.on((p) => {
       this.packets.push(p);
       if (p.cmd !== 'publish') return;
       this.received.push(p);
-      if (p.qos === 1) this.peer.send({ cmd: 'puback', messageId: p.messageId ?? 0, reasonCode: 0 });
+      if (p.qos === 1) this.peer.sendPacket({ cmd: 'puback', messageId: p.messageId ?? 0, reasonCode: 0 });
     });
     return this.peer.connect({
       clientId: this.clientId, clean: !persistent,
@@ -46,7 +47,7 @@ class Client {
   async subscribe(topic: string, qos: 0 | 1): Promise<number[]> {
     const messageId = this.#nextId++;
     const suback = this.peer.waitFor((p) => p.cmd === 'suback' && p.messageId === messageId, `${this.name} SUBACK`);
-    this.peer.send({ cmd: 'subscribe', messageId, subscriptions: [{ topic, qos }] });
+    this.peer.sendPacket({ cmd: 'subscribe', messageId, subscriptions: [{ topic, qos }] });
     return ((await suback) as Extract<Packet, { cmd: 'suback' }>).granted as number[];
   }
 
@@ -58,16 +59,16 @@ class Client {
   /** `publish` with 5.0 PUBLISH properties. */
   async publishWith(topic: string, payload: string, qos: 0 | 1 | 2, properties: IPublishPacket['properties'], timeoutMs = 10_000): Promise<number | undefined> {
     if (qos === 0) {
-      this.peer.send({ cmd: 'publish', topic, payload: Buffer.from(payload), qos: 0, retain: false, dup: false, properties });
+      this.peer.sendPacket({ cmd: 'publish', topic, payload: Buffer.from(payload), qos: 0, retain: false, dup: false, properties });
       return undefined;
     }
     const messageId = this.#nextId++;
     const cmd = qos === 1 ? 'puback' : 'pubrec';
     const ack = this.peer.waitFor((p) => p.cmd === cmd && p.messageId === messageId, `${this.name} ${cmd} for ${payload}`, timeoutMs);
-    this.peer.send({ cmd: 'publish', topic, payload: Buffer.from(payload), qos, retain: false, dup: false, messageId, properties });
+    this.peer.sendPacket({ cmd: 'publish', topic, payload: Buffer.from(payload), qos, retain: false, dup: false, messageId, properties });
     const p = (await ack) as Extract<Packet, { cmd: 'puback' | 'pubrec' }>;
     const rc = p.reasonCode ?? 0;
-    if (qos === 2 && rc < 0x80) this.peer.send({ cmd: 'pubrel', messageId, reasonCode: 0 });
+    if (qos === 2 && rc < 0x80) this.peer.sendPacket({ cmd: 'pubrel', messageId, reasonCode: 0 });
     return rc;
   }
 
@@ -194,7 +195,7 @@ describe('PostgreSQL outage', { concurrency: false }, () => {
     assert.equal(rc1, 0x83, `PUBACK reason code 0x${rc1!.toString(16)}: README promises 0x83 Implementation specific error`);
     const rc2 = await pub5.publish(PERSISTENT_TOPIC, 'during-q2', 2);
     assert.equal(rc2, 0x83, `PUBREC reason code 0x${rc2!.toString(16)}: README promises 0x83 Implementation specific error`);
-    assert.ok(!pub5.peer.closed, 'the 5.0 publisher stays connected');
+    assert.ok(!pub5.peer.isClosed, 'the 5.0 publisher stays connected');
   });
 
   test('while PostgreSQL is down, 3.1.1: a QoS 1 publish to persistent subscribers is not acknowledged; the PUBACK is held while a 5.0 failure is answered at once', async () => {
@@ -206,7 +207,7 @@ describe('PostgreSQL outage', { concurrency: false }, () => {
     assert.equal(await pub5.publish(PERSISTENT_TOPIC, 'after-held-v4', 1), 0x83, 'a 5.0 publish after the held 3.1.1 one fails at once');
     // The broker keeps retrying the held unit (0.25 s, then doubling): let it try three more times
     await moreAttempts(3, 15_000);    assert.deepEqual(pub4.packets.filter((p) => p.cmd === 'puback'), [], 'no PUBACK while the message cannot be stored');
-    assert.ok(!pub4.peer.closed, 'the 3.1.1 publisher stays connected while its acknowledgement is held');
+    assert.ok(!pub4.peer.isClosed, 'the 3.1.1 publisher stays connected while its acknowledgement is held');
   });
 
   test('while PostgreSQL is down, a persistent session cannot be created (CONNACK Server unavailable)', async () => {
@@ -214,11 +215,11 @@ describe('PostgreSQL outage', { concurrency: false }, () => {
     const connack5 = await c5.connect(broker, true);
     assert.equal(connackCode(connack5), 0x88, '5.0 CONNACK 0x88 Server unavailable');
     assert.equal(connack5.sessionPresent, false);
-    await c5.peer.whenClosed();
+    await c5.peer.closed();
     const c4 = client('persistent-during-v4', 'ws', 4);
     const connack4 = await c4.connect(broker, true);
     assert.equal(connackCode(connack4), 3, '3.1.1 CONNACK 3 Server unavailable');
-    await c4.peer.whenClosed();
+    await c4.peer.closed();
   });
 
   test('while PostgreSQL is down, 5.0: a persistent session\'s SUBSCRIBE gets a failure reason code', async () => {
@@ -230,7 +231,7 @@ describe('PostgreSQL outage', { concurrency: false }, () => {
   test('after PostgreSQL is back, the same broker process resumes: QoS 1 to persistent subscribers is acknowledged and delivered', async (t) => {
     // The 3.1.1 acknowledgement was held for the whole outage: no PUBACK and no close until now
     assert.deepEqual(pub4.packets.filter((p) => p.cmd === 'puback'), [], 'no PUBACK for the 3.1.1 publish at any time during the outage');
-    assert.ok(!pub4.peer.closed, 'the 3.1.1 publisher stayed connected through the outage');
+    assert.ok(!pub4.peer.isClosed, 'the 3.1.1 publisher stayed connected through the outage');
     t.diagnostic(`the broker tried to reach PostgreSQL ${attempts} times during the outage`);
     await stopStandIn();
     await pg.start();
@@ -249,7 +250,7 @@ describe('PostgreSQL outage', { concurrency: false }, () => {
     assert.equal(rc, 0, 'a QoS 1 publish is acknowledged with success within 15 s');
     const ok = `after-${codes.length - 1}`;
     for (const s of [sub5, sub4]) {
-      assert.ok(!s.peer.closed, `${s.name} is still connected`);
+      assert.ok(!s.peer.isClosed, `${s.name} is still connected`);
       await s.until(() => s.payloads().includes(ok), `"${ok}"`);
     }
     // and it keeps working, in order

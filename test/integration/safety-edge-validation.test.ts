@@ -8,8 +8,8 @@ import { randomInt } from 'node:crypto';
 import WebSocket from 'ws';
 import type { MqttClient } from 'mqtt';
 import { startBroker, type BrokerProcess } from '../helpers/broker-process.ts';
-import { close, collect, connect, uniqueId } from '../helpers/clients.ts';
-import { wireConnect, wireOpen, type Version } from '../helpers/wire.ts';
+import { close, collect, connect, uniqueId, type Version } from '../helpers/clients.ts';
+import { RawPeer } from '../helpers/raw-peer.ts';
 
 const TOPIC_NAME_INVALID = 0x90;
 const TOPIC_FILTER_INVALID = 0x8f;
@@ -65,91 +65,91 @@ describe('configured caps on topics and client ids', () => {
 
   for (const [what, topic] of [['65 bytes', long], ['9 levels', deep]] as const) {
     test(`5.0 QoS 1 PUBLISH to a topic of ${what}: PUBACK 0x90, the connection keeps working`, async () => {
-      const c = await wireConnect(broker.mqttPort, 5, { clientId: uniqueId('p').slice(0, 30), protocolVersion: 5 });
-      c.send({ cmd: 'publish', topic, payload: Buffer.from('x'), qos: 1, messageId: 7, retain: true, dup: false, properties: {} });
-      c.send({ cmd: 'publish', topic: 'fine', payload: Buffer.from('x'), qos: 1, messageId: 8, retain: false, dup: false, properties: {} });
+      const c = await RawPeer.connected(broker, 'tcp', 5, { clientId: uniqueId('p').slice(0, 30), protocolVersion: 5 });
+      c.sendPacket({ cmd: 'publish', topic, payload: Buffer.from('x'), qos: 1, messageId: 7, retain: true, dup: false, properties: {} });
+      c.sendPacket({ cmd: 'publish', topic: 'fine', payload: Buffer.from('x'), qos: 1, messageId: 8, retain: false, dup: false, properties: {} });
       await c.log.count('puback', 2);
       const acks = c.log.of('puback').map((p) => [p.messageId, p.reasonCode ?? 0]);
       assert.deepEqual(acks, [[7, TOPIC_NAME_INVALID], [8, 0x10]]);
       assert.equal(c.log.closed, false);
-      c.end();
+      c.destroy();
       await bystanderStillServed();
     });
   }
 
   test('5.0 QoS 2 PUBLISH to a topic over the cap: PUBREC 0x90, and the packet id is free again', async () => {
-    const c = await wireConnect(broker.mqttPort, 5, { clientId: uniqueId('p').slice(0, 30), protocolVersion: 5 });
-    c.send({ cmd: 'publish', topic: long, payload: Buffer.from('x'), qos: 2, messageId: 9, retain: false, dup: false, properties: {} });
-    const rec = await c.log.next('pubrec');
+    const c = await RawPeer.connected(broker, 'tcp', 5, { clientId: uniqueId('p').slice(0, 30), protocolVersion: 5 });
+    c.sendPacket({ cmd: 'publish', topic: long, payload: Buffer.from('x'), qos: 2, messageId: 9, retain: false, dup: false, properties: {} });
+    const rec = await c.log.first('pubrec');
     assert.equal(rec.reasonCode, TOPIC_NAME_INVALID);
-    c.send({ cmd: 'publish', topic: 'fine', payload: Buffer.from('x'), qos: 2, messageId: 9, retain: false, dup: false, properties: {} });
+    c.sendPacket({ cmd: 'publish', topic: 'fine', payload: Buffer.from('x'), qos: 2, messageId: 9, retain: false, dup: false, properties: {} });
     await c.log.count('pubrec', 2);
     assert.equal(c.log.of('pubrec')[1]!.reasonCode, 0x10);
-    c.end();
+    c.destroy();
   });
 
   test('5.0 QoS 0 PUBLISH to a topic over the cap: DISCONNECT 0x90', async () => {
-    const c = await wireConnect(broker.mqttPort, 5, { clientId: uniqueId('p').slice(0, 30), protocolVersion: 5 });
-    c.send({ cmd: 'publish', topic: deep, payload: Buffer.from('x'), qos: 0, retain: false, dup: false, properties: {} });
+    const c = await RawPeer.connected(broker, 'tcp', 5, { clientId: uniqueId('p').slice(0, 30), protocolVersion: 5 });
+    c.sendPacket({ cmd: 'publish', topic: deep, payload: Buffer.from('x'), qos: 0, retain: false, dup: false, properties: {} });
     const packets = await c.log.whenClosed(5000);
     assert.equal(packets.find((p) => p.cmd === 'disconnect')?.reasonCode, TOPIC_NAME_INVALID, c.log.describe());
     await bystanderStillServed();
   });
 
   test('3.1.1 PUBLISH to a topic over the cap: the connection is closed', async () => {
-    const c = await wireConnect(broker.mqttPort, 4, { clientId: uniqueId('p').slice(0, 30), protocolVersion: 4 });
-    c.send({ cmd: 'publish', topic: long, payload: Buffer.from('x'), qos: 1, messageId: 3, retain: false, dup: false });
+    const c = await RawPeer.connected(broker, 'tcp', 4, { clientId: uniqueId('p').slice(0, 30), protocolVersion: 4 });
+    c.sendPacket({ cmd: 'publish', topic: long, payload: Buffer.from('x'), qos: 1, messageId: 3, retain: false, dup: false });
     const packets = await c.log.whenClosed(5000);
     assert.deepEqual(packets.filter((p) => p.cmd !== 'connack').map((p) => p.cmd), []);
     await bystanderStillServed();
   });
 
   test('a retained PUBLISH to 20,000 "/" is refused and later SUBSCRIBE # works', async () => {
-    const c = await wireConnect(broker.mqttPort, 5, { clientId: uniqueId('p').slice(0, 30), protocolVersion: 5 });
-    c.send({ cmd: 'publish', topic: '/'.repeat(20_000), payload: Buffer.from('x'), qos: 1, messageId: 1, retain: true, dup: false, properties: {} });
-    assert.equal((await c.log.next('puback')).reasonCode, TOPIC_NAME_INVALID);
-    c.end();
-    const s = await wireConnect(broker.mqttPort, 5, { clientId: uniqueId('s').slice(0, 30), protocolVersion: 5 });
-    s.send({ cmd: 'subscribe', messageId: 2, subscriptions: [{ topic: '#', qos: 0 }], properties: {} });
-    assert.deepEqual((await s.log.next('suback')).granted, [0]);
+    const c = await RawPeer.connected(broker, 'tcp', 5, { clientId: uniqueId('p').slice(0, 30), protocolVersion: 5 });
+    c.sendPacket({ cmd: 'publish', topic: '/'.repeat(20_000), payload: Buffer.from('x'), qos: 1, messageId: 1, retain: true, dup: false, properties: {} });
+    assert.equal((await c.log.first('puback')).reasonCode, TOPIC_NAME_INVALID);
+    c.destroy();
+    const s = await RawPeer.connected(broker, 'tcp', 5, { clientId: uniqueId('s').slice(0, 30), protocolVersion: 5 });
+    s.sendPacket({ cmd: 'subscribe', messageId: 2, subscriptions: [{ topic: '#', qos: 0 }], properties: {} });
+    assert.deepEqual((await s.log.first('suback')).granted, [0]);
     assert.equal(s.log.closed, false);
-    s.end();
+    s.destroy();
     await bystanderStillServed();
   });
 
   for (const version of [5, 4] as const) {
     test(`${version === 5 ? '5.0' : '3.1.1'} SUBSCRIBE: only the filters over the cap fail`, async () => {
-      const c = await wireConnect(broker.mqttPort, version, { clientId: uniqueId('s').slice(0, 30), protocolVersion: version });
+      const c = await RawPeer.connected(broker, 'tcp', version, { clientId: uniqueId('s').slice(0, 30), protocolVersion: version });
       const props = version === 5 ? { properties: {} } : {};
-      c.send({
+      c.sendPacket({
         cmd: 'subscribe', messageId: 5, ...props, subscriptions: [
           { topic: 'b'.repeat(81), qos: 1 }, { topic: 'ok/+/#', qos: 1 }, { topic: Array.from({ length: 9 }, () => '+').join('/'), qos: 0 },
           { topic: `$share/g/${'c'.repeat(60)}`, qos: 0 }, { topic: `$share/g/${'c'.repeat(80)}`, qos: 0 },
         ],
       });
       const fail = version === 5 ? TOPIC_FILTER_INVALID : 0x80;
-      assert.deepEqual((await c.log.next('suback')).granted, [fail, 1, fail, 0, fail]);
+      assert.deepEqual((await c.log.first('suback')).granted, [fail, 1, fail, 0, fail]);
       assert.equal(c.log.closed, false);
-      c.end();
+      c.destroy();
     });
   }
 
   for (const version of [5, 4] as const) {
     test(`${version === 5 ? '5.0' : '3.1.1'} CONNECT with a client id over the cap is refused (${version === 5 ? '0x85' : 'code 2'})`, async () => {
-      const c = await wireOpen(broker.mqttPort, version);
-      c.send({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: version, clean: true, keepalive: 0, clientId: 'x'.repeat(33) });
-      const connack = await c.log.next('connack');
+      const c = await RawPeer.open(broker, 'tcp', version);
+      c.sendPacket({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: version, clean: true, keepalive: 0, clientId: 'x'.repeat(33) });
+      const connack = await c.log.first('connack');
       assert.equal(version === 5 ? connack.reasonCode : connack.returnCode, version === 5 ? CLIENT_ID_INVALID : 2);
       await c.log.whenClosed(5000);
-      const ok = await wireConnect(broker.mqttPort, version, { clientId: 'x'.repeat(32), protocolVersion: version });
-      ok.end();
+      const ok = await RawPeer.connected(broker, 'tcp', version, { clientId: 'x'.repeat(32), protocolVersion: version });
+      ok.destroy();
     });
   }
 
   for (const version of [5, 4] as const) {
     test(`${version === 5 ? '5.0' : '3.1.1'} CONNECT with a will topic over the cap is refused`, async () => {
-      const c = await wireOpen(broker.mqttPort, version);
-      c.send({
+      const c = await RawPeer.open(broker, 'tcp', version);
+      c.sendPacket({
         cmd: 'connect', protocolId: 'MQTT', protocolVersion: version, clean: true, keepalive: 0, clientId: uniqueId('w').slice(0, 30),
         will: { topic: deep, payload: Buffer.from('gone'), qos: 0, retain: false },
       });

@@ -10,7 +10,7 @@ import pg from 'pg';
 import { startBroker, type BrokerProcess } from '../helpers/broker-process.ts';
 import { close, connect, uniqueId } from '../helpers/clients.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
-import { MqttPeer } from '../helpers/mqtt-peer.ts';
+import { RawPeer } from '../helpers/raw-peer.ts';
 
 /** 30 days: 2,592,000,000 ms, above setTimeout's largest delay (2,147,483,647 ms). */
 const THIRTY_DAYS_SEC = 2_592_000;
@@ -48,7 +48,7 @@ async function resume(broker: BrokerProcess, opts: IClientOptions): Promise<{ cl
 
 /** A 5.0 client with a will that then loses its network connection (no DISCONNECT). */
 async function willClient(broker: BrokerProcess, clientId: string, topic: string, delaySec: number, expirySec: number): Promise<void> {
-  const peer = await MqttPeer.open(broker, 'tcp', 5);
+  const peer = await RawPeer.open(broker, 'tcp', 5);
   await peer.connect({
     clientId, clean: false, properties: { sessionExpiryInterval: expirySec },
     will: { topic, payload: Buffer.from(`will of ${clientId}`), qos: 1, retain: false, properties: { willDelayInterval: delaySec } },

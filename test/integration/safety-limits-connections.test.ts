@@ -9,7 +9,7 @@ import mqttPacket from 'mqtt-packet';
 import WebSocket from 'ws';
 import { startBroker, type BrokerProcess } from '../helpers/broker-process.ts';
 import { uniqueId } from '../helpers/clients.ts';
-import { PacketLog } from '../helpers/wire.ts';
+import { PacketLog } from '../helpers/packet-log.ts';
 
 interface Attempt {
   socket: net.Socket;

@@ -7,8 +7,8 @@ import assert from 'node:assert/strict';
 import mqtt, { type MqttClient } from 'mqtt';
 import pg from 'pg';
 import { startBroker, type BrokerProcess } from '../helpers/broker-process.ts';
-import { close, collect, connect, uniqueId } from '../helpers/clients.ts';
-import { wireConnect, wireOpen, type Version } from '../helpers/wire.ts';
+import { close, collect, connect, uniqueId, type Version } from '../helpers/clients.ts';
+import { RawPeer } from '../helpers/raw-peer.ts';
 
 const QUOTA_EXCEEDED = 0x97;
 
@@ -118,10 +118,10 @@ describe('hubs, subscriptions per session, 3.1.1 in-flight', () => {
   for (const version of [5, 4] as const) {
     test(`${version === 5 ? '5.0' : '3.1.1'}: subscriptions beyond the per-session cap fail with ${version === 5 ? '0x97' : '0x80'}`, async () => {
       const from = broker.logs.length;
-      const c = await wireConnect(broker.mqttPort, version, { clientId: uniqueId('s'), protocolVersion: version });
+      const c = await RawPeer.connected(broker, 'tcp', version, { clientId: uniqueId('s'), protocolVersion: version });
       const props = version === 5 ? { properties: {} } : {};
       const subscribe = async (messageId: number, topics: string[]): Promise<number[]> => {
-        c.send({ cmd: 'subscribe', messageId, ...props, subscriptions: topics.map((topic) => ({ topic, qos: 1 as const })) });
+        c.sendPacket({ cmd: 'subscribe', messageId, ...props, subscriptions: topics.map((topic) => ({ topic, qos: 1 as const })) });
         await c.log.until(() => c.log.of('suback').some((p) => p.messageId === messageId), `suback ${messageId}`);
         return c.log.of('suback').find((p) => p.messageId === messageId)!.granted as number[];
       };
@@ -130,24 +130,24 @@ describe('hubs, subscriptions per session, 3.1.1 in-flight', () => {
       assert.deepEqual(await subscribe(2, ['q/a', 'q/c', 'q/d', 'q/e']), [1, 1, ...Array(2).fill(version === 5 ? QUOTA_EXCEEDED : 0x80)]);
       assert.ok(await logged(broker, 'subscription refused: session subscription limit reached', from));
       // after an unsubscribe the slot is free again
-      c.send({ cmd: 'unsubscribe', messageId: 3, ...props, unsubscriptions: ['q/b'] });
-      await c.log.next('unsuback');
+      c.sendPacket({ cmd: 'unsubscribe', messageId: 3, ...props, unsubscriptions: ['q/b'] });
+      await c.log.first('unsuback');
       assert.deepEqual(await subscribe(4, ['q/d']), [1]);
       assert.equal(c.log.closed, false);
-      c.end();
+      c.destroy();
     });
   }
 
   test('3.1.1: one unacknowledged QoS 2 PUBLISH over the cap closes the connection (a resend does not count)', async () => {
     const from = broker.logs.length;
     const clientId = uniqueId('v3');
-    const c = await wireConnect(broker.mqttPort, 4, { clientId, protocolVersion: 4 });
-    for (let id = 1; id <= 4; id++) c.send({ cmd: 'publish', topic: 'q2', payload: Buffer.from('x'), qos: 2, messageId: id, retain: false, dup: false });
+    const c = await RawPeer.connected(broker, 'tcp', 4, { clientId, protocolVersion: 4 });
+    for (let id = 1; id <= 4; id++) c.sendPacket({ cmd: 'publish', topic: 'q2', payload: Buffer.from('x'), qos: 2, messageId: id, retain: false, dup: false });
     await c.log.count('pubrec', 4);
-    c.send({ cmd: 'publish', topic: 'q2', payload: Buffer.from('x'), qos: 2, messageId: 2, retain: false, dup: true });
+    c.sendPacket({ cmd: 'publish', topic: 'q2', payload: Buffer.from('x'), qos: 2, messageId: 2, retain: false, dup: true });
     await c.log.count('pubrec', 5);
     assert.equal(c.log.closed, false);
-    c.send({ cmd: 'publish', topic: 'q2', payload: Buffer.from('x'), qos: 2, messageId: 5, retain: false, dup: false });
+    c.sendPacket({ cmd: 'publish', topic: 'q2', payload: Buffer.from('x'), qos: 2, messageId: 5, retain: false, dup: false });
     const packets = await c.log.whenClosed(5000);
     assert.equal(packets.filter((p) => p.cmd === 'pubrec').length, 5);
     assert.ok(await logged(broker, /unacknowledged publish limit/, from));
@@ -189,16 +189,16 @@ describe('retained messages and bytes per hub', () => {
 
   test('5.0: the retained PUBLISH that would exceed gets 0x97; replacing and deleting are allowed', async () => {
     const clientId = uniqueId('r');
-    const c = await wireConnect(broker.mqttPort, 5, { clientId, protocolVersion: 5 });
+    const c = await RawPeer.connected(broker, 'tcp', 5, { clientId, protocolVersion: 5 });
     let id = 0;
     const pub = async (topic: string, bytes: number, qos: 1 | 2 = 1): Promise<number> => {
       const messageId = ++id;
-      c.send({ cmd: 'publish', topic, payload: Buffer.alloc(bytes, 0x61), qos, messageId, retain: true, dup: false, properties: {} });
+      c.sendPacket({ cmd: 'publish', topic, payload: Buffer.alloc(bytes, 0x61), qos, messageId, retain: true, dup: false, properties: {} });
       const cmd = qos === 1 ? 'puback' : 'pubrec';
       await c.log.until(() => c.log.of(cmd).some((p) => p.messageId === messageId), `${cmd} ${messageId}`);
       const ack = c.log.of(cmd).find((p) => p.messageId === messageId)!;
       if (qos === 2 && (ack.reasonCode ?? 0) < 0x80) {
-        c.send({ cmd: 'pubrel', messageId, properties: {} } as never);
+        c.sendPacket({ cmd: 'pubrel', messageId, properties: {} } as never);
         await c.log.until(() => c.log.of('pubcomp').some((p) => p.messageId === messageId), `pubcomp ${messageId}`);
       }
       return ack.reasonCode ?? 0;
@@ -218,7 +218,7 @@ describe('retained messages and bytes per hub', () => {
     assert.equal(await pub('r/2', 61), QUOTA_EXCEEDED, 'over the byte cap');
     assert.equal(await pub('r/3', 70), 0x10, 'a replacement counts its difference only (20 + 70 + 10)');
     assert.equal(c.log.closed, false);
-    c.end();
+    c.destroy();
     // A subscriber sees exactly what was stored
     const s = await connect(broker, 'tcp', 5);
     const got = collect(s, 3, 5000);
@@ -228,18 +228,18 @@ describe('retained messages and bytes per hub', () => {
   });
 
   test('5.0 QoS 0 retained over the cap: DISCONNECT 0x97; 3.1.1: closed', async () => {
-    const c5 = await wireConnect(broker.mqttPort, 5, { clientId: uniqueId('r'), protocolVersion: 5 });
-    c5.send({ cmd: 'publish', topic: 'r/5', payload: Buffer.from('x'), qos: 0, retain: true, dup: false, properties: {} });
+    const c5 = await RawPeer.connected(broker, 'tcp', 5, { clientId: uniqueId('r'), protocolVersion: 5 });
+    c5.sendPacket({ cmd: 'publish', topic: 'r/5', payload: Buffer.from('x'), qos: 0, retain: true, dup: false, properties: {} });
     const p5 = await c5.log.whenClosed(5000);
     assert.equal(p5.find((p) => p.cmd === 'disconnect')?.reasonCode, QUOTA_EXCEEDED);
-    const c4 = await wireConnect(broker.mqttPort, 4, { clientId: uniqueId('r'), protocolVersion: 4 });
-    c4.send({ cmd: 'publish', topic: 'r/5', payload: Buffer.from('x'), qos: 1, messageId: 1, retain: true, dup: false });
+    const c4 = await RawPeer.connected(broker, 'tcp', 4, { clientId: uniqueId('r'), protocolVersion: 4 });
+    c4.sendPacket({ cmd: 'publish', topic: 'r/5', payload: Buffer.from('x'), qos: 1, messageId: 1, retain: true, dup: false });
     const p4 = await c4.log.whenClosed(5000);
     assert.deepEqual(p4.map((p) => p.cmd), ['connack']);
     // a plain (not retained) publish is not limited
-    const ok = await wireConnect(broker.mqttPort, 4, { clientId: uniqueId('r'), protocolVersion: 4 });
-    ok.send({ cmd: 'publish', topic: 'r/5', payload: Buffer.from('x'), qos: 1, messageId: 1, retain: false, dup: false });
-    await ok.log.next('puback');
-    ok.end();
+    const ok = await RawPeer.connected(broker, 'tcp', 4, { clientId: uniqueId('r'), protocolVersion: 4 });
+    ok.sendPacket({ cmd: 'publish', topic: 'r/5', payload: Buffer.from('x'), qos: 1, messageId: 1, retain: false, dup: false });
+    await ok.log.first('puback');
+    ok.destroy();
   });
 });

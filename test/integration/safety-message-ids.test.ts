@@ -11,23 +11,24 @@ import type { IPublishPacket, Packet } from 'mqtt-packet';
 import { repoRoot, startBroker, type BrokerProcess } from '../helpers/broker-process.ts';
 import { uniqueId } from '../helpers/clients.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
-import { connackCode, MqttPeer } from '../helpers/mqtt-peer.ts';
+import { connackCode } from '../helpers/mqtt-wire.ts';
+import { RawPeer } from '../helpers/raw-peer.ts';
 
 const frozenClock = {
   NODE_OPTIONS: `${process.env['NODE_OPTIONS'] ?? ''} --import=${path.join(repoRoot, 'test/fixtures/frozen-clock.mjs')}`.trim(),
   TERN_TEST_FROZEN_NOW_MS: String(Date.now()),
 };
 
-async function publish(peer: MqttPeer, topic: string, payload: string, messageId: number): Promise<number> {
+async function publish(peer: RawPeer, topic: string, payload: string, messageId: number): Promise<number> {
   const ack = peer.waitFor((p) => p.cmd === 'puback' && p.messageId === messageId, `PUBACK ${payload}`);
-  peer.send({ cmd: 'publish', topic, payload: Buffer.from(payload), qos: 1, retain: false, dup: false, messageId });
+  peer.sendPacket({ cmd: 'publish', topic, payload: Buffer.from(payload), qos: 1, retain: false, dup: false, messageId });
   return ((await ack) as Extract<Packet, { cmd: 'puback' }>).reasonCode ?? 0;
 }
 
 describe('message ids after the clock went back', { concurrency: false }, () => {
   let db: TestDatabase | undefined;
   const brokers: BrokerProcess[] = [];
-  const peers: MqttPeer[] = [];
+  const peers: RawPeer[] = [];
   after(async () => {
     for (const p of peers) p.destroy();
     for (const b of brokers) await b.kill();
@@ -38,13 +39,13 @@ describe('message ids after the clock went back', { concurrency: false }, () => 
     db = await createTestDatabase();
     const topic = `ids/${uniqueId('t')}`;
     const subId = uniqueId('ids-sub');
-    const connectSub = async (broker: BrokerProcess, onPublish: (p: IPublishPacket) => void, autoAck: boolean): Promise<MqttPeer> => {
-      const sub = await MqttPeer.open(broker, 'tcp', 5);
+    const connectSub = async (broker: BrokerProcess, onPublish: (p: IPublishPacket) => void, autoAck: boolean): Promise<RawPeer> => {
+      const sub = await RawPeer.open(broker, 'tcp', 5);
       peers.push(sub);
       sub.on((p) => {
         if (p.cmd !== 'publish') return;
         onPublish(p);
-        if (autoAck) sub.send({ cmd: 'puback', messageId: p.messageId ?? 0, reasonCode: 0 });
+        if (autoAck) sub.sendPacket({ cmd: 'puback', messageId: p.messageId ?? 0, reasonCode: 0 });
       });
       assert.equal(connackCode(await sub.connect({ clientId: subId, clean: false, properties: { sessionExpiryInterval: 3600 } })), 0);
       return sub;
@@ -58,24 +59,24 @@ describe('message ids after the clock went back', { concurrency: false }, () => 
     const gotA: string[] = [];
     const subA = await connectSub(a, (p) => gotA.push(Buffer.from(p.payload).toString()), false);
     const suback = subA.waitFor((p) => p.cmd === 'suback', 'SUBACK');
-    subA.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic, qos: 1 }] });
+    subA.sendPacket({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic, qos: 1 }] });
     await suback;
-    const pubA = await MqttPeer.open(a, 'tcp', 5);
+    const pubA = await RawPeer.open(a, 'tcp', 5);
     peers.push(pubA);
     assert.equal(connackCode(await pubA.connect({ clientId: uniqueId('ids-pub'), clean: true })), 0);
     const delivered = subA.waitFor((p) => p.cmd === 'publish', '"first" at the subscriber');
     assert.equal(await publish(pubA, topic, 'first', 1), 0); // committed
     const first = (await delivered) as IPublishPacket;
-    subA.send({ cmd: 'puback', messageId: first.messageId ?? 0, reasonCode: 0 });
-    subA.send({ cmd: 'disconnect', reasonCode: 0 });
-    await subA.whenClosed();
+    subA.sendPacket({ cmd: 'puback', messageId: first.messageId ?? 0, reasonCode: 0 });
+    subA.sendPacket({ cmd: 'disconnect', reasonCode: 0 });
+    await subA.closed();
     pubA.destroy();
     assert.equal(await a.stop(), 0);
 
     // Second broker, same instant on its clock: 'second' is stored for the offline session
     const b = await startBroker(['--database-url', db.url], frozenClock);
     brokers.push(b);
-    const pubB = await MqttPeer.open(b, 'tcp', 5);
+    const pubB = await RawPeer.open(b, 'tcp', 5);
     peers.push(pubB);
     assert.equal(connackCode(await pubB.connect({ clientId: uniqueId('ids-pub'), clean: true })), 0);
     assert.equal(await publish(pubB, topic, 'second', 1), 0);

@@ -10,23 +10,24 @@ import type { IPublishPacket, Packet } from 'mqtt-packet';
 import { startBroker, type BrokerProcess } from '../helpers/broker-process.ts';
 import { uniqueId } from '../helpers/clients.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
-import { connackCode, MqttPeer } from '../helpers/mqtt-peer.ts';
+import { connackCode } from '../helpers/mqtt-wire.ts';
+import { RawPeer } from '../helpers/raw-peer.ts';
 import { LoadPublisher } from '../helpers/load-publisher.ts';
 import { FreezableProxy } from '../helpers/tcp-proxy.ts';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 class Client {
-  peer!: MqttPeer;
+  peer!: RawPeer;
   readonly received: IPublishPacket[] = [];
   #nextId = 1;
 
   async connect(broker: BrokerProcess, persistent: boolean): Promise<number> {
-    this.peer = await MqttPeer.open(broker, 'tcp', 5);
+    this.peer = await RawPeer.open(broker, 'tcp', 5);
     this.peer.on((p) => {
       if (p.cmd !== 'publish') return;
       this.received.push(p);
-      if (p.qos === 1) this.peer.send({ cmd: 'puback', messageId: p.messageId ?? 0, reasonCode: 0 });
+      if (p.qos === 1) this.peer.sendPacket({ cmd: 'puback', messageId: p.messageId ?? 0, reasonCode: 0 });
     });
     return connackCode(await this.peer.connect({
       clientId: uniqueId('hang'), clean: !persistent, ...(persistent ? { properties: { sessionExpiryInterval: 3600 } } : {}),
@@ -36,14 +37,14 @@ class Client {
   async subscribe(topic: string): Promise<number[]> {
     const messageId = this.#nextId++;
     const suback = this.peer.waitFor((p) => p.cmd === 'suback' && p.messageId === messageId, 'SUBACK');
-    this.peer.send({ cmd: 'subscribe', messageId, subscriptions: [{ topic, qos: 1 }] });
+    this.peer.sendPacket({ cmd: 'subscribe', messageId, subscriptions: [{ topic, qos: 1 }] });
     return ((await suback) as Extract<Packet, { cmd: 'suback' }>).granted as number[];
   }
 
   async publish(topic: string, payload: string, timeoutMs: number, retain = false): Promise<number> {
     const messageId = this.#nextId++;
     const ack = this.peer.waitFor((p) => p.cmd === 'puback' && p.messageId === messageId, `PUBACK for ${payload}`, timeoutMs);
-    this.peer.send({ cmd: 'publish', topic, payload: Buffer.from(payload), qos: 1, retain, dup: false, messageId });
+    this.peer.sendPacket({ cmd: 'publish', topic, payload: Buffer.from(payload), qos: 1, retain, dup: false, messageId });
     return ((await ack) as Extract<Packet, { cmd: 'puback' }>).reasonCode ?? 0;
   }
 

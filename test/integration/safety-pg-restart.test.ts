@@ -7,7 +7,8 @@ import assert from 'node:assert/strict';
 import type { IPublishPacket } from 'mqtt-packet';
 import { startBroker, type BrokerProcess } from '../helpers/broker-process.ts';
 import { uniqueId } from '../helpers/clients.ts';
-import { connackCode, MqttPeer } from '../helpers/mqtt-peer.ts';
+import { connackCode } from '../helpers/mqtt-wire.ts';
+import { RawPeer } from '../helpers/raw-peer.ts';
 import { LoadPublisher } from '../helpers/load-publisher.ts';
 import { OwnPostgres } from '../helpers/own-postgres.ts';
 
@@ -37,15 +38,15 @@ describe('PostgreSQL restarted under load', { concurrency: false }, () => {
     broker = await startBroker([], {}, { databaseUrl });
     const topic = `restart/${uniqueId('t')}`;
     const received = new Set<string>();
-    const sub = await MqttPeer.open(broker, 'tcp', 5);
+    const sub = await RawPeer.open(broker, 'tcp', 5);
     sub.on((p) => {
       if (p.cmd !== 'publish') return;
       received.add(Buffer.from((p as IPublishPacket).payload).toString());
-      if (p.qos === 1) sub.send({ cmd: 'puback', messageId: p.messageId ?? 0, reasonCode: 0 });
+      if (p.qos === 1) sub.sendPacket({ cmd: 'puback', messageId: p.messageId ?? 0, reasonCode: 0 });
     });
     assert.equal(connackCode(await sub.connect({ clientId: uniqueId('restart-sub'), clean: false, properties: { sessionExpiryInterval: 3600 } })), 0);
     const suback = sub.waitFor((p) => p.cmd === 'suback', 'SUBACK');
-    sub.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic, qos: 1 }] });
+    sub.sendPacket({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic, qos: 1 }] });
     await suback;
 
     const pubs = [new LoadPublisher('v5', 5, topic), new LoadPublisher('v4', 4, topic)];

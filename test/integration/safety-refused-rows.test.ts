@@ -11,7 +11,8 @@ import pg from 'pg';
 import type { IPublishPacket, Packet } from 'mqtt-packet';
 import { startBroker, type BrokerProcess } from '../helpers/broker-process.ts';
 import { uniqueId, type Transport, type Version } from '../helpers/clients.ts';
-import { connackCode, MqttPeer } from '../helpers/mqtt-peer.ts';
+import { connackCode } from '../helpers/mqtt-wire.ts';
+import { RawPeer } from '../helpers/raw-peer.ts';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -21,17 +22,17 @@ function hugeTopic(prefix: string): string {
 }
 
 class Client {
-  peer!: MqttPeer;
+  peer!: RawPeer;
   readonly received: IPublishPacket[] = [];
   #nextId = 1;
   constructor(readonly name: string, readonly transport: Transport, readonly version: Version) {}
 
   async connect(broker: BrokerProcess, persistent: boolean): Promise<number> {
-    this.peer = await MqttPeer.open(broker, this.transport, this.version);
+    this.peer = await RawPeer.open(broker, this.transport, this.version);
     this.peer.on((p) => {
       if (p.cmd !== 'publish') return;
       this.received.push(p);
-      if (p.qos === 1) this.peer.send({ cmd: 'puback', messageId: p.messageId ?? 0, reasonCode: 0 });
+      if (p.qos === 1) this.peer.sendPacket({ cmd: 'puback', messageId: p.messageId ?? 0, reasonCode: 0 });
     });
     return connackCode(await this.peer.connect({
       clientId: uniqueId(this.name), clean: !persistent,
@@ -42,7 +43,7 @@ class Client {
   async subscribe(topic: string): Promise<number[]> {
     const messageId = this.#nextId++;
     const suback = this.peer.waitFor((p) => p.cmd === 'suback' && p.messageId === messageId, `${this.name} SUBACK`);
-    this.peer.send({ cmd: 'subscribe', messageId, subscriptions: [{ topic, qos: 1 }] });
+    this.peer.sendPacket({ cmd: 'subscribe', messageId, subscriptions: [{ topic, qos: 1 }] });
     return ((await suback) as Extract<Packet, { cmd: 'suback' }>).granted as number[];
   }
 
@@ -50,7 +51,7 @@ class Client {
   async publish(topic: string, payload: string, retain = false, timeoutMs = 20_000): Promise<number> {
     const messageId = this.#nextId++;
     const ack = this.peer.waitFor((p) => p.cmd === 'puback' && p.messageId === messageId, `${this.name} PUBACK for ${payload}`, timeoutMs);
-    this.peer.send({ cmd: 'publish', topic, payload: Buffer.from(payload), qos: 1, retain, dup: false, messageId });
+    this.peer.sendPacket({ cmd: 'publish', topic, payload: Buffer.from(payload), qos: 1, retain, dup: false, messageId });
     return ((await ack) as Extract<Packet, { cmd: 'puback' }>).reasonCode ?? 0;
   }
 
@@ -103,7 +104,7 @@ describe('rows PostgreSQL refuses', { concurrency: false }, () => {
     const badCodes = await Promise.all(badAcks);
     t.diagnostic(`5.0 refused publishes: PUBACK ${badCodes.map((c) => `0x${c.toString(16)}`).join(', ')}`);
     assert.ok(badCodes.every((c) => c >= 0x80), 'a message PostgreSQL refused is not acknowledged with success');
-    assert.ok(!bad5.peer.closed, 'the 5.0 publisher of a refused message stays connected');
+    assert.ok(!bad5.peer.isClosed, 'the 5.0 publisher of a refused message stays connected');
 
     // A 3.1.1 publisher has no negative acknowledgement: its connection is closed, at once rather
     // than after retrying a deterministic error for as long as it stays open
@@ -111,7 +112,7 @@ describe('rows PostgreSQL refuses', { concurrency: false }, () => {
     peers.push(bad4);
     assert.equal(await bad4.connect(broker, false), 0);
     const held = bad4.publish(hugeTopic(`${run}/bad4`), 'bad-v4', true, 30_000).then((rc) => `PUBACK ${rc}`, (e: Error) => e.message);
-    await bad4.peer.whenClosed(15_000);
+    await bad4.peer.closed(15_000);
     assert.match(await held, /connection closed/, 'no PUBACK for a message that was not stored');
 
     const goodCodes = await Promise.all(goodAcks);

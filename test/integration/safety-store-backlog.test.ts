@@ -13,7 +13,8 @@ import mqttPacket, { type Packet } from 'mqtt-packet';
 import { startBroker, type BrokerProcess } from '../helpers/broker-process.ts';
 import { uniqueId } from '../helpers/clients.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
-import { connackCode, MqttPeer } from '../helpers/mqtt-peer.ts';
+import { connackCode } from '../helpers/mqtt-wire.ts';
+import { RawPeer } from '../helpers/raw-peer.ts';
 import { FreezableProxy } from '../helpers/tcp-proxy.ts';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -29,7 +30,7 @@ describe('PostgreSQL falling behind', { concurrency: false }, () => {
   let proxy: FreezableProxy | undefined;
   let broker: BrokerProcess | undefined;
   const sockets: net.Socket[] = [];
-  const peers: MqttPeer[] = [];
+  const peers: RawPeer[] = [];
   after(async () => {
     for (const s of sockets) s.destroy();
     for (const p of peers) p.destroy();
@@ -51,14 +52,14 @@ describe('PostgreSQL falling behind', { concurrency: false }, () => {
 
     // A persistent session, offline: every publish is a message and a delivery row to commit
     const subId = uniqueId('backlog-sub');
-    const sub = await MqttPeer.open(broker, 'tcp', 5);
+    const sub = await RawPeer.open(broker, 'tcp', 5);
     peers.push(sub);
     assert.equal(connackCode(await sub.connect({ clientId: subId, clean: false, properties: { sessionExpiryInterval: 3600 } })), 0);
     const suback = sub.waitFor((p) => p.cmd === 'suback', 'SUBACK');
-    sub.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic, qos: 1 }] });
+    sub.sendPacket({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic, qos: 1 }] });
     await suback;
-    sub.send({ cmd: 'disconnect', reasonCode: 0 });
-    await sub.whenClosed();
+    sub.sendPacket({ cmd: 'disconnect', reasonCode: 0 });
+    await sub.closed();
 
     // The flooding publisher: a raw socket, 3.1.1, counting PUBACKs
     const socket = net.connect(broker.mqttPort, broker.host);

@@ -9,7 +9,8 @@ import type { IPublishPacket, Packet } from 'mqtt-packet';
 import { startBroker, type BrokerProcess } from '../helpers/broker-process.ts';
 import { uniqueId } from '../helpers/clients.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
-import { connackCode, MqttPeer } from '../helpers/mqtt-peer.ts';
+import { connackCode } from '../helpers/mqtt-wire.ts';
+import { RawPeer } from '../helpers/raw-peer.ts';
 
 /** The user properties of a PUBLISH as the list of (key, value) pairs in wire order. */
 function pairs(p: IPublishPacket): Array<[string, string]> {
@@ -23,27 +24,27 @@ function pairs(p: IPublishPacket): Array<[string, string]> {
 describe('user property order across a restart', { concurrency: false }, () => {
   let db: TestDatabase | undefined;
   const brokers: BrokerProcess[] = [];
-  const peers: MqttPeer[] = [];
+  const peers: RawPeer[] = [];
   after(async () => {
     for (const p of peers) p.destroy();
     for (const b of brokers) await b.kill();
     await db?.drop();
   });
 
-  const open = async (broker: BrokerProcess, clientId: string, persistent: boolean): Promise<MqttPeer> => {
-    const peer = await MqttPeer.open(broker, 'tcp', 5);
+  const open = async (broker: BrokerProcess, clientId: string, persistent: boolean): Promise<RawPeer> => {
+    const peer = await RawPeer.open(broker, 'tcp', 5);
     peers.push(peer);
-    peer.on((p) => { if (p.cmd === 'publish' && p.qos === 1) peer.send({ cmd: 'puback', messageId: p.messageId ?? 0, reasonCode: 0 }); });
+    peer.on((p) => { if (p.cmd === 'publish' && p.qos === 1) peer.sendPacket({ cmd: 'puback', messageId: p.messageId ?? 0, reasonCode: 0 }); });
     const connack = await peer.connect({ clientId, clean: !persistent, ...(persistent ? { properties: { sessionExpiryInterval: 3600 } } : {}) });
     assert.equal(connackCode(connack), 0);
     return peer;
   };
-  const subscribe = async (peer: MqttPeer, topic: string): Promise<void> => {
+  const subscribe = async (peer: RawPeer, topic: string): Promise<void> => {
     const suback = peer.waitFor((p) => p.cmd === 'suback', 'SUBACK');
-    peer.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic, qos: 1 }] });
+    peer.sendPacket({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic, qos: 1 }] });
     await suback;
   };
-  const nextPublish = (peer: MqttPeer, what: string): Promise<IPublishPacket> =>
+  const nextPublish = (peer: RawPeer, what: string): Promise<IPublishPacket> =>
     peer.waitFor((p) => p.cmd === 'publish', what, 10_000) as Promise<IPublishPacket>;
 
   test('a queued and a retained message keep their user property order', async () => {
@@ -54,15 +55,15 @@ describe('user property order across a restart', { concurrency: false }, () => {
     brokers.push(a);
     const offline = await open(a, offlineId, true);
     await subscribe(offline, topic);
-    offline.send({ cmd: 'disconnect', reasonCode: 0 });
-    await offline.whenClosed();
+    offline.sendPacket({ cmd: 'disconnect', reasonCode: 0 });
+    await offline.closed();
     const live = await open(a, uniqueId('props-live'), false);
     await subscribe(live, topic);
     const pub = await open(a, uniqueId('props-pub'), false);
     const userProperties = { b: 'first', a: 'second', 10: 'third', 2: 'fourth', rep: ['fifth', 'sixth'], z: 'seventh' };
     const liveGot = nextPublish(live, 'the live copy');
     const ack = pub.waitFor((p) => p.cmd === 'puback', 'PUBACK');
-    pub.send({ cmd: 'publish', topic, payload: Buffer.from('m'), qos: 1, retain: true, dup: false, messageId: 7, properties: { userProperties } });
+    pub.sendPacket({ cmd: 'publish', topic, payload: Buffer.from('m'), qos: 1, retain: true, dup: false, messageId: 7, properties: { userProperties } });
     assert.equal(((await ack) as Extract<Packet, { cmd: 'puback' }>).reasonCode ?? 0, 0);
     const want = pairs(await liveGot);
     assert.equal(want.length, 7, JSON.stringify(want));
@@ -73,7 +74,7 @@ describe('user property order across a restart', { concurrency: false }, () => {
 
     const b = await startBroker(['--database-url', db.url]);
     brokers.push(b);
-    const resumed = await MqttPeer.open(b, 'tcp', 5);
+    const resumed = await RawPeer.open(b, 'tcp', 5);
     peers.push(resumed);
     const queued = nextPublish(resumed, 'the queued copy');
     assert.equal(connackCode(await resumed.connect({ clientId: offlineId, clean: false, properties: { sessionExpiryInterval: 3600 } })), 0);

@@ -6,7 +6,8 @@ import type { MqttClient } from 'mqtt';
 import type { IDisconnectPacket, Packet } from 'mqtt-packet';
 import { startBroker } from '../helpers/broker-process.ts';
 import { close, connect, matrix, uniqueId } from '../helpers/clients.ts';
-import { connectBytes, openRaw, type RawMqtt } from '../helpers/raw-mqtt.ts';
+import { connectBytes } from '../helpers/mqtt-wire.ts';
+import { RawPeer } from '../helpers/raw-peer.ts';
 
 interface Observed {
   /** DISCONNECT packets MQTT.js reported. */
@@ -24,14 +25,14 @@ function observe(client: MqttClient): Observed {
 describe('graceful shutdown on SIGTERM', () => {
   let exitCode: number | null;
   const clients = new Map<string, { client: MqttClient; seen: Observed }>();
-  const raws = new Map<string, { raw: RawMqtt; packets: Promise<Packet[]> }>();
+  const raws = new Map<string, { raw: RawPeer; packets: Promise<Packet[]> }>();
 
   before(async () => {
     const broker = await startBroker();
     for (const { transport, version, name } of matrix) {
       const client = await connect(broker, transport, version);
       clients.set(name, { client, seen: observe(client) });
-      const raw = await openRaw(broker, transport, version);
+      const raw = await RawPeer.open(broker, transport, version);
       raw.send(connectBytes({ level: version, clientId: uniqueId('raw') }));
       assert.equal((await raw.next()).cmd, 'connack');
       raws.set(name, { raw, packets: raw.closed(10_000) });
