@@ -118,10 +118,10 @@ export class RetainedReplay implements OutboxFeed {
       });
       bytes += m.payload.length;
     }
-    if (replays.length === 0 && outbox.feed === this) outbox.feed = undefined;
-    if (page.length === 0) return false;
     const durable = session.persistent ? page.filter((d) => d.qos > 0) : [];
     if (durable.length === 0) {
+      this.#detachIfDone(outbox);
+      if (page.length === 0) return false;
       for (const d of page) queue.push(d);
       return true;
     }
@@ -132,6 +132,8 @@ export class RetainedReplay implements OutboxFeed {
       tx.enqueueDeliveries(durable.map((d) => toDeliveryRecord(session, d)));
     }).then(() => {
       this.#storing = false;
+      // Detached only now: a SUBSCRIBE meanwhile joins this feed, so its pages wait for this one
+      this.#detachIfDone(outbox);
       if (!session.isCurrent) return;
       for (const d of page) queue.push(d);
       outbox.pump();
@@ -142,5 +144,10 @@ export class RetainedReplay implements OutboxFeed {
       logger.error({ err, clientId: session.clientId }, 'could not queue retained messages; replay stopped');
     });
     return false;
+  }
+
+  /** Leave the outbox once every replay is done and no page is being stored. */
+  #detachIfDone(outbox: Outbox): void {
+    if (this.#replays.length === 0 && !this.#storing && outbox.feed === this) outbox.feed = undefined;
   }
 }

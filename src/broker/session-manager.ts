@@ -170,9 +170,14 @@ export class SessionManager {
    * its expiry, like any disconnected session, rather than staying with no link and no timer. Its
    * will goes (the connection was never established).
    */
-  settleUnattached(session: Session): void {
+  settleUnattached(session: Session, remoteAddress: string): void {
     if (!session.isCurrent || session.isConnected) return;
     session.disconnectedAtMs = this.#services.clock.now();
+    this.#events.emit({
+      type: EventType.Disconnect, hub: session.hub.name, clientId: session.clientId, remoteAddress,
+      reasonCode: undefined, initiatedBy: 'network', willPublished: false,
+    });
+    this.#shared.redistribute(session);
     if (session.will) {
       session.will = undefined;
       if (session.persistent) this.persist(session, (tx) => tx.deleteWill(session.hub.name, session.clientId));

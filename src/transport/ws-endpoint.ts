@@ -152,8 +152,11 @@ interface UpgradeReply {
 
 /** Answer an upgrade: refuse it, or upgrade with fresh socket state holding the accepted data. */
 function complete(res: HttpResponse, decision: UpgradeDecision<unknown>, reply: UpgradeReply): void {
-  if ('refuse' in decision) {
-    refuse(res, decision.refuse, decision.body);
+  if (typeof decision !== 'object' || decision === null || !('accept' in decision)) {
+    // A refusal, or an answer that is neither: never upgrade on a malformed decision (fail closed)
+    const refused = decision as { refuse?: unknown; body?: unknown } | null;
+    if (typeof refused?.refuse === 'number') refuse(res, refused.refuse, String(refused.body ?? ''));
+    else refuse(res, 500, 'upgrade check failed');
     return;
   }
   const state: WsSocketState<unknown> = { data: decision.accept, handler: undefined, closed: false };
@@ -199,8 +202,8 @@ function upgradeHandler(endpoint: WsEndpoint<unknown>, names: readonly string[],
       refuse(res, 500, 'upgrade check failed');
       return;
     }
-    if (!(decision instanceof Promise)) {
-      complete(res, decision, reply); // still inside uWS's handler, which is corked already
+    if (typeof (decision as { then?: unknown }).then !== 'function') {
+      complete(res, decision as UpgradeDecision<unknown>, reply); // still inside uWS's handler, which is corked already
       return;
     }
     // Asynchronous: uWS must be told we answer later (onAborted), and the answer is written corked
@@ -209,17 +212,34 @@ function upgradeHandler(endpoint: WsEndpoint<unknown>, names: readonly string[],
       gone = true;
       request.aborted();
     });
-    decision.then((d) => {
+    let answered = false;
+    Promise.resolve(decision).then((d) => {
       if (gone) {
         // Never upgrade a response uWS has discarded; hand the accept back instead
-        if ('accept' in d) endpoint.abandon?.(d.accept);
+        if (typeof d === 'object' && d !== null && 'accept' in d) endpoint.abandon?.(d.accept);
         return;
       }
-      res.cork(() => complete(res, d, reply));
+      res.cork(() => {
+        complete(res, d, reply);
+        answered = true;
+      });
     }, (err: unknown) => {
       opts.onError?.(err, request.url);
-      if (!gone) res.cork(() => refuse(res, 500, 'upgrade check failed'));
-    }).catch((err: unknown) => opts.onError?.(err, request.url)); // a throwing `abandon` or upgrade: reported, the process goes on
+      if (!gone) {
+        answered = true;
+        res.cork(() => refuse(res, 500, 'upgrade check failed'));
+      }
+    }).catch((err: unknown) => {
+      // A throwing `abandon` or upgrade: reported, the process goes on, and the request is answered
+      opts.onError?.(err, request.url);
+      if (!gone && !answered) {
+        try {
+          res.cork(() => refuse(res, 500, 'upgrade check failed'));
+        } catch (e) {
+          opts.onError?.(e, request.url);
+        }
+      }
+    });
   };
 }
 

@@ -186,7 +186,7 @@ function openSession(conn: Connecting, packet: ConnectPacket, principal: Princip
   const finish = (): void => {
     if (!conn.isOpen) {
       // The client left before its CONNACK: the session opened for it must not stay for ever
-      engine.sessions.settleUnattached(session);
+      engine.sessions.settleUnattached(session, conn.remoteAddress);
       return;
     }
     conn.attach(session, principal);
@@ -206,7 +206,7 @@ function openSession(conn: Connecting, packet: ConnectPacket, principal: Princip
     undo();
     // A hub this CONNECT created and nothing else uses goes again: a refused CONNECT leaves no hub
     const hub = engine.hubs.find(conn.hubName);
-    if (hub && hub.sessions.size === 0 && hub.retained.size === 0 && hub.tree.size === 0
+    if (hub && hub.sessions.size === 0 && hub.retained.size === 0 && hub.tree.size === 0 && hub.retainedPendingCount === 0
       && [...hub.opening.keys()].every((id) => id === conn.clientId)) {
       engine.hubs.delete(hub);
     }

@@ -27,6 +27,8 @@ describe('a client gone before its commit settles', () => {
     await settle();
     assert.equal(c.packets.length, 0, 'nothing is sent to a closed connection');
     assert.equal((await store.load()).sessions.length, 1, 'the session was stored');
+    await settle();
+    assert.deepEqual(store.inner.auditEvents.filter((e) => e.clientId === 'early').map((e) => e.event), ['disconnect'], 'audited as a disconnect by the network');
     clock.advance(60_000);
     await settle();
     assert.equal((await store.load()).sessions.length, 0, 'the session never expired');

@@ -54,6 +54,8 @@ const rooms: WsEndpoint<Room> = {
     const room = req.params['room']!;
     if (room === 'closed') return { refuse: 403, body: 'room closed' };
     if (room === 'throws') throw new Error('authorizer bug');
+    if (room === 'malformed') return {} as UpgradeDecision<Room>; // neither accept nor refuse
+    if (room === 'thenable') return { then: (ok: (d: UpgradeDecision<Room>) => void) => ok({ refuse: 401, body: 'later, as a thenable' }) } as unknown as Promise<UpgradeDecision<Room>>;
     if (!asyncMode) return { accept: { room } };
     return new Promise((resolve, reject) => {
       void req.signal; // taken now, as an upstream call would: it must still report a later abort
@@ -204,6 +206,14 @@ describe('upgrade decisions', () => {
     const before = errors.length;
     assert.deepEqual(await refusal('/rooms/throws'), { status: 500, body: 'upgrade check failed' });
     assert.equal(errors.length, before + 1);
+  });
+
+  test('a decision that is neither accept nor refuse is a refusal (500), never an upgrade', async () => {
+    assert.deepEqual(await refusal('/rooms/malformed'), { status: 500, body: 'upgrade check failed' });
+  });
+
+  test('a thenable that is not a native Promise is awaited like one', async () => {
+    assert.deepEqual(await refusal('/rooms/thenable'), { status: 401, body: 'later, as a thenable' });
   });
 
   test('asynchronous: accepted later, refused later, failed later', async () => {
