@@ -51,8 +51,18 @@ export class Connection implements ChannelSink, ChannelHost, ConnectedSink, Sess
   state: 'new' | 'connected' | 'closed' = 'new';
   version: ProtocolVersion = 4;
   clientId = '';
-  /** Set once CONNECT is accepted: the session, the principal and the per-connection protocol state. */
-  connected: Connected | undefined = undefined;
+  /** The attached session, once CONNECT is accepted. */
+  session: Session | undefined = undefined;
+  /** Who the client is, once CONNECT is accepted. */
+  principal: Principal | undefined = undefined;
+  // The rest of the Connected context lives here too: the connection is its own context (one object
+  // less per client), handed to handlers typed as Connected once attached
+  /** Inbound topic aliases (5.0), created on first use. */
+  inboundAliases: Map<number, string> | undefined = undefined;
+  /** Inbound QoS 1 publishes whose PUBACK is not written yet. */
+  inboundQos1Pending = 0;
+  /** Retained publishes refused for the hub's retained limits. */
+  retainedRefusals = 0;
   keepAliveSec = 0;
   /** Time by which the next packet must arrive (connect timeout, then 1.5 × keep alive). */
   deadlineMs: number;
@@ -105,9 +115,14 @@ export class Connection implements ChannelSink, ChannelHost, ConnectedSink, Sess
     return this.info.upgradeToken;
   }
 
-  /** The attached session, once connected. */
-  get session(): Session | undefined {
-    return this.connected?.session;
+  /** The Connected context (this connection) once a session is attached. */
+  get connected(): Connected | undefined {
+    return this.session === undefined ? undefined : (this as unknown as Connected);
+  }
+
+  /** ConnectedSink: replies go out through the connection itself. */
+  get out(): this {
+    return this;
   }
 
   /** Reading paused (or acknowledgements held) while the store catches up (PublishPath.throttleIfBehind). */
@@ -165,15 +180,12 @@ export class Connection implements ChannelSink, ChannelHost, ConnectedSink, Sess
 
   /** The CONNECT is accepted: take the session and become connected (Connecting). */
   attach(session: Session, principal: Principal): Connected {
-    const connected: Connected = {
-      version: this.version, clientId: this.clientId, session, principal, engine: this.engine, out: this,
-      inboundAliases: undefined, inboundQos1Pending: 0, retainedRefusals: 0,
-    };
-    this.connected = connected;
+    this.session = session;
+    this.principal = principal;
     session.attach(this);
     this.state = 'connected';
     if (this.keepAliveSec > 0) this.deadlineMs = this.engine.clock.now() + this.keepAliveSec * 1500;
-    return connected;
+    return this as unknown as Connected;
   }
 
   /** ChannelSink: bytes from the transport. */
