@@ -144,11 +144,25 @@ export class SessionManager {
   /** The link holding `session` is gone: schedule the will and the session's end. */
   detach(session: Session, link: SessionLink, reason: CloseReason | undefined, publishWill: boolean): void {
     if (!session.detach(link)) return;
-    const { clock } = this.#services;
-    session.disconnectedAtMs = clock.now();
+    this.#disconnected(session, link.remoteAddress, reason, publishWill);
+  }
+
+  /**
+   * A session opened (and stored) for a client that left before its CONNACK: it ends, or waits for
+   * its expiry, like any disconnected session, rather than staying with no link and no timer. Its
+   * will goes (the connection was never established).
+   */
+  settleUnattached(session: Session, remoteAddress: string): void {
+    if (!session.isCurrent || session.isConnected) return;
+    this.#disconnected(session, remoteAddress, undefined, false);
+  }
+
+  /** A session without a link from now on: audit, hand shared deliveries on, will, then expiry or end. */
+  #disconnected(session: Session, remoteAddress: string, reason: CloseReason | undefined, publishWill: boolean): void {
+    session.disconnectedAtMs = this.#services.clock.now();
     const by = reason?.by ?? 'network';
     this.#events.emit({
-      type: EventType.Disconnect, hub: session.hub.name, clientId: session.clientId, remoteAddress: link.remoteAddress,
+      type: EventType.Disconnect, hub: session.hub.name, clientId: session.clientId, remoteAddress,
       reasonCode: reason?.reasonCode, initiatedBy: by, willPublished: publishWill && session.will !== undefined,
     });
     this.#shared.redistribute(session);
@@ -162,31 +176,6 @@ export class SessionManager {
     }
     this.persist(session, (tx) => tx.putSession(this.record(session, false)));
     if (session.will) this.#wills.schedule(session);
-    this.scheduleExpiry(session);
-  }
-
-  /**
-   * A session opened (and stored) for a client that left before its CONNACK: it ends, or waits for
-   * its expiry, like any disconnected session, rather than staying with no link and no timer. Its
-   * will goes (the connection was never established).
-   */
-  settleUnattached(session: Session, remoteAddress: string): void {
-    if (!session.isCurrent || session.isConnected) return;
-    session.disconnectedAtMs = this.#services.clock.now();
-    this.#events.emit({
-      type: EventType.Disconnect, hub: session.hub.name, clientId: session.clientId, remoteAddress,
-      reasonCode: undefined, initiatedBy: 'network', willPublished: false,
-    });
-    this.#shared.redistribute(session);
-    if (session.will) {
-      session.will = undefined;
-      if (session.persistent) this.persist(session, (tx) => tx.deleteWill(session.hub.name, session.clientId));
-    }
-    if (!session.persistent) {
-      this.end(session);
-      return;
-    }
-    this.persist(session, (tx) => tx.putSession(this.record(session, false)));
     this.scheduleExpiry(session);
   }
 
