@@ -74,6 +74,11 @@ export interface WsMountOptions {
   allowedOrigins?: ReadonlySet<string>;
   /** Told of each upgrade refused for its Origin. */
   onOriginRefused?: (origin: string, url: string) => void;
+  /**
+   * Longest wait for an asynchronous upgrade decision (default 10 s): then the client gets 503 and
+   * the request's signal aborts; a decision that comes later is handed back like an aborted one.
+   */
+  decisionTimeoutMs?: number;
   /** Told of an authorizer or `open` that threw (the client got 500, or the socket 1011). */
   onError?: (err: unknown, url: string) => void;
 }
@@ -208,12 +213,23 @@ function upgradeHandler(endpoint: WsEndpoint<unknown>, names: readonly string[],
     }
     // Asynchronous: uWS must be told we answer later (onAborted), and the answer is written corked
     let gone = false;
+    let answered = false;
+    const timer = setTimeout(() => {
+      if (gone || answered) return;
+      // Answered now: a decision that comes later finds the request gone and is handed back
+      gone = true;
+      answered = true;
+      request.aborted();
+      opts.onError?.(new Error(`upgrade decision not made within ${opts.decisionTimeoutMs ?? 10_000} ms`), request.url);
+      res.cork(() => refuse(res, 503, 'upgrade check timed out'));
+    }, opts.decisionTimeoutMs ?? 10_000);
     res.onAborted(() => {
+      clearTimeout(timer);
       gone = true;
       request.aborted();
     });
-    let answered = false;
     Promise.resolve(decision).then((d) => {
+      clearTimeout(timer);
       if (gone) {
         // Never upgrade a response uWS has discarded; hand the accept back instead
         if (typeof d === 'object' && d !== null && 'accept' in d) endpoint.abandon?.(d.accept);
@@ -224,6 +240,7 @@ function upgradeHandler(endpoint: WsEndpoint<unknown>, names: readonly string[],
         answered = true;
       });
     }, (err: unknown) => {
+      clearTimeout(timer);
       opts.onError?.(err, request.url);
       if (!gone) {
         answered = true;

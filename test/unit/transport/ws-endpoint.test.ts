@@ -283,3 +283,43 @@ describe('upgrade decisions', () => {
     }
   });
 });
+
+describe('a decision that never comes', () => {
+  test('the client gets 503 after the decision timeout, the signal aborts, and a late accept is abandoned', async () => {
+    let late: ((d: UpgradeDecision<Room>) => void) | undefined;
+    let signal: AbortSignal | undefined;
+    const lateAbandoned: Room[] = [];
+    const slow: WsEndpoint<Room> = {
+      path: '/slow', subprotocols: [], subprotocolRefusal: 'no', maxPayloadBytes: 1024,
+      authorizeUpgrade: (req) => new Promise((resolve) => { signal = req.signal; late = resolve; }),
+      open: (ws, data) => new RoomHandler(ws, data.room),
+      abandon: (data) => { lateAbandoned.push(data); },
+    };
+    const app = uws.App();
+    const timeouts: unknown[] = [];
+    const mount = mountWsEndpoints(app, [slow], { decisionTimeoutMs: 50, onError: (err) => timeouts.push(err) });
+    const token = await new Promise<unknown>((resolve) => app.listen('127.0.0.1', 0, resolve));
+    const slowPort = uws.us_socket_local_port(token as Parameters<typeof uws.us_socket_local_port>[0]);
+    try {
+      const outcome = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const ws = new WebSocket(`ws://127.0.0.1:${slowPort}/slow`);
+        ws.once('open', () => reject(new Error('upgraded without a decision')));
+        ws.once('unexpected-response', (_req, res: IncomingMessage) => {
+          let body = '';
+          res.on('data', (b: Buffer) => { body += b.toString(); });
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+        });
+        ws.once('error', reject);
+      });
+      assert.deepEqual(outcome, { status: 503, body: 'upgrade check timed out' });
+      assert.equal(signal?.aborted, true, 'the authorizer is told to stop');
+      assert.equal(timeouts.length, 1);
+      late!({ accept: { room: 'late' } });
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      assert.deepEqual(lateAbandoned, [{ room: 'late' }]);
+    } finally {
+      uws.us_listen_socket_close(token as Parameters<typeof uws.us_listen_socket_close>[0]);
+      mount.closeAll();
+    }
+  });
+});
