@@ -13,7 +13,33 @@ export interface ConnectContext {
   password: Buffer | undefined;
   /** Credentials that came with the WebSocket upgrade (query access_token or Authorization header). */
   upgradeToken: string | undefined;
+  /** The TLS client certificate, when one was requested and sent (verified or not: see `authorized`). */
+  clientCertificate?: ClientCertificate;
   connect: ConnectPacket;
+}
+
+/** A client certificate as the transport saw it (same shape as the transport's PeerCertificate). */
+export interface ClientCertificate {
+  /** SHA-1 of the DER bytes, lowercase hex. */
+  thumbprint: string;
+  pem: string;
+  subjectCN: string | undefined;
+  /** "DNS:a.example", "email:x@y", "URI:..." as Node prints them. */
+  subjectAltNames: string[];
+  /** The chain verified against the configured CA. */
+  authorized: boolean;
+}
+
+/** What a verified client access token says (Web PubSub claims, spec §3.2). */
+export interface TokenClaims {
+  /** `sub`. */
+  userId: string | undefined;
+  /** `role`, as a string or an array. */
+  roles: string[];
+  /** `webpubsub.group` and `group`: groups joined (MQTT: subscriptions made) at connect. */
+  groups: string[];
+  /** Every other claim, as the upstream `connect` event carries them (`Record<string, string[]>`). */
+  claims: Record<string, string[]>;
 }
 
 /** A client's identity and rights once authenticated. */

@@ -115,6 +115,10 @@ export class Connection implements ChannelSink, ChannelHost, ConnectedSink, Sess
     return this.info.upgradeToken;
   }
 
+  get clientCertificate(): AcceptInfo['clientCertificate'] {
+    return this.info.clientCertificate;
+  }
+
   /** The Connected context (this connection) once a session is attached. */
   get connected(): Connected | undefined {
     return this.session === undefined ? undefined : (this as unknown as Connected);

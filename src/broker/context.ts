@@ -8,7 +8,7 @@ import type { EventBus, Transport } from './events.ts';
 import type { Hubs } from './hub.ts';
 import type { IdSource } from './ids.ts';
 import type { BrokerOptions } from './options.ts';
-import type { Authenticator, Authorizer, Clock, Logger, Principal } from './ports.ts';
+import type { AcceptInfo, Authenticator, Authorizer, Clock, Logger, Principal } from './ports.ts';
 import type { PublishPath, Throttleable } from './publish-path.ts';
 import type { Session } from './session.ts';
 import type { SessionManager } from './session-manager.ts';
@@ -97,6 +97,7 @@ export interface Connecting extends ReplySink {
   readonly transport: Transport;
   /** Credentials that came with the WebSocket upgrade. */
   readonly upgradeToken: string | undefined;
+  readonly clientCertificate: AcceptInfo['clientCertificate'];
   /** Apply the client's limits (before the session is opened: keep alive counts from now). */
   configure(settings: LinkSettings): void;
   /** The CONNECT is accepted: attach `session` and become connected (the caller sends CONNACK). */

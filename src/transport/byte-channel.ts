@@ -34,6 +34,22 @@ export interface AcceptInfo {
   hub: string;
   /** Token from the WebSocket upgrade (query `access_token` or `Authorization: Bearer`). */
   upgradeToken: string | undefined;
+  /** The client's TLS certificate, when the transport requested one and the client sent it. */
+  clientCertificate?: PeerCertificate;
+}
+
+/** A client certificate as the transport saw it (for authentication and the upstream `connect` event). */
+export interface PeerCertificate {
+  /** SHA-1 of the DER bytes, lowercase hex (40 characters). */
+  thumbprint: string;
+  /** The certificate as PEM text. */
+  pem: string;
+  /** Subject common name, if any. */
+  subjectCN: string | undefined;
+  /** Subject alternative names as Node prints them ("DNS:a.example", "email:x@y", "URI:..."). */
+  subjectAltNames: string[];
+  /** Whether the chain verified against the configured CA (always true when such certificates are required). */
+  authorized: boolean;
 }
 
 /** How transports hand new connections to whoever consumes them. */

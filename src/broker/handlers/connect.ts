@@ -74,7 +74,8 @@ export function handleConnect(conn: Connecting, packet: ConnectPacket): void {
   try {
     result = engine.authenticator.authenticate({
       hub: engine.hubs.key(conn.hubName), clientId, transport: conn.transport, remoteAddress: conn.remoteAddress,
-      username: packet.username, password: packet.password, upgradeToken: conn.upgradeToken, connect: packet,
+      username: packet.username, password: packet.password, upgradeToken: conn.upgradeToken,
+      ...(conn.clientCertificate ? { clientCertificate: conn.clientCertificate } : {}), connect: packet,
     });
   } catch (err) {
     engine.logger.error({ err, clientId }, 'authenticator failed');
