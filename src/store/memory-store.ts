@@ -2,8 +2,8 @@
 // start-up default until a database is configured; "durable" only for the life of the process.
 import type { Message } from '../mqtt/packet.ts';
 import type {
-  AuditEvent, DeliveryRecord, DeliveryState, IdBlock, InboundQos2Record, SessionRecord, StoredState, Store, SubscriptionRecord,
-  UnitOfWork, WillRecord,
+  AuditEvent, DeliveryRecord, DeliveryState, HubSettingsRecord, IdBlock, InboundQos2Record, PermissionRecord, SessionRecord, StoredAccess,
+  StoredState, Store, SubscriptionRecord, UnitOfWork, WillRecord,
 } from './store.ts';
 
 const key = (hub: string, id: string): string => `${hub}\u0000${id}`;
@@ -22,6 +22,8 @@ export class MemoryStore implements Store {
   readonly #retained = new Map<string, Message>();
   readonly #wills = new Map<string, WillRecord>();
   readonly #inboundQos2 = new Map<string, Set<number>>();
+  readonly #permissions: PermissionRecord[] = [];
+  readonly #hubSettings = new Map<string, HubSettingsRecord>();
   /** Deliveries and retained entries referencing each message. */
   readonly #refs = new Map<number, number>();
   #pending: Array<{ ops: Array<() => void>; resolve: () => void }> = [];
@@ -72,6 +74,10 @@ export class MemoryStore implements Store {
       wills: [...this.#wills.values()].map((w) => ({ ...w })),
       inboundQos2,
     };
+  }
+
+  async loadAccess(): Promise<StoredAccess> {
+    return { permissions: this.#permissions.map((p) => ({ ...p })), hubSettings: [...this.#hubSettings.values()].map((h) => ({ ...h })) };
   }
 
   transaction(build: (tx: UnitOfWork) => void): Promise<void> {
@@ -151,7 +157,23 @@ export class MemoryStore implements Store {
         // Memory mode keeps only the most recent events
         if (this.auditEvents.length > MAX_AUDIT_EVENTS) this.auditEvents.splice(0, this.auditEvents.length - MAX_AUDIT_EVENTS);
       }),
+      grantPermission: (r) => ops.push(() => {
+        const same = this.#permissions.some((p) => p.hub === r.hub && p.subjectKind === r.subjectKind && p.subject === r.subject
+          && p.permission === r.permission && p.target === r.target);
+        if (!same) this.#permissions.push({ ...r });
+      }),
+      revokePermission: (hub, kind, subject, permission, target) => ops.push(() => {
+        this.#removePermissions((p) => p.hub === hub && p.subjectKind === kind && p.subject === subject && p.permission === permission && p.target === target);
+      }),
+      revokeAllPermissions: (hub, kind, subject) => ops.push(() => {
+        this.#removePermissions((p) => p.hub === hub && p.subjectKind === kind && p.subject === subject);
+      }),
+      putHubSettings: (r) => ops.push(() => { this.#hubSettings.set(r.hub, { ...r }); }),
     };
+  }
+
+  #removePermissions(match: (p: PermissionRecord) => boolean): void {
+    for (let i = this.#permissions.length - 1; i >= 0; i--) if (match(this.#permissions[i]!)) this.#permissions.splice(i, 1);
   }
 
   #deleteSession(hub: string, clientId: string): void {

@@ -79,6 +79,39 @@ export interface AuditEvent {
   atMs: number;
 }
 
+/** Who a permission is granted to: today a connection (an MQTT client id); users are reserved. */
+export type PermissionSubjectKind = 'connection' | 'user';
+
+/** A right granted at runtime (Web PubSub grantPermission): `permission` on group `target` (null: every group). */
+export interface PermissionRecord {
+  hub: string;
+  subjectKind: PermissionSubjectKind;
+  subject: string;
+  /** 'sendToGroup' | 'joinLeaveGroup'. */
+  permission: string;
+  target: string | null;
+  grantedBy: string | undefined;
+  grantedAtMs: number;
+}
+
+/** Settings of one hub; a null field follows the deployment default. */
+export interface HubSettingsRecord {
+  hub: string;
+  /** 'allow' | 'deny' | null. */
+  anonymousConnectPolicy: 'allow' | 'deny' | null;
+  /** Largest MQTT keep alive in seconds (sent as Server Keep Alive to 5.0 clients); null: the deployment's. */
+  maxKeepAliveSec: number | null;
+  /** Sessions this hub may hold; null: only the deployment-wide limit. */
+  maxSessions: number | null;
+  updatedAtMs: number;
+}
+
+/** Grants and hub settings, read at start-up and kept in memory. */
+export interface StoredAccess {
+  permissions: PermissionRecord[];
+  hubSettings: HubSettingsRecord[];
+}
+
 /** Everything a broker node needs to rebuild its memory at start-up. */
 export interface StoredState {
   sessions: SessionRecord[];
@@ -109,6 +142,13 @@ export interface UnitOfWork {
   addInboundQos2(record: InboundQos2Record): void;
   deleteInboundQos2(hub: string, clientId: string, packetId: number): void;
   appendAudit(event: AuditEvent): void;
+  /** Grant a permission (no-op if the same grant exists). */
+  grantPermission(record: PermissionRecord): void;
+  /** Revoke one grant (same subject, permission and target). */
+  revokePermission(hub: string, subjectKind: PermissionSubjectKind, subject: string, permission: string, target: string | null): void;
+  /** Revoke every grant of a subject (its session ended). */
+  revokeAllPermissions(hub: string, subjectKind: PermissionSubjectKind, subject: string): void;
+  putHubSettings(record: HubSettingsRecord): void;
 }
 
 /** The durable home of broker state. */
@@ -119,6 +159,8 @@ export interface Store {
   close(): Promise<void>;
   /** Everything stored, for start-up. */
   load(): Promise<StoredState>;
+  /** Grants and hub settings. */
+  loadAccess(): Promise<StoredAccess>;
   /**
    * Build a unit of work synchronously and commit it. Units from many callers share one
    * commit; the promise resolves (in submission order) once the unit is durable.

@@ -3,7 +3,9 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Message } from '../../src/mqtt/packet.ts';
-import type { AuditEvent, DeliveryRecord, SessionRecord, Store, SubscriptionRecord } from '../../src/store/store.ts';
+import type {
+  AuditEvent, DeliveryRecord, HubSettingsRecord, PermissionRecord, SessionRecord, Store, StoredAccess, SubscriptionRecord,
+} from '../../src/store/store.ts';
 
 export interface StoreFixture {
   store: Store;
@@ -179,6 +181,41 @@ export function describeStoreContract(name: string, make: () => Promise<StoreFix
         { event: 'connect', clientId: 'c', reasonCode: undefined },
         { event: 'connect_refused', clientId: 'd', reasonCode: 0x87 },
       ]);
+    });
+
+    test('grants are stored once, revoked one by one or all together, and survive a reopen', async () => {
+      const h = hub();
+      const grant = (subject: string, permission: string, target: string | null): PermissionRecord => ({
+        hub: h, subjectKind: 'connection', subject, permission, target, grantedBy: 'primary', grantedAtMs: 1_700_000_000_000,
+      });
+      await f.store.transaction((tx) => {
+        tx.grantPermission(grant('c1', 'sendToGroup', 'a/b'));
+        tx.grantPermission(grant('c1', 'sendToGroup', 'a/b')); // the same grant twice: one row
+        tx.grantPermission(grant('c1', 'sendToGroup', null));
+        tx.grantPermission(grant('c1', 'joinLeaveGroup', 'x'));
+        tx.grantPermission(grant('c2', 'joinLeaveGroup', null));
+      });
+      const mine = (a: StoredAccess) => a.permissions.filter((p) => p.hub === h)
+        .map((p) => `${p.subject} ${p.permission} ${p.target ?? '*'} ${p.grantedBy}`).sort();
+      assert.deepEqual(mine(await f.store.loadAccess()), ['c1 joinLeaveGroup x primary', 'c1 sendToGroup * primary', 'c1 sendToGroup a/b primary', 'c2 joinLeaveGroup * primary']);
+      await f.store.transaction((tx) => {
+        tx.revokePermission(h, 'connection', 'c1', 'sendToGroup', null); // only the all-groups grant
+        tx.revokeAllPermissions(h, 'connection', 'c2');
+      });
+      assert.deepEqual(mine(await f.store.loadAccess()), ['c1 joinLeaveGroup x primary', 'c1 sendToGroup a/b primary']);
+      const again = await f.reopen();
+      assert.deepEqual(mine(await again.loadAccess()), ['c1 joinLeaveGroup x primary', 'c1 sendToGroup a/b primary']);
+    });
+
+    test('hub settings are replaced as a whole', async () => {
+      const h = hub();
+      const settings = (over: Partial<HubSettingsRecord>): HubSettingsRecord => ({
+        hub: h, anonymousConnectPolicy: null, maxKeepAliveSec: null, maxSessions: null, updatedAtMs: 1_700_000_000_000, ...over,
+      });
+      await f.store.transaction((tx) => tx.putHubSettings(settings({ anonymousConnectPolicy: 'deny', maxSessions: 10 })));
+      await f.store.transaction((tx) => tx.putHubSettings(settings({ anonymousConnectPolicy: 'allow', maxKeepAliveSec: 60 })));
+      const got = (await f.store.loadAccess()).hubSettings.filter((x) => x.hub === h);
+      assert.deepEqual(got, [settings({ anonymousConnectPolicy: 'allow', maxKeepAliveSec: 60 })]);
     });
   });
 }

@@ -32,6 +32,9 @@ export class FaultyStore implements Store {
   load(): ReturnType<Store['load']> {
     return this.inner.load();
   }
+  loadAccess(): ReturnType<Store['loadAccess']> {
+    return this.inner.loadAccess();
+  }
   reserveIds(): ReturnType<Store['reserveIds']> {
     return this.inner.reserveIds();
   }

@@ -3,8 +3,16 @@
 // multi-row statements in a fixed order. Pure; no SQL here.
 import type { Message } from '../../mqtt/packet.ts';
 import type {
-  AuditEvent, DeliveryRecord, DeliveryState, SessionRecord, SubscriptionRecord, UnitOfWork, WillRecord,
+  AuditEvent, DeliveryRecord, DeliveryState, HubSettingsRecord, PermissionRecord, PermissionSubjectKind, SessionRecord, SubscriptionRecord,
+  UnitOfWork, WillRecord,
 } from '../store.ts';
+
+/** A change to grants or hub settings: rare (administration), so kept in call order and applied one by one. */
+export type AccessChange =
+  | { kind: 'grant'; record: PermissionRecord }
+  | { kind: 'revoke'; hub: string; subjectKind: PermissionSubjectKind; subject: string; permission: string; target: string | null }
+  | { kind: 'revokeAll'; hub: string; subjectKind: PermissionSubjectKind; subject: string }
+  | { kind: 'hubSettings'; record: HubSettingsRecord };
 
 const k2 = (hub: string, clientId: string): string => `${hub}\u0000${clientId}`;
 const k3 = (hub: string, clientId: string, x: string | number): string => `${hub}\u0000${clientId}\u0000${x}`;
@@ -30,6 +38,8 @@ export class Batch implements UnitOfWork {
   readonly deliveries = new Map<number, DeliveryChange>();
   readonly inboundQos2 = new Map<string, { hub: string; clientId: string; packetId: number; add: boolean }>();
   readonly audit: AuditEvent[] = [];
+  /** Grants, revocations and hub settings, in call order. */
+  readonly access: AccessChange[] = [];
   /** Rows changed so far (roughly: one per call, one per delivery), to cap a group commit. */
   rows = 0;
   /** Payload and topic bytes so far (UTF-16 code units for topics), to cap a group commit. */
@@ -77,7 +87,7 @@ export class Batch implements UnitOfWork {
   /** True if the batch changes more than messages, deliveries and inbound QoS 2 ids. */
   get hasColdChanges(): boolean {
     return this.deletedSessions.size > 0 || this.sessions.size > 0 || this.subscriptions.size > 0 || this.wills.size > 0
-      || this.retained.size > 0 || this.audit.length > 0;
+      || this.retained.size > 0 || this.audit.length > 0 || this.access.length > 0;
   }
 
   /** True if applying the batch would change nothing (a message row alone is never written). */
@@ -174,6 +184,26 @@ export class Batch implements UnitOfWork {
     this.rows++;
     this.audit.push(e);
   }
+
+  grantPermission(record: PermissionRecord): void {
+    this.rows++;
+    this.access.push({ kind: 'grant', record: { ...record } });
+  }
+
+  revokePermission(hub: string, subjectKind: PermissionSubjectKind, subject: string, permission: string, target: string | null): void {
+    this.rows++;
+    this.access.push({ kind: 'revoke', hub, subjectKind, subject, permission, target });
+  }
+
+  revokeAllPermissions(hub: string, subjectKind: PermissionSubjectKind, subject: string): void {
+    this.rows++;
+    this.access.push({ kind: 'revokeAll', hub, subjectKind, subject });
+  }
+
+  putHubSettings(record: HubSettingsRecord): void {
+    this.rows++;
+    this.access.push({ kind: 'hubSettings', record: { ...record } });
+  }
 }
 
 /** True for the `{ deleted: true }` markers of a Batch. */
@@ -221,6 +251,16 @@ export class RecordingUnit implements UnitOfWork {
     this.#batch.deleteInboundQos2(hub, clientId, packetId);
   }
   appendAudit(e: AuditEvent): void { this.ops.push(['appendAudit', [e]]); this.#batch.appendAudit(e); }
+  grantPermission(r: PermissionRecord): void { this.ops.push(['grantPermission', [r]]); this.#batch.grantPermission(r); }
+  revokePermission(hub: string, kind: PermissionSubjectKind, subject: string, permission: string, target: string | null): void {
+    this.ops.push(['revokePermission', [hub, kind, subject, permission, target]]);
+    this.#batch.revokePermission(hub, kind, subject, permission, target);
+  }
+  revokeAllPermissions(hub: string, kind: PermissionSubjectKind, subject: string): void {
+    this.ops.push(['revokeAllPermissions', [hub, kind, subject]]);
+    this.#batch.revokeAllPermissions(hub, kind, subject);
+  }
+  putHubSettings(r: HubSettingsRecord): void { this.ops.push(['putHubSettings', [r]]); this.#batch.putHubSettings(r); }
 }
 
 /** A fresh batch holding the net effect of the recorded units, applied in order. */

@@ -4,7 +4,7 @@ import type pg from 'pg';
 import type { Message } from '../../mqtt/packet.ts';
 import type { SubscriptionRecord, WillRecord } from '../store.ts';
 import { packBytes } from './arrays.ts';
-import { isDeleted, type Batch } from './batch.ts';
+import { isDeleted, type AccessChange, type Batch } from './batch.ts';
 import { auditDetailJson, propsToJson } from './json-columns.ts';
 
 /** Everything of `b` but messages, deliveries and inbound QoS 2 ids, on `c` inside a transaction the caller opened. */
@@ -107,6 +107,7 @@ export async function writeCold(c: pg.ClientBase, b: Batch, maxAuditDetailBytes:
       ]);
     }
   }
+  for (const a of b.access) await writeAccess(c, a);
   if (b.audit.length > 0) {
     const a = b.audit;
     await c.query(`INSERT INTO audit_events (at, hub, event, client_id, actor, remote_address, reason_code, detail)
@@ -117,5 +118,34 @@ export async function writeCold(c: pg.ClientBase, b: Batch, maxAuditDetailBytes:
       a.map((e) => e.actor ?? null), a.map((e) => e.remoteAddress ?? null), a.map((e) => e.reasonCode ?? null),
       a.map((e) => auditDetailJson(e.detail, maxAuditDetailBytes)),
     ]);
+  }
+}
+
+/** One grant, revocation or hub-settings change (administration: rare, so one statement each, in call order). */
+async function writeAccess(c: pg.ClientBase, a: AccessChange): Promise<void> {
+  switch (a.kind) {
+    case 'grant': {
+      const r = a.record;
+      await c.query(`INSERT INTO permissions (hub, subject_kind, subject, permission, target, granted_by, granted_at)
+        VALUES ($1, $2, $3, $4, $5, $6, to_timestamp($7 / 1000.0))
+        ON CONFLICT (hub, subject_kind, subject, permission, (coalesce(target, ''))) DO NOTHING`,
+      [r.hub, r.subjectKind, r.subject, r.permission, r.target, r.grantedBy ?? null, r.grantedAtMs]);
+      return;
+    }
+    case 'revoke':
+      await c.query(`DELETE FROM permissions WHERE hub = $1 AND subject_kind = $2 AND subject = $3 AND permission = $4
+        AND coalesce(target, '') = coalesce($5, '')`, [a.hub, a.subjectKind, a.subject, a.permission, a.target]);
+      return;
+    case 'revokeAll':
+      await c.query('DELETE FROM permissions WHERE hub = $1 AND subject_kind = $2 AND subject = $3', [a.hub, a.subjectKind, a.subject]);
+      return;
+    case 'hubSettings': {
+      const r = a.record;
+      await c.query(`INSERT INTO hub_settings (hub, anonymous_connect_policy, max_keep_alive_sec, max_sessions, updated_at)
+        VALUES ($1, $2, $3, $4, to_timestamp($5 / 1000.0))
+        ON CONFLICT (hub) DO UPDATE SET anonymous_connect_policy = excluded.anonymous_connect_policy,
+          max_keep_alive_sec = excluded.max_keep_alive_sec, max_sessions = excluded.max_sessions, updated_at = excluded.updated_at`,
+      [r.hub, r.anonymousConnectPolicy, r.maxKeepAliveSec, r.maxSessions, r.updatedAtMs]);
+    }
   }
 }

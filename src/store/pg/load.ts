@@ -5,10 +5,11 @@ import { eq, exists, sql } from 'drizzle-orm';
 import type { NodePgDatabase } from 'drizzle-orm/node-postgres';
 import type { Message, ProtocolVersion, QoS } from '../../mqtt/packet.ts';
 import {
-  StoreError, type DeliveryRecord, type DeliveryState, type SessionRecord, type StoredState, type SubscriptionRecord, type WillRecord,
+  StoreError, type DeliveryRecord, type DeliveryState, type HubSettingsRecord, type PermissionRecord, type PermissionSubjectKind,
+  type SessionRecord, type StoredAccess, type StoredState, type SubscriptionRecord, type WillRecord,
 } from '../store.ts';
 import { propsFromJson } from './json-columns.ts';
-import { deliveries, inboundQos2, messages, retainedMessages, sessions, subscriptions, wills } from './schema.ts';
+import { deliveries, hubSettings, inboundQos2, messages, permissions, retainedMessages, sessions, subscriptions, wills } from './schema.ts';
 
 /** `value` if it is one of `allowed`; a row outside its domain is a corrupt store, not something to guess about. */
 function oneOf<T extends number | string>(allowed: readonly T[], value: number | string, column: string): T {
@@ -86,4 +87,28 @@ export async function loadState(db: NodePgDatabase): Promise<StoredState> {
     wills: willRows.map(toWill),
     inboundQos2: qos2Rows.map((r) => ({ hub: r.hub, clientId: r.clientId, packetId: r.packetId })),
   };
+}
+
+const SUBJECT_KINDS: readonly PermissionSubjectKind[] = ['connection', 'user'];
+const POLICIES: ReadonlyArray<'allow' | 'deny'> = ['allow', 'deny'];
+
+function toPermission(r: typeof permissions.$inferSelect): PermissionRecord {
+  return {
+    hub: r.hub, subjectKind: oneOf(SUBJECT_KINDS, r.subjectKind, 'permissions.subject_kind'), subject: r.subject, permission: r.permission,
+    target: r.target, grantedBy: r.grantedBy ?? undefined, grantedAtMs: r.grantedAt.getTime(),
+  };
+}
+
+function toHubSettings(r: typeof hubSettings.$inferSelect): HubSettingsRecord {
+  return {
+    hub: r.hub,
+    anonymousConnectPolicy: r.anonymousConnectPolicy === null ? null : oneOf(POLICIES, r.anonymousConnectPolicy, 'hub_settings.anonymous_connect_policy'),
+    maxKeepAliveSec: r.maxKeepAliveSec, maxSessions: r.maxSessions, updatedAtMs: r.updatedAt.getTime(),
+  };
+}
+
+/** Grants and hub settings, for the access-control cache. */
+export async function loadAccess(db: NodePgDatabase): Promise<StoredAccess> {
+  const [permissionRows, settingRows] = await Promise.all([db.select().from(permissions), db.select().from(hubSettings)]);
+  return { permissions: permissionRows.map(toPermission), hubSettings: settingRows.map(toHubSettings) };
 }

@@ -6,10 +6,10 @@ import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { drizzle, type NodePgDatabase } from 'drizzle-orm/node-postgres';
 import { migrate } from 'drizzle-orm/node-postgres/migrator';
-import { StoreError, type IdBlock, type StoredState, type Store, type UnitOfWork } from '../store.ts';
+import { StoreError, type IdBlock, type StoredAccess, type StoredState, type Store, type UnitOfWork } from '../store.ts';
 import { GroupCommitWriter } from './group-commit.ts';
 import type { HotRowCounts } from './hot-statement.ts';
-import { loadState } from './load.ts';
+import { loadAccess, loadState } from './load.ts';
 import { PgBatchConnection } from './pg-connection.ts';
 
 const migrationsFolder = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../migrations');
@@ -220,6 +220,10 @@ export class PgStore implements Store {
 
   whenBacklogBelow(units: number, bytes: number): Promise<void> {
     return this.#writer.whenBacklogBelow(units, bytes);
+  }
+
+  loadAccess(): Promise<StoredAccess> {
+    return loadAccess(this.#db);
   }
 
   load(): Promise<StoredState> {

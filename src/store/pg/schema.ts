@@ -3,7 +3,7 @@
 // audit and permission rows, which carry timestamptz for SQL readers.
 import { sql } from 'drizzle-orm';
 import {
-  bigint, bigserial, boolean, customType, index, integer, jsonb, pgSequence, pgTable, primaryKey, smallint, text, timestamp,
+  bigint, bigserial, boolean, customType, index, integer, jsonb, pgSequence, pgTable, primaryKey, smallint, text, timestamp, uniqueIndex,
 } from 'drizzle-orm/pg-core';
 
 const bytea = customType<{ data: Buffer; driverData: Buffer }>({ dataType: () => 'bytea' });
@@ -118,7 +118,22 @@ export const permissions = pgTable('permissions', {
   /** Group / topic the right applies to; null for all. */
   target: text(),
   grantedAt: timestamp({ withTimezone: true }).notNull().default(sql`now()`),
-}, (t) => [index('permissions_subject_idx').on(t.hub, t.subjectKind, t.subject)]);
+  /** Who granted it (an access key's name or an admin identity). */
+  grantedBy: text(),
+}, (t) => [
+  index('permissions_subject_idx').on(t.hub, t.subjectKind, t.subject),
+  uniqueIndex('permissions_grant_uq').on(t.hub, t.subjectKind, t.subject, t.permission, sql`coalesce(${t.target}, '')`),
+]);
+
+/** Per-hub settings; a null column follows the deployment default. */
+export const hubSettings = pgTable('hub_settings', {
+  hub: text().primaryKey(),
+  /** 'allow' | 'deny' | null (deployment default). */
+  anonymousConnectPolicy: text(),
+  maxKeepAliveSec: integer(),
+  maxSessions: integer(),
+  updatedAt: timestamp({ withTimezone: true }).notNull().default(sql`now()`),
+});
 
 /** Append-only audit trail (DESIGN.md §6). */
 export const auditEvents = pgTable('audit_events', {
