@@ -9,7 +9,7 @@ import type { AuditEvent, Clock, Logger, Store } from '../broker/ports.ts';
 const AUDITED: readonly EventType[] = [
   EventType.Connect, EventType.ConnectRefused, EventType.Disconnect, EventType.Takeover, EventType.Subscribe,
   EventType.Unsubscribe, EventType.SessionExpired, EventType.QueueOverflow, EventType.RetainedQuotaExceeded,
-  EventType.InflightLimitExceeded,
+  EventType.InflightLimitExceeded, EventType.AccessDenied, EventType.UpgradeRefused,
 ];
 
 /** The audit row of an event (without its time), or undefined if the event is not audited. */
@@ -53,7 +53,15 @@ export function toAuditRow(e: BrokerEvent): Omit<AuditEvent, 'atMs'> | undefined
       };
     case EventType.InflightLimitExceeded:
       return { hub: e.hub, event: e.type, clientId: e.clientId, actor: 'broker', detail: { limit: e.limit } };
+    case EventType.AccessDenied:
+      return {
+        hub: e.hub, event: e.type, clientId: e.clientId, actor: e.userId, reasonCode: 0x87,
+        detail: { action: e.action, name: e.name, count: e.count },
+      };
+    case EventType.UpgradeRefused:
+      return { hub: e.hub, event: e.type, remoteAddress: e.remoteAddress, detail: { status: e.status, reason: e.reason, transport: e.transport } };
     case EventType.MessageDropped:
+    case EventType.SessionEnded:
       return undefined;
     default:
       return assertNever(e);

@@ -46,11 +46,41 @@ export interface TokenClaims {
 export interface Principal {
   userId: string | undefined;
   roles: string[];
-  /** How the client was authenticated, for the audit log ("anonymous", "jwt", ...). */
+  /** How the client was authenticated, for the audit log ("anonymous", "jwt", "password", "certificate"). */
   method: string;
+  /** The MQTT user name, for ACL rules. */
+  username?: string | undefined;
+  /**
+   * How the authorizer decides for this client: `all` (everything allowed: anonymous or password
+   * clients without an ACL file), `roles` (Web PubSub roles and grants), `acl` (the ACL file and grants).
+   */
+  rights?: 'all' | 'roles' | 'acl';
+  /** The roles compiled once at authentication (`rights: 'roles'`). */
+  roleSet?: RoleChecker;
 }
 
-export type AuthResult = { ok: true; principal: Principal } | { ok: false; reasonCode: ReasonCode; reason?: string };
+/** Web PubSub rights on a group (spec §3.3); the MQTT mapping is in the Authorizer. */
+export interface RoleChecker {
+  allows(right: 'sendToGroup' | 'joinLeaveGroup', group: string): boolean;
+}
+
+/** Per-hub limits the authenticator found for this CONNECT (hub settings). */
+export interface ConnectLimits {
+  /** Largest keep alive in seconds (told to 5.0 clients as Server Keep Alive). */
+  maxKeepAliveSec?: number;
+  /** Sessions the hub may hold. */
+  maxSessions?: number;
+}
+
+export type AuthResult =
+  | {
+    ok: true;
+    principal: Principal;
+    /** Groups to join at connect: subscriptions with default options at QoS 1, made only for a new session. */
+    groups?: string[];
+    limits?: ConnectLimits;
+  }
+  | { ok: false; reasonCode: ReasonCode; reason?: string };
 
 export interface Authenticator {
   authenticate(ctx: ConnectContext): Promise<AuthResult> | AuthResult;

@@ -61,6 +61,7 @@ export class Connection implements ChannelSink, ChannelHost, ConnectedSink, Sess
   inboundAliases: Map<number, string> | undefined = undefined;
   /** Inbound QoS 1 publishes whose PUBACK is not written yet. */
   inboundQos1Pending = 0;
+  denials: Connected['denials'] = undefined;
   /** Retained publishes refused for the hub's retained limits. */
   retainedRefusals = 0;
   keepAliveSec = 0;

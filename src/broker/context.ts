@@ -71,6 +71,8 @@ export interface Connected {
   inboundQos1Pending: number;
   /** Retained publishes refused for the hub's retained limits (logged and audited first, then every 1000th). */
   retainedRefusals: number;
+  /** Authorization denials not yet reported, and when the last report went out (created on the first denial). */
+  denials: { unreported: number; lastReportMs: number } | undefined;
 }
 
 /** What the session's link is told at CONNACK: the client's limits from its CONNECT. */

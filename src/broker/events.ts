@@ -17,6 +17,9 @@ export const EventType = {
   RetainedQuotaExceeded: 'retained_quota_exceeded',
   InflightLimitExceeded: 'inflight_limit_exceeded',
   MessageDropped: 'message_dropped',
+  AccessDenied: 'access_denied',
+  UpgradeRefused: 'upgrade_refused',
+  SessionEnded: 'session_ended',
 } as const;
 export type EventType = (typeof EventType)[keyof typeof EventType];
 
@@ -137,10 +140,41 @@ export interface MessageDroppedEvent extends EventBase {
   reason: 'client_buffer_full' | 'retained_too_large';
 }
 
+/**
+ * PUBLISH or SUBSCRIBE refused by the authorizer. Rate-limited per connection: the first denial,
+ * then at most one event per interval, `count` carrying every denial since the previous event.
+ */
+export interface AccessDeniedEvent extends EventBase {
+  type: typeof EventType.AccessDenied;
+  clientId: string;
+  userId: string | undefined;
+  action: 'publish' | 'subscribe';
+  /** The topic name or filter of the latest denial. */
+  name: string;
+  count: number;
+}
+
+/** A WebSocket upgrade refused before any MQTT was spoken (bad or missing token, anonymous access off). */
+export interface UpgradeRefusedEvent extends EventBase {
+  type: typeof EventType.UpgradeRefused;
+  remoteAddress: string;
+  status: number;
+  /** Why, in words (never the token). */
+  reason: string;
+  transport: Transport;
+}
+
+/** A session ended for good (expired, discarded by clean start, or a non-persistent session's connection closed). Not audited. */
+export interface SessionEndedEvent extends EventBase {
+  type: typeof EventType.SessionEnded;
+  clientId: string;
+}
+
 /** Everything the engine reports. */
 export type BrokerEvent =
   | ConnectEvent | ConnectRefusedEvent | DisconnectEvent | TakeoverEvent | SubscribeEvent | UnsubscribeEvent
-  | SessionExpiredEvent | QueueOverflowEvent | RetainedQuotaExceededEvent | InflightLimitExceededEvent | MessageDroppedEvent;
+  | SessionExpiredEvent | QueueOverflowEvent | RetainedQuotaExceededEvent | InflightLimitExceededEvent | MessageDroppedEvent
+  | AccessDeniedEvent | UpgradeRefusedEvent | SessionEndedEvent;
 
 /** A consumer of broker events. Called synchronously on the engine's turn: it must not block or throw. */
 export interface EventSink {

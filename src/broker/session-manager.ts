@@ -221,6 +221,7 @@ export class SessionManager {
     hub.sessions.delete(session.clientId);
     if (session.persistent) this.persist(session, (tx) => tx.deleteSession(hub.name, session.clientId));
     session.persistent = false;
+    this.#events.emit({ type: EventType.SessionEnded, hub: hub.name, clientId: session.clientId });
     // An empty hub is forgotten (it is made again on demand): connecting once to many hub names
     // must not use up the hub limit for good
     this.#hubs.forgetIfEmpty(hub);

@@ -3,10 +3,12 @@ import { randomBytes } from 'node:crypto';
 import type { ConnackPacket, ConnectPacket } from '../../mqtt/packet.ts';
 import { ReasonCode, type ConnackReasonCode, toV3ConnackReturnCode } from '../../mqtt/reason-code.ts';
 import { OutboundAliases } from '../../mqtt/session-state.ts';
-import { validateConnect } from '../../mqtt/validate.ts';
+import { parseSharedFilter } from '../../mqtt/topic.ts';
+import { validateConnect, validateSubscriptionFilter } from '../../mqtt/validate.ts';
 import type { Connecting } from '../context.ts';
 import { EventType } from '../events.ts';
-import type { AuthResult, Principal } from '../ports.ts';
+import type { AuthResult } from '../ports.ts';
+import type { Session } from '../session.ts';
 
 /** Refuse the connection with a CONNACK carrying `rc`, then close [MQTT-3.2.2-6]. */
 function refuse(conn: Connecting, rc: ConnackReasonCode, reason?: string): void {
@@ -88,7 +90,7 @@ export function handleConnect(conn: Connecting, packet: ConnectPacket): void {
       refuse(conn, r.reasonCode as ConnackReasonCode, r.reason);
       return;
     }
-    accept(conn, packet, r.principal, assigned);
+    accept(conn, packet, r, assigned);
   };
   if (result instanceof Promise) {
     let value: AuthResult | undefined;
@@ -106,7 +108,7 @@ export function handleConnect(conn: Connecting, packet: ConnectPacket): void {
  * Open the session under a per-client-id lock: a CONNECT for a client id whose session is still
  * being opened (its commit in flight) waits for that open to finish, then takes over.
  */
-function accept(conn: Connecting, packet: ConnectPacket, principal: Principal, assigned: string | undefined): void {
+function accept(conn: Connecting, packet: ConnectPacket, auth: Admitted, assigned: string | undefined): void {
   const { engine } = conn;
   const { hubs, options } = engine;
   const existing = hubs.find(conn.hubName);
@@ -119,19 +121,49 @@ function accept(conn: Connecting, packet: ConnectPacket, principal: Principal, a
     refuse(conn, ReasonCode.QuotaExceeded, `session limit (${options.maxSessions}) reached`);
     return;
   }
+  const hubLimit = auth.limits?.maxSessions;
+  if (hubLimit !== undefined && existing && !existing.sessions.has(conn.clientId) && existing.sessions.size >= hubLimit) {
+    refuse(conn, ReasonCode.QuotaExceeded, `session limit of hub ${existing.name} (${hubLimit}) reached`);
+    return;
+  }
   const hub = existing ?? hubs.get(conn.hubName);
   const previous = hub.opening.get(conn.clientId);
   if (previous) {
-    conn.after(previous, () => accept(conn, packet, principal, assigned));
+    conn.after(previous, () => accept(conn, packet, auth, assigned));
     return;
   }
-  const opened = openSession(conn, packet, principal, assigned);
+  const opened = openSession(conn, packet, auth, assigned);
   if (!opened) return;
   hub.opening.set(conn.clientId, opened);
   const release = (): void => {
     if (hub.opening.get(conn.clientId) === opened) hub.opening.delete(conn.clientId);
   };
   opened.then(release, release);
+}
+
+/** The authenticator's acceptance. */
+type Admitted = Extract<AuthResult, { ok: true }>;
+
+/**
+ * Subscribe a new session to the groups its token names (Web PubSub `webpubsub.group`): default
+ * options at QoS 1, without asking the authorizer (the token's issuer granted them). A name that
+ * is not a valid filter here is skipped and logged.
+ */
+function joinGroups(conn: Connecting, session: Session, groups: readonly string[] | undefined): void {
+  if (!groups || groups.length === 0) return;
+  const { engine } = conn;
+  for (const topicFilter of groups) {
+    if (session.subscriptions.size >= engine.options.maxSubscriptionsPerSession) {
+      engine.logger.warn({ clientId: conn.clientId, limit: engine.options.maxSubscriptionsPerSession }, 'token groups exceed the subscription limit; the rest are not joined');
+      return;
+    }
+    if (validateSubscriptionFilter(topicFilter, false, engine.options) !== undefined || parseSharedFilter(topicFilter)) {
+      engine.logger.warn({ clientId: conn.clientId, group: topicFilter }, 'token group is not a valid topic filter here; not joined');
+      continue;
+    }
+    engine.subscriptions.subscribe(session, { topicFilter, qos: 1, noLocal: false, retainAsPublished: false, retainHandling: 0 }, undefined)
+      .catch((err: unknown) => engine.logger.error({ err, clientId: conn.clientId, group: topicFilter }, 'could not store a token group subscription'));
+  }
 }
 
 /** The CONNACK properties a 5.0 client is told (MQTT 5 §3.2.2.3). */
@@ -152,16 +184,18 @@ function connackProperties(conn: Connecting, assigned: string | undefined, serve
   return p;
 }
 
-function openSession(conn: Connecting, packet: ConnectPacket, principal: Principal, assigned: string | undefined): Promise<void> | undefined {
+function openSession(conn: Connecting, packet: ConnectPacket, auth: Admitted, assigned: string | undefined): Promise<void> | undefined {
   const { engine } = conn;
   const opts = engine.options;
   const props = packet.properties;
-  // Keep alive: the broker's maximum wins, and 5.0 clients are told [MQTT-3.2.2-21]
+  const { principal } = auth;
+  // Keep alive: the broker's (or the hub's) maximum wins, and 5.0 clients are told [MQTT-3.2.2-21]
+  const maxKeepAliveSec = auth.limits?.maxKeepAliveSec ?? opts.maxKeepAliveSec;
   let keepAliveSec = packet.keepAliveSec;
   let serverKeepAlive: number | undefined;
-  if (opts.maxKeepAliveSec > 0 && (keepAliveSec === 0 || keepAliveSec > opts.maxKeepAliveSec)) {
+  if (maxKeepAliveSec > 0 && (keepAliveSec === 0 || keepAliveSec > maxKeepAliveSec)) {
     if (conn.version === 5) {
-      keepAliveSec = opts.maxKeepAliveSec;
+      keepAliveSec = maxKeepAliveSec;
       serverKeepAlive = keepAliveSec;
     }
   }
@@ -191,6 +225,8 @@ function openSession(conn: Connecting, packet: ConnectPacket, principal: Princip
       return;
     }
     conn.attach(session, principal);
+    // Groups of the client's token are joined for a new session only (a resumed one keeps its own)
+    if (!sessionPresent || packet.cleanStart) joinGroups(conn, session, auth.groups);
     const connack: ConnackPacket = { type: 'connack', sessionPresent: sessionPresent && !packet.cleanStart, reasonCode: 0 };
     if (conn.version === 5) connack.properties = connackProperties(conn, assigned, serverKeepAlive, expiryCapped);
     conn.send(connack);

@@ -7,6 +7,7 @@ import { compactProperties } from '../../mqtt/codec.ts';
 import { isTopicWithinLimits } from '../../mqtt/topic.ts';
 import { isPayloadFormatValid, validatePublish } from '../../mqtt/validate.ts';
 import type { Connected } from '../context.ts';
+import { reportDenial } from '../denials.ts';
 import { EventType } from '../events.ts';
 
 /** Resolve an inbound Topic Alias (MQTT 5 §3.3.2.3.4). */
@@ -102,7 +103,7 @@ export function handlePublish(c: Connected, p: PublishPacket): void {
     return;
   }
   if (!engine.authorizer.canPublish(session.hub.name, c.clientId, c.principal, p.topicName)) {
-    engine.logger.debug({ clientId: c.clientId, topicName: p.topicName }, 'publish not authorized');
+    reportDenial(c, 'publish', p.topicName);
     // [v3.1.1 MQTT-3.3.5-2] 3.1.1 has no negative ack: acknowledge and drop
     out.after(undefined, () => ack(c, p, c.version === 5 ? ReasonCode.NotAuthorized : 0));
     return;

@@ -6,6 +6,7 @@ import { ReasonCode } from '../../mqtt/reason-code.ts';
 import { hasWildcard, parseSharedFilter } from '../../mqtt/topic.ts';
 import { validateSubscribe, validateSubscriptionFilter } from '../../mqtt/validate.ts';
 import type { Connected } from '../context.ts';
+import { reportDenial } from '../denials.ts';
 import { EventType } from '../events.ts';
 
 /** 3.1.1 SUBACK failure return code [v3.1.1 MQTT-3.9.3-2]. */
@@ -76,6 +77,7 @@ function grant(c: Connected, req: SubscriptionRequest, subscriptionId: number | 
   if (!opts.wildcardSubscriptionAvailable && hasWildcard(filter)) return ReasonCode.WildcardSubscriptionsNotSupported;
   if (subscriptionId !== undefined && !opts.subscriptionIdentifiersAvailable) return ReasonCode.SubscriptionIdentifiersNotSupported;
   if (!c.engine.authorizer.canSubscribe(c.session.hub.name, c.clientId, c.principal, req.topicFilter)) {
+    reportDenial(c, 'subscribe', req.topicFilter);
     return ReasonCode.NotAuthorized;
   }
   return undefined;
