@@ -33,8 +33,16 @@ const defs = {
   defaultHub: { flag: 'default-hub', env: 'TERN_DEFAULT_HUB', kind: 'string', default: 'default', description: 'hub of TCP clients and of the /mqtt WebSocket path' },
   nodeId: { flag: 'node-id', env: 'TERN_NODE_ID', kind: 'string', default: 'node-1', description: 'name of this broker node' },
   logLevel: { flag: 'log-level', env: 'TERN_LOG_LEVEL', kind: 'string', default: 'info', description: 'log level', choices: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] },
-  allowAnonymous: { flag: 'allow-anonymous', env: 'TERN_ALLOW_ANONYMOUS', kind: 'bool', default: undefined, description: 'accept clients without credentials (default: yes on loopback, must be set explicitly elsewhere)' },
+  allowAnonymous: { flag: 'allow-anonymous', env: 'TERN_ALLOW_ANONYMOUS', kind: 'bool', default: undefined, description: 'accept clients without credentials in hubs whose settings say nothing (default: yes while bound to loopback, no elsewhere)' },
   allowedOrigins: { flag: 'allowed-origins', env: 'TERN_ALLOWED_ORIGINS', kind: 'string', default: '', description: 'comma-separated browser origins (scheme://host[:port], exact match) whose WebSocket upgrades are served while anonymous access is on; * allows any; upgrades without an Origin header (non-browser clients) are always served, others get 403' },
+  accessKey: { flag: 'access-key', env: 'TERN_ACCESS_KEY', kind: 'string', default: undefined, description: 'primary access key (signs client and REST tokens); unset: generated on first start into <data-dir>/access-keys.json' },
+  secondaryAccessKey: { flag: 'secondary-access-key', env: 'TERN_SECONDARY_ACCESS_KEY', kind: 'string', default: undefined, description: 'secondary access key (tokens signed with either key are accepted, so one can be rotated at a time); unset: from <data-dir>/access-keys.json' },
+  publicEndpoint: { flag: 'public-endpoint', env: 'TERN_PUBLIC_ENDPOINT', kind: 'string', default: undefined, description: 'http(s)://host[:port] clients and SDKs use to reach this broker, printed in the connection string (default: the listening address)' },
+  aclFile: { flag: 'acl-file', env: 'TERN_ACL_FILE', kind: 'string', default: undefined, description: 'mosquitto-style ACL file (topic/pattern read|write|readwrite|deny lines, user sections, %c and %u) for clients without an access token' },
+  passwordFile: { flag: 'password-file', env: 'TERN_PASSWORD_FILE', kind: 'string', default: undefined, description: 'user:hash lines made with `tern passwd`; when set, a CONNECT with a user name and password must match one' },
+  jwksUrl: { flag: 'jwks-url', env: 'TERN_JWKS_URL', kind: 'string', default: undefined, description: 'JWKS URL of your identity provider: client tokens signed RS256/ES256 with its keys are accepted (keys cached)' },
+  tokenPublicKeys: { flag: 'token-public-keys', env: 'TERN_TOKEN_PUBLIC_KEYS', kind: 'string', default: undefined, description: 'PEM file of public keys (RS256/ES256) whose client tokens are accepted' },
+  tokenIssuer: { flag: 'token-issuer', env: 'TERN_TOKEN_ISSUER', kind: 'string', default: undefined, description: 'required iss claim of RS256/ES256 client tokens' },
   allowUwsFallback: { flag: 'allow-uws-fallback', env: 'TERN_ALLOW_UWS_FALLBACK', kind: 'bool', default: false, description: 'start even if uWebSockets.js fell back to its slow pure-JS server' },
   maxPacketSize: { flag: 'max-packet-size', env: 'TERN_MAX_PACKET_SIZE', kind: 'int', default: 1048576, min: 64, max: 268435455, description: 'largest inbound MQTT packet in bytes (Maximum Packet Size)' },
   receiveMaximum: { flag: 'receive-maximum', env: 'TERN_RECEIVE_MAXIMUM', kind: 'int', default: 65535, min: 1, max: 65535, description: 'unacknowledged QoS 1/2 publishes a client may send (Receive Maximum)' },
@@ -136,6 +144,11 @@ function convert(d: OptionDef, raw: unknown, source: string, problems: string[])
   return n;
 }
 
+/** Whether clients without credentials are accepted by default: as configured, else only while bound to loopback. */
+export function anonymousByDefault(c: Config): boolean {
+  return c.allowAnonymous ?? isLoopbackHost(c.host);
+}
+
 /** The entries of --allowed-origins. */
 export function originList(value: string): string[] {
   return value.split(',').map((s) => s.trim()).filter((s) => s !== '');
@@ -207,9 +220,14 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): Config | 'he
     try { canonical = new URL(origin).origin; } catch { /* reported below */ }
     if (origin !== '*' && canonical !== origin) problems.push(`--allowed-origins: "${origin}" is not an origin: expected * or scheme://host[:port] as a browser sends it (lowercase, no path, no default port)`);
   }
-  if (!isLoopbackHost(c.host) && c.allowAnonymous === undefined) {
-    problems.push(`--host ${c.host} is not a loopback address: set --allow-anonymous explicitly (no access keys are configured)`);
+  if (c.publicEndpoint !== undefined) {
+    let u: URL | undefined;
+    try { u = new URL(c.publicEndpoint); } catch { /* reported below */ }
+    if (!u || (u.protocol !== 'http:' && u.protocol !== 'https:') || (u.pathname !== '/' && u.pathname !== '')) {
+      problems.push(`--public-endpoint "${c.publicEndpoint}": expected http(s)://host[:port]`);
+    }
   }
+  if (c.jwksUrl !== undefined && !/^https?:\/\//.test(c.jwksUrl)) problems.push(`--jwks-url "${c.jwksUrl}": expected an http(s) URL`);
   if (problems.length > 0) throw new ConfigError(problems);
   return c;
 }

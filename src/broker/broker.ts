@@ -13,7 +13,7 @@ import { Hubs, type Hub } from './hub.ts';
 import { IdSource } from './ids.ts';
 import type { BrokerOptions } from './options.ts';
 import type { OutboxServices } from './outbox.ts';
-import type { AcceptInfo, Authenticator, Authorizer, ByteChannel, Clock, Logger, Store, Timer } from './ports.ts';
+import type { AcceptInfo, Authenticator, Authorizer, ByteChannel, Clock, Logger, Principal, Store, Timer } from './ports.ts';
 import { PublishPath } from './publish-path.ts';
 import { maxStoredId, restoreState } from './restore.ts';
 import { SessionManager } from './session-manager.ts';
@@ -99,6 +99,16 @@ export class Broker implements ConnectionHost {
   /** The hub called `name` if it exists. */
   findHub(name: string): Hub | undefined {
     return this.#hubs.find(name);
+  }
+
+  /** Whether `clientId` has a session in `hub` (connected or not). */
+  hasSession(hub: string, clientId: string): boolean {
+    return this.findHub(hub)?.sessions.has(clientId) ?? false;
+  }
+
+  /** The principal of the connection holding that session, if one does. */
+  principalOf(hub: string, clientId: string): Principal | undefined {
+    return this.findHub(hub)?.sessions.get(clientId)?.link?.principal;
   }
 
   /** The hub called `name`, created on first use. */

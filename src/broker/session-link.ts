@@ -1,10 +1,13 @@
 // SessionLink: the port through which a session reaches whatever is attached to it (an MQTT
 // connection today; a Web PubSub JSON connection next). The session never sees sockets or codecs.
+import type { Principal } from './ports.ts';
 import type { ReasonCode } from '../mqtt/reason-code.ts';
 import type { Delivery, EncodeCache } from './delivery.ts';
 
 /** What a session's outbox needs from the connection attached to it. */
 export interface SessionLink {
+  /** Who is on the other end, once authenticated (for permission checks made from outside, e.g. REST). */
+  readonly principal: Principal | undefined;
   /** True from the moment the session is attached (CONNACK sent) until the link ends. */
   readonly isReady: boolean;
   /** QoS 1/2 deliveries the peer takes unacknowledged (MQTT: min(client's Receive Maximum, maxInflight)). */

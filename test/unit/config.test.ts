@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type Config, ConfigError, helpText, loadConfig } from '../../src/config.ts';
+import { anonymousByDefault, type Config, ConfigError, helpText, loadConfig } from '../../src/config.ts';
 
 let dir: string;
 before(() => { dir = mkdtempSync(join(tmpdir(), 'tern-config-test-')); });
@@ -49,7 +49,9 @@ const flags: Array<[string, string]> = [
   ['host', 'TERN_HOST'], ['http-port', 'TERN_HTTP_PORT'], ['mqtt-port', 'TERN_MQTT_PORT'], ['mqtts-port', 'TERN_MQTTS_PORT'],
   ['tls-cert', 'TERN_TLS_CERT'], ['tls-key', 'TERN_TLS_KEY'], ['tls-min-version', 'TERN_TLS_MIN_VERSION'], ['tls-ciphers', 'TERN_TLS_CIPHERS'], ['data-dir', 'TERN_DATA_DIR'], ['database-url', 'DATABASE_URL'],
   ['default-hub', 'TERN_DEFAULT_HUB'], ['node-id', 'TERN_NODE_ID'], ['log-level', 'TERN_LOG_LEVEL'],
-  ['allow-anonymous', 'TERN_ALLOW_ANONYMOUS'], ['allowed-origins', 'TERN_ALLOWED_ORIGINS'], ['allow-uws-fallback', 'TERN_ALLOW_UWS_FALLBACK'],
+  ['allow-anonymous', 'TERN_ALLOW_ANONYMOUS'], ['access-key', 'TERN_ACCESS_KEY'], ['secondary-access-key', 'TERN_SECONDARY_ACCESS_KEY'],
+  ['public-endpoint', 'TERN_PUBLIC_ENDPOINT'], ['acl-file', 'TERN_ACL_FILE'], ['password-file', 'TERN_PASSWORD_FILE'], ['jwks-url', 'TERN_JWKS_URL'],
+  ['token-public-keys', 'TERN_TOKEN_PUBLIC_KEYS'], ['token-issuer', 'TERN_TOKEN_ISSUER'], ['allowed-origins', 'TERN_ALLOWED_ORIGINS'], ['allow-uws-fallback', 'TERN_ALLOW_UWS_FALLBACK'],
   ['max-packet-size', 'TERN_MAX_PACKET_SIZE'], ['receive-maximum', 'TERN_RECEIVE_MAXIMUM'], ['max-inflight', 'TERN_MAX_INFLIGHT'],
   ['topic-alias-maximum', 'TERN_TOPIC_ALIAS_MAXIMUM'], ['maximum-qos', 'TERN_MAXIMUM_QOS'],
   ['retain-available', 'TERN_RETAIN_AVAILABLE'], ['wildcard-subscriptions', 'TERN_WILDCARD_SUBSCRIPTIONS'],
@@ -77,7 +79,9 @@ describe('loadConfig', () => {
       configFile: undefined,
       host: '127.0.0.1', httpPort: 8080, mqttPort: 1883, mqttsPort: 8883, tlsCert: undefined, tlsKey: undefined, tlsMinVersion: 'TLSv1.2', tlsCiphers: undefined,
       dataDir: './data', store: 'postgres', databaseUrl: undefined, defaultHub: 'default', nodeId: 'node-1', logLevel: 'info',
-      allowAnonymous: undefined, allowedOrigins: '', allowUwsFallback: false, maxPacketSize: 1048576, receiveMaximum: 65535,
+      allowAnonymous: undefined, allowedOrigins: '', allowUwsFallback: false,
+      accessKey: undefined, secondaryAccessKey: undefined, publicEndpoint: undefined, aclFile: undefined, passwordFile: undefined,
+      jwksUrl: undefined, tokenPublicKeys: undefined, tokenIssuer: undefined, maxPacketSize: 1048576, receiveMaximum: 65535,
       maxInflight: 1024, topicAliasMaximum: 64, maximumQos: 2, retainAvailable: true, wildcardSubscriptions: true,
       subscriptionIdentifiers: true, sharedSubscriptions: true, maxKeepAlive: 0, maxSessionExpiry: 4294967295,
       connectTimeout: 10, commitHoldMs: 2, maxQueuedMessages: 100000, maxQueuedBytes: 67108864,
@@ -137,10 +141,17 @@ describe('loadConfig', () => {
     assert.equal(load(['--mqtt-port', '0']).mqttPort, 0);
   });
 
-  test('a non-loopback host is fine once --allow-anonymous is set either way', () => {
-    assert.equal(load(['--host', '0.0.0.0', '--allow-anonymous']).host, '0.0.0.0');
-    assert.equal(load(['--host', '0.0.0.0'], { TERN_ALLOW_ANONYMOUS: 'false' }).allowAnonymous, false);
-    for (const host of ['localhost', '::1', '127.0.0.2']) assert.equal(load(['--host', host]).host, host);
+  test('anonymous clients are accepted by default only while bound to loopback, unless set either way', () => {
+    assert.equal(anonymousByDefault(load(['--host', '0.0.0.0'])), false);
+    assert.equal(anonymousByDefault(load(['--host', '0.0.0.0', '--allow-anonymous'])), true);
+    assert.equal(anonymousByDefault(load(['--host', '127.0.0.1'], { TERN_ALLOW_ANONYMOUS: 'false' })), false);
+    for (const host of ['localhost', '::1', '127.0.0.2']) assert.equal(anonymousByDefault(load(['--host', host])), true, host);
+  });
+
+  test('--public-endpoint must be an http(s) origin', () => {
+    assert.equal(load(['--public-endpoint', 'https://broker.example.com']).publicEndpoint, 'https://broker.example.com');
+    assertProblems(problemsOf(() => loadConfig(['--public-endpoint', 'ftp://x'], {})), [/--public-endpoint "ftp:\/\/x"/]);
+    assertProblems(problemsOf(() => loadConfig(['--public-endpoint', 'http://x/path'], {})), [/--public-endpoint/]);
   });
 
   test('tls cert and key together are accepted', () => {
@@ -163,7 +174,6 @@ describe('loadConfig', () => {
       /unknown option "bogus"/, // unknown config-file key
       /"log-level".*one of .*"loud"/, // bad choice from the file
       /--tls-cert and --tls-key/, // cert without key
-      /--host 0\.0\.0\.0 .*--allow-anonymous/, // non-loopback host, anonymous access not decided
       /DATABASE_URL.*postgres/,
     ]);
     const err = new ConfigError(problems);

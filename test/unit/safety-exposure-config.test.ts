@@ -3,7 +3,7 @@
 // and --allowed-origins, which takes only origins as browsers send them.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { type Config, ConfigError, isLoopbackHost, loadConfig, originList } from '../../src/config.ts';
+import { anonymousByDefault, type Config, ConfigError, isLoopbackHost, loadConfig, originList } from '../../src/config.ts';
 
 describe('loopback check', () => {
   test('IP literals in 127.0.0.0/8, ::1 in any notation, and localhost are loopback', () => {
@@ -22,13 +22,9 @@ describe('loopback check', () => {
     }
   });
 
-  test('a host name starting with "127." needs --allow-anonymous like any other non-loopback host', () => {
-    assert.throws(() => loadConfig(['--host', '127.evil.com'], {}), (e: unknown) => {
-      assert.ok(e instanceof ConfigError);
-      assert.deepEqual(e.problems, ['--host 127.evil.com is not a loopback address: set --allow-anonymous explicitly (no access keys are configured)']);
-      return true;
-    });
-    assert.equal((loadConfig(['--host', '127.0.0.5'], {}) as { host: string }).host, '127.0.0.5');
+  test('a host name starting with "127." denies anonymous clients by default like any other non-loopback host', () => {
+    assert.equal(anonymousByDefault(loadConfig(['--host', '127.evil.com'], {}) as Config), false);
+    assert.equal(anonymousByDefault(loadConfig(['--host', '127.0.0.5'], {}) as Config), true);
   });
 });
 
