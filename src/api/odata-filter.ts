@@ -86,11 +86,12 @@ interface Token {
 
 const COMPARISONS = new Set(['eq', 'ne', 'gt', 'ge', 'lt', 'le']);
 const KEYWORDS = new Set(['and', 'or', 'not', 'in', ...COMPARISONS]);
-const IDENTIFIERS: Readonly<Record<string, { type: Type; ev: Eval }>> = {
-  userid: { type: 'string', ev: (s) => s.userId },
-  connectionid: { type: 'string', ev: (s) => s.connectionId },
-  groups: { type: 'collection', ev: (s) => s.groups },
-};
+// Maps, not object literals: a word such as `constructor` must not find Object.prototype members.
+const IDENTIFIERS: ReadonlyMap<string, { type: Type; ev: Eval }> = new Map([
+  ['userid', { type: 'string', ev: (s) => s.userId }],
+  ['connectionid', { type: 'string', ev: (s) => s.connectionId }],
+  ['groups', { type: 'collection', ev: (s) => s.groups }],
+]);
 
 interface FunctionSpec {
   /** Accepted types per parameter; parameters past `required` are optional. */
@@ -106,7 +107,7 @@ const INT: readonly Type[] = ['int'];
 const str = (v: Value | undefined): string => v as string;
 const int = (v: Value | undefined): number => v as number;
 
-const FUNCTIONS: Readonly<Record<string, FunctionSpec>> = {
+const FUNCTIONS: ReadonlyMap<string, FunctionSpec> = new Map(Object.entries({
   length: { params: [['string', 'collection']], required: 1, result: 'int', apply: ([a]) => (a as string | readonly string[]).length },
   tolower: { params: [STR], required: 1, result: 'string', apply: ([a]) => str(a).toLowerCase() },
   toupper: { params: [STR], required: 1, result: 'string', apply: ([a]) => str(a).toUpperCase() },
@@ -117,7 +118,7 @@ const FUNCTIONS: Readonly<Record<string, FunctionSpec>> = {
   contains: { params: [STR, STR], required: 2, result: 'bool', apply: ([a, b]) => str(a).includes(str(b)) },
   startswith: { params: [STR, STR], required: 2, result: 'bool', apply: ([a, b]) => str(a).startsWith(str(b)) },
   endswith: { params: [STR, STR], required: 2, result: 'bool', apply: ([a, b]) => str(a).endsWith(str(b)) },
-};
+} satisfies Record<string, FunctionSpec>));
 
 /** OData substring, clamped rather than failing on out-of-range positions (see the header). */
 function substring(s: string, start: number, length: number | undefined): string {
@@ -434,9 +435,9 @@ class Parser {
       const value = word === 'null' ? null : word === 'true';
       return { type: value === null ? 'null' : 'bool', ...at, ev: () => value, literal: { value } };
     }
-    const id = IDENTIFIERS[word];
+    const id = IDENTIFIERS.get(word);
     if (id !== undefined) return { type: id.type, ...at, ev: id.ev };
-    const fn = FUNCTIONS[word];
+    const fn = FUNCTIONS.get(word);
     if (fn !== undefined) return this.#call(token, fn);
     if (KEYWORDS.has(word)) {
       throw new FilterError(`Unexpected '${token.text}' at position ${token.start}: expected a value`, token.start);

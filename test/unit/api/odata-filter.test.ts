@@ -368,12 +368,16 @@ describe('§6.6 errors', () => {
     rejects("name eq 'a'", "Unknown identifier 'name' at position 0: expected userId, connectionId or groups", 0);
     rejects("userId eq 'a' and role eq 'x'", "Unknown identifier 'role' at position 18: expected userId, connectionId or groups", 18);
     rejects("user_id eq 'a'", "Unknown identifier 'user_id' at position 0: expected userId, connectionId or groups", 0);
+    rejects('constructor eq 1', "Unknown identifier 'constructor' at position 0: expected userId, connectionId or groups", 0);
+    rejects('__proto__ eq 1', "Unknown identifier '__proto__' at position 0: expected userId, connectionId or groups", 0);
   });
 
   test('unknown function', () => {
     rejects("foo(userId) eq 'a'", "Unknown function 'foo' at position 0", 0);
     rejects("round(length(userId)) eq 1", "Unknown function 'round' at position 0", 0);
     rejects("matchesPattern(userId, 'a*')", "Unknown function 'matchesPattern' at position 0", 0);
+    rejects('constructor(userId)', "Unknown function 'constructor' at position 0", 0);
+    rejects('toString(userId)', "Unknown function 'toString' at position 0", 0);
   });
 
   test('wrong number of arguments', () => {
