@@ -17,7 +17,8 @@ export type TokenRefusal =
   | 'claims'
   | 'jwks_unavailable';
 
-export type VerifyResult = { ok: true; claims: TokenClaims } | { ok: false; refusal: TokenRefusal; reason: string };
+/** `signer` names the key that verified the token: 'primary', 'secondary' (access keys) or 'public-key' (PEM or JWKS). */
+export type VerifyResult = { ok: true; claims: TokenClaims; signer: string } | { ok: false; refusal: TokenRefusal; reason: string };
 
 export interface TokenVerifierOptions {
   /** Read at each verify, so a rotated key applies at once. */
@@ -48,7 +49,7 @@ const CLIENT_AUDIENCE_PATH = /^\/(?:client|clients\/mqtt|clients\/socketio)\/hub
 
 type Refused = Extract<VerifyResult, { ok: false }>;
 /** A payload whose signature verified, wrapped so that no claim can pass for a refusal. */
-type Verified = { payload: JWTPayload };
+type Verified = { payload: JWTPayload; signer: string };
 const refuse = (refusal: TokenRefusal, reason: string): Refused => ({ ok: false, refusal, reason });
 
 /** `s` percent-decoded, or undefined when it is not valid percent-encoding. */
@@ -115,7 +116,7 @@ function distinct(values: string[]): string[] {
 }
 
 /** The Web PubSub meaning of a verified payload (spec §3.2), or why it cannot be used. */
-function claimsOf(payload: JWTPayload): VerifyResult {
+function claimsOf(payload: JWTPayload): { ok: true; claims: TokenClaims } | Refused {
   const sub = payload.sub;
   if (sub !== undefined && typeof sub !== 'string') return refuse('claims', 'the "sub" claim is not a string');
   const roles = payload.role === undefined ? [] : stringList(payload.role);
@@ -248,7 +249,8 @@ export class TokenVerifier {
     if (aud === undefined) return refuse('claims', 'the "aud" claim is not a string or a list of strings');
     if (aud.length === 0) return refuse('audience', 'the token has no audience');
     if (!audienceOk(aud)) return refuse('audience', 'the token audience does not name this endpoint');
-    return claimsOf(payload);
+    const claims = claimsOf(payload);
+    return claims.ok ? { ...claims, signer: verified.signer } : claims;
   }
 
   /** Options common to every jwtVerify call: `exp` required, clock skew, our clock. */
@@ -258,14 +260,15 @@ export class TokenVerifier {
 
   async #verifyHmac(token: string, kid: string | undefined): Promise<Verified | Refused> {
     const { primary, secondary } = this.#keys();
-    const named = kid === this.#primaryId ? [primary] : kid === this.#secondaryId ? [secondary] : [primary, secondary];
+    const both: Array<[string, string]> = [['primary', primary], ['secondary', secondary]];
+    const named = kid === this.#primaryId ? [both[0]!] : kid === this.#secondaryId ? [both[1]!] : both;
     const encoder = new TextEncoder();
     let last: unknown;
-    for (const key of named) {
+    for (const [signer, key] of named) {
       if (key === '') continue;
       try {
         // The key string's UTF-8 bytes, not its base64 decoding: that is what the SDKs sign with.
-        return { payload: (await jwtVerify(token, encoder.encode(key), this.#options(['HS256']))).payload };
+        return { payload: (await jwtVerify(token, encoder.encode(key), this.#options(['HS256']))).payload, signer };
       } catch (err) {
         // Only a signature mismatch means "try the other key"; an expired token signed by this key stays expired.
         if (!(err instanceof errors.JWSSignatureVerificationFailed)) return refusalOf(err);
@@ -286,7 +289,7 @@ export class TokenVerifier {
         if (this.#jwks === undefined || fromJwks) return refuse('signature', 'no configured public key verifies the token');
         fromJwks = true;
         try {
-          return { payload: (await jwtVerify(token, this.#jwks, options)).payload };
+          return { payload: (await jwtVerify(token, this.#jwks, options)).payload, signer: 'public-key' };
         } catch (err) {
           // A token without `kid` matches several keys of the set: jose hands them over to try in turn.
           if (!(err instanceof errors.JWKSMultipleMatchingKeys)) return refusalOf(err, true);
@@ -295,7 +298,7 @@ export class TokenVerifier {
         }
       }
       try {
-        return { payload: (await jwtVerify(token, key, options)).payload };
+        return { payload: (await jwtVerify(token, key, options)).payload, signer: 'public-key' };
       } catch (err) {
         if (!(err instanceof errors.JWSSignatureVerificationFailed)) return refusalOf(err, fromJwks);
       }
