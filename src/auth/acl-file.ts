@@ -13,10 +13,10 @@
 // Decisions:
 //   - write = PUBLISH to a topic name the filter matches; read = SUBSCRIBE to a filter F that the
 //     entry's filter covers (every topic F can match, the entry's filter matches too: see filterCovers).
-//   - deny wins over any grant. A deny entry denies PUBLISH to a topic it matches, and SUBSCRIBE to a
-//     filter it covers (equal included). A deny narrower than the subscription (deny `a/b`, grant
-//     `a/#`, SUBSCRIBE `a/+`) does not refuse the SUBSCRIBE: checks happen at SUBSCRIBE time only,
-//     so such a client still receives `a/b` messages. List the deny at the level clients subscribe to.
+//   - deny wins over any grant. A deny entry denies PUBLISH to a topic it matches, and SUBSCRIBE to
+//     any filter that could receive a topic it matches (filtersOverlap). Checks happen at SUBSCRIBE
+//     time only (nothing is re-checked per delivered message, unlike mosquitto 2), so with grant
+//     `a/#` and deny `a/b`, SUBSCRIBE `a/+` or `#` is refused: accepting it would deliver `a/b`.
 //   - nothing listed for the client → denied.
 //   - a pattern is skipped for a client whose substituted client id or user name contains '+', '#'
 //     or '/' (one value must not widen the filter or span levels), and a `%u` pattern is skipped for
@@ -98,18 +98,31 @@ export function filterCovers(aclFilter: string, subscribeFilter: string): boolea
   return acl.length === sub.length;
 }
 
+/**
+ * True if some topic name matches both filters (both valid). '#' matches its parent level too
+ * (`a/#` overlaps `a`); a leading wildcard never meets a '$' first level [MQTT-4.7.2-1].
+ */
+export function filtersOverlap(a: string, b: string): boolean {
+  const fa = a.split('/');
+  const fb = b.split('/');
+  const isWild = (level: string): boolean => level === '+' || level === '#';
+  if ((isWild(fa[0]!) && fb[0]!.startsWith('$')) || (isWild(fb[0]!) && fa[0]!.startsWith('$'))) return false;
+  for (let i = 0; ; i++) {
+    const la = fa[i];
+    const lb = fb[i];
+    if (la === '#' || lb === '#') return true;
+    if (la === undefined || lb === undefined) return la === lb; // both ended: same depth
+    if (la !== '+' && lb !== '+' && la !== lb) return false;
+  }
+}
+
 /** A pattern's filter for this client, or undefined if the pattern does not apply to it. */
 function substitute(p: PatternEntry, username: string | undefined, clientId: string): string | undefined {
-  let filter = p.filter;
-  if (p.usesUsername) {
-    if (username === undefined || username.length === 0 || !isSafeValue(username)) return undefined;
-    filter = filter.replaceAll('%u', username);
-  }
-  if (p.usesClientId) {
-    if (!isSafeValue(clientId)) return undefined;
-    filter = filter.replaceAll('%c', clientId);
-  }
-  return filter;
+  if (p.usesUsername && (username === undefined || username.length === 0 || !isSafeValue(username))) return undefined;
+  if (p.usesClientId && !isSafeValue(clientId)) return undefined;
+  if (!p.usesUsername && !p.usesClientId) return p.filter;
+  // one pass, so a user name containing '%c' is not substituted again
+  return p.filter.replace(/%[cu]/g, (m) => (m === '%u' ? username! : clientId));
 }
 
 /** A substituted value must not add wildcards or levels. */
@@ -133,15 +146,22 @@ class ParsedAcl implements Acl {
   }
 
   canSubscribe(username: string | undefined, clientId: string, filter: string): boolean {
-    return this.#check(username, clientId, 'read', (aclFilter) => aclFilter === filter || filterCovers(aclFilter, filter));
+    return this.#check(
+      username, clientId, 'read',
+      (aclFilter) => aclFilter === filter || filterCovers(aclFilter, filter),
+      (denyFilter) => filtersOverlap(denyFilter, filter),
+    );
   }
 
   /** Deny wins: scan every applicable entry; a grant only counts if no deny applies. */
-  #check(username: string | undefined, clientId: string, want: 'read' | 'write', applies: (filter: string) => boolean): boolean {
+  #check(
+    username: string | undefined, clientId: string, want: 'read' | 'write',
+    grants: (filter: string) => boolean, denies: (filter: string) => boolean = grants,
+  ): boolean {
     let granted = false;
     const visit = (access: Access, filter: string): boolean => {
-      if (access === 'deny') return applies(filter); // true: stop, denied
-      if (!granted && (access === 'readwrite' || access === want) && applies(filter)) granted = true;
+      if (access === 'deny') return denies(filter); // true: stop, denied
+      if (!granted && (access === 'readwrite' || access === want) && grants(filter)) granted = true;
       return false;
     };
     const own = username === undefined ? this.#anonymous : this.#users.get(username) ?? [];

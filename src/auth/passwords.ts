@@ -2,12 +2,15 @@
 // with scrypt hashes). node:crypto only.
 //
 // Hash format: `$scrypt$N=16384,r=8,p=1$<salt base64>$<key base64>`. New hashes use N=2^14, r=8,
-// p=1 (16 MiB, tens of milliseconds), a 16-byte random salt and a 32-byte key. Verification takes
-// the parameters from the stored string, so they can be raised later without breaking old lines,
-// but only within N ∈ {2^14 … 2^20}, r ∈ 1…32, p ∈ 1…16: a hash outside that (or malformed)
-// verifies as false rather than throwing, so a bad line locks one user out instead of costing
-// unbounded time or memory. The extremes still cost up to 128·N·r = 4 GiB: the file is the
-// operator's, not the client's.
+// p=1 (16 MiB, tens of milliseconds), a 16-byte random salt and a 32-byte key. That cost is
+// deliberate: a verification runs once per CONNECT that presents a password, so tens of
+// milliseconds are invisible to a client yet make offline guessing of a leaked file expensive.
+// Verification takes the parameters from the stored string, so they can be raised later without
+// breaking old lines, but only within N ∈ {2^14 … 2^20}, r ∈ 1…32, p ∈ 1…16 and, together,
+// N·r·p ≤ 2^20 (8× the default work) and 128·N·r ≤ 128 MiB: each bound alone still allows
+// minutes and gigabytes (N=2^20, r=32, p=16), so the products keep a crafted line from making a
+// CONNECT cost seconds. A hash outside that (or malformed) verifies as false rather than
+// throwing, so a bad line locks one user out instead of costing unbounded time or memory.
 import { randomBytes, scrypt, scryptSync, timingSafeEqual } from 'node:crypto';
 
 const DEFAULT = { N: 16384, r: 8, p: 1 } as const;
@@ -16,6 +19,10 @@ const KEY_BYTES = 32;
 /** Stored keys shorter than this are refused (a short key is easier to collide), longer are pointless. */
 const MIN_KEY_BYTES = 16;
 const MAX_KEY_BYTES = 64;
+/** Bound on N·r·p, which verification time is proportional to: 8× the default N·r·p of 2^17. */
+const MAX_WORK = 2 ** 20;
+/** Bound on N·r: scrypt needs about 128·N·r bytes, so this keeps one verification under 128 MiB. */
+const MAX_N_TIMES_R = 2 ** 20;
 
 interface ScryptHash {
   N: number;
@@ -48,6 +55,7 @@ function parseHash(stored: string): ScryptHash | undefined {
   const p = Number(params[3]);
   if (N < 2 ** 14 || N > 2 ** 20 || (N & (N - 1)) !== 0) return undefined; // a power of two in range
   if (r > 32 || p > 16) return undefined;
+  if (N * r * p > MAX_WORK || N * r > MAX_N_TIMES_R) return undefined; // time ∝ N·r·p, memory ≈ 128·N·r
   const salt = decodeBase64(parts[3]!);
   const key = decodeBase64(parts[4]!);
   if (salt === undefined || key === undefined || key.length < MIN_KEY_BYTES || key.length > MAX_KEY_BYTES) return undefined;

@@ -1,7 +1,7 @@
 // mosquitto-style ACL file: parsing, publish/subscribe checks, deny, patterns, filter coverage.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { AclParseError, filterCovers, parseAcl } from '../../../src/auth/acl-file.ts';
+import { AclParseError, filterCovers, filtersOverlap, parseAcl } from '../../../src/auth/acl-file.ts';
 
 describe('filterCovers', () => {
   const cases: Array<[string, string, boolean]> = [
@@ -38,6 +38,36 @@ describe('filterCovers', () => {
   for (const [acl, sub, expected] of cases) {
     test(`${acl} ${expected ? 'covers' : 'does not cover'} ${JSON.stringify(sub)}`, () => {
       assert.equal(filterCovers(acl, sub), expected);
+    });
+  }
+});
+
+describe('filtersOverlap', () => {
+  const cases: Array<[string, string, boolean]> = [
+    // [filter, filter, some topic matches both]
+    ['a/b', 'a/b', true],
+    ['a/b', 'a/c', false],
+    ['a/+', 'a/b', true],
+    ['a/+', '+/b', true],
+    ['a/+', 'a/b/c', false],
+    ['a/#', 'a', true], // '#' includes the parent level
+    ['a/#', 'a/b/c', true],
+    ['a/b/#', 'a/+', true],
+    ['a/b/#', 'a/c/#', false],
+    ['#', 'x/y', true],
+    ['+', 'a/b', false],
+    ['+/+', 'a', false],
+    ['#', '$SYS/x', false], // [MQTT-4.7.2-1]
+    ['$SYS/#', '+/x', false],
+    ['$SYS/#', '$SYS/+', true],
+    ['$SYS/x', '$SYS/x', true],
+    ['+/x', '#', true],
+    ['', '+', true],
+  ];
+  for (const [a, b, expected] of cases) {
+    test(`${JSON.stringify(a)} and ${JSON.stringify(b)} ${expected ? 'overlap' : 'do not overlap'}`, () => {
+      assert.equal(filtersOverlap(a, b), expected);
+      assert.equal(filtersOverlap(b, a), expected, 'symmetric');
     });
   }
 });
@@ -129,9 +159,17 @@ topic read alice/extra
     assert.equal(acl.canSubscribe('bob', 'c', 'sensors/1/private'), false);
   });
 
-  test('documented limit: a deny narrower than the subscription does not refuse it', () => {
-    assert.equal(acl.canSubscribe('alice', 'c', 'shared/+'), true);
-    assert.equal(acl.canSubscribe('bob', 'c', 'sensors/#'), true);
+  test('a deny refuses a wider subscription that would receive a denied topic', () => {
+    assert.equal(acl.canSubscribe('alice', 'c', 'shared/+'), false, 'would receive shared/secret');
+    assert.equal(acl.canSubscribe('alice', 'c', 'shared/#'), false);
+    assert.equal(acl.canSubscribe('alice', 'c', 'shared/open'), true);
+    assert.equal(acl.canSubscribe('alice', 'c', 'shared/open/+'), true);
+    assert.equal(acl.canSubscribe('alice', 'c', 'shared/+/x'), false, 'would receive shared/locked/x');
+    assert.equal(acl.canSubscribe('bob', 'c', 'sensors/#'), false);
+    assert.equal(acl.canSubscribe('bob', 'c', 'sensors/1/+'), false);
+    assert.equal(acl.canSubscribe('bob', 'c', 'sensors/1/public'), true);
+    assert.equal(acl.canSubscribe('bob', 'c', 'sensors/+/public'), true);
+    assert.equal(acl.canSubscribe('bob', 'c', 'sensors/+'), true, 'one level: cannot receive sensors/x/private');
   });
 
   test("'#' grants do not reach '$' topics", () => {
@@ -180,6 +218,13 @@ topic read devices/#
     assert.equal(acl.canSubscribe('', 'c', 'users//x'), false, 'an empty user name is not substituted');
     assert.equal(acl.canPublish('bob', 'c1', 'both/bob/c1'), true);
     assert.equal(acl.canPublish(undefined, 'c1', 'both//c1'), false);
+  });
+
+  test('substitution is one pass: a user name containing %c is taken literally', () => {
+    const a = parseAcl('pattern write both/%u/%c\n');
+    assert.equal(a.canPublish('%c', 'dev', 'both/%c/dev'), true);
+    assert.equal(a.canPublish('%c', 'dev', 'both/dev/dev'), false);
+    assert.equal(a.canPublish('x', '%u', 'both/x/%u'), true);
   });
 
   test("substituted values containing '+', '#' or '/' make the pattern not match", () => {

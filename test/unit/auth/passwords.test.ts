@@ -68,6 +68,9 @@ describe('hashPassword / verifyPassword', () => {
     [makeHash('pw', 2 ** 14, 8, 1).replace(/\$[^$]*$/, '$'), 'empty key'],
     [makeHash('pw', 2 ** 14, 8, 1).replace(/=\$/, '$'), 'salt without its padding'],
     [makeHash('pw', 2 ** 14, 8, 1).replace(/\$([^$]*)$/, '$$!$1'), 'non-base64 key'],
+    [makeHash('pw', 2 ** 14, 8, 1).replace('N=16384,r=8', 'N=1048576,r=2'), 'N·r·p above 2^20 (each parameter in range)'],
+    [makeHash('pw', 2 ** 14, 8, 1).replace('r=8,p=1', 'r=32,p=16'), 'r=32 and p=16 together'],
+    [makeHash('pw', 2 ** 14, 8, 1).replace('r=8,p=1', 'r=8,p=9'), 'N·r·p just above 2^20'],
     ['$6$abc$def', 'mosquitto sha512 hash'],
     ['', 'empty'],
     ['plaintext', 'plain text'],
@@ -78,6 +81,13 @@ describe('hashPassword / verifyPassword', () => {
       assert.equal(await verifyPassword(hash, 'pw'), false);
     });
   }
+
+  test('at the combined limits: supported', () => {
+    const base = makeHash('pw', 2 ** 14, 8, 1);
+    assert.equal(isSupportedHash(base.replace('N=16384,r=8', 'N=1048576,r=1')), true, 'N=2^20, r=1, p=1');
+    assert.equal(isSupportedHash(base.replace('r=8,p=1', 'r=8,p=8')), true, 'N·r·p = 2^20');
+    assert.equal(isSupportedHash(base.replace('r=8,p=1', 'r=1,p=16')), true, 'p=16');
+  });
 
   test('the hashes the bad cases start from do verify (the cases test what they say)', async () => {
     assert.equal(await verifyPassword(makeHash('pw', 2 ** 14, 8, 1), 'pw'), true);
