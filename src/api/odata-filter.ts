@@ -11,11 +11,15 @@
 //   unary   := 'not' unary | primary
 //   primary := literal | identifier | function '(' args ')' | '(' or ')'
 //   list    := '(' literal (',' literal)* ')'
-// Identifiers, keywords, functions, `true`/`false`/`null` are all case-insensitive.
+// Identifiers and function names are case-insensitive (Azure documents this for identifiers).
+// Keywords (`and or not eq ne gt ge lt le in`) and `true`/`false`/`null` are lowercase only, as
+// in OData's grammar; `AND` or `True` is rejected with a message saying so, not accepted, so a
+// filter that works here also parses on Azure.
 //
 // Evaluation follows OData: string functions over a null argument give null; `eq`/`ne` compare
 // null as a value (`userId eq null`); the other comparisons, and `in`, are false when an operand is
-// null; and/or/not use three-valued logic and a filter that ends up null does not match.
+// null (`userId gt null` compiles and is always false); and/or/not use three-valued logic and a
+// filter that ends up null does not match.
 // Strings compare ordinally (UTF-16 code units, as .NET's ordinal comparison); `length` and
 // `indexof` count UTF-16 code units. `substring(s, i[, n])` clamps instead of failing: `i` is
 // clamped into [0, length(s)], `n` (when given) to at least 0, and the result ends at length(s) at
@@ -86,6 +90,8 @@ interface Token {
 
 const COMPARISONS = new Set(['eq', 'ne', 'gt', 'ge', 'lt', 'le']);
 const KEYWORDS = new Set(['and', 'or', 'not', 'in', ...COMPARISONS]);
+/** Words that must be written in lower case. */
+const LOWERCASE_ONLY = new Set([...KEYWORDS, 'true', 'false', 'null']);
 // Maps, not object literals: a word such as `constructor` must not find Object.prototype members.
 const IDENTIFIERS: ReadonlyMap<string, { type: Type; ev: Eval }> = new Map([
   ['userid', { type: 'string', ev: (s) => s.userId }],
@@ -172,7 +178,11 @@ function tokenize(text: string): Token[] {
       const start = i;
       for (i++; i < text.length && (isWordStart(text[i]!) || isDigit(text[i])); i++);
       const raw = text.slice(start, i);
-      tokens.push({ kind: 'word', text: raw, value: raw.toLowerCase(), start, end: i });
+      const lower = raw.toLowerCase();
+      if (raw !== lower && LOWERCASE_ONLY.has(lower)) {
+        throw new FilterError(`'${raw}' at position ${start}: keywords and true/false/null are lowercase in OData; write '${lower}'`, start);
+      }
+      tokens.push({ kind: 'word', text: raw, value: lower, start, end: i });
     } else {
       throw new FilterError(`Unexpected character '${c}' at position ${i}`, i);
     }
@@ -325,14 +335,14 @@ class Parser {
 
   #comparison(op: string, left: Node, right: Node): Node {
     const context = { start: left.start, end: right.end };
+    // Strings compare with strings, ints with ints, bools (eq/ne only) with bools, and each with
+    // null. `null eq null` is allowed; `null gt null` is not (it could only ever be false).
     const ordered = op !== 'eq' && op !== 'ne';
-    const allowed: readonly Type[] = ordered ? ['string', 'int'] : ['string', 'int', 'bool', 'null'];
-    this.#expectType(context, left, allowed);
+    this.#expectType(context, left, ordered ? ['string', 'int', 'null'] : ['string', 'int', 'bool', 'null']);
     if (left.type === 'null') {
-      this.#expectType(context, right, allowed);
+      this.#expectType(context, right, ordered ? ['string', 'int'] : ['string', 'int', 'bool', 'null']);
     } else if (right.type !== left.type) {
-      // A comparable right operand of another type (or a collection) is reported as such.
-      this.#expectType(context, right, ordered ? [left.type] : [left.type, 'null']);
+      this.#expectType(context, right, [left.type, 'null']);
     }
     this.#countClause(left);
     const a = left.ev;

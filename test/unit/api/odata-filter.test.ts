@@ -2,6 +2,7 @@
 // null semantics, compile-time types and the errors (FilterError → 400 InvalidFilter).
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { odata } from '@azure/web-pubsub';
 import { compileFilter, FilterError, type CompileFilterOptions, type FilterSubject } from '../../../src/api/odata-filter.ts';
 
 const ALICE: FilterSubject = { userId: 'alice', connectionId: 'conn-1', groups: ['g1', 'g2'] };
@@ -60,23 +61,40 @@ describe('§6.6 identifiers and literals', () => {
     assert.equal(m('007 eq 7'), true);
   });
 
-  test('true, false and null, case-insensitively', () => {
+  test('true, false and null', () => {
     assert.equal(m('true'), true);
-    assert.equal(m('TRUE'), true);
     assert.equal(m('false'), false);
-    assert.equal(m('False'), false);
     assert.equal(m('null eq null'), true);
-    assert.equal(m('NULL eq null'), true);
+    assert.equal(m('null ne null'), false);
     assert.equal(m('true eq true'), true);
     assert.equal(m('true ne false'), true);
   });
 
-  test('keywords and function names are case-insensitive; whitespace is free', () => {
-    assert.equal(m("userId EQ 'alice' AND NOT (connectionId Ne 'conn-1') OR TRUE"), true);
+  test('function names are case-insensitive; whitespace is free', () => {
     assert.equal(m("TOLOWER(userId) eq 'bob'", BOB), true);
+    assert.equal(m("startsWith(userId, 'B') and Length(userId) eq 3", BOB), true);
     assert.equal(m("\tuserId\r\neq\n'alice'  "), true);
     assert.equal(m("(userId eq 'alice')and(true)"), true);
     assert.equal(m("tolower (userId) eq 'bob'", BOB), true);
+  });
+
+  test("the SDK's odata template output", () => {
+    const name = "O'Brien";
+    const group = "it's";
+    const built = odata`userId eq ${name} or userId eq ${null} or length(userId) gt ${6} or ${group} in groups`;
+    assert.equal(built, "userId eq 'O''Brien' or userId eq null or length(userId) gt 6 or 'it''s' in groups");
+    const f = compileFilter(built);
+    assert.equal(f.matches(OBRIEN), true);
+    assert.equal(f.matches(ANON), true);
+    assert.equal(f.matches(ALICE), false);
+    assert.equal(f.matches({ ...ALICE, userId: 'alice-long' }), true);
+    assert.equal(f.matches({ ...BOB, groups: ["it's"] }), true);
+
+    // Already quoted in the template: the SDK only doubles the quotes.
+    const quoted = odata`userId eq '${name}' and connectionId in (${'conn-4'}, ${'x'})`;
+    assert.equal(quoted, "userId eq 'O''Brien' and connectionId in ('conn-4', 'x')");
+    assert.equal(compileFilter(quoted).matches(OBRIEN), true);
+    assert.equal(compileFilter(quoted).matches({ ...OBRIEN, connectionId: 'conn-1' }), false);
   });
 });
 
@@ -286,6 +304,10 @@ describe('§6.6 a null userId', () => {
       assert.equal(m(`'a' ${op} userId`, ANON), false, op);
       assert.equal(m(`length(userId) ${op} 0`, ANON), false, op);
       assert.equal(m(`not (userId ${op} 'a')`, ANON), true, op);
+      assert.equal(m(`userId ${op} null`, ALICE), false, op);
+      assert.equal(m(`null ${op} userId`, ANON), false, op);
+      assert.equal(m(`length(userId) ${op} null`, ALICE), false, op);
+      assert.equal(m(`not (userId ${op} null)`, ALICE), true, op);
     }
   });
 
@@ -402,6 +424,19 @@ describe('§6.6 errors', () => {
     rejects("userId in ('a'", "Expected ',' or ')' in the 'in' list at position 14, found end of filter", 14);
   });
 
+  test('keywords and true/false/null are lowercase only', () => {
+    const hint = (word: string, at: number) =>
+      `'${word}' at position ${at}: keywords and true/false/null are lowercase in OData; write '${word.toLowerCase()}'`;
+    rejects("userId EQ 'alice'", hint('EQ', 7), 7);
+    rejects("userId eq 'a' AND true", hint('AND', 14), 14);
+    rejects("userId eq 'a' Or true", hint('Or', 14), 14);
+    rejects('NOT false', hint('NOT', 0), 0);
+    rejects("'g1' IN groups", hint('IN', 5), 5);
+    rejects('TRUE', hint('TRUE', 0), 0);
+    rejects('userId eq Null', hint('Null', 10), 10);
+    assert.equal(m("userId eq 'AND'", { ...ALICE, userId: 'AND' }), true, 'inside a string literal case is kept');
+  });
+
   test('unterminated string', () => {
     rejects("userId eq 'alice", 'Unterminated string literal starting at position 10', 10);
     rejects("userId eq 'O''Brien", 'Unterminated string literal starting at position 10', 10);
@@ -463,11 +498,12 @@ describe('§6.6 errors', () => {
     rejects("groups eq 'g1'", "Invalid syntax for 'groups eq 'g1'': Type 'collection', expect 'string', 'int', 'bool' or 'null'", 0);
     rejects("userId eq groups", "Invalid syntax for 'userId eq groups': Type 'collection', expect 'string' or 'null'", 0);
     rejects("null eq groups", "Invalid syntax for 'null eq groups': Type 'collection', expect 'string', 'int', 'bool' or 'null'", 0);
-    rejects("userId gt null", "Invalid syntax for 'userId gt null': Type 'null', expect 'string'", 0);
-    rejects("null lt 1", "Invalid syntax for 'null lt 1': Type 'null', expect 'string' or 'int'", 0);
-    rejects('true gt false', "Invalid syntax for 'true gt false': Type 'bool', expect 'string' or 'int'", 0);
-    rejects("userId le 3", "Invalid syntax for 'userId le 3': Type 'int', expect 'string'", 0);
-    rejects("true and length(userId) ge 'x'", "Invalid syntax for 'length(userId) ge 'x'': Type 'string', expect 'int'", 9);
+    rejects("null gt null", "Invalid syntax for 'null gt null': Type 'null', expect 'string' or 'int'", 0);
+    rejects("null lt true", "Invalid syntax for 'null lt true': Type 'bool', expect 'string' or 'int'", 0);
+    rejects('true gt false', "Invalid syntax for 'true gt false': Type 'bool', expect 'string', 'int' or 'null'", 0);
+    rejects("userId le 3", "Invalid syntax for 'userId le 3': Type 'int', expect 'string' or 'null'", 0);
+    rejects("true and length(userId) ge 'x'", "Invalid syntax for 'length(userId) ge 'x'': Type 'string', expect 'int' or 'null'", 9);
+    rejects("contains(userId, 'a') eq 1", "Invalid syntax for 'contains(userId, 'a') eq 1': Type 'int', expect 'bool' or 'null'", 0);
   });
 
   test('type errors: in', () => {
