@@ -2,12 +2,19 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { AuditLog } from './audit/audit-log.ts';
-import { allowAll, allowAnonymous, denyAll } from './auth/auth.ts';
+import { AccessControl } from './access/access-control.ts';
+import { registerApi } from './api/app.ts';
+import { parseAcl, type Acl } from './auth/acl-file.ts';
+import { TokenVerifier } from './auth/jwt.ts';
+import { connectionString, loadOrCreateAccessKeys, type AccessKeys } from './auth/keys.ts';
+import { parsePasswordFile } from './auth/passwords.ts';
+import { runSubcommand } from './cli/subcommands.ts';
 import { Broker } from './broker/broker.ts';
 import { EventBus } from './broker/events.ts';
 import { defaultBrokerOptions, type BrokerOptions } from './broker/options.ts';
 import { systemClock } from './broker/ports.ts';
-import { ConfigError, helpText, loadConfig, originList, type Config } from './config.ts';
+import { anonymousByDefault, ConfigError, helpText, isLoopbackHost, loadConfig, originList, type Config } from './config.ts';
+import { EventType } from './broker/events.ts';
 import { isValidHubName } from './mqtt/hub-name.ts';
 import { createLogger } from './observability/logger.ts';
 import { MemoryStore } from './store/memory-store.ts';
@@ -60,7 +67,27 @@ function brokerOptions(c: Config): BrokerOptions {
   };
 }
 
+/** The ACL and password files, read at start and again on SIGHUP. */
+function readPolicyFiles(config: Config): { acl: Acl | undefined; passwords: Map<string, string> | undefined } {
+  const acl = config.aclFile === undefined ? undefined : parseAcl(readFileSync(config.aclFile, 'utf8'));
+  const passwords = config.passwordFile === undefined ? undefined : parsePasswordFile(readFileSync(config.passwordFile, 'utf8'));
+  return { acl, passwords };
+}
+
+/** Where SDKs reach this broker: --public-endpoint, else the listening address (a wildcard address as loopback). */
+function publicEndpoint(config: Config, port: number, tls: boolean): string {
+  if (config.publicEndpoint !== undefined) return config.publicEndpoint;
+  const wildcard = config.host === '0.0.0.0' || config.host === '::';
+  const host = wildcard ? '127.0.0.1' : config.host.includes(':') ? `[${config.host}]` : config.host;
+  return `${tls ? 'https' : 'http'}://${host}:${port}`;
+}
+
 async function main(): Promise<void> {
+  const sub = process.argv[2];
+  if (sub !== undefined && !sub.startsWith('-')) {
+    process.exitCode = await runSubcommand(process.argv.slice(2), { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr, env: process.env });
+    return;
+  }
   let config: Config | 'help';
   try {
     config = loadConfig(process.argv.slice(2), process.env);
@@ -124,15 +151,35 @@ async function main(): Promise<void> {
     throw err;
   }
   const options = brokerOptions(config);
+  // Access keys (generated into the data directory on first start), tokens, policy files
+  let keys: AccessKeys;
+  let policy: ReturnType<typeof readPolicyFiles>;
+  let tokenPublicKeys: string[] | undefined;
+  try {
+    const loaded = loadOrCreateAccessKeys(path.resolve(config.dataDir), { primary: config.accessKey, secondary: config.secondaryAccessKey });
+    keys = loaded.keys;
+    if (loaded.created) logger.info({ file: loaded.file }, 'access keys generated');
+    policy = readPolicyFiles(config);
+    tokenPublicKeys = config.tokenPublicKeys === undefined ? undefined : [readFileSync(config.tokenPublicKeys, 'utf8')];
+  } catch (err) {
+    await store.close();
+    await embedded?.stop();
+    throw err;
+  }
+  const verifier = new TokenVerifier({
+    keys: () => keys, jwksUrl: config.jwksUrl, publicKeysPem: tokenPublicKeys, issuer: config.tokenIssuer,
+  });
+  const access = new AccessControl({
+    store, clock: systemClock, logger, verifier, anonymousByDefault: anonymousByDefault(config),
+    acl: policy.acl, passwords: policy.passwords, certUserId: 'none',
+  });
   // Subscribers of broker events: one line each (metrics and webhooks join the audit log here)
   const events = new EventBus(logger);
   events.subscribe(new AuditLog(store, systemClock, logger));
-  const broker = new Broker({
-    options, store, clock: systemClock, logger, events,
-    authenticator: config.allowAnonymous === false ? denyAll : allowAnonymous,
-    authorizer: allowAll,
-  });
+  events.subscribe(access);
+  const broker = new Broker({ options, store, clock: systemClock, logger, events, authenticator: access, authorizer: access });
   await broker.start();
+  await access.open((hub, clientId) => broker.hasSession(hub, clientId));
 
   const onConnection = broker.accept.bind(broker);
   const admit = broker.admit.bind(broker);
@@ -145,14 +192,28 @@ async function main(): Promise<void> {
   }
   const http = await createHttpServer({ uws: uws.uws, native: uws.native, host: config.host, port: config.httpPort, tls: tlsFiles, logger });
   registerHealthRoute(http.fastify, () => broker.connections.size);
+  await registerApi(http.fastify, {
+    verifier, access, isValidHub: isValidHubName,
+    hasSession: (hub, clientId) => broker.hasSession(hub, clientId),
+    principalOf: (hub, clientId) => broker.principalOf(hub, clientId),
+  });
+  const transportName = tlsFiles ? 'wss' : 'ws';
   if (!http.app) logger.warn({}, 'no WebSocket endpoints: the pure-JS uWebSockets.js fallback cannot upgrade connections');
   const wsEndpoints = http.app && mountWsEndpoints(http.app, mqttWsEndpoints({
     defaultHub: options.defaultHub, maxPayloadBytes: options.maxPacketBytes + 1024, onConnection, admit,
     transport: tlsFiles ? 'wss' : 'ws', isValidHub: isValidHubName, maxBackpressureBytes: config.wsMaxBackpressure,
     onSendDropped: (remoteAddress, bufferedBytes) => logger.warn({ remoteAddress, bufferedBytes }, 'WebSocket send buffer limit exceeded; connection closed'),
+    checkCredentials: async (hub, token, req) => {
+      const r = await access.checkUpgrade(hub, token);
+      if (!r.ok) {
+        logger.info({ hub, remoteAddress: req.remoteAddress, reason: r.reason }, 'websocket upgrade refused');
+        events.emit({ type: EventType.UpgradeRefused, hub: hub.toLowerCase(), remoteAddress: req.remoteAddress, status: 401, reason: r.reason, transport: transportName });
+      }
+      return r;
+    },
   }), {
     // A web page the local user opens must not use an anonymous broker: browsers' upgrades need a listed Origin
-    allowedOrigins: config.allowAnonymous === false ? undefined : new Set(originList(config.allowedOrigins)),
+    allowedOrigins: anonymousByDefault(config) ? new Set(originList(config.allowedOrigins)) : undefined,
     onOriginRefused: (origin, url) => logger.warn({ origin, url }, 'websocket upgrade refused: origin not allowed'),
     onError: (err, url) => logger.error({ err, url }, 'websocket endpoint failed'),
   });
@@ -178,11 +239,26 @@ async function main(): Promise<void> {
     listeners.push(mqtts);
     mqttsPort = mqtts.port;
   }
+  const endpoint = publicEndpoint(config, ws.port, tlsFiles !== undefined);
+  logger.info({
+    connectionString: connectionString(endpoint, keys.primary),
+    anonymousByDefault: anonymousByDefault(config), loopback: isLoopbackHost(config.host),
+  }, 'connection string for the Web PubSub SDKs (WebPubSubServiceClient)');
   const scheme = tlsFiles ? 'wss' : 'ws';
   logger.info({
     host: config.host, httpPort: ws.port, mqttPort: tcp.port, mqttsPort, store: store.kind, nodeId: options.nodeId,
     mqttUrl: `mqtt://${config.host}:${tcp.port}`, wsUrl: `${scheme}://${config.host}:${ws.port}/mqtt`,
   }, 'tern listening');
+  process.on('SIGHUP', () => {
+    // Reload the access keys (rotation) and the ACL and password files; a bad file keeps the old rules
+    try {
+      keys = loadOrCreateAccessKeys(path.resolve(config.dataDir), { primary: config.accessKey, secondary: config.secondaryAccessKey }).keys;
+      access.setPolicy(readPolicyFiles(config));
+      logger.info({}, 'access keys and policy files reloaded (SIGHUP)');
+    } catch (err) {
+      logger.error({ err }, 'reload failed (SIGHUP): the previous keys and policy stay in force');
+    }
+  });
 
   let stopping = false;
   const shutdownTimeoutMs = config.shutdownTimeoutMs;

@@ -18,6 +18,11 @@ export interface MqttWsOptions {
   maxBackpressureBytes?: number;
   /** Told when a connection is closed because a send was dropped (for the log). */
   onSendDropped?: (remoteAddress: string, bufferedBytes: number) => void;
+  /**
+   * Asked after admission with the upgrade's token (query `access_token` or `Authorization: Bearer`):
+   * a refusal answers HTTP 401 with `reason` as the body. Unset: every upgrade goes on to CONNECT.
+   */
+  checkCredentials?: (hub: string, token: string | undefined, req: UpgradeRequest) => Promise<{ ok: true } | { ok: false; reason: string }>;
 }
 
 /** What an accepted MQTT upgrade carries to `open`. */
@@ -115,9 +120,11 @@ function tokenFrom(query: string, authorization: string | undefined): string | u
 
 /** The MQTT WebSocket endpoints: `/mqtt` (the default hub) and `/clients/mqtt/hubs/{hub}`. */
 export function mqttWsEndpoints(opts: MqttWsOptions): Array<WsEndpoint<MqttUpgrade>> {
-  const authorize = (hub: string, req: UpgradeRequest): UpgradeDecision<MqttUpgrade> => {
+  const authorize = (hub: string, req: UpgradeRequest): UpgradeDecision<MqttUpgrade> | Promise<UpgradeDecision<MqttUpgrade>> => {
     if (opts.admit && !opts.admit(req.remoteAddress)) return { refuse: 503, body: 'connection limit reached' };
-    return { accept: { hub, token: tokenFrom(req.query, req.headers['authorization']) } };
+    const token = tokenFrom(req.query, req.headers['authorization']);
+    if (!opts.checkCredentials) return { accept: { hub, token } };
+    return opts.checkCredentials(hub, token, req).then((r) => (r.ok ? { accept: { hub, token } } : { refuse: 401, body: r.reason }));
   };
   const common = {
     subprotocols: mqttSubprotocols,

@@ -19,6 +19,9 @@ export interface BrokerProcess {
   wsUrl(hub?: string): string;
   /** Every log line (parsed JSON) so far. */
   logs: Array<Record<string, unknown>>;
+  /** The primary access key and the Azure connection string the broker printed. */
+  accessKey: string;
+  connectionString: string;
   /** SIGTERM and wait for exit; resolves with the exit code. */
   stop(): Promise<number | null>;
   /** SIGKILL and wait for exit. */
@@ -32,9 +35,17 @@ export interface StartOptions {
   keepDatabase?: boolean;
   /** How long to wait for the broker to listen (default 20 s). */
   readyTimeoutMs?: number;
+  /**
+   * Give the broker the fixed test access keys (`testKeys`) unless the args or env choose keys;
+   * false: pass none (the broker generates a key file in its --data-dir).
+   */
+  testKeys?: boolean;
   /** Run dist/main.js (compiled first if stale) instead of src/main.ts through tsx. */
   compiled?: boolean;
 }
+
+/** The access keys test brokers get (both given, so no key file is written). */
+export const testKeys = { primary: 'test-primary-access-key-0123456789', secondary: 'test-secondary-access-key-9876543210' };
 
 /** Compile src/ to dist/ unless the build is current (scripts/build.mjs --if-stale). */
 export function buildIfStale(): void {
@@ -55,6 +66,9 @@ export async function startBroker(args: string[] = [], env: NodeJS.ProcessEnv = 
     dropDatabase = db.drop;
   }
   const extra = databaseUrl && !args.includes('--database-url') ? ['--database-url', databaseUrl] : [];
+  if (opts.testKeys !== false && !args.includes('--access-key') && env['TERN_ACCESS_KEY'] === undefined) {
+    extra.push('--access-key', testKeys.primary, '--secondary-access-key', testKeys.secondary);
+  }
   if (opts.compiled) buildIfStale();
   const entry = opts.compiled ? ['dist/main.js'] : ['--import', 'tsx', 'src/main.ts'];
   const proc = spawn(process.execPath, [...entry, '--http-port', '0', '--mqtt-port', '0', ...extra, ...args], {
@@ -94,11 +108,13 @@ export async function startBroker(args: string[] = [], env: NodeJS.ProcessEnv = 
   const host = String(info['host']);
   const mqttPort = Number(info['mqttPort']);
   const httpPort = Number(info['httpPort']);
+  const connectionString = String(logs.find((l) => typeof l['connectionString'] === 'string')?.['connectionString'] ?? '');
+  const accessKey = /AccessKey=([^;]+)/.exec(connectionString)?.[1] ?? '';
   const exited = once(proc, 'exit');
   // Drop the database once this broker is gone, unless the test keeps it for a restart.
   if (dropDatabase && !opts.keepDatabase) void exited.then(() => dropDatabase!().catch(() => undefined));
   return {
-    proc, host, mqttPort, httpPort, logs, databaseUrl,
+    proc, host, mqttPort, httpPort, logs, databaseUrl, connectionString, accessKey,
     mqttUrl: `mqtt://${host}:${mqttPort}`,
     wsUrl: (hub?: string) => (hub ? `ws://${host}:${httpPort}/clients/mqtt/hubs/${hub}` : `ws://${host}:${httpPort}/mqtt`),
     stop: async () => {

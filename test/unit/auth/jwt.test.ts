@@ -42,8 +42,10 @@ async function signed(
   return new SignJWT({ aud: AUD, iat: NOW_SEC, exp: NOW_SEC + 3600, ...payload }).setProtectedHeader({ ...header, typ: 'JWT' }).sign(key);
 }
 
-function assertClaims(r: VerifyResult, expected: TokenClaims): void {
-  assert.deepEqual(r, { ok: true, claims: expected });
+function assertClaims(r: VerifyResult, expected: TokenClaims, signer?: string): void {
+  assert.ok(r.ok, `expected acceptance, got ${JSON.stringify(r)}`);
+  assert.deepEqual(r.claims, expected);
+  if (signer !== undefined) assert.equal(r.signer, signer);
 }
 
 function assertRefused(r: VerifyResult, refusal: string, token?: string): void {
@@ -63,7 +65,7 @@ describe('client tokens made by @azure/web-pubsub', () => {
 
   test('default client endpoint token: right claims for hub Hub1 and hub1', async () => {
     const { token } = await sdkClient().getClientAccessToken(options);
-    assertClaims(await verifier().verifyClientToken(token, 'Hub1'), expected);
+    assertClaims(await verifier().verifyClientToken(token, 'Hub1'), expected, 'primary');
     assertClaims(await verifier().verifyClientToken(token, 'hub1'), expected);
   });
 
@@ -81,7 +83,7 @@ describe('client tokens made by @azure/web-pubsub', () => {
   test('a token signed with the secondary key is accepted', async () => {
     const cs = connectionString(ENDPOINT, SECONDARY);
     const { token } = await new WebPubSubServiceClient(cs, 'Hub1', { allowInsecureConnection: true }).getClientAccessToken({ userId: 'u2' });
-    assertClaims(await verifier().verifyClientToken(token, 'Hub1'), { userId: 'u2', roles: [], groups: [], claims: {} });
+    assertClaims(await verifier().verifyClientToken(token, 'Hub1'), { userId: 'u2', roles: [], groups: [], claims: {} }, 'secondary');
   });
 
   test('the wrong hub in aud is refused', async () => {

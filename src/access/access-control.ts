@@ -1,0 +1,324 @@
+// Access control: who may connect (client tokens, user names and passwords, client certificates,
+// the hub's anonymous policy) and what they may do (Web PubSub roles, runtime grants, the ACL
+// file). The broker asks it synchronously on every PUBLISH and SUBSCRIBE, so grants and hub
+// settings live in memory; the code that commits a change updates the memory in the same step.
+import type { Acl } from '../auth/acl-file.ts';
+import type { AuthResult, Authenticator, Authorizer, ConnectContext, ConnectLimits, Principal } from '../auth/auth.ts';
+import type { TokenRefusal, TokenVerifier } from '../auth/jwt.ts';
+import { verifyPassword } from '../auth/passwords.ts';
+import { RoleSet } from '../auth/roles.ts';
+import type { BrokerEvent, EventSink } from '../broker/events.ts';
+import { EventType } from '../broker/events.ts';
+import type { Clock, Logger } from '../broker/ports.ts';
+import { ReasonCode } from '../mqtt/reason-code.ts';
+import { parseSharedFilter } from '../mqtt/topic.ts';
+import type { HubSettingsRecord, PermissionRecord, Store } from '../store/store.ts';
+
+/** The two rights a grant can give (Web PubSub `Permission`). */
+export const PERMISSIONS = ['sendToGroup', 'joinLeaveGroup'] as const;
+export type Permission = (typeof PERMISSIONS)[number];
+
+/** Which certificate field becomes the user id of a client authenticated by its certificate. */
+export type CertUserIdField = 'none' | 'cn' | 'san-dns' | 'san-email' | 'san-uri';
+
+export interface AccessControlOptions {
+  store: Store;
+  clock: Clock;
+  logger: Logger;
+  verifier: TokenVerifier;
+  /** Anonymous clients are allowed in hubs whose settings say nothing. */
+  anonymousByDefault: boolean;
+  /** mosquitto-style ACL rules for clients without a token; none: such clients may do everything. */
+  acl?: Acl | undefined;
+  /** User name → scrypt hash (the password file); none: user names and passwords are not checked. */
+  passwords?: ReadonlyMap<string, string> | undefined;
+  certUserId?: CertUserIdField;
+}
+
+/** The settings in force for a hub: stored values over deployment defaults. */
+export interface EffectiveHubSettings {
+  hub: string;
+  anonymousConnectPolicy: 'allow' | 'deny';
+  maxKeepAliveSec: number | null;
+  maxSessions: number | null;
+  /** What is stored for the hub (null fields follow the defaults); undefined when nothing is. */
+  stored: HubSettingsRecord | undefined;
+}
+
+/** A change to a hub's settings: a field left out keeps its value, null returns it to the default. */
+export type HubSettingsPatch = Partial<Pick<HubSettingsRecord, 'anonymousConnectPolicy' | 'maxKeepAliveSec' | 'maxSessions'>>;
+
+/** One client's runtime grants, compiled. */
+interface Grants {
+  records: PermissionRecord[];
+  roles: RoleSet;
+}
+
+const SERVER_EVENTS_PREFIX = '$webpubsub/server/events/';
+/** A compact JWS: three base64url parts (how a token is told from a password on TCP). */
+const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
+
+function grantRole(p: Pick<PermissionRecord, 'permission' | 'target'>): string {
+  return p.target === null ? `webpubsub.${p.permission}` : `webpubsub.${p.permission}.${p.target}`;
+}
+
+/** CONNACK code of a refused token: a token that cannot be trusted at all is a bad credential, a valid one that does not apply is "not authorized". */
+function tokenRefusalCode(refusal: TokenRefusal): ReasonCode {
+  switch (refusal) {
+    case 'expired':
+    case 'not_yet_valid':
+    case 'audience':
+      return ReasonCode.NotAuthorized;
+    case 'jwks_unavailable':
+      return ReasonCode.ServerUnavailable;
+    default:
+      return ReasonCode.BadUserNameOrPassword;
+  }
+}
+
+export class AccessControl implements Authenticator, Authorizer, EventSink {
+  readonly types = [EventType.SessionEnded] as const;
+  readonly #o: AccessControlOptions;
+  /** hub → client id → grants. */
+  readonly #grants = new Map<string, Map<string, Grants>>();
+  readonly #settings = new Map<string, HubSettingsRecord>();
+
+  constructor(options: AccessControlOptions) {
+    this.#o = { certUserId: 'none', ...options };
+  }
+
+  /**
+   * Read grants and hub settings. Grants of client ids that have no session any more (a
+   * non-persistent session does not outlive its process) are deleted: a grant is for a session,
+   * never for whoever connects later with the same client id.
+   */
+  async open(hasSession: (hub: string, clientId: string) => boolean): Promise<void> {
+    const { permissions, hubSettings } = await this.#o.store.loadAccess();
+    for (const s of hubSettings) this.#settings.set(s.hub, s);
+    const orphans = new Map<string, { hub: string; subject: string }>();
+    for (const p of permissions) {
+      if (p.subjectKind !== 'connection') continue;
+      if (!hasSession(p.hub, p.subject)) {
+        orphans.set(`${p.hub}\u0000${p.subject}`, { hub: p.hub, subject: p.subject });
+        continue;
+      }
+      this.#addToCache(p);
+    }
+    if (orphans.size > 0) {
+      const now = this.#o.clock.now();
+      await this.#o.store.transaction((tx) => {
+        for (const o of orphans.values()) {
+          tx.revokeAllPermissions(o.hub, 'connection', o.subject);
+          tx.appendAudit({ hub: o.hub, event: 'permission_revoked', clientId: o.subject, actor: 'broker', atMs: now, detail: { all: true, why: 'session ended' } });
+        }
+      });
+      this.#o.logger.info({ sessions: orphans.size }, 'grants of sessions that ended with the previous run revoked');
+    }
+  }
+
+  /** Replace the ACL and password file rules (SIGHUP); connections made before keep their principal, and the new ACL applies to them at once. */
+  setPolicy(policy: { acl: Acl | undefined; passwords: ReadonlyMap<string, string> | undefined }): void {
+    this.#o.acl = policy.acl;
+    this.#o.passwords = policy.passwords;
+  }
+
+  // ---- authentication -------------------------------------------------------------------------
+
+  /** The settings in force for `hub` (name compared case-insensitively). */
+  hubSettings(hub: string): EffectiveHubSettings {
+    const key = hub.toLowerCase();
+    const stored = this.#settings.get(key);
+    return {
+      hub: key,
+      anonymousConnectPolicy: stored?.anonymousConnectPolicy ?? (this.#o.anonymousByDefault ? 'allow' : 'deny'),
+      maxKeepAliveSec: stored?.maxKeepAliveSec ?? null,
+      maxSessions: stored?.maxSessions ?? null,
+      stored,
+    };
+  }
+
+  /** Hubs with stored settings. */
+  configuredHubs(): HubSettingsRecord[] {
+    return [...this.#settings.values()];
+  }
+
+  /** Change a hub's settings: committed (with its audit row), then in force. */
+  async updateHubSettings(hub: string, patch: HubSettingsPatch, actor: string): Promise<EffectiveHubSettings> {
+    const key = hub.toLowerCase();
+    const before = this.#settings.get(key);
+    const record: HubSettingsRecord = {
+      hub: key,
+      anonymousConnectPolicy: before?.anonymousConnectPolicy ?? null,
+      maxKeepAliveSec: before?.maxKeepAliveSec ?? null,
+      maxSessions: before?.maxSessions ?? null,
+      ...patch,
+      updatedAtMs: this.#o.clock.now(),
+    };
+    await this.#o.store.transaction((tx) => {
+      tx.putHubSettings(record);
+      tx.appendAudit({ hub: key, event: 'hub_settings_changed', actor, atMs: record.updatedAtMs, detail: { ...patch } });
+    });
+    this.#settings.set(key, record);
+    return this.hubSettings(key);
+  }
+
+  /**
+   * Decide a WebSocket upgrade before any MQTT is spoken: a token must verify; without one, the
+   * hub must allow anonymous clients, unless the CONNECT can still authenticate (password file,
+   * client certificate mapping). The CONNECT is checked again in full by `authenticate`.
+   */
+  async checkUpgrade(hub: string, token: string | undefined): Promise<{ ok: true } | { ok: false; reason: string }> {
+    if (token !== undefined) {
+      const r = await this.#o.verifier.verifyClientToken(token, hub);
+      return r.ok ? { ok: true } : { ok: false, reason: `access token refused: ${r.reason}` };
+    }
+    if (this.hubSettings(hub).anonymousConnectPolicy === 'allow' || this.#o.passwords || this.#o.certUserId !== 'none') return { ok: true };
+    return { ok: false, reason: 'anonymous access is disabled for this hub: an access token is needed' };
+  }
+
+  async authenticate(ctx: ConnectContext): Promise<AuthResult> {
+    const settings = this.hubSettings(ctx.hub);
+    const limits: ConnectLimits = {};
+    if (settings.maxKeepAliveSec !== null) limits.maxKeepAliveSec = settings.maxKeepAliveSec;
+    if (settings.maxSessions !== null) limits.maxSessions = settings.maxSessions;
+    const aclRights = this.#o.acl ? 'acl' : 'all';
+    // A token comes with the WebSocket upgrade, or as the MQTT password (TCP; the user name is free)
+    const passwordText = ctx.password?.toString('utf8');
+    const token = ctx.upgradeToken ?? (passwordText !== undefined && JWT_SHAPE.test(passwordText) ? passwordText : undefined);
+    if (token !== undefined) {
+      const r = await this.#o.verifier.verifyClientToken(token, ctx.hub);
+      if (!r.ok) return { ok: false, reasonCode: tokenRefusalCode(r.refusal), reason: `access token refused: ${r.reason}` };
+      const principal: Principal = {
+        userId: r.claims.userId, roles: r.claims.roles, method: 'jwt', username: ctx.username, rights: 'roles', roleSet: new RoleSet(r.claims.roles),
+      };
+      return { ok: true, principal, groups: r.claims.groups, limits };
+    }
+    if (this.#o.passwords && ctx.username !== undefined && passwordText !== undefined) {
+      const stored = this.#o.passwords.get(ctx.username);
+      if (stored === undefined || !(await verifyPassword(stored, passwordText))) {
+        return { ok: false, reasonCode: ReasonCode.BadUserNameOrPassword, reason: 'bad user name or password' };
+      }
+      return { ok: true, principal: { userId: ctx.username, roles: [], method: 'password', username: ctx.username, rights: aclRights }, limits };
+    }
+    const cert = ctx.clientCertificate;
+    if (cert?.authorized && this.#o.certUserId !== 'none') {
+      const userId = certificateUserId(cert, this.#o.certUserId!);
+      if (userId === undefined) {
+        return { ok: false, reasonCode: ReasonCode.NotAuthorized, reason: `client certificate has no ${this.#o.certUserId} to take the user id from` };
+      }
+      return { ok: true, principal: { userId, roles: [], method: 'certificate', username: ctx.username, rights: aclRights }, limits };
+    }
+    if (settings.anonymousConnectPolicy === 'deny') {
+      return { ok: false, reasonCode: ReasonCode.NotAuthorized, reason: 'anonymous access is disabled for this hub' };
+    }
+    return { ok: true, principal: { userId: undefined, roles: [], method: 'anonymous', username: ctx.username, rights: aclRights }, limits };
+  }
+
+  // ---- authorization (synchronous, on the message path) ----------------------------------------
+
+  canPublish(hub: string, clientId: string, principal: Principal, topicName: string): boolean {
+    if (principal.rights === undefined || principal.rights === 'all') return true;
+    // Events for the upstream need no role (spec §3.4): a client with no role may still send them
+    if (topicName.startsWith(SERVER_EVENTS_PREFIX)) return true;
+    if (principal.rights === 'roles' && principal.roleSet?.allows('sendToGroup', topicName)) return true;
+    if (principal.rights === 'acl' && this.#o.acl?.canPublish(principal.username, clientId, topicName)) return true;
+    return this.#grants.get(hub)?.get(clientId)?.roles.allows('sendToGroup', topicName) ?? false;
+  }
+
+  canSubscribe(hub: string, clientId: string, principal: Principal, topicFilter: string): boolean {
+    if (principal.rights === undefined || principal.rights === 'all') return true;
+    // A shared subscription joins the group of its inner filter
+    const group = parseSharedFilter(topicFilter)?.topicFilter ?? topicFilter;
+    if (principal.rights === 'roles' && principal.roleSet?.allows('joinLeaveGroup', group)) return true;
+    if (principal.rights === 'acl' && this.#o.acl?.canSubscribe(principal.username, clientId, group)) return true;
+    return this.#grants.get(hub)?.get(clientId)?.roles.allows('joinLeaveGroup', group) ?? false;
+  }
+
+  // ---- runtime grants -----------------------------------------------------------------------------
+
+  /** Grant `permission` on `target` (null: every group) to a session; committed with its audit row, then in force. */
+  async grant(hub: string, clientId: string, permission: Permission, target: string | null, actor: string): Promise<void> {
+    const record: PermissionRecord = {
+      hub: hub.toLowerCase(), subjectKind: 'connection', subject: clientId, permission, target, grantedBy: actor, grantedAtMs: this.#o.clock.now(),
+    };
+    await this.#o.store.transaction((tx) => {
+      tx.grantPermission(record);
+      tx.appendAudit({ hub: record.hub, event: 'permission_granted', clientId, actor, atMs: record.grantedAtMs, detail: { permission, target } });
+    });
+    this.#addToCache(record);
+  }
+
+  /** Revoke one grant; committed with its audit row, then out of force. */
+  async revoke(hub: string, clientId: string, permission: Permission, target: string | null, actor: string): Promise<void> {
+    const key = hub.toLowerCase();
+    await this.#o.store.transaction((tx) => {
+      tx.revokePermission(key, 'connection', clientId, permission, target);
+      tx.appendAudit({ hub: key, event: 'permission_revoked', clientId, actor, atMs: this.#o.clock.now(), detail: { permission, target } });
+    });
+    const g = this.#grants.get(key)?.get(clientId);
+    if (g) this.#setGrants(key, clientId, g.records.filter((r) => !(r.permission === permission && r.target === target)));
+  }
+
+  /**
+   * Whether a session has `permission` on `target` (null: on every group) from a grant, or from the
+   * roles of the connection holding it (`principal`).
+   */
+  check(hub: string, clientId: string, permission: Permission, target: string | null, principal: Principal | undefined): boolean {
+    const key = hub.toLowerCase();
+    if (target === null) {
+      const role = `webpubsub.${permission}`;
+      if (principal?.rights === 'roles' && principal.roles.includes(role)) return true;
+      return this.#grants.get(key)?.get(clientId)?.records.some((r) => r.permission === permission && r.target === null) ?? false;
+    }
+    if (principal?.rights === 'roles' && principal.roleSet?.allows(permission, target)) return true;
+    return this.#grants.get(key)?.get(clientId)?.roles.allows(permission, target) ?? false;
+  }
+
+  /** The grants of a hub's sessions (all hubs when undefined). */
+  listGrants(hub?: string): PermissionRecord[] {
+    const out: PermissionRecord[] = [];
+    for (const [h, byClient] of this.#grants) {
+      if (hub !== undefined && h !== hub.toLowerCase()) continue;
+      for (const g of byClient.values()) out.push(...g.records);
+    }
+    return out;
+  }
+
+  /** EventSink: a session that ended takes its grants with it. */
+  emit(event: BrokerEvent): void {
+    if (event.type !== EventType.SessionEnded) return;
+    const g = this.#grants.get(event.hub)?.get(event.clientId);
+    if (!g) return;
+    this.#setGrants(event.hub, event.clientId, []);
+    const atMs = this.#o.clock.now();
+    this.#o.store.transaction((tx) => {
+      tx.revokeAllPermissions(event.hub, 'connection', event.clientId);
+      tx.appendAudit({ hub: event.hub, event: 'permission_revoked', clientId: event.clientId, actor: 'broker', atMs, detail: { all: true, why: 'session ended' } });
+    }).catch((err: unknown) => this.#o.logger.warn({ err, clientId: event.clientId }, 'could not delete the grants of an ended session (deleted at the next start)'));
+  }
+
+  #addToCache(p: PermissionRecord): void {
+    const existing = this.#grants.get(p.hub)?.get(p.subject)?.records ?? [];
+    if (existing.some((r) => r.permission === p.permission && r.target === p.target)) return;
+    this.#setGrants(p.hub, p.subject, [...existing, p]);
+  }
+
+  #setGrants(hub: string, clientId: string, records: PermissionRecord[]): void {
+    let byClient = this.#grants.get(hub);
+    if (records.length === 0) {
+      byClient?.delete(clientId);
+      if (byClient?.size === 0) this.#grants.delete(hub);
+      return;
+    }
+    if (!byClient) this.#grants.set(hub, (byClient = new Map()));
+    byClient.set(clientId, { records, roles: new RoleSet(records.map(grantRole)) });
+  }
+}
+
+/** The user id a certificate gives under `field`, if it has one. */
+export function certificateUserId(cert: { subjectCN: string | undefined; subjectAltNames: string[] }, field: Exclude<CertUserIdField, 'none'>): string | undefined {
+  if (field === 'cn') return cert.subjectCN || undefined;
+  const prefix = { 'san-dns': 'DNS:', 'san-email': 'email:', 'san-uri': 'URI:' }[field];
+  const san = cert.subjectAltNames.find((n) => n.startsWith(prefix));
+  return san ? san.slice(prefix.length) || undefined : undefined;
+}
