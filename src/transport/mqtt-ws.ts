@@ -1,6 +1,6 @@
 // MQTT over WebSocket: the /mqtt and /clients/mqtt/hubs/{hub} endpoints (hub rule, admission,
 // upgrade token) and the socket as a ByteChannel (ArrayBuffer copies, corked writes, backpressure).
-import type { ByteChannel, ChannelSink, OnConnection } from './byte-channel.ts';
+import type { ByteChannel, ChannelSink, OnConnection, PeerCertificate } from './byte-channel.ts';
 import type { UpgradeDecision, UpgradeRequest, WsEndpoint, WsSocket, WsSocketHandler, WsSocketState } from './ws-endpoint.ts';
 
 export interface MqttWsOptions {
@@ -24,6 +24,7 @@ export interface MqttWsOptions {
 interface MqttUpgrade {
   hub: string;
   token: string | undefined;
+  clientCertificate: PeerCertificate | undefined;
 }
 
 type MqttSocket = WsSocket<MqttUpgrade>;
@@ -117,7 +118,7 @@ function tokenFrom(query: string, authorization: string | undefined): string | u
 export function mqttWsEndpoints(opts: MqttWsOptions): Array<WsEndpoint<MqttUpgrade>> {
   const authorize = (hub: string, req: UpgradeRequest): UpgradeDecision<MqttUpgrade> => {
     if (opts.admit && !opts.admit(req.remoteAddress)) return { refuse: 503, body: 'connection limit reached' };
-    return { accept: { hub, token: tokenFrom(req.query, req.headers['authorization']) } };
+    return { accept: { hub, token: tokenFrom(req.query, req.headers['authorization']), clientCertificate: req.clientCertificate } };
   };
   const common = {
     subprotocols: mqttSubprotocols,
@@ -128,7 +129,8 @@ export function mqttWsEndpoints(opts: MqttWsOptions): Array<WsEndpoint<MqttUpgra
       const channel = new WsChannel(ws, opts.transport, opts.onSendDropped);
       // Set before the broker sees the channel: it may end the socket at once, and uWS reports the close synchronously
       ws.getUserData().handler = channel;
-      opts.onConnection(channel, { hub: data.hub, upgradeToken: data.token });
+      const cert = data.clientCertificate;
+      opts.onConnection(channel, { hub: data.hub, upgradeToken: data.token, ...(cert ? { clientCertificate: cert } : {}) });
       return channel;
     },
   };
