@@ -203,6 +203,15 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): Config | 'he
   if ((c.tlsCert === undefined) !== (c.tlsKey === undefined)) problems.push('--tls-cert and --tls-key must be given together');
   if (c.tlsRequireClientCert && c.tlsCa === undefined) problems.push('--tls-require-client-cert needs --tls-ca (the CAs client certificates must verify against)');
   if (c.tlsCa !== undefined && c.tlsCert === undefined && c.tlsKey === undefined) problems.push('--tls-ca needs --tls-cert and --tls-key (client certificates are requested by the TLS listeners only)');
+  if (c.tlsCa !== undefined) {
+    let ca: string | undefined;
+    try {
+      ca = readFileSync(c.tlsCa, 'utf8');
+    } catch (e) {
+      problems.push(`--tls-ca ${c.tlsCa}: cannot read it (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+    }
+    if (ca !== undefined && !ca.includes('-----BEGIN CERTIFICATE-----')) problems.push(`--tls-ca ${c.tlsCa}: no PEM certificate in it`);
+  }
   if (c.clientCertHeader !== undefined && !/^[!#$%&'*+.^_`|~0-9a-z-]+$/i.test(c.clientCertHeader)) problems.push(`--client-cert-header "${c.clientCertHeader}": expected an HTTP header name`);
   if (c.clientCertHeader !== undefined) out['clientCertHeader'] = c.clientCertHeader.toLowerCase();
   if (c.databaseUrl !== undefined && !/^postgres(ql)?:\/\//.test(c.databaseUrl)) {

@@ -181,12 +181,17 @@ describe('loadConfig', () => {
 
   test('client certificates: --tls-require-client-cert needs --tls-ca, which needs the TLS listeners', () => {
     assertProblems(problemsOf(() => loadConfig(['--tls-require-client-cert', '--tls-cert', 'c.pem', '--tls-key', 'k.pem'], {})), [/--tls-require-client-cert needs --tls-ca/]);
-    assertProblems(problemsOf(() => loadConfig(['--tls-ca', 'ca.pem'], {})), [/--tls-ca needs --tls-cert/]);
+    assertProblems(problemsOf(() => loadConfig(['--tls-ca', 'ca.pem'], {})), [/--tls-ca needs --tls-cert/, /--tls-ca ca.pem: cannot read it/]);
     assertProblems(problemsOf(() => loadConfig(['--tls-cert-user-id', 'email'], {})), [/--tls-cert-user-id.*one of none, cn, san-dns, san-email, san-uri/]);
     assertProblems(problemsOf(() => loadConfig(['--client-cert-header', 'x cert'], {})), [/--client-cert-header.*header name/]);
-    const c = load(['--tls-cert', 'c.pem', '--tls-key', 'k.pem', '--tls-ca', 'ca.pem', '--tls-require-client-cert', '--wss-port', '0',
+    const missing = join(dir, 'no-such-ca.pem');
+    assertProblems(problemsOf(() => loadConfig(['--tls-cert', 'c.pem', '--tls-key', 'k.pem', '--tls-ca', missing], {})), [/--tls-ca .*no-such-ca\.pem: cannot read it \(ENOENT\)/]);
+    const notPem = configFile('just text');
+    assertProblems(problemsOf(() => loadConfig(['--tls-cert', 'c.pem', '--tls-key', 'k.pem', '--tls-ca', notPem], {})), [/--tls-ca .*: no PEM certificate in it/]);
+    const caFile = configFile('-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n');
+    const c = load(['--tls-cert', 'c.pem', '--tls-key', 'k.pem', '--tls-ca', caFile, '--tls-require-client-cert', '--wss-port', '0',
       '--tls-cert-user-id', 'san-email', '--client-cert-header', 'X-Forwarded-Client-Cert']);
-    assert.equal(c.tlsCa, 'ca.pem');
+    assert.equal(c.tlsCa, caFile);
     assert.equal(c.tlsRequireClientCert, true);
     assert.equal(c.wssPort, 0);
     assert.equal(c.tlsCertUserId, 'san-email');
