@@ -62,10 +62,10 @@ function headerBytes(value: string): Buffer | string | undefined {
     }
   }
   if (v.startsWith(PEM_BEGIN)) {
-    // PEM, possibly with its line breaks folded into spaces or tabs by the proxy
+    // PEM, possibly with its line breaks escaped (`\n`) or folded into spaces or tabs by the proxy
     const end = v.indexOf('-----END CERTIFICATE-----');
     if (end < 0) return undefined;
-    const body = v.slice(PEM_BEGIN.length, end).replace(/\s+/g, '');
+    const body = v.slice(PEM_BEGIN.length, end).replace(/\\[rnt]/g, '').replace(/\s+/g, '');
     return `${PEM_BEGIN}\n${body.replace(/(.{64})/g, '$1\n')}\n-----END CERTIFICATE-----\n`;
   }
   // Base64 DER (Azure App Service X-ARR-ClientCert); whitespace tolerated, nothing else

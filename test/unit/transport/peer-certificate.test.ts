@@ -96,8 +96,10 @@ describe('peerCertificateFromHeader', () => {
     assert.equal(peerCertificateFromHeader(der)?.thumbprint, thumbprint);
   });
 
-  test('PEM, also with its line breaks folded into spaces', () => {
+  test('PEM, also with its line breaks escaped (\\n, \\r\\n) or folded into spaces', () => {
     assert.equal(peerCertificateFromHeader(pem)?.thumbprint, thumbprint);
+    assert.equal(peerCertificateFromHeader(pem.replace(/\n/g, '\\n'))?.thumbprint, thumbprint);
+    assert.equal(peerCertificateFromHeader(pem.replace(/\n/g, '\\r\\n'))?.thumbprint, thumbprint);
     assert.equal(peerCertificateFromHeader(pem.replace(/\n/g, ' '))?.thumbprint, thumbprint);
   });
 
