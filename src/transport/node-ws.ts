@@ -35,7 +35,9 @@ class NodeWsSocket implements WsSocket<unknown> {
   }
 
   send(message: Uint8Array | string, isBinary = false): number {
-    if (this.#ws.readyState !== 1) return 2;
+    // Closing (the peer's close frame came, 'close' has not yet): nothing more goes out, and it is
+    // no buffer overflow (2 would make the endpoint report one); the socket's close follows
+    if (this.#ws.readyState !== 1) return 1;
     const size = typeof message === 'string' ? Buffer.byteLength(message) : message.byteLength;
     // As uWS: a message that would take the buffer past the limit is dropped, not queued
     if (this.#ws.bufferedAmount + size > this.#limit) return 2;
