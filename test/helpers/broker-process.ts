@@ -14,6 +14,9 @@ export interface BrokerProcess {
   host: string;
   mqttPort: number;
   httpPort: number;
+  /** Present when the broker opened them (TLS; client-certificate WebSocket listener). */
+  mqttsPort?: number;
+  wssPort?: number;
   mqttUrl: string;
   /** WebSocket URL: `/mqtt` (default hub) or `/clients/mqtt/hubs/{hub}`. */
   wsUrl(hub?: string): string;
@@ -94,11 +97,12 @@ export async function startBroker(args: string[] = [], env: NodeJS.ProcessEnv = 
   const host = String(info['host']);
   const mqttPort = Number(info['mqttPort']);
   const httpPort = Number(info['httpPort']);
+  const optionalPort = (key: string): { [k: string]: number } => (typeof info[key] === 'number' ? { [key]: info[key] as number } : {});
   const exited = once(proc, 'exit');
   // Drop the database once this broker is gone, unless the test keeps it for a restart.
   if (dropDatabase && !opts.keepDatabase) void exited.then(() => dropDatabase!().catch(() => undefined));
   return {
-    proc, host, mqttPort, httpPort, logs, databaseUrl,
+    proc, host, mqttPort, httpPort, ...optionalPort('mqttsPort'), ...optionalPort('wssPort'), logs, databaseUrl,
     mqttUrl: `mqtt://${host}:${mqttPort}`,
     wsUrl: (hub?: string) => (hub ? `ws://${host}:${httpPort}/clients/mqtt/hubs/${hub}` : `ws://${host}:${httpPort}/mqtt`),
     stop: async () => {
