@@ -27,6 +27,11 @@ const defs = {
   tlsKey: { flag: 'tls-key', env: 'TERN_TLS_KEY', kind: 'string', default: undefined, description: 'PEM private key file for mqtts and wss' },
   tlsMinVersion: { flag: 'tls-min-version', env: 'TERN_TLS_MIN_VERSION', kind: 'string', default: 'TLSv1.2', description: 'lowest TLS version mqtts accepts (wss: uWebSockets.js always accepts TLSv1.2 and TLSv1.3)', choices: ['TLSv1.2', 'TLSv1.3'] },
   tlsCiphers: { flag: 'tls-ciphers', env: 'TERN_TLS_CIPHERS', kind: 'string', default: undefined, description: 'OpenSSL cipher list for TLS 1.2 on mqtts and wss (default: Node\'s default list, tls.DEFAULT_CIPHERS); TLS 1.3 suites are not affected' },
+  tlsCa: { flag: 'tls-ca', env: 'TERN_TLS_CA', kind: 'string', default: undefined, description: 'PEM CA bundle: mqtts and the client-certificate wss listener (--wss-port) then request a client certificate and check it against these CAs (a certificate that does not verify is still accepted, marked unverified, unless --tls-require-client-cert)' },
+  tlsRequireClientCert: { flag: 'tls-require-client-cert', env: 'TERN_TLS_REQUIRE_CLIENT_CERT', kind: 'bool', default: false, description: 'refuse at the TLS handshake (mqtts and --wss-port) a client without a certificate that verifies against --tls-ca (needs --tls-ca)' },
+  wssPort: { flag: 'wss-port', env: 'TERN_WSS_PORT', kind: 'port', default: 8443, description: 'MQTT over WebSocket on Node\'s TLS, which sees client certificates (uWebSockets.js does not); opened only when --tls-ca, --tls-cert and --tls-key are all set' },
+  tlsCertUserId: { flag: 'tls-cert-user-id', env: 'TERN_TLS_CERT_USER_ID', kind: 'string', default: 'none', description: 'which part of a verified client certificate becomes the user id: none, cn (subject common name), san-dns, san-email or san-uri (the first such subject alternative name)', choices: ['none', 'cn', 'san-dns', 'san-email', 'san-uri'] },
+  clientCertHeader: { flag: 'client-cert-header', env: 'TERN_CLIENT_CERT_HEADER', kind: 'string', default: undefined, description: 'request header (e.g. x-forwarded-client-cert, x-arr-clientcert) from which the WebSocket endpoints on the HTTP port take the client certificate (URL-encoded PEM, base64 DER or PEM); set it only behind a TLS terminator that verifies client certificates and overwrites this header' },
   dataDir: { flag: 'data-dir', env: 'TERN_DATA_DIR', kind: 'string', default: './data', description: 'directory for local state (the embedded PostgreSQL cluster lives in <data-dir>/pg)' },
   store: { flag: 'store', env: 'TERN_STORE', kind: 'string', default: 'postgres', description: 'where durable state lives: postgres (DATABASE_URL, or an embedded server in <data-dir>/pg) or memory (lost at exit)', choices: ['postgres', 'memory'] },
   databaseUrl: { flag: 'database-url', env: 'DATABASE_URL', kind: 'string', default: undefined, description: 'PostgreSQL connection URL; unset: start an embedded PostgreSQL in <data-dir>/pg' },
@@ -209,6 +214,19 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): Config | 'he
   }
   const c = out as Config;
   if ((c.tlsCert === undefined) !== (c.tlsKey === undefined)) problems.push('--tls-cert and --tls-key must be given together');
+  if (c.tlsRequireClientCert && c.tlsCa === undefined) problems.push('--tls-require-client-cert needs --tls-ca (the CAs client certificates must verify against)');
+  if (c.tlsCa !== undefined && c.tlsCert === undefined && c.tlsKey === undefined) problems.push('--tls-ca needs --tls-cert and --tls-key (client certificates are requested by the TLS listeners only)');
+  if (c.tlsCa !== undefined) {
+    let ca: string | undefined;
+    try {
+      ca = readFileSync(c.tlsCa, 'utf8');
+    } catch (e) {
+      problems.push(`--tls-ca ${c.tlsCa}: cannot read it (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+    }
+    if (ca !== undefined && !ca.includes('-----BEGIN CERTIFICATE-----')) problems.push(`--tls-ca ${c.tlsCa}: no PEM certificate in it`);
+  }
+  if (c.clientCertHeader !== undefined && !/^[!#$%&'*+.^_`|~0-9a-z-]+$/i.test(c.clientCertHeader)) problems.push(`--client-cert-header "${c.clientCertHeader}": expected an HTTP header name`);
+  if (c.clientCertHeader !== undefined) out['clientCertHeader'] = c.clientCertHeader.toLowerCase();
   if (c.databaseUrl !== undefined && !/^postgres(ql)?:\/\//.test(c.databaseUrl)) {
     problems.push('DATABASE_URL: expected a postgres:// or postgresql:// URL');
   }

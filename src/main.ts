@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { AuditLog } from './audit/audit-log.ts';
-import { AccessControl } from './access/access-control.ts';
+import { AccessControl, type CertUserIdField } from './access/access-control.ts';
 import { registerApi } from './api/app.ts';
 import { parseAcl, type Acl } from './auth/acl-file.ts';
 import { TokenVerifier } from './auth/jwt.ts';
@@ -24,6 +24,7 @@ import type { Store } from './store/store.ts';
 import { registerHealthRoute } from './server/health.ts';
 import { createHttpServer } from './server/http-server.ts';
 import { mqttWsEndpoints } from './transport/mqtt-ws.ts';
+import { listenNodeWss } from './transport/node-ws.ts';
 import { listenTcp, type Listener } from './transport/tcp.ts';
 import { chooseUws, loadUwsFallback, shareUwsBuild, UwsLoadError, uwsCandidates, type UwsBuild } from './transport/uws-loader.ts';
 import { mountWsEndpoints } from './transport/ws-endpoint.ts';
@@ -171,7 +172,7 @@ async function main(): Promise<void> {
   });
   const access = new AccessControl({
     store, clock: systemClock, logger, verifier, anonymousByDefault: anonymousByDefault(config),
-    acl: policy.acl, passwords: policy.passwords, certUserId: 'none',
+    acl: policy.acl, passwords: policy.passwords, certUserId: config.tlsCertUserId as CertUserIdField,
   });
   // Subscribers of broker events: one line each (metrics and webhooks join the audit log here)
   const events = new EventBus(logger);
@@ -199,7 +200,7 @@ async function main(): Promise<void> {
   });
   const transportName = tlsFiles ? 'wss' : 'ws';
   if (!http.app) logger.warn({}, 'no WebSocket endpoints: the pure-JS uWebSockets.js fallback cannot upgrade connections');
-  const wsEndpoints = http.app && mountWsEndpoints(http.app, mqttWsEndpoints({
+  const mqttEndpoints = mqttWsEndpoints({
     defaultHub: options.defaultHub, maxPayloadBytes: options.maxPacketBytes + 1024, onConnection, admit,
     transport: tlsFiles ? 'wss' : 'ws', isValidHub: isValidHubName, maxBackpressureBytes: config.wsMaxBackpressure,
     onSendDropped: (remoteAddress, bufferedBytes) => logger.warn({ remoteAddress, bufferedBytes }, 'WebSocket send buffer limit exceeded; connection closed'),
@@ -211,11 +212,17 @@ async function main(): Promise<void> {
       }
       return r;
     },
-  }), {
+  });
+  const wsMountPolicy = {
     // A web page the local user opens must not use an anonymous broker: browsers' upgrades need a listed Origin
     allowedOrigins: anonymousByDefault(config) ? new Set(originList(config.allowedOrigins)) : undefined,
-    onOriginRefused: (origin, url) => logger.warn({ origin, url }, 'websocket upgrade refused: origin not allowed'),
-    onError: (err, url) => logger.error({ err, url }, 'websocket endpoint failed'),
+    onOriginRefused: (origin: string, url: string) => logger.warn({ origin, url }, 'websocket upgrade refused: origin not allowed'),
+    onError: (err: unknown, url: string) => logger.error({ err, url }, 'websocket endpoint failed'),
+  };
+  const wsEndpoints = http.app && mountWsEndpoints(http.app, mqttEndpoints, {
+    ...wsMountPolicy,
+    // Behind a TLS terminator that verifies client certificates and sets this header (opt-in)
+    ...(config.clientCertHeader === undefined ? {} : { clientCertificateHeader: config.clientCertHeader }),
   });
   const ws: Listener = {
     port: await http.listen(),
@@ -228,16 +235,27 @@ async function main(): Promise<void> {
   const tcp = await listenTcp({ host: config.host, port: config.mqttPort, hub: options.defaultHub, onConnection, admit });
   listeners.push(tcp);
   let mqttsPort: number | undefined;
+  let wssPort: number | undefined;
   if (tlsFiles) {
-    const mqtts = await listenTcp({
-      host: config.host, port: config.mqttsPort, hub: options.defaultHub, onConnection, admit,
-      tls: {
-        cert: readFileSync(tlsFiles.certFile), key: readFileSync(tlsFiles.keyFile),
-        minVersion: config.tlsMinVersion as 'TLSv1.2' | 'TLSv1.3', ...(config.tlsCiphers === undefined ? {} : { ciphers: config.tlsCiphers }),
-      },
-    });
+    // Client certificates (--tls-ca): requested; refused at the handshake only with --tls-require-client-cert
+    const clientCerts = config.tlsCa === undefined ? {} : { ca: readFileSync(config.tlsCa), requestCert: true, rejectUnauthorized: config.tlsRequireClientCert };
+    const tlsOptions = {
+      cert: readFileSync(tlsFiles.certFile), key: readFileSync(tlsFiles.keyFile),
+      minVersion: config.tlsMinVersion as 'TLSv1.2' | 'TLSv1.3', ...(config.tlsCiphers === undefined ? {} : { ciphers: config.tlsCiphers }),
+      ...clientCerts,
+    };
+    const mqtts = await listenTcp({ host: config.host, port: config.mqttsPort, hub: options.defaultHub, onConnection, admit, tls: tlsOptions });
     listeners.push(mqtts);
     mqttsPort = mqtts.port;
+    if (config.tlsCa !== undefined) {
+      // uWebSockets.js does not expose the peer certificate: these WebSocket clients are served by Node's TLS
+      const wss = await listenNodeWss({
+        host: config.host, port: config.wssPort, tls: tlsOptions, endpoints: mqttEndpoints,
+        mount: wsMountPolicy,
+      });
+      listeners.push(wss);
+      wssPort = wss.port;
+    }
   }
   const endpoint = publicEndpoint(config, ws.port, tlsFiles !== undefined);
   logger.info({
@@ -246,7 +264,7 @@ async function main(): Promise<void> {
   }, 'connection string for the Web PubSub SDKs (WebPubSubServiceClient)');
   const scheme = tlsFiles ? 'wss' : 'ws';
   logger.info({
-    host: config.host, httpPort: ws.port, mqttPort: tcp.port, mqttsPort, store: store.kind, nodeId: options.nodeId,
+    host: config.host, httpPort: ws.port, mqttPort: tcp.port, mqttsPort, wssPort, store: store.kind, nodeId: options.nodeId,
     mqttUrl: `mqtt://${config.host}:${tcp.port}`, wsUrl: `${scheme}://${config.host}:${ws.port}/mqtt`,
   }, 'tern listening');
   process.on('SIGHUP', () => {

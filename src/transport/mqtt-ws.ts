@@ -1,6 +1,6 @@
 // MQTT over WebSocket: the /mqtt and /clients/mqtt/hubs/{hub} endpoints (hub rule, admission,
 // upgrade token) and the socket as a ByteChannel (ArrayBuffer copies, corked writes, backpressure).
-import type { ByteChannel, ChannelSink, OnConnection } from './byte-channel.ts';
+import type { ByteChannel, ChannelSink, OnConnection, PeerCertificate } from './byte-channel.ts';
 import type { UpgradeDecision, UpgradeRequest, WsEndpoint, WsSocket, WsSocketHandler, WsSocketState } from './ws-endpoint.ts';
 
 export interface MqttWsOptions {
@@ -29,6 +29,7 @@ export interface MqttWsOptions {
 interface MqttUpgrade {
   hub: string;
   token: string | undefined;
+  clientCertificate: PeerCertificate | undefined;
 }
 
 type MqttSocket = WsSocket<MqttUpgrade>;
@@ -123,8 +124,9 @@ export function mqttWsEndpoints(opts: MqttWsOptions): Array<WsEndpoint<MqttUpgra
   const authorize = (hub: string, req: UpgradeRequest): UpgradeDecision<MqttUpgrade> | Promise<UpgradeDecision<MqttUpgrade>> => {
     if (opts.admit && !opts.admit(req.remoteAddress)) return { refuse: 503, body: 'connection limit reached' };
     const token = tokenFrom(req.query, req.headers['authorization']);
-    if (!opts.checkCredentials) return { accept: { hub, token } };
-    return opts.checkCredentials(hub, token, req).then((r) => (r.ok ? { accept: { hub, token } } : { refuse: 401, body: r.reason }));
+    const accepted = { accept: { hub, token, clientCertificate: req.clientCertificate } };
+    if (!opts.checkCredentials) return accepted;
+    return opts.checkCredentials(hub, token, req).then((r) => (r.ok ? accepted : { refuse: 401, body: r.reason }));
   };
   const common = {
     subprotocols: mqttSubprotocols,
@@ -135,7 +137,8 @@ export function mqttWsEndpoints(opts: MqttWsOptions): Array<WsEndpoint<MqttUpgra
       const channel = new WsChannel(ws, opts.transport, opts.onSendDropped);
       // Set before the broker sees the channel: it may end the socket at once, and uWS reports the close synchronously
       ws.getUserData().handler = channel;
-      opts.onConnection(channel, { hub: data.hub, upgradeToken: data.token });
+      const cert = data.clientCertificate;
+      opts.onConnection(channel, { hub: data.hub, upgradeToken: data.token, ...(cert ? { clientCertificate: cert } : {}) });
       return channel;
     },
   };

@@ -2,6 +2,7 @@
 import net from 'node:net';
 import tls from 'node:tls';
 import type { ByteChannel, ChannelSink, OnConnection } from './byte-channel.ts';
+import { peerCertificateFrom } from './peer-certificate.ts';
 
 export interface TcpListenerOptions {
   host: string;
@@ -11,7 +12,11 @@ export interface TcpListenerOptions {
   onConnection: OnConnection;
   /** Asked before anything is read from a new socket; false closes it at once. */
   admit?: (remoteAddress: string) => boolean;
-  /** Present for mqtts. */
+  /**
+   * Present for mqtts. With `ca` and `requestCert` clients are asked for a certificate; one that does
+   * not verify is refused at the handshake only with `rejectUnauthorized: true`, else it is handed on
+   * with `authorized: false` (`AcceptInfo.clientCertificate`).
+   */
   tls?: tls.TlsOptions;
 }
 
@@ -98,10 +103,13 @@ export function listenTcp(opts: TcpListenerOptions): Promise<Listener> {
     socket.setNoDelay(true);
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
-    opts.onConnection(wrap(socket, transport), { hub: opts.hub, upgradeToken: undefined });
+    const clientCertificate = opts.tls?.requestCert ? peerCertificateFrom(socket as tls.TLSSocket) : undefined;
+    opts.onConnection(wrap(socket, transport), { hub: opts.hub, upgradeToken: undefined, ...(clientCertificate ? { clientCertificate } : {}) });
   };
   const server = opts.tls
-    ? tls.createServer({ minVersion: 'TLSv1.2', ...opts.tls }, onSocket) // explicit, whatever --tls-min-v1.x Node runs with
+    // minVersion explicit, whatever --tls-min-v1.x Node runs with; rejectUnauthorized false unless asked:
+    // Node's default (true) would refuse every client without a certificate once requestCert is set
+    ? tls.createServer({ minVersion: 'TLSv1.2', rejectUnauthorized: false, ...opts.tls }, onSocket)
     : net.createServer(onSocket);
   // Connection limits and the rate limit apply before the TLS handshake, whose CPU they protect
   if (opts.tls) server.on('connection', (raw: net.Socket) => { refused(raw); });

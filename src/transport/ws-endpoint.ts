@@ -1,7 +1,11 @@
 // WebSocket endpoints declared as data and mounted on a uWS app the transport does not own: path
 // matching, Origin policy, subprotocol choice, and the (possibly asynchronous) upgrade decision.
+// The decision (`runUpgrade`) is the same for every mount: node-ws.ts mounts the same endpoints on a
+// Node HTTPS server, where client certificates are visible.
 import { STATUS_CODES } from 'node:http';
 import type { HttpRequest, HttpResponse, TemplatedApp, WebSocket, us_socket_context_t } from 'uWebSockets.js';
+import type { PeerCertificate } from './byte-channel.ts';
+import { peerCertificateFromHeader } from './peer-certificate.ts';
 
 /** What an endpoint learns of an upgrade request (copied: uWS's request dies when the handler returns). */
 export interface UpgradeRequest {
@@ -18,6 +22,8 @@ export interface UpgradeRequest {
   readonly subprotocol: string;
   /** Aborted when the client goes away before an asynchronous decision is answered. */
   readonly signal: AbortSignal;
+  /** The client's TLS certificate: from the handshake (Node TLS mount) or a trusted header (uWS mount, opt-in). */
+  readonly clientCertificate?: PeerCertificate;
 }
 
 /** An authorizer's answer: accept with the data `open` gets, or refuse with an HTTP status and body. */
@@ -42,8 +48,20 @@ export interface WsSocketState<D> {
   closed: boolean;
 }
 
-/** A uWS WebSocket as the mount creates it. */
-export type WsSocket<D> = WebSocket<WsSocketState<D>>;
+/**
+ * A connected socket as endpoints see it: the part of uWS's WebSocket they use, which a uWS socket
+ * is and the Node mount's adapter (node-ws.ts) implements.
+ */
+export interface WsSocket<D> {
+  getUserData(): WsSocketState<D>;
+  /** 1: sent, 0: sent but buffered (`wsDrain` follows), 2: dropped (the backpressure limit). */
+  send(message: Uint8Array | string, isBinary?: boolean): number;
+  /** Run `cb`, batching its sends. */
+  cork(cb: () => void): unknown;
+  getBufferedAmount(): number;
+  end(code?: number, shortMessage?: string): void;
+  getRemoteAddressAsText(): ArrayBuffer;
+}
 
 /** A WebSocket endpoint, mounted by `mountWsEndpoints`. */
 export interface WsEndpoint<D> {
@@ -81,6 +99,12 @@ export interface WsMountOptions {
   decisionTimeoutMs?: number;
   /** Told of an authorizer or `open` that threw (the client got 500, or the socket 1011). */
   onError?: (err: unknown, url: string) => void;
+  /**
+   * uWS mount only: a lower-case request header from which `UpgradeRequest.clientCertificate` is
+   * taken (see peerCertificateFromHeader). Only behind a TLS terminator that verifies client
+   * certificates and overwrites this header: anyone else can send it.
+   */
+  clientCertificateHeader?: string;
 }
 
 /** The mounted endpoints' sockets. */
@@ -108,29 +132,64 @@ export function routePatterns(path: string): { patterns: string[]; names: string
   return { patterns: [base, `${base}/`], names };
 }
 
+/** `{name}` → one non-empty or empty segment; a trailing `/` accepted. Segments come back raw (not decoded). */
+export function pathMatcher(path: string): (url: string) => string[] | undefined {
+  routePatterns(path); // the same validation as the uWS mount
+  const base = path.replace(/\/+$/, '');
+  const source = base.split(/\{[A-Za-z_][A-Za-z0-9_]*\}/).map((part) => part.replace(/[.*+?^$()|[\]\\]/g, '\\$&')).join('([^/]*)');
+  const re = new RegExp(`^${source}/?$`);
+  return (url) => {
+    const m = re.exec(url);
+    return m ? m.slice(1) : undefined;
+  };
+}
+
 const COMPRESSION_DISABLED = 0; // uWS.DISABLED in every build
 
-function refuse(res: HttpResponse, status: number, body: string): void {
-  res.writeStatus(`${status} ${STATUS_CODES[status] ?? ''}`).end(body);
+/** An upgrade request as a mount reads it, before any check. */
+export interface UpgradeHead {
+  /** Path without the query string, as sent. */
+  url: string;
+  query: string;
+  /** Request headers by lower-case name. */
+  headers: Record<string, string>;
+  remoteAddress: string;
+  /** The raw (not decoded) `{name}` segments of the path, in order. */
+  rawParams: readonly string[];
+  clientCertificate: PeerCertificate | undefined;
+}
+
+/** How a mount answers one upgrade. */
+export interface UpgradeAnswer {
+  /** An HTTP error answer. */
+  refuse(status: number, body: string): void;
+  /** Complete the upgrade with `state` as the socket's user data; false if it could not be (the client is gone). */
+  upgrade(state: WsSocketState<unknown>, protocol: string): boolean;
+  /** Run an answer given after the upgrade handler returned (uWS: corked). */
+  later(fn: () => void): void;
+  /** `fn` runs if the client goes away before the answer. */
+  onAborted(fn: () => void): void;
 }
 
 class CopiedRequest implements UpgradeRequest {
   readonly url: string;
   readonly query: string;
   readonly params: Record<string, string>;
-  readonly headers: Record<string, string> = {};
+  readonly headers: Record<string, string>;
   readonly remoteAddress: string;
   readonly subprotocol: string;
+  readonly clientCertificate?: PeerCertificate;
   #abort: AbortController | undefined;
   #gone = false;
 
-  constructor(res: HttpResponse, req: HttpRequest, params: Record<string, string>, subprotocol: string) {
-    this.url = req.getUrl();
-    this.query = req.getQuery() ?? '';
-    req.forEach((name, value) => { this.headers[name] = value; });
+  constructor(head: UpgradeHead, params: Record<string, string>, subprotocol: string) {
+    this.url = head.url;
+    this.query = head.query;
+    this.headers = head.headers;
     this.params = params;
-    this.remoteAddress = Buffer.from(res.getRemoteAddressAsText()).toString();
+    this.remoteAddress = head.remoteAddress;
     this.subprotocol = subprotocol;
+    if (head.clientCertificate !== undefined) this.clientCertificate = head.clientCertificate;
   }
 
   // Made on first use only: most decisions are synchronous and never look at it
@@ -148,126 +207,157 @@ class CopiedRequest implements UpgradeRequest {
   }
 }
 
-interface UpgradeReply {
-  key: string;
-  protocol: string;
-  extensions: string;
-  context: us_socket_context_t;
-}
-
 /** Answer an upgrade: refuse it, or upgrade with fresh socket state holding the accepted data. */
-function complete(res: HttpResponse, decision: UpgradeDecision<unknown>, reply: UpgradeReply): void {
+function complete(endpoint: WsEndpoint<unknown>, answer: UpgradeAnswer, decision: UpgradeDecision<unknown>, protocol: string): void {
   if (typeof decision !== 'object' || decision === null || !('accept' in decision)) {
     // A refusal, or an answer that is neither: never upgrade on a malformed decision (fail closed)
     const refused = decision as { refuse?: unknown; body?: unknown } | null;
-    if (typeof refused?.refuse === 'number') refuse(res, refused.refuse, String(refused.body ?? ''));
-    else refuse(res, 500, 'upgrade check failed');
+    if (typeof refused?.refuse === 'number') answer.refuse(refused.refuse, String(refused.body ?? ''));
+    else answer.refuse(500, 'upgrade check failed');
     return;
   }
   const state: WsSocketState<unknown> = { data: decision.accept, handler: undefined, closed: false };
-  res.upgrade(state, reply.key, reply.protocol, reply.extensions, reply.context);
+  if (!answer.upgrade(state, protocol)) endpoint.abandon?.(decision.accept);
 }
 
-/** The uWS upgrade handler of one endpoint: path parameters, subprotocol, then its authorizer. */
-function upgradeHandler(endpoint: WsEndpoint<unknown>, names: readonly string[], opts: WsMountOptions, isRefusedOrigin: (origin: string) => boolean) {
-  return (res: HttpResponse, req: HttpRequest, context: us_socket_context_t): void => {
-    const origin = req.getHeader('origin');
-    if (isRefusedOrigin(origin)) {
-      opts.onOriginRefused?.(origin, req.getUrl());
-      refuse(res, 403, 'origin not allowed');
+/** Whether an Origin header is refused by the mount's policy ('' = none sent: never refused). */
+export function originRefusal(opts: WsMountOptions): (origin: string) => boolean {
+  return (origin) => origin !== '' && opts.allowedOrigins !== undefined && !opts.allowedOrigins.has(origin) && !opts.allowedOrigins.has('*');
+}
+
+/**
+ * Decide one upgrade to `endpoint`, whichever mount received it: Origin, path parameters, subprotocol,
+ * then the endpoint's (possibly asynchronous, deadline-bound) authorizer; the answer goes to `answer`.
+ */
+export function runUpgrade(endpoint: WsEndpoint<unknown>, names: readonly string[], opts: WsMountOptions, head: UpgradeHead, answer: UpgradeAnswer): void {
+  const origin = head.headers['origin'] ?? '';
+  if (originRefusal(opts)(origin)) {
+    opts.onOriginRefused?.(origin, head.url);
+    answer.refuse(403, 'origin not allowed');
+    return;
+  }
+  const params: Record<string, string> = {};
+  for (let i = 0; i < names.length; i++) {
+    const raw = head.rawParams[i] ?? '';
+    if (raw === '') {
+      answer.refuse(404, 'no WebSocket endpoint at this path');
       return;
     }
-    const params: Record<string, string> = {};
-    for (let i = 0; i < names.length; i++) {
-      const raw = req.getParameter(i);
-      if (raw === '') {
-        refuse(res, 404, 'no WebSocket endpoint at this path');
-        return;
-      }
-      try {
-        params[names[i]!] = decodeURIComponent(raw);
-      } catch {
-        refuse(res, 400, 'malformed percent-encoding in the path');
-        return;
-      }
-    }
-    // Echo the chosen subprotocol, or `ws`-based clients abort the handshake
-    const protocol = chooseSubprotocol(req.getHeader('sec-websocket-protocol'), endpoint.subprotocols);
-    if (protocol === undefined) {
-      refuse(res, 400, endpoint.subprotocolRefusal);
-      return;
-    }
-    const request = new CopiedRequest(res, req, params, protocol);
-    const reply: UpgradeReply = { key: req.getHeader('sec-websocket-key'), protocol, extensions: req.getHeader('sec-websocket-extensions'), context };
-    let decision: UpgradeDecision<unknown> | Promise<UpgradeDecision<unknown>>;
     try {
-      decision = endpoint.authorizeUpgrade(request);
-    } catch (err) {
-      opts.onError?.(err, request.url);
-      refuse(res, 500, 'upgrade check failed');
+      params[names[i]!] = decodeURIComponent(raw);
+    } catch {
+      answer.refuse(400, 'malformed percent-encoding in the path');
       return;
     }
-    if (typeof (decision as { then?: unknown }).then !== 'function') {
-      complete(res, decision as UpgradeDecision<unknown>, reply); // still inside uWS's handler, which is corked already
+  }
+  // Echo the chosen subprotocol, or `ws`-based clients abort the handshake
+  const protocol = chooseSubprotocol(head.headers['sec-websocket-protocol'] ?? '', endpoint.subprotocols);
+  if (protocol === undefined) {
+    answer.refuse(400, endpoint.subprotocolRefusal);
+    return;
+  }
+  const request = new CopiedRequest(head, params, protocol);
+  let decision: UpgradeDecision<unknown> | Promise<UpgradeDecision<unknown>>;
+  try {
+    decision = endpoint.authorizeUpgrade(request);
+  } catch (err) {
+    opts.onError?.(err, request.url);
+    answer.refuse(500, 'upgrade check failed');
+    return;
+  }
+  if (typeof (decision as { then?: unknown }).then !== 'function') {
+    complete(endpoint, answer, decision as UpgradeDecision<unknown>, protocol); // still inside the mount's handler (uWS: corked already)
+    return;
+  }
+  // Asynchronous: the mount must be told we answer later (onAborted), and the answer goes through `later`
+  let gone = false;
+  let answered = false;
+  const timer = setTimeout(() => {
+    if (gone || answered) return;
+    // Answered now: a decision that comes later finds the request gone and is handed back
+    gone = true;
+    answered = true;
+    request.aborted();
+    opts.onError?.(new Error(`upgrade decision not made within ${opts.decisionTimeoutMs ?? 10_000} ms`), request.url);
+    answer.later(() => answer.refuse(503, 'upgrade check timed out'));
+  }, opts.decisionTimeoutMs ?? 10_000);
+  answer.onAborted(() => {
+    if (answered) return;
+    clearTimeout(timer);
+    gone = true;
+    request.aborted();
+  });
+  Promise.resolve(decision).then((d) => {
+    clearTimeout(timer);
+    if (gone) {
+      // Never upgrade a response the mount has discarded; hand the accept back instead
+      if (typeof d === 'object' && d !== null && 'accept' in d) endpoint.abandon?.(d.accept);
       return;
     }
-    // Asynchronous: uWS must be told we answer later (onAborted), and the answer is written corked
-    let gone = false;
-    let answered = false;
-    const timer = setTimeout(() => {
-      if (gone || answered) return;
-      // Answered now: a decision that comes later finds the request gone and is handed back
-      gone = true;
+    answer.later(() => {
       answered = true;
-      request.aborted();
-      opts.onError?.(new Error(`upgrade decision not made within ${opts.decisionTimeoutMs ?? 10_000} ms`), request.url);
-      res.cork(() => refuse(res, 503, 'upgrade check timed out'));
-    }, opts.decisionTimeoutMs ?? 10_000);
-    res.onAborted(() => {
-      clearTimeout(timer);
-      gone = true;
-      request.aborted();
+      complete(endpoint, answer, d, protocol);
     });
-    Promise.resolve(decision).then((d) => {
-      clearTimeout(timer);
-      if (gone) {
-        // Never upgrade a response uWS has discarded; hand the accept back instead
-        if (typeof d === 'object' && d !== null && 'accept' in d) endpoint.abandon?.(d.accept);
-        return;
+  }, (err: unknown) => {
+    clearTimeout(timer);
+    opts.onError?.(err, request.url);
+    if (!gone) {
+      answered = true;
+      answer.later(() => answer.refuse(500, 'upgrade check failed'));
+    }
+  }).catch((err: unknown) => {
+    // A throwing `abandon` or upgrade: reported, the process goes on, and the request is answered
+    opts.onError?.(err, request.url);
+    if (!gone && !answered) {
+      answered = true;
+      try {
+        answer.later(() => answer.refuse(500, 'upgrade check failed'));
+      } catch (e) {
+        opts.onError?.(e, request.url);
       }
-      res.cork(() => {
-        complete(res, d, reply);
-        answered = true;
-      });
-    }, (err: unknown) => {
-      clearTimeout(timer);
-      opts.onError?.(err, request.url);
-      if (!gone) {
-        answered = true;
-        res.cork(() => refuse(res, 500, 'upgrade check failed'));
-      }
-    }).catch((err: unknown) => {
-      // A throwing `abandon` or upgrade: reported, the process goes on, and the request is answered
-      opts.onError?.(err, request.url);
-      if (!gone && !answered) {
-        try {
-          res.cork(() => refuse(res, 500, 'upgrade check failed'));
-        } catch (e) {
-          opts.onError?.(e, request.url);
-        }
-      }
+    }
+  });
+}
+
+function refuse(res: HttpResponse, status: number, body: string): void {
+  res.writeStatus(`${status} ${STATUS_CODES[status] ?? ''}`).end(body);
+}
+
+/** The uWS upgrade handler of one endpoint: the request copied (uWS's dies when the handler returns), then `runUpgrade`. */
+function upgradeHandler(endpoint: WsEndpoint<unknown>, names: readonly string[], opts: WsMountOptions) {
+  const certHeader = opts.clientCertificateHeader;
+  return (res: HttpResponse, req: HttpRequest, context: us_socket_context_t): void => {
+    const headers: Record<string, string> = {};
+    req.forEach((name, value) => { headers[name] = value; });
+    const rawParams: string[] = [];
+    for (let i = 0; i < names.length; i++) rawParams.push(req.getParameter(i));
+    const certValue = certHeader === undefined ? undefined : headers[certHeader];
+    const head: UpgradeHead = {
+      url: req.getUrl(), query: req.getQuery() ?? '', headers, rawParams,
+      remoteAddress: Buffer.from(res.getRemoteAddressAsText()).toString(),
+      clientCertificate: certValue ? peerCertificateFromHeader(certValue) : undefined,
+    };
+    const key = req.getHeader('sec-websocket-key');
+    const extensions = req.getHeader('sec-websocket-extensions');
+    runUpgrade(endpoint, names, opts, head, {
+      refuse: (status, body) => refuse(res, status, body),
+      upgrade: (state, protocol) => {
+        res.upgrade(state, key, protocol, extensions, context);
+        return true;
+      },
+      later: (fn) => { res.cork(fn); },
+      onAborted: (fn) => { res.onAborted(fn); },
     });
   };
 }
 
 /** Mount `endpoints` on `app` (before it listens); upgrades to other paths get 404. */
 export function mountWsEndpoints(app: TemplatedApp, endpoints: ReadonlyArray<WsEndpoint<unknown>>, opts: WsMountOptions = {}): WsMount {
-  const open = new Set<WsSocket<unknown>>();
-  const isRefusedOrigin = (origin: string): boolean =>
-    origin !== '' && opts.allowedOrigins !== undefined && !opts.allowedOrigins.has(origin) && !opts.allowedOrigins.has('*');
+  const open = new Set<WebSocket<WsSocketState<unknown>>>();
+  const isRefusedOrigin = originRefusal(opts);
   for (const endpoint of endpoints) {
     const { patterns, names } = routePatterns(endpoint.path);
-    const upgrade = upgradeHandler(endpoint, names, opts, isRefusedOrigin);
+    const upgrade = upgradeHandler(endpoint, names, opts);
     for (const pattern of patterns) {
       app.ws<WsSocketState<unknown>>(pattern, {
         maxPayloadLength: endpoint.maxPayloadBytes,

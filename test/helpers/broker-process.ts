@@ -14,6 +14,9 @@ export interface BrokerProcess {
   host: string;
   mqttPort: number;
   httpPort: number;
+  /** Present when the broker opened them (TLS; client-certificate WebSocket listener). */
+  mqttsPort?: number;
+  wssPort?: number;
   mqttUrl: string;
   /** WebSocket URL: `/mqtt` (default hub) or `/clients/mqtt/hubs/{hub}`. */
   wsUrl(hub?: string): string;
@@ -110,11 +113,12 @@ export async function startBroker(args: string[] = [], env: NodeJS.ProcessEnv = 
   const httpPort = Number(info['httpPort']);
   const connectionString = String(logs.find((l) => typeof l['connectionString'] === 'string')?.['connectionString'] ?? '');
   const accessKey = /AccessKey=([^;]+)/.exec(connectionString)?.[1] ?? '';
+  const optionalPort = (key: string): { [k: string]: number } => (typeof info[key] === 'number' ? { [key]: info[key] as number } : {});
   const exited = once(proc, 'exit');
   // Drop the database once this broker is gone, unless the test keeps it for a restart.
   if (dropDatabase && !opts.keepDatabase) void exited.then(() => dropDatabase!().catch(() => undefined));
   return {
-    proc, host, mqttPort, httpPort, logs, databaseUrl, connectionString, accessKey,
+    proc, host, mqttPort, httpPort, ...optionalPort('mqttsPort'), ...optionalPort('wssPort'), logs, databaseUrl, connectionString, accessKey,
     mqttUrl: `mqtt://${host}:${mqttPort}`,
     wsUrl: (hub?: string) => (hub ? `ws://${host}:${httpPort}/clients/mqtt/hubs/${hub}` : `ws://${host}:${httpPort}/mqtt`),
     stop: async () => {

@@ -47,7 +47,8 @@ function assertProblems(problems: string[], patterns: RegExp[]): void {
 /** Every flag with its environment variable, as documented in README/--help. */
 const flags: Array<[string, string]> = [
   ['host', 'TERN_HOST'], ['http-port', 'TERN_HTTP_PORT'], ['mqtt-port', 'TERN_MQTT_PORT'], ['mqtts-port', 'TERN_MQTTS_PORT'],
-  ['tls-cert', 'TERN_TLS_CERT'], ['tls-key', 'TERN_TLS_KEY'], ['tls-min-version', 'TERN_TLS_MIN_VERSION'], ['tls-ciphers', 'TERN_TLS_CIPHERS'], ['data-dir', 'TERN_DATA_DIR'], ['database-url', 'DATABASE_URL'],
+  ['tls-cert', 'TERN_TLS_CERT'], ['tls-key', 'TERN_TLS_KEY'], ['tls-min-version', 'TERN_TLS_MIN_VERSION'], ['tls-ciphers', 'TERN_TLS_CIPHERS'], ['tls-ca', 'TERN_TLS_CA'], ['tls-require-client-cert', 'TERN_TLS_REQUIRE_CLIENT_CERT'], ['wss-port', 'TERN_WSS_PORT'], ['tls-cert-user-id', 'TERN_TLS_CERT_USER_ID'], ['client-cert-header', 'TERN_CLIENT_CERT_HEADER'],
+  ['data-dir', 'TERN_DATA_DIR'], ['database-url', 'DATABASE_URL'],
   ['default-hub', 'TERN_DEFAULT_HUB'], ['node-id', 'TERN_NODE_ID'], ['log-level', 'TERN_LOG_LEVEL'],
   ['allow-anonymous', 'TERN_ALLOW_ANONYMOUS'], ['access-key', 'TERN_ACCESS_KEY'], ['secondary-access-key', 'TERN_SECONDARY_ACCESS_KEY'],
   ['public-endpoint', 'TERN_PUBLIC_ENDPOINT'], ['acl-file', 'TERN_ACL_FILE'], ['password-file', 'TERN_PASSWORD_FILE'], ['jwks-url', 'TERN_JWKS_URL'],
@@ -78,6 +79,7 @@ describe('loadConfig', () => {
     const expected: Config = {
       configFile: undefined,
       host: '127.0.0.1', httpPort: 8080, mqttPort: 1883, mqttsPort: 8883, tlsCert: undefined, tlsKey: undefined, tlsMinVersion: 'TLSv1.2', tlsCiphers: undefined,
+      tlsCa: undefined, tlsRequireClientCert: false, wssPort: 8443, tlsCertUserId: 'none', clientCertHeader: undefined,
       dataDir: './data', store: 'postgres', databaseUrl: undefined, defaultHub: 'default', nodeId: 'node-1', logLevel: 'info',
       allowAnonymous: undefined, allowedOrigins: '', allowUwsFallback: false,
       accessKey: undefined, secondaryAccessKey: undefined, publicEndpoint: undefined, aclFile: undefined, passwordFile: undefined,
@@ -185,6 +187,25 @@ describe('loadConfig', () => {
       const problems = problemsOf(() => loadConfig([`--max-inflight=${bad}`], {}));
       assertProblems(problems, [/--max-inflight: expected an integer from 1 to 65535/]);
     }
+  });
+
+  test('client certificates: --tls-require-client-cert needs --tls-ca, which needs the TLS listeners', () => {
+    assertProblems(problemsOf(() => loadConfig(['--tls-require-client-cert', '--tls-cert', 'c.pem', '--tls-key', 'k.pem'], {})), [/--tls-require-client-cert needs --tls-ca/]);
+    assertProblems(problemsOf(() => loadConfig(['--tls-ca', 'ca.pem'], {})), [/--tls-ca needs --tls-cert/, /--tls-ca ca.pem: cannot read it/]);
+    assertProblems(problemsOf(() => loadConfig(['--tls-cert-user-id', 'email'], {})), [/--tls-cert-user-id.*one of none, cn, san-dns, san-email, san-uri/]);
+    assertProblems(problemsOf(() => loadConfig(['--client-cert-header', 'x cert'], {})), [/--client-cert-header.*header name/]);
+    const missing = join(dir, 'no-such-ca.pem');
+    assertProblems(problemsOf(() => loadConfig(['--tls-cert', 'c.pem', '--tls-key', 'k.pem', '--tls-ca', missing], {})), [/--tls-ca .*no-such-ca\.pem: cannot read it \(ENOENT\)/]);
+    const notPem = configFile('just text');
+    assertProblems(problemsOf(() => loadConfig(['--tls-cert', 'c.pem', '--tls-key', 'k.pem', '--tls-ca', notPem], {})), [/--tls-ca .*: no PEM certificate in it/]);
+    const caFile = configFile('-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n');
+    const c = load(['--tls-cert', 'c.pem', '--tls-key', 'k.pem', '--tls-ca', caFile, '--tls-require-client-cert', '--wss-port', '0',
+      '--tls-cert-user-id', 'san-email', '--client-cert-header', 'X-Forwarded-Client-Cert']);
+    assert.equal(c.tlsCa, caFile);
+    assert.equal(c.tlsRequireClientCert, true);
+    assert.equal(c.wssPort, 0);
+    assert.equal(c.tlsCertUserId, 'san-email');
+    assert.equal(c.clientCertHeader, 'x-forwarded-client-cert', 'header names are compared lower-case');
   });
 
   test('tls key without cert is reported', () => {

