@@ -23,7 +23,7 @@ import { PgStore } from './store/pg/pg-store.ts';
 import type { Store } from './store/store.ts';
 import { registerHealthRoute } from './server/health.ts';
 import { createHttpServer } from './server/http-server.ts';
-import { mqttWsEndpoints } from './transport/mqtt-ws.ts';
+import { carriesToken, mqttWsEndpoints } from './transport/mqtt-ws.ts';
 import { listenNodeWss } from './transport/node-ws.ts';
 import { listenTcp, type Listener } from './transport/tcp.ts';
 import { chooseUws, loadUwsFallback, shareUwsBuild, UwsLoadError, uwsCandidates, type UwsBuild } from './transport/uws-loader.ts';
@@ -216,6 +216,8 @@ async function main(): Promise<void> {
   const wsMountPolicy = {
     // A web page the local user opens must not use an anonymous broker: browsers' upgrades need a listed Origin
     allowedOrigins: anonymousByDefault(config) ? new Set(originList(config.allowedOrigins)) : undefined,
+    // An upgrade with a token is decided by the token, from any origin (as on Azure)
+    originCheckExempt: carriesToken,
     onOriginRefused: (origin: string, url: string) => logger.warn({ origin, url }, 'websocket upgrade refused: origin not allowed'),
     onError: (err: unknown, url: string) => logger.error({ err, url }, 'websocket endpoint failed'),
   };

@@ -112,6 +112,11 @@ class WsChannel implements ByteChannel, WsSocketHandler {
 /** MQTT subprotocols, preferred first: "mqtt", else "mqttv3.1". */
 export const mqttSubprotocols = ['mqtt', 'mqttv3.1'] as const;
 
+/** Whether an upgrade carries an access token (query `access_token` or `Authorization: Bearer`). */
+export function carriesToken(head: { query: string; headers: Readonly<Record<string, string>> }): boolean {
+  return tokenFrom(head.query, head.headers['authorization']) !== undefined;
+}
+
 function tokenFrom(query: string, authorization: string | undefined): string | undefined {
   const q = new URLSearchParams(query).get('access_token');
   if (q) return q;

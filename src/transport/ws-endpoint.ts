@@ -90,6 +90,11 @@ export interface WsMountOptions {
    * header not listed gets 403. Upgrades without Origin (non-browser clients) are served. Unset: no check.
    */
   allowedOrigins?: ReadonlySet<string>;
+  /**
+   * Upgrades this says carry their own credentials (an access token the endpoint verifies) skip the
+   * Origin check: a page of another origin cannot hold a valid token unless a server issued it one.
+   */
+  originCheckExempt?: (head: Pick<UpgradeHead, 'query' | 'headers'>) => boolean;
   /** Told of each upgrade refused for its Origin. */
   onOriginRefused?: (origin: string, url: string) => void;
   /**
@@ -231,7 +236,7 @@ export function originRefusal(opts: WsMountOptions): (origin: string) => boolean
  */
 export function runUpgrade(endpoint: WsEndpoint<unknown>, names: readonly string[], opts: WsMountOptions, head: UpgradeHead, answer: UpgradeAnswer): void {
   const origin = head.headers['origin'] ?? '';
-  if (originRefusal(opts)(origin)) {
+  if (originRefusal(opts)(origin) && !opts.originCheckExempt?.(head)) {
     opts.onOriginRefused?.(origin, head.url);
     answer.refuse(403, 'origin not allowed');
     return;

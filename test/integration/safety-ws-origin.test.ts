@@ -5,6 +5,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import type { IncomingMessage } from 'node:http';
+import { WebPubSubServiceClient } from '@azure/web-pubsub';
 import mqtt from 'mqtt';
 import WebSocket from 'ws';
 import { startBroker, type BrokerProcess } from '../helpers/broker-process.ts';
@@ -66,6 +67,15 @@ describe('WebSocket Origin check without --allowed-origins', () => {
   test('every browser Origin is refused (even the broker\'s own address), clients without one are served', async () => {
     assert.equal(await upgradeStatus(broker.wsUrl(), `http://127.0.0.1:${broker.httpPort}`), 403);
     await roundTrip(broker, undefined);
+  });
+
+  test('an upgrade carrying an access token is decided by the token, whatever its Origin', async () => {
+    const service = new WebPubSubServiceClient(broker.connectionString, 'default', { allowInsecureConnection: true });
+    const { url } = await service.getClientAccessToken({ clientProtocol: 'mqtt' });
+    assert.equal(await upgradeStatus(url, 'https://web-app.example'), 101);
+    // A token that does not verify is refused as a token (401), not served for its Origin
+    assert.equal(await upgradeStatus(`${broker.wsUrl()}?access_token=not.a.token`, 'https://web-app.example'), 401);
+    assert.equal(await upgradeStatus(broker.wsUrl(), 'https://web-app.example'), 403);
   });
 });
 
