@@ -1,5 +1,6 @@
 // Client certificates on a real broker process: mqtts and the Node TLS WebSocket listener (--wss-port)
-// with --tls-ca, with and without --tls-require-client-cert. Certificates are made at the start with
+// with --tls-ca, with and without --tls-require-client-cert, and --tls-cert-user-id (the certificate
+// as the client's credential when anonymous clients are denied). Certificates are made at the start with
 // the openssl CLI (a CA, a server certificate for 127.0.0.1, a client of that CA, one of another CA).
 // That the certificate (thumbprint, CN, verdict) reaches AcceptInfo is shown at the transport level:
 // test/unit/transport/peer-certificate.test.ts and node-ws.test.ts.
@@ -7,6 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import tls from 'node:tls';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
+import pg from 'pg';
 import { startBroker, type BrokerProcess } from '../helpers/broker-process.ts';
 import { makeTestCertificates, type KeyPair, type TestCertificates } from '../helpers/certificates.ts';
 import { close, collect, uniqueId } from '../helpers/clients.ts';
@@ -172,5 +174,56 @@ describe('the Node TLS WebSocket listener (--wss-port)', () => {
 
   test('the listening line names the port, distinct from the uWS HTTP port', () => {
     assert.ok(strict.wssPort && strict.wssPort !== strict.httpPort && strict.wssPort !== strict.mqttsPort);
+  });
+});
+
+describe('--tls-cert-user-id cn with anonymous clients denied (certificates requested, not required)', () => {
+  let broker: BrokerProcess & { databaseUrl: string | undefined };
+  let db: pg.Client;
+
+  before(async () => {
+    broker = await startBroker(['--mqtts-port', '0', '--tls-cert', certs.server.certFile, '--tls-key', certs.server.keyFile,
+      '--tls-ca', certs.caFile, '--tls-cert-user-id', 'cn', '--allow-anonymous=false']);
+    db = new pg.Client({ connectionString: broker.databaseUrl });
+    await db.connect();
+  });
+  after(async () => {
+    await db?.end();
+    await broker?.stop();
+  });
+
+  /** The `connect` audit row of `clientId` (a bounded poll: rows are written after the event). */
+  async function connectRow(clientId: string): Promise<{ actor: string | null; detail: Record<string, unknown> | null }> {
+    const deadline = Date.now() + 5000;
+    for (;;) {
+      const { rows } = await db.query<{ actor: string | null; detail: Record<string, unknown> | null }>(
+        "SELECT actor, detail FROM audit_events WHERE event = 'connect' AND client_id = $1", [clientId]);
+      if (rows[0] !== undefined) return rows[0];
+      if (Date.now() > deadline) throw new Error(`no connect audit row for ${clientId}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+
+  test('a client with a certificate from the CA connects as its CN: audit actor device-1, method certificate', async () => {
+    const clientId = uniqueId('cn');
+    const outcome = await attempt(mqttsUrl(broker), certs.client, { clientId });
+    assertConnected(outcome);
+    await assertRoundTrip(outcome.connected);
+    const row = await connectRow(clientId);
+    assert.equal(row.actor, 'device-1');
+    assert.equal(row.detail?.['method'], 'certificate');
+    await close(outcome.connected);
+  });
+
+  test('a client without a certificate is refused with CONNACK 0x87', async () => {
+    const outcome = await attempt(mqttsUrl(broker), undefined);
+    assert.ok(!('connected' in outcome), 'must not connect');
+    assert.equal((outcome.error as { code?: unknown } | undefined)?.code, 0x87);
+  });
+
+  test('a client with a certificate from an unknown CA (unverified) is refused with CONNACK 0x87', async () => {
+    const outcome = await attempt(mqttsUrl(broker), certs.stranger);
+    assert.ok(!('connected' in outcome), 'must not connect');
+    assert.equal((outcome.error as { code?: unknown } | undefined)?.code, 0x87);
   });
 });
