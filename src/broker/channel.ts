@@ -18,12 +18,25 @@ export function handleIn(conn: ChannelHost, packet: InboundPacket): void {
   }
   const connected = conn.connected;
   if (conn.state === 'new' || connected === undefined) {
-    // CONNECT is still being decided: the packet keeps its place in line
-    conn.after(undefined, () => {
-      if (conn.state === 'connected') handleIn(conn, packet);
-    });
+    waitForConnect(conn, packet, 0);
     return;
   }
   if (packet.type === 'connect') throw new MqttError(ReasonCode.ProtocolError, 'second CONNECT'); // [MQTT-3.1.0-2]
   (handlers[packet.type] as (c: Connected, p: InboundPacket) => void)(connected, packet);
+}
+
+/** Steps a packet may be put back behind while its CONNECT is decided (authentication, session lock, session commit). */
+const MAX_CONNECT_STEPS = 16;
+
+/**
+ * CONNECT is still being decided: the packet keeps its place in line. Deciding may queue further
+ * steps (an asynchronous authenticator, then the session's commit), each after this packet's
+ * turn: the packet goes back behind them until the connection is connected, or closed.
+ */
+function waitForConnect(conn: ChannelHost, packet: InboundPacket, steps: number): void {
+  conn.after(undefined, () => {
+    if (conn.state === 'connected') handleIn(conn, packet);
+    else if (conn.state === 'new' && steps < MAX_CONNECT_STEPS) waitForConnect(conn, packet, steps + 1);
+    else if (conn.state === 'new') throw new Error('CONNECT still undecided after every step it queued');
+  });
 }

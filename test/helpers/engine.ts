@@ -8,7 +8,7 @@ import { EventBus } from '../../src/broker/events.ts';
 import type { Connection } from '../../src/broker/connection.ts';
 import { defaultBrokerOptions, type BrokerOptions } from '../../src/broker/options.ts';
 import { systemClock, type ByteChannel, type Clock, type ChannelSink, type Logger, type Store, type UnitOfWork } from '../../src/broker/ports.ts';
-import { allowAll, allowAnonymous } from '../../src/auth/auth.ts';
+import { allowAll, allowAnonymous, type Authenticator } from '../../src/auth/auth.ts';
 import { MemoryStore } from '../../src/store/memory-store.ts';
 
 type Op = { [K in keyof UnitOfWork]: { name: K; args: Parameters<UnitOfWork[K]> } }[keyof UnitOfWork];
@@ -98,12 +98,14 @@ export class MemoryLogger implements Logger {
 }
 
 /** Start a broker on `store` (load and restore included), its events written to the store's audit log as in main.ts. */
-export async function startEngine(store: Store, options: Partial<BrokerOptions> = {}, clock: Clock = systemClock): Promise<{ broker: Broker; logger: MemoryLogger }> {
+export async function startEngine(
+  store: Store, options: Partial<BrokerOptions> = {}, clock: Clock = systemClock, authenticator: Authenticator = allowAnonymous,
+): Promise<{ broker: Broker; logger: MemoryLogger }> {
   const logger = new MemoryLogger();
   const events = new EventBus(logger);
   events.subscribe(new AuditLog(store, clock, logger));
   const broker = new Broker({
-    options: { ...defaultBrokerOptions, ...options }, store, clock, logger, authenticator: allowAnonymous, authorizer: allowAll, events,
+    options: { ...defaultBrokerOptions, ...options }, store, clock, logger, authenticator, authorizer: allowAll, events,
   });
   await broker.start();
   return { broker, logger };

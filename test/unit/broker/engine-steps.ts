@@ -3,6 +3,7 @@
 // PINGREQ round trip as the barrier before asserting that something did not arrive. No sockets.
 import type { IConnectPacket, Packet } from 'mqtt-packet';
 import type { Broker } from '../../../src/broker/broker.ts';
+import type { Authenticator } from '../../../src/auth/auth.ts';
 import type { BrokerOptions } from '../../../src/broker/options.ts';
 import { EngineClient, FaultyStore, startEngine } from '../../helpers/engine.ts';
 import { FakeClock } from '../../helpers/fake-clock.ts';
@@ -35,16 +36,18 @@ export interface TestEngine {
 }
 
 /** Start an engine (default options overridden by `options`) on a FaultyStore and a FakeClock. */
-export async function engine(options: Partial<BrokerOptions> = {}, store = new FaultyStore(), clock = new FakeClock()): Promise<TestEngine> {
-  const { broker } = await startEngine(store, options, clock);
+export async function engine(
+  options: Partial<BrokerOptions> = {}, store = new FaultyStore(), clock = new FakeClock(), authenticator?: Authenticator,
+): Promise<TestEngine> {
+  const { broker } = await startEngine(store, options, clock, authenticator);
   return {
     broker, store, clock,
     client: (version) => new EngineClient(broker, version),
     restart: async () => {
       await broker.shutdown();
-      return engine(options, store, clock);
+      return engine(options, store, clock, authenticator);
     },
-    crash: () => engine(options, store, new FakeClock(clock.now())),
+    crash: () => engine(options, store, new FakeClock(clock.now()), authenticator),
     stop: () => broker.shutdown(),
   };
 }

@@ -4,6 +4,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import mqttPacket, { type Packet } from 'mqtt-packet';
+import type { Authenticator } from '../../../src/auth/auth.ts';
 import {
   connectPersistent, connectWith, disconnectedWith, engine, publishesReach, text, versionName, VERSIONS, type Version,
 } from './engine-steps.ts';
@@ -33,6 +34,28 @@ describe('packets as they arrive', () => {
       const replies = c.packets.filter((p) => p.cmd !== 'publish').map((p) => p.cmd);
       assert.deepEqual(replies, ['connack', 'suback', 'puback', 'pingresp']);
       assert.deepEqual((await publishesReach(c, 1)).map(text), ['to-myself'], 'the PUBLISH did not see the SUBSCRIBE before it');
+      await e.stop();
+    });
+  }
+
+  for (const version of VERSIONS) {
+    test(`[MQTT-4.6.0-2] with an asynchronous authenticator, packets sent behind CONNECT wait for it and are all answered in order (${versionName(version)})`, async () => {
+      // The decision comes a turn later (as a token or password check does): the SUBSCRIBE and
+      // PUBLISH queued behind the CONNECT must wait for it and for the session's commit, not be dropped
+      const later: Authenticator = {
+        authenticate: () => new Promise((resolve) => setImmediate(() => resolve({ ok: true, principal: { userId: undefined, roles: [], method: 'test' } }))),
+      };
+      const e = await engine({}, undefined, undefined, later);
+      const c = e.client(version);
+      c.sendBytes(bytes(version,
+        connectPacket(version, 'eager-async'),
+        { cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'self/t', qos: 1 }] } as Packet,
+        { cmd: 'publish', topic: 'self/t', payload: Buffer.from('to-myself'), qos: 1, messageId: 2, retain: false, dup: false },
+        { cmd: 'pingreq' },
+      ));
+      await c.waitFor((p) => p.cmd === 'pingresp', 'PINGRESP');
+      assert.deepEqual(c.packets.filter((p) => p.cmd !== 'publish').map((p) => p.cmd), ['connack', 'suback', 'puback', 'pingresp']);
+      assert.deepEqual((await publishesReach(c, 1)).map(text), ['to-myself']);
       await e.stop();
     });
   }
