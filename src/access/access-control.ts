@@ -193,9 +193,11 @@ export class AccessControl implements Authenticator, Authorizer, EventSink {
       };
       return { ok: true, principal, groups: r.claims.groups, limits };
     }
-    if (this.#o.passwords && ctx.username !== undefined && passwordText !== undefined) {
+    // The ACL's user sections apply only to a user name proven by its password: a user name
+    // alone (any client can send one) never selects them
+    if (this.#o.passwords && ctx.username !== undefined) {
       const stored = this.#o.passwords.get(ctx.username);
-      if (stored === undefined || !(await verifyPassword(stored, passwordText))) {
+      if (stored === undefined || passwordText === undefined || !(await verifyPassword(stored, passwordText))) {
         return { ok: false, reasonCode: ReasonCode.BadUserNameOrPassword, reason: 'bad user name or password' };
       }
       return { ok: true, principal: { userId: ctx.username, roles: [], method: 'password', username: ctx.username, rights: aclRights }, limits };
@@ -206,12 +208,14 @@ export class AccessControl implements Authenticator, Authorizer, EventSink {
       if (userId === undefined) {
         return { ok: false, reasonCode: ReasonCode.NotAuthorized, reason: `client certificate has no ${this.#o.certUserId} to take the user id from` };
       }
-      return { ok: true, principal: { userId, roles: [], method: 'certificate', username: ctx.username, rights: aclRights }, limits };
+      // The certificate's identity is the ACL user name too (mosquitto's use_identity_as_username)
+      return { ok: true, principal: { userId, roles: [], method: 'certificate', username: userId, rights: aclRights }, limits };
     }
     if (settings.anonymousConnectPolicy === 'deny') {
       return { ok: false, reasonCode: ReasonCode.NotAuthorized, reason: 'anonymous access is disabled for this hub' };
     }
-    return { ok: true, principal: { userId: undefined, roles: [], method: 'anonymous', username: ctx.username, rights: aclRights }, limits };
+    // Unauthenticated: whatever user name it sent, the ACL treats it as anonymous
+    return { ok: true, principal: { userId: undefined, roles: [], method: 'anonymous', username: undefined, rights: aclRights }, limits };
   }
 
   // ---- authorization (synchronous, on the message path) ----------------------------------------
