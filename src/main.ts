@@ -179,8 +179,14 @@ async function main(): Promise<void> {
   events.subscribe(new AuditLog(store, systemClock, logger));
   events.subscribe(access);
   const broker = new Broker({ options, store, clock: systemClock, logger, events, authenticator: access, authorizer: access });
-  await broker.start();
-  await access.open((hub, clientId) => broker.hasSession(hub, clientId));
+  try {
+    await broker.start();
+    await access.open((hub, clientId) => broker.hasSession(hub, clientId));
+  } catch (err) {
+    await store.close();
+    await embedded?.stop();
+    throw err;
+  }
 
   const onConnection = broker.accept.bind(broker);
   const admit = broker.admit.bind(broker);
@@ -208,14 +214,15 @@ async function main(): Promise<void> {
       const r = await access.checkUpgrade(hub, token);
       if (!r.ok) {
         logger.info({ hub, remoteAddress: req.remoteAddress, reason: r.reason }, 'websocket upgrade refused');
-        events.emit({ type: EventType.UpgradeRefused, hub: hub.toLowerCase(), remoteAddress: req.remoteAddress, status: 401, reason: r.reason, transport: transportName });
+        events.emit({ type: EventType.UpgradeRefused, hub: hub.toLowerCase(), remoteAddress: req.remoteAddress, status: r.status, reason: r.reason, transport: transportName });
       }
       return r;
     },
   });
   const wsMountPolicy = {
     // A web page the local user opens must not use an anonymous broker: browsers' upgrades need a listed Origin
-    allowedOrigins: anonymousByDefault(config) ? new Set(originList(config.allowedOrigins)) : undefined,
+    // (always: a hub's settings may allow anonymous clients whatever the deployment default)
+    allowedOrigins: new Set(originList(config.allowedOrigins)),
     // An upgrade with a token is decided by the token, from any origin (as on Azure)
     originCheckExempt: carriesToken,
     onOriginRefused: (origin: string, url: string) => logger.warn({ origin, url }, 'websocket upgrade refused: origin not allowed'),
@@ -252,7 +259,7 @@ async function main(): Promise<void> {
     if (config.tlsCa !== undefined) {
       // uWebSockets.js does not expose the peer certificate: these WebSocket clients are served by Node's TLS
       const wss = await listenNodeWss({
-        host: config.host, port: config.wssPort, tls: tlsOptions, endpoints: mqttEndpoints,
+        host: config.host, port: config.wssPort, tls: tlsOptions, endpoints: mqttEndpoints, admit,
         mount: wsMountPolicy,
       });
       listeners.push(wss);
@@ -272,8 +279,11 @@ async function main(): Promise<void> {
   process.on('SIGHUP', () => {
     // Reload the access keys (rotation) and the ACL and password files; a bad file keeps the old rules
     try {
-      keys = loadOrCreateAccessKeys(path.resolve(config.dataDir), { primary: config.accessKey, secondary: config.secondaryAccessKey }).keys;
-      access.setPolicy(readPolicyFiles(config));
+      const nextKeys = loadOrCreateAccessKeys(path.resolve(config.dataDir), { primary: config.accessKey, secondary: config.secondaryAccessKey }).keys;
+      const nextPolicy = readPolicyFiles(config);
+      // Both read: only now does either take effect
+      keys = nextKeys;
+      access.setPolicy(nextPolicy);
       logger.info({}, 'access keys and policy files reloaded (SIGHUP)');
     } catch (err) {
       logger.error({ err }, 'reload failed (SIGHUP): the previous keys and policy stay in force');

@@ -2,16 +2,17 @@
 // the hub's anonymous policy) and what they may do (Web PubSub roles, runtime grants, the ACL
 // file). The broker asks it synchronously on every PUBLISH and SUBSCRIBE, so grants and hub
 // settings live in memory; the code that commits a change updates the memory in the same step.
+import { randomBytes } from 'node:crypto';
 import type { Acl } from '../auth/acl-file.ts';
 import type { AuthResult, Authenticator, Authorizer, ConnectContext, ConnectLimits, Principal } from '../auth/auth.ts';
 import type { TokenRefusal, TokenVerifier } from '../auth/jwt.ts';
-import { verifyPassword } from '../auth/passwords.ts';
+import { hashPassword, verifyPassword } from '../auth/passwords.ts';
 import { RoleSet } from '../auth/roles.ts';
 import type { BrokerEvent, EventSink } from '../broker/events.ts';
 import { EventType } from '../broker/events.ts';
 import type { Clock, Logger } from '../broker/ports.ts';
 import { ReasonCode } from '../mqtt/reason-code.ts';
-import { parseSharedFilter } from '../mqtt/topic.ts';
+import { hasWildcard, parseSharedFilter } from '../mqtt/topic.ts';
 import type { HubSettingsRecord, PermissionRecord, Store } from '../store/store.ts';
 
 /** The two rights a grant can give (Web PubSub `Permission`). */
@@ -52,9 +53,12 @@ export type HubSettingsPatch = Partial<Pick<HubSettingsRecord, 'anonymousConnect
 interface Grants {
   records: PermissionRecord[];
   roles: RoleSet;
+  roleNames: string[];
 }
 
-const SERVER_EVENTS_PREFIX = '$webpubsub/server/events/';
+/** Verified in place of an unknown user's hash (of a random password), made on first need. */
+let unknownUserHash: string | undefined;
+
 /** A compact JWS: three base64url parts (how a token is told from a password on TCP). */
 const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
 
@@ -76,15 +80,29 @@ function tokenRefusalCode(refusal: TokenRefusal): ReasonCode {
   }
 }
 
+/** A grant named a session that does not exist, or ended before the grant was committed. */
+export class SessionGoneError extends Error {
+  constructor(hub: string, clientId: string) {
+    super(`connection ${clientId} does not exist in hub ${hub}`);
+    this.name = 'SessionGoneError';
+  }
+}
+
 export class AccessControl implements Authenticator, Authorizer, EventSink {
   readonly types = [EventType.SessionEnded] as const;
   readonly #o: AccessControlOptions;
   /** hub → client id → grants. */
   readonly #grants = new Map<string, Map<string, Grants>>();
   readonly #settings = new Map<string, HubSettingsRecord>();
+  /** Grants being committed, by `hub\0clientId`; `ended` once that session ends meanwhile. */
+  readonly #pendingGrants = new Map<string, { ended: boolean; count: number }>();
+  #hasSession: (hub: string, clientId: string) => boolean = () => false;
+  /** Hub settings updates, one at a time per hub (each builds on the one before). */
+  readonly #settingsQueue = new Map<string, Promise<unknown>>();
 
   constructor(options: AccessControlOptions) {
     this.#o = { certUserId: 'none', ...options };
+    if (options.passwords) unknownUserHash ??= hashPassword(randomBytes(16).toString('hex')); // at start, not on a CONNECT
   }
 
   /**
@@ -93,6 +111,7 @@ export class AccessControl implements Authenticator, Authorizer, EventSink {
    * never for whoever connects later with the same client id.
    */
   async open(hasSession: (hub: string, clientId: string) => boolean): Promise<void> {
+    this.#hasSession = hasSession;
     const { permissions, hubSettings } = await this.#o.store.loadAccess();
     for (const s of hubSettings) this.#settings.set(s.hub, s);
     const orphans = new Map<string, { hub: string; subject: string }>();
@@ -120,6 +139,7 @@ export class AccessControl implements Authenticator, Authorizer, EventSink {
   setPolicy(policy: { acl: Acl | undefined; passwords: ReadonlyMap<string, string> | undefined }): void {
     this.#o.acl = policy.acl;
     this.#o.passwords = policy.passwords;
+    if (policy.passwords) unknownUserHash ??= hashPassword(randomBytes(16).toString('hex'));
   }
 
   // ---- authentication -------------------------------------------------------------------------
@@ -142,9 +162,18 @@ export class AccessControl implements Authenticator, Authorizer, EventSink {
     return [...this.#settings.values()];
   }
 
-  /** Change a hub's settings: committed (with its audit row), then in force. */
-  async updateHubSettings(hub: string, patch: HubSettingsPatch, actor: string): Promise<EffectiveHubSettings> {
+  /** Change a hub's settings: committed (with its audit row), then in force. Updates of one hub apply one after another. */
+  updateHubSettings(hub: string, patch: HubSettingsPatch, actor: string): Promise<EffectiveHubSettings> {
     const key = hub.toLowerCase();
+    const previous = this.#settingsQueue.get(key) ?? Promise.resolve();
+    const next = previous.catch(() => undefined).then(() => this.#updateHubSettings(key, patch, actor));
+    this.#settingsQueue.set(key, next);
+    const forget = (): void => { if (this.#settingsQueue.get(key) === next) this.#settingsQueue.delete(key); };
+    next.then(forget, forget);
+    return next;
+  }
+
+  async #updateHubSettings(key: string, patch: HubSettingsPatch, actor: string): Promise<EffectiveHubSettings> {
     const before = this.#settings.get(key);
     const record: HubSettingsRecord = {
       hub: key,
@@ -167,13 +196,15 @@ export class AccessControl implements Authenticator, Authorizer, EventSink {
    * hub must allow anonymous clients, unless the CONNECT can still authenticate (password file,
    * client certificate mapping). The CONNECT is checked again in full by `authenticate`.
    */
-  async checkUpgrade(hub: string, token: string | undefined): Promise<{ ok: true } | { ok: false; reason: string }> {
+  async checkUpgrade(hub: string, token: string | undefined): Promise<{ ok: true } | { ok: false; status: number; reason: string }> {
     if (token !== undefined) {
       const r = await this.#o.verifier.verifyClientToken(token, hub);
-      return r.ok ? { ok: true } : { ok: false, reason: `access token refused: ${r.reason}` };
+      if (r.ok) return { ok: true };
+      // The identity provider's keys could not be fetched: the token may be good, the service is not
+      return { ok: false, status: r.refusal === 'jwks_unavailable' ? 503 : 401, reason: `access token refused: ${r.reason}` };
     }
     if (this.hubSettings(hub).anonymousConnectPolicy === 'allow' || this.#o.passwords || this.#o.certUserId !== 'none') return { ok: true };
-    return { ok: false, reason: 'anonymous access is disabled for this hub: an access token is needed' };
+    return { ok: false, status: 401, reason: 'anonymous access is disabled for this hub: an access token is needed' };
   }
 
   async authenticate(ctx: ConnectContext): Promise<AuthResult> {
@@ -190,14 +221,18 @@ export class AccessControl implements Authenticator, Authorizer, EventSink {
       if (!r.ok) return { ok: false, reasonCode: tokenRefusalCode(r.refusal), reason: `access token refused: ${r.reason}` };
       const principal: Principal = {
         userId: r.claims.userId, roles: r.claims.roles, method: 'jwt', username: ctx.username, rights: 'roles', roleSet: new RoleSet(r.claims.roles),
+        claims: r.claims.claims,
       };
       return { ok: true, principal, groups: r.claims.groups, limits };
     }
     // The ACL's user sections apply only to a user name proven by its password: a user name
     // alone (any client can send one) never selects them
     if (this.#o.passwords && ctx.username !== undefined) {
-      const stored = this.#o.passwords.get(ctx.username);
-      if (stored === undefined || passwordText === undefined || !(await verifyPassword(stored, passwordText))) {
+      // An unknown user costs a hash check too, so timing does not tell which user names exist
+      const known = this.#o.passwords.get(ctx.username);
+      const stored = known ?? (unknownUserHash ??= hashPassword(randomBytes(16).toString('hex')));
+      const verified = await verifyPassword(stored, passwordText ?? '');
+      if (known === undefined || passwordText === undefined || !verified) {
         return { ok: false, reasonCode: ReasonCode.BadUserNameOrPassword, reason: 'bad user name or password' };
       }
       return { ok: true, principal: { userId: ctx.username, roles: [], method: 'password', username: ctx.username, rights: aclRights }, limits };
@@ -221,34 +256,65 @@ export class AccessControl implements Authenticator, Authorizer, EventSink {
   // ---- authorization (synchronous, on the message path) ----------------------------------------
 
   canPublish(hub: string, clientId: string, principal: Principal, topicName: string): boolean {
-    if (principal.rights === undefined || principal.rights === 'all') return true;
-    // Events for the upstream need no role (spec §3.4): a client with no role may still send them
-    if (topicName.startsWith(SERVER_EVENTS_PREFIX)) return true;
-    if (principal.rights === 'roles' && principal.roleSet?.allows('sendToGroup', topicName)) return true;
-    if (principal.rights === 'acl' && this.#o.acl?.canPublish(principal.username, clientId, topicName)) return true;
-    return this.#grants.get(hub)?.get(clientId)?.roles.allows('sendToGroup', topicName) ?? false;
+    switch (principal.rights) {
+      case undefined:
+      case 'all':
+        return true;
+      case 'acl':
+        // The ACL file is the whole policy of these clients: its deny rules are final
+        return this.#o.acl?.canPublish(principal.username, clientId, topicName) ?? false;
+      case 'roles':
+        return principal.roleSet?.allows('sendToGroup', topicName) === true
+          || (this.#grants.get(hub)?.get(clientId)?.roles.allows('sendToGroup', topicName) ?? false);
+    }
   }
 
   canSubscribe(hub: string, clientId: string, principal: Principal, topicFilter: string): boolean {
     if (principal.rights === undefined || principal.rights === 'all') return true;
     // A shared subscription joins the group of its inner filter
     const group = parseSharedFilter(topicFilter)?.topicFilter ?? topicFilter;
-    if (principal.rights === 'roles' && principal.roleSet?.allows('joinLeaveGroup', group)) return true;
-    if (principal.rights === 'acl' && this.#o.acl?.canSubscribe(principal.username, clientId, group)) return true;
-    return this.#grants.get(hub)?.get(clientId)?.roles.allows('joinLeaveGroup', group) ?? false;
+    if (principal.rights === 'acl') return this.#o.acl?.canSubscribe(principal.username, clientId, group) ?? false;
+    const grants = this.#grants.get(hub)?.get(clientId);
+    if (hasWildcard(group)) {
+      // A pattern role matches the filter's text, where + and # are ordinary characters: it would
+      // let `chat-*` subscribe `#`. A wildcard filter needs a role that covers every topic it matches.
+      return coversWildcardFilter(principal.roles, group) || (grants !== undefined && coversWildcardFilter(grants.roleNames, group));
+    }
+    return principal.roleSet?.allows('joinLeaveGroup', group) === true || (grants?.roles.allows('joinLeaveGroup', group) ?? false);
   }
 
   // ---- runtime grants -----------------------------------------------------------------------------
 
-  /** Grant `permission` on `target` (null: every group) to a session; committed with its audit row, then in force. */
+  /**
+   * Grant `permission` on `target` (null: every group) to a session; committed with its audit row,
+   * then in force. Rejects with SessionGoneError (the grant revoked again) when the session ends
+   * before the commit: a grant must never pass to a later session with the same client id.
+   */
   async grant(hub: string, clientId: string, permission: Permission, target: string | null, actor: string): Promise<void> {
     const record: PermissionRecord = {
       hub: hub.toLowerCase(), subjectKind: 'connection', subject: clientId, permission, target, grantedBy: actor, grantedAtMs: this.#o.clock.now(),
     };
-    await this.#o.store.transaction((tx) => {
-      tx.grantPermission(record);
-      tx.appendAudit({ hub: record.hub, event: 'permission_granted', clientId, actor, atMs: record.grantedAtMs, detail: { permission, target } });
-    });
+    if (!this.#hasSession(record.hub, clientId)) throw new SessionGoneError(hub, clientId);
+    const k = `${record.hub}\u0000${clientId}`;
+    const pending = this.#pendingGrants.get(k) ?? { ended: false, count: 0 };
+    pending.count++;
+    this.#pendingGrants.set(k, pending);
+    try {
+      await this.#o.store.transaction((tx) => {
+        tx.grantPermission(record);
+        tx.appendAudit({ hub: record.hub, event: 'permission_granted', clientId, actor, atMs: record.grantedAtMs, detail: { permission, target } });
+      });
+    } finally {
+      if (--pending.count === 0 && this.#pendingGrants.get(k) === pending) this.#pendingGrants.delete(k);
+    }
+    if (pending.ended) {
+      // The session ended while the grant was being committed: take the row back
+      await this.#o.store.transaction((tx) => {
+        tx.revokePermission(record.hub, 'connection', clientId, permission, target);
+        tx.appendAudit({ hub: record.hub, event: 'permission_revoked', clientId, actor: 'broker', atMs: this.#o.clock.now(), detail: { permission, target, why: 'session ended' } });
+      });
+      throw new SessionGoneError(hub, clientId);
+    }
     this.#addToCache(record);
   }
 
@@ -269,6 +335,8 @@ export class AccessControl implements Authenticator, Authorizer, EventSink {
    */
   check(hub: string, clientId: string, permission: Permission, target: string | null, principal: Principal | undefined): boolean {
     const key = hub.toLowerCase();
+    // A client without an ACL or roles to limit it (anonymous or password, no ACL file) may do everything
+    if (principal !== undefined && (principal.rights === undefined || principal.rights === 'all')) return true;
     if (target === null) {
       const role = `webpubsub.${permission}`;
       if (principal?.rights === 'roles' && principal.roles.includes(role)) return true;
@@ -291,6 +359,8 @@ export class AccessControl implements Authenticator, Authorizer, EventSink {
   /** EventSink: a session that ended takes its grants with it. */
   emit(event: BrokerEvent): void {
     if (event.type !== EventType.SessionEnded) return;
+    const pending = this.#pendingGrants.get(`${event.hub}\u0000${event.clientId}`);
+    if (pending) pending.ended = true;
     const g = this.#grants.get(event.hub)?.get(event.clientId);
     if (!g) return;
     this.#setGrants(event.hub, event.clientId, []);
@@ -315,7 +385,8 @@ export class AccessControl implements Authenticator, Authorizer, EventSink {
       return;
     }
     if (!byClient) this.#grants.set(hub, (byClient = new Map()));
-    byClient.set(clientId, { records, roles: new RoleSet(records.map(grantRole)) });
+    const roleNames = records.map(grantRole);
+    byClient.set(clientId, { records, roles: new RoleSet(roleNames), roleNames });
   }
 }
 
@@ -325,4 +396,22 @@ export function certificateUserId(cert: { subjectCN: string | undefined; subject
   const prefix = { 'san-dns': 'DNS:', 'san-email': 'email:', 'san-uri': 'URI:' }[field];
   const san = cert.subjectAltNames.find((n) => n.startsWith(prefix));
   return san ? san.slice(prefix.length) || undefined : undefined;
+}
+
+/**
+ * Whether `roles` let a client subscribe the wildcard filter `filter`: the any-group role, a role
+ * naming the filter exactly, or a pattern role `webpubsub.joinLeaveGroups.{literal}**` whose
+ * literal part is a prefix of the filter before its first wildcard (so every topic the filter
+ * matches, matches the pattern).
+ */
+export function coversWildcardFilter(roles: readonly string[], filter: string): boolean {
+  const firstWildcard = filter.search(/[+#]/);
+  const fixed = firstWildcard < 0 ? filter : filter.slice(0, firstWildcard);
+  for (const role of roles) {
+    if (role === 'webpubsub.joinLeaveGroup' || role === `webpubsub.joinLeaveGroup.${filter}`) return true;
+    if (!role.startsWith('webpubsub.joinLeaveGroups.') || !role.endsWith('**')) continue;
+    const literal = role.slice('webpubsub.joinLeaveGroups.'.length, -2);
+    if (!/[*?\\]/.test(literal) && fixed.startsWith(literal)) return true;
+  }
+  return false;
 }

@@ -57,6 +57,8 @@ export interface Principal {
   rights?: 'all' | 'roles' | 'acl';
   /** The roles compiled once at authentication (`rights: 'roles'`). */
   roleSet?: RoleChecker;
+  /** The token's other claims, kept for the upstream `connect` event (`Record<string, string[]>`). */
+  claims?: Record<string, string[]>;
 }
 
 /** Web PubSub rights on a group (spec §3.3); the MQTT mapping is in the Authorizer. */

@@ -34,6 +34,9 @@ function option(args: string[], flag: string): string | undefined {
 function keysCommand(args: string[], io: CommandIo): number {
   const dataDir = path.resolve(option(args, '--data-dir') ?? io.env['TERN_DATA_DIR'] ?? './data');
   const [action, which] = args.filter((a, i) => !a.startsWith('--') && !(i > 0 && args[i - 1]!.startsWith('--')));
+  if (io.env['TERN_ACCESS_KEY'] || io.env['TERN_SECONDARY_ACCESS_KEY']) {
+    io.stderr.write('tern keys: TERN_ACCESS_KEY / TERN_SECONDARY_ACCESS_KEY are set: a broker started with them (or with --access-key) uses those, not the key file shown or changed here\n');
+  }
   try {
     if (action === 'show') {
       const { keys, file } = loadOrCreateAccessKeys(dataDir, {});

@@ -20,9 +20,9 @@ export interface MqttWsOptions {
   onSendDropped?: (remoteAddress: string, bufferedBytes: number) => void;
   /**
    * Asked after admission with the upgrade's token (query `access_token` or `Authorization: Bearer`):
-   * a refusal answers HTTP 401 with `reason` as the body. Unset: every upgrade goes on to CONNECT.
+   * a refusal answers its HTTP status (401, or 503 when the token cannot be checked now) with `reason` as the body. Unset: every upgrade goes on to CONNECT.
    */
-  checkCredentials?: (hub: string, token: string | undefined, req: UpgradeRequest) => Promise<{ ok: true } | { ok: false; reason: string }>;
+  checkCredentials?: (hub: string, token: string | undefined, req: UpgradeRequest) => Promise<{ ok: true } | { ok: false; status: number; reason: string }>;
 }
 
 /** What an accepted MQTT upgrade carries to `open`. */
@@ -131,7 +131,7 @@ export function mqttWsEndpoints(opts: MqttWsOptions): Array<WsEndpoint<MqttUpgra
     const token = tokenFrom(req.query, req.headers['authorization']);
     const accepted = { accept: { hub, token, clientCertificate: req.clientCertificate } };
     if (!opts.checkCredentials) return accepted;
-    return opts.checkCredentials(hub, token, req).then((r) => (r.ok ? accepted : { refuse: 401, body: r.reason }));
+    return opts.checkCredentials(hub, token, req).then((r) => (r.ok ? accepted : { refuse: r.status, body: r.reason }));
   };
   const common = {
     subprotocols: mqttSubprotocols,

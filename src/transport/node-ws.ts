@@ -230,6 +230,10 @@ export interface NodeWssOptions {
   tls: https.ServerOptions;
   endpoints: ReadonlyArray<WsEndpoint<unknown>>;
   mount?: WsMountOptions;
+  /** Asked for each TCP connection before its TLS handshake (connection limits); false destroys it. */
+  admit?: (remoteAddress: string) => boolean;
+  /** Time a client has to send its upgrade request after connecting (default 10 s). */
+  requestTimeoutMs?: number;
 }
 
 export interface NodeWssListener {
@@ -241,8 +245,16 @@ export interface NodeWssListener {
 /** A Node HTTPS server serving only `endpoints` (wss://), bound to host:port. Resolves once listening. */
 export function listenNodeWss(opts: NodeWssOptions): Promise<NodeWssListener> {
   const server = https.createServer({ minVersion: 'TLSv1.2', rejectUnauthorized: false, ...opts.tls });
+  // A handshake costs CPU and an idle socket memory: the limits apply before either, and a client
+  // that does not send its upgrade request in time is dropped
+  server.headersTimeout = opts.requestTimeoutMs ?? 10_000;
+  server.requestTimeout = opts.requestTimeoutMs ?? 10_000;
   const sockets = new Set<net.Socket>();
   server.on('connection', (socket: net.Socket) => {
+    if (opts.admit && !opts.admit(socket.remoteAddress ?? '')) {
+      socket.destroy();
+      return;
+    }
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
   });

@@ -2,7 +2,7 @@
 // exact success codes (the SDK throws on any other): PUT 200, DELETE 204, HEAD 200/404.
 // For MQTT the connection is a session (client id); a grant lasts as long as that session.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { PERMISSIONS, type AccessControl, type Permission } from '../../access/access-control.ts';
+import { PERMISSIONS, SessionGoneError, type AccessControl, type Permission } from '../../access/access-control.ts';
 import type { Principal } from '../../auth/auth.ts';
 import { sendError } from '../errors.ts';
 
@@ -55,7 +55,12 @@ export function registerPermissionRoutes(app: FastifyInstance, deps: PermissionR
     const p = parse(req, reply, deps);
     if (!p) return reply;
     if (!deps.hasSession(p.hub, p.connectionId)) return sendError(reply, 404, 'NotFound', `connection ${p.connectionId} does not exist in hub ${p.hub}`);
-    await deps.access.grant(p.hub, p.connectionId, p.permission, p.target, req.actor);
+    try {
+      await deps.access.grant(p.hub, p.connectionId, p.permission, p.target, req.actor);
+    } catch (err) {
+      if (err instanceof SessionGoneError) return sendError(reply, 404, 'NotFound', err.message);
+      throw err;
+    }
     return reply.code(200).send();
   });
   app.delete<{ Params: Params; Querystring: Query }>(path, { schema }, async (req, reply) => {

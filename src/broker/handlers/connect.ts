@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import type { ConnackPacket, ConnectPacket } from '../../mqtt/packet.ts';
 import { ReasonCode, type ConnackReasonCode, toV3ConnackReturnCode } from '../../mqtt/reason-code.ts';
 import { OutboundAliases } from '../../mqtt/session-state.ts';
-import { parseSharedFilter } from '../../mqtt/topic.ts';
+import { hasWildcard, parseSharedFilter } from '../../mqtt/topic.ts';
 import { validateConnect, validateSubscriptionFilter } from '../../mqtt/validate.ts';
 import type { Connecting } from '../context.ts';
 import { EventType } from '../events.ts';
@@ -161,7 +161,12 @@ function joinGroups(conn: Connecting, session: Session, groups: readonly string[
       engine.logger.warn({ clientId: conn.clientId, group: topicFilter }, 'token group is not a valid topic filter here; not joined');
       continue;
     }
-    engine.subscriptions.subscribe(session, { topicFilter, qos: 1, noLocal: false, retainAsPublished: false, retainHandling: 0 }, undefined)
+    if (!engine.options.wildcardSubscriptionAvailable && hasWildcard(topicFilter)) {
+      engine.logger.warn({ clientId: conn.clientId, group: topicFilter }, 'token group is a wildcard filter and wildcard subscriptions are off; not joined');
+      continue;
+    }
+    const qos = Math.min(1, engine.options.maximumQos) as 0 | 1;
+    engine.subscriptions.subscribe(session, { topicFilter, qos, noLocal: false, retainAsPublished: false, retainHandling: 0 }, undefined)
       .catch((err: unknown) => engine.logger.error({ err, clientId: conn.clientId, group: topicFilter }, 'could not store a token group subscription'));
   }
 }
