@@ -134,3 +134,17 @@ export async function startBroker(args: string[] = [], env: NodeJS.ProcessEnv = 
     },
   };
 }
+
+/** How many log lines of `broker` have a msg containing `text`. */
+export function logCount(broker: BrokerProcess, text: string): number {
+  return broker.logs.filter((l) => String(l['msg']).includes(text)).length;
+}
+
+/** Bounded poll until `broker` has logged `text` more than `before` times. */
+export async function waitForLog(broker: BrokerProcess, text: string, before: number, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (logCount(broker, text) <= before) {
+    if (Date.now() > deadline) throw new Error(`no log line "${text}" within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}

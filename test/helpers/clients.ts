@@ -99,3 +99,25 @@ export function quietFor(ms: number): Promise<void> {
 export async function close(...clients: MqttClient[]): Promise<void> {
   await Promise.all(clients.map((c) => c.endAsync(true).catch(() => undefined)));
 }
+
+/** Publish at QoS 1; resolves with the PUBACK's reason code (MQTT.js rejects on a failure code; 0 when absent, as in 3.1.1). */
+export async function pubCode(c: MqttClient, topic: string, payload = 'x'): Promise<number> {
+  try {
+    return ((await c.publishAsync(topic, payload, { qos: 1 })) as { reasonCode?: number } | undefined)?.reasonCode ?? 0;
+  } catch (err) {
+    const code = (err as { code?: unknown }).code;
+    if (typeof code === 'number') return code;
+    throw err;
+  }
+}
+
+/** The error of a refused MQTT.js connection (its CONNACK code in `code`); throws if it was accepted. */
+export async function refusal(p: Promise<MqttClient>): Promise<Error & { code?: number }> {
+  try {
+    const c = await p;
+    await close(c);
+  } catch (err) {
+    return err as Error & { code?: number };
+  }
+  throw new Error('the connection was accepted');
+}

@@ -12,8 +12,9 @@ import path from 'node:path';
 import { WebPubSubServiceClient } from '@azure/web-pubsub';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import pg from 'pg';
-import { repoRoot, startBroker, type BrokerProcess } from '../helpers/broker-process.ts';
-import { close, collect, uniqueId, type Version } from '../helpers/clients.ts';
+import { repoRoot, startBroker, type BrokerProcess, logCount, waitForLog } from '../helpers/broker-process.ts';
+import { close, collect, pubCode, refusal, uniqueId, type Version } from '../helpers/clients.ts';
+import { auditRows } from '../helpers/audit.ts';
 import { subscribeRaw } from '../helpers/inbox.ts';
 
 const HUB = 'acl';
@@ -82,27 +83,7 @@ async function watcher(): Promise<MqttClient> {
   return tcp(5, { username: 'watcher', password: t.token, clientId: uniqueId('watch') });
 }
 
-/** Publish at QoS 1; the PUBACK's reason code (MQTT.js rejects on a failure code; 0 when absent, as in 3.1.1). */
-async function pubCode(c: MqttClient, topic: string, payload = 'x'): Promise<number> {
-  try {
-    return ((await c.publishAsync(topic, payload, { qos: 1 })) as { reasonCode?: number } | undefined)?.reasonCode ?? 0;
-  } catch (err) {
-    const code = (err as { code?: unknown }).code;
-    if (typeof code === 'number') return code;
-    throw err;
-  }
-}
 
-/** The error of a refused connection (its CONNACK code in `code`). */
-async function refusal(p: Promise<MqttClient>): Promise<Error & { code?: number }> {
-  try {
-    const c = await p;
-    await close(c);
-  } catch (err) {
-    return err as Error & { code?: number };
-  }
-  throw new Error('the connection was accepted');
-}
 
 /**
  * `publisher` sends `topic` (expected to be refused: `deniedCode`) then the allowed `sentinel`
@@ -117,37 +98,17 @@ async function assertNotRouted(publisher: MqttClient, watch: MqttClient, topic: 
   assert.deepEqual([m!.topic, m!.payload.toString()], [sentinel, 'sentinel'], `${topic} must not be routed`);
 }
 
-/** Log lines whose msg contains `text`. */
-const logCount = (text: string): number => broker.logs.filter((l) => String(l['msg']).includes(text)).length;
 
-/** Bounded poll until the broker has logged `text` more than `before` times. */
-async function waitForLog(text: string, before: number, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (logCount(text) <= before) {
-    if (Date.now() > deadline) throw new Error(`no log line "${text}" within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 /** Rewrite the ACL file, SIGHUP, and wait for the log line saying how the reload went. */
 async function reload(text: string, expectLog: string): Promise<void> {
   writeFileSync(aclFile, text);
-  const before = logCount(expectLog);
+  const before = logCount(broker, expectLog);
   broker.proc.kill('SIGHUP');
-  await waitForLog(expectLog, before);
+  await waitForLog(broker, expectLog, before);
 }
 
-interface AuditRow { event: string; client_id: string | null; actor: string | null; detail: Record<string, unknown> | null }
 
-async function auditRows(where: string, params: unknown[], n = 1, timeoutMs = 5000): Promise<AuditRow[]> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const rows = (await db.query(`SELECT event, client_id, actor, detail FROM audit_events WHERE ${where} ORDER BY id`, params)).rows as AuditRow[];
-    if (rows.length >= n) return rows;
-    if (Date.now() > deadline) throw new Error(`expected ${n} audit rows where ${where} ${JSON.stringify(params)}, got ${JSON.stringify(rows)}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 describe('the password file made by `tern passwd`', () => {
   test('holds alice and bob, one scrypt hash each, mode 0600', () => {
@@ -178,7 +139,7 @@ describe('the password file made by `tern passwd`', () => {
     const clientIds = [uniqueId('audit4'), uniqueId('audit5')];
     const a4 = await alice(4, { clientId: clientIds[0]! });
     const a5 = await alice(5, { clientId: clientIds[1]! });
-    const rows = await auditRows("event = 'connect' AND client_id = ANY($1)", [clientIds], 2);
+    const rows = await auditRows(db, "event = 'connect' AND client_id = ANY($1)", [clientIds], 2);
     assert.equal(rows.length, 2);
     for (const row of rows) {
       assert.equal(row.actor, 'alice');

@@ -10,8 +10,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { WebPubSubServiceClient } from '@azure/web-pubsub';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
-import { repoRoot, startBroker, type BrokerProcess } from '../helpers/broker-process.ts';
-import { close, collect, uniqueId } from '../helpers/clients.ts';
+import { repoRoot, startBroker, type BrokerProcess, logCount, waitForLog } from '../helpers/broker-process.ts';
+import { close, collect, refusal, uniqueId } from '../helpers/clients.ts';
 import { upgradeStatus } from '../helpers/rest.ts';
 
 const HUB = 'rotation';
@@ -41,16 +41,7 @@ async function tokenWith(key: string, roles: string[] = []): Promise<{ token: st
 
 const base = (extra: IClientOptions = {}): IClientOptions => ({ protocolVersion: 5, reconnectPeriod: 0, connectTimeout: 5000, clientId: uniqueId('rot'), ...extra });
 
-/** Log lines whose msg contains `text`. */
-const logCount = (text: string): number => broker.logs.filter((l) => String(l['msg']).includes(text)).length;
 
-async function waitForLog(text: string, before: number, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (logCount(text) <= before) {
-    if (Date.now() > deadline) throw new Error(`no log line "${text}" within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 /** Subscribe, publish to itself at QoS 1, receive it: the connection works end to end. */
 async function roundTrip(c: MqttClient, payload: string): Promise<void> {
@@ -61,16 +52,6 @@ async function roundTrip(c: MqttClient, payload: string): Promise<void> {
   assert.equal((await got)[0]!.payload.toString(), payload);
 }
 
-/** The error of a refused MQTT.js connection (its CONNACK code in `code`). */
-async function refusal(p: Promise<MqttClient>): Promise<Error & { code?: number }> {
-  try {
-    const c = await p;
-    await close(c);
-  } catch (err) {
-    return err as Error & { code?: number };
-  }
-  throw new Error('the connection was accepted');
-}
 
 before(async () => {
   dataDir = mkdtempSync(path.join(tmpdir(), 'tern-keys-'));
@@ -126,9 +107,9 @@ describe('rotating the secondary key', () => {
     assert.notEqual(fresh.secondary, old.secondary, 'the secondary is new');
     assert.ok(r.stdout.includes(`new secondary: ${fresh.secondary}`), r.stdout);
 
-    const reloads = logCount('access keys and policy files reloaded (SIGHUP)');
+    const reloads = logCount(broker, 'access keys and policy files reloaded (SIGHUP)');
     broker.proc.kill('SIGHUP');
-    await waitForLog('access keys and policy files reloaded (SIGHUP)', reloads);
+    await waitForLog(broker, 'access keys and policy files reloaded (SIGHUP)', reloads);
 
     // The old secondary: 401 at the upgrade, CONNACK 0x86 on TCP
     const refused = await upgradeStatus(oldSecondaryToken.url);

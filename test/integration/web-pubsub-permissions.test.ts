@@ -7,7 +7,7 @@ import { WebPubSubServiceClient } from '@azure/web-pubsub';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import pg from 'pg';
 import { startBroker, testKeys, type BrokerProcess } from '../helpers/broker-process.ts';
-import { close, uniqueId } from '../helpers/clients.ts';
+import { close, pubCode, uniqueId } from '../helpers/clients.ts';
 import { rest, upgradeStatus } from '../helpers/rest.ts';
 
 const HUB = 'Grants';
@@ -38,16 +38,6 @@ async function tokenClient(roles: string[], opts: IClientOptions = {}): Promise<
   });
 }
 
-/** Publish at QoS 1; resolves with the PUBACK's reason code (MQTT.js rejects on a failure code; 0 when absent). */
-async function pubCode(c: MqttClient, topic: string): Promise<number> {
-  try {
-    return ((await c.publishAsync(topic, 'x', { qos: 1 })) as { reasonCode?: number } | undefined)?.reasonCode ?? 0;
-  } catch (err) {
-    const code = (err as { code?: unknown }).code;
-    if (typeof code === 'number') return code;
-    throw err;
-  }
-}
 
 async function auditCount(event: string, clientId: string, n: number, timeoutMs = 5000): Promise<Array<{ actor: string | null; detail: Record<string, unknown> }>> {
   const deadline = Date.now() + timeoutMs;

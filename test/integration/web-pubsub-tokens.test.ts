@@ -9,7 +9,8 @@ import { WebPubSubServiceClient } from '@azure/web-pubsub';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import pg from 'pg';
 import { startBroker, testKeys, type BrokerProcess } from '../helpers/broker-process.ts';
-import { close, collect, uniqueId, type Version } from '../helpers/clients.ts';
+import { close, collect, pubCode, refusal, uniqueId, type Version } from '../helpers/clients.ts';
+import { auditRows } from '../helpers/audit.ts';
 import { subscribeRaw } from '../helpers/inbox.ts';
 import { upgradeStatus } from '../helpers/rest.ts';
 
@@ -30,18 +31,7 @@ after(async () => {
   await broker?.stop();
 });
 
-interface AuditRow { event: string; client_id: string | null; actor: string | null; reason_code: number | null; detail: Record<string, unknown> | null }
 
-/** Audit rows matching `where` (SQL over audit_events), once there are at least `n`: a bounded poll, rows are written after the event. */
-async function auditRows(where: string, params: unknown[], n = 1, timeoutMs = 5000): Promise<AuditRow[]> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const rows = (await db.query(`SELECT event, client_id, actor, reason_code, detail FROM audit_events WHERE ${where} ORDER BY id`, params)).rows as AuditRow[];
-    if (rows.length >= n) return rows;
-    if (Date.now() > deadline) throw new Error(`expected ${n} audit rows where ${where} ${JSON.stringify(params)}, got ${JSON.stringify(rows)}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 /** A token the way the SDK makes one. */
 async function token(opts: Parameters<WebPubSubServiceClient['getClientAccessToken']>[0] = {}, hub = HUB): Promise<{ token: string; url: string }> {
@@ -79,27 +69,7 @@ function jwt(header: object, payload: object, key: string): string {
 const nowSec = (): number => Math.floor(Date.now() / 1000);
 const mqttAud = (hub = HUB): string => `http://${broker.host}:${broker.httpPort}/clients/mqtt/hubs/${hub}`;
 
-/** Publish at QoS 1; resolves with the PUBACK's reason code (MQTT.js rejects on a failure code; 0 when absent). */
-async function pubCode(c: MqttClient, topic: string, payload = 'x'): Promise<number> {
-  try {
-    return ((await c.publishAsync(topic, payload, { qos: 1 })) as { reasonCode?: number } | undefined)?.reasonCode ?? 0;
-  } catch (err) {
-    const code = (err as { code?: unknown }).code;
-    if (typeof code === 'number') return code;
-    throw err;
-  }
-}
 
-/** The error of a refused MQTT.js connection (its CONNACK code in `code`). */
-async function refusal(p: Promise<MqttClient>): Promise<Error & { code?: number }> {
-  try {
-    const c = await p;
-    await close(c);
-  } catch (err) {
-    return err as Error & { code?: number };
-  }
-  throw new Error('the connection was accepted');
-}
 
 
 describe('tokens from @azure/web-pubsub', () => {
@@ -109,7 +79,7 @@ describe('tokens from @azure/web-pubsub', () => {
       assert.match(t.url, new RegExp(`^ws://${broker.host}:${broker.httpPort}/clients/mqtt/hubs/${HUB}\\?access_token=`));
       const ws = await overWs(t.url, version);
       const tcp = await overTcp(t.token, version);
-      const connects = await auditRows("event = 'connect' AND client_id = ANY($1)", [[ws.options.clientId, tcp.options.clientId]], 2);
+      const connects = await auditRows(db, "event = 'connect' AND client_id = ANY($1)", [[ws.options.clientId, tcp.options.clientId]], 2);
       for (const row of connects) {
         assert.equal(row.actor, 'alice');
         assert.equal(row.detail?.['method'], 'jwt');
@@ -162,7 +132,7 @@ describe('refusals', () => {
       const id4 = uniqueId('refused4');
       assert.equal((await refusal(overTcp(bad, 5, { clientId: id5 }))).code, c.v5);
       assert.equal((await refusal(overTcp(bad, 4, { clientId: id4 }))).code, c.v4);
-      const rows = await auditRows("event = 'connect_refused' AND client_id = ANY($1)", [[id5, id4]], 2);
+      const rows = await auditRows(db, "event = 'connect_refused' AND client_id = ANY($1)", [[id5, id4]], 2);
       for (const row of rows) {
         assert.match(String(row.detail?.['reason']), /^access token refused: /);
         assert.ok(!JSON.stringify(row).includes(bad.split('.')[1] || bad), 'the audit row holds no part of the token');
@@ -175,7 +145,7 @@ describe('refusals', () => {
     assert.deepEqual(await upgradeStatus(broker.wsUrl(HUB)), { status: 401, body: 'anonymous access is disabled for this hub: an access token is needed' });
     assert.equal((await refusal(mqtt.connectAsync(broker.mqttUrl, base(5)))).code, 0x87);
     assert.equal((await refusal(mqtt.connectAsync(broker.mqttUrl, base(4)))).code, 5);
-    const rows = await auditRows("event = 'upgrade_refused'", [], before + 1);
+    const rows = await auditRows(db, "event = 'upgrade_refused'", [], before + 1);
     assert.equal(rows.at(-1)!.detail?.['status'], 401);
     assert.match(String(rows.at(-1)!.detail?.['reason']), /anonymous access is disabled/);
   });
@@ -196,7 +166,7 @@ describe('roles', () => {
     assert.equal((await next)[0]!.payload.toString(), 'sentinel');
     const suback = await subscribeRaw(c, [{ topic: 'lobby', qos: 1 }, { topic: 'elsewhere', qos: 1 }]);
     assert.deepEqual(suback.granted, [1, 0x87]);
-    const rows = await auditRows("event = 'access_denied' AND client_id = $1", [c.options.clientId]);
+    const rows = await auditRows(db, "event = 'access_denied' AND client_id = $1", [c.options.clientId]);
     assert.equal(rows[0]!.reason_code, 0x87);
     assert.deepEqual({ action: rows[0]!.detail?.['action'], name: rows[0]!.detail?.['name'], count: rows[0]!.detail?.['count'] }, { action: 'publish', name: topic, count: 1 });
     await close(c, watcher);
@@ -261,8 +231,8 @@ describe('roles', () => {
     for (let i = 0; i < 20; i++) assert.equal(await pubCode(c, 'forbidden', 'x'), 0x87);
     // Audit rows are committed in the order of their events: once this later subscribe row is there, every denial row is
     await c.subscribeAsync('after', { qos: 1 });
-    await auditRows("event = 'subscribe' AND client_id = $1", [c.options.clientId]);
-    const rows = await auditRows("event = 'access_denied' AND client_id = $1", [c.options.clientId]);
+    await auditRows(db, "event = 'subscribe' AND client_id = $1", [c.options.clientId]);
+    const rows = await auditRows(db, "event = 'access_denied' AND client_id = $1", [c.options.clientId]);
     assert.equal(rows.length, 1, 'the 19 denials after the first fall within the interval');
     assert.equal(rows[0]!.detail?.['count'], 1);
     await close(c);
