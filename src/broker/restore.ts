@@ -38,6 +38,7 @@ export function restoreState(state: StoredState, deps: RestoreDeps): void {
     const s = sessions.create(hub.name, r.clientId, r);
     s.persistent = true;
     s.expiryIntervalSec = r.expiryIntervalSec;
+    s.userId = r.userId ?? undefined;
     // A session stored as connected was connected when the broker stopped: treat it as a network failure now.
     s.disconnectedAtMs = r.disconnectedAtMs ?? nowMs;
     if (r.disconnectedAtMs === null) crashed.add(s);

@@ -22,6 +22,8 @@ export interface OpenRequest {
   packet: ConnectPacket;
   /** Session Expiry Interval granted (seconds). */
   expiryIntervalSec: number;
+  /** The authenticated user id, if any. */
+  userId?: string | undefined;
 }
 
 /** The outcome of SessionManager.open. */
@@ -69,7 +71,7 @@ export class SessionManager {
     return {
       hub: session.hub.name, clientId: session.clientId, protocolVersion: session.protocolVersion,
       expiryIntervalSec: session.expiryIntervalSec, connectedAtMs: connected ? now : null,
-      disconnectedAtMs: connected ? null : (session.disconnectedAtMs ?? now), nodeId: this.#nodeId,
+      disconnectedAtMs: connected ? null : (session.disconnectedAtMs ?? now), nodeId: this.#nodeId, userId: session.userId ?? null,
     };
   }
 
@@ -109,6 +111,7 @@ export class SessionManager {
       session.will = undefined;
     }
     session.protocolVersion = packet.protocolVersion;
+    session.userId = req.userId;
     session.expiryIntervalSec = req.expiryIntervalSec;
     session.persistent = req.expiryIntervalSec > 0;
     session.disconnectedAtMs = undefined;

@@ -14,6 +14,8 @@ export interface SessionRecord {
   disconnectedAtMs: number | null;
   /** Node that owns the live session. */
   nodeId: string;
+  /** User id of the client that opened the session (Web PubSub `userId`: sendToUser, filters), if any. */
+  userId?: string | null;
 }
 
 /** A stored subscription; `topicFilter` keeps its `$share/{group}/` prefix. */

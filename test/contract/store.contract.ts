@@ -20,7 +20,7 @@ let seq = 1_000_000;
 const nextId = (): number => ++seq;
 
 function session(hub: string, clientId: string, over: Partial<SessionRecord> = {}): SessionRecord {
-  return { hub, clientId, protocolVersion: 5, expiryIntervalSec: 3600, connectedAtMs: 1000, disconnectedAtMs: null, nodeId: 'n1', ...over };
+  return { hub, clientId, protocolVersion: 5, expiryIntervalSec: 3600, connectedAtMs: 1000, disconnectedAtMs: null, nodeId: 'n1', userId: null, ...over };
 }
 
 function message(hub: string, topicName: string, over: Partial<Message> = {}): Message {
@@ -166,9 +166,9 @@ export function describeStoreContract(name: string, make: () => Promise<StoreFix
     test('session updates replace the stored record', async () => {
       const h = hub();
       await f.store.transaction((tx) => tx.putSession(session(h, 'c')));
-      await f.store.transaction((tx) => tx.putSession(session(h, 'c', { connectedAtMs: null, disconnectedAtMs: 4242, expiryIntervalSec: 0xffffffff })));
+      await f.store.transaction((tx) => tx.putSession(session(h, 'c', { connectedAtMs: null, disconnectedAtMs: 4242, expiryIntervalSec: 0xffffffff, userId: 'alice' })));
       const s = await f.store.load();
-      assert.deepEqual(s.sessions.filter((x) => x.hub === h), [session(h, 'c', { connectedAtMs: null, disconnectedAtMs: 4242, expiryIntervalSec: 0xffffffff })]);
+      assert.deepEqual(s.sessions.filter((x) => x.hub === h), [session(h, 'c', { connectedAtMs: null, disconnectedAtMs: 4242, expiryIntervalSec: 0xffffffff, userId: 'alice' })]);
     });
 
     test('audit events are appended through units of work', async () => {

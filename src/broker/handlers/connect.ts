@@ -221,7 +221,7 @@ function openSession(conn: Connecting, packet: ConnectPacket, auth: Admitted, as
     problemInformation: !(v5 && props?.requestProblemInformation === false),
   });
   const { session, sessionPresent, committed, undo } = engine.sessions.open({
-    hubName: conn.hubName, clientId: conn.clientId, remoteAddress: conn.remoteAddress, packet, expiryIntervalSec: expiry,
+    hubName: conn.hubName, clientId: conn.clientId, remoteAddress: conn.remoteAddress, packet, expiryIntervalSec: expiry, userId: principal.userId,
   });
   const finish = (): void => {
     if (!conn.isOpen) {

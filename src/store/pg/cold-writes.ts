@@ -20,14 +20,14 @@ export async function writeCold(c: pg.ClientBase, b: Batch, maxAuditDetailBytes:
   }
   if (b.sessions.size > 0) {
     const rows = [...b.sessions.values()];
-    await c.query(`INSERT INTO sessions (hub, client_id, protocol_version, expiry_interval_sec, connected_at_ms, disconnected_at_ms, node_id)
-      SELECT * FROM unnest($1::text[], $2::text[], $3::smallint[], $4::bigint[], $5::bigint[], $6::bigint[], $7::text[])
+    await c.query(`INSERT INTO sessions (hub, client_id, protocol_version, expiry_interval_sec, connected_at_ms, disconnected_at_ms, node_id, user_id)
+      SELECT * FROM unnest($1::text[], $2::text[], $3::smallint[], $4::bigint[], $5::bigint[], $6::bigint[], $7::text[], $8::text[])
       ON CONFLICT (hub, client_id) DO UPDATE SET protocol_version = excluded.protocol_version,
         expiry_interval_sec = excluded.expiry_interval_sec, connected_at_ms = excluded.connected_at_ms,
-        disconnected_at_ms = excluded.disconnected_at_ms, node_id = excluded.node_id`, [
+        disconnected_at_ms = excluded.disconnected_at_ms, node_id = excluded.node_id, user_id = excluded.user_id`, [
       rows.map((r) => r.hub), rows.map((r) => r.clientId), rows.map((r) => r.protocolVersion),
       rows.map((r) => r.expiryIntervalSec), rows.map((r) => r.connectedAtMs), rows.map((r) => r.disconnectedAtMs),
-      rows.map((r) => r.nodeId),
+      rows.map((r) => r.nodeId), rows.map((r) => r.userId ?? null),
     ]);
   }
   if (b.subscriptions.size > 0) {

@@ -34,6 +34,7 @@ function toSession(r: typeof sessions.$inferSelect): SessionRecord {
   return {
     hub: r.hub, clientId: r.clientId, protocolVersion: oneOf(PROTOCOL_VERSIONS, r.protocolVersion, 'sessions.protocol_version'),
     expiryIntervalSec: r.expiryIntervalSec, connectedAtMs: r.connectedAtMs, disconnectedAtMs: r.disconnectedAtMs, nodeId: r.nodeId,
+    userId: r.userId,
   };
 }
 

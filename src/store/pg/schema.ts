@@ -26,6 +26,8 @@ export const sessions = pgTable('sessions', {
   disconnectedAtMs: ms('disconnected_at_ms'),
   /** Broker node that owns the live session. */
   nodeId: text().notNull(),
+  /** User id of the client that opened it (Web PubSub userId), if any. */
+  userId: text(),
 }, (t) => [primaryKey({ columns: [t.hub, t.clientId] })]);
 
 export const subscriptions = pgTable('subscriptions', {
