@@ -199,8 +199,10 @@ async function main(): Promise<void> {
   }
   const http = await createHttpServer({ uws: uws.uws, native: uws.native, host: config.host, port: config.httpPort, tls: tlsFiles, logger });
   registerHealthRoute(http.fastify, () => broker.connections.size);
+  let endpoint = config.publicEndpoint ?? ''; // set once the port is known (before any request is served)
   await registerApi(http.fastify, {
-    verifier, access, isValidHub: isValidHubName,
+    verifier, access, isValidHub: isValidHubName, broker,
+    signingKey: () => keys.primary, publicEndpoint: () => endpoint, maxMessageBytes: options.maxPacketBytes,
     hasSession: (hub, clientId) => broker.hasSession(hub, clientId),
     principalOf: (hub, clientId) => broker.principalOf(hub, clientId),
   });
@@ -266,7 +268,7 @@ async function main(): Promise<void> {
       wssPort = wss.port;
     }
   }
-  const endpoint = publicEndpoint(config, ws.port, tlsFiles !== undefined);
+  endpoint = publicEndpoint(config, ws.port, tlsFiles !== undefined);
   logger.info({
     connectionString: connectionString(endpoint, keys.primary),
     anonymousByDefault: anonymousByDefault(config), loopback: isLoopbackHost(config.host),

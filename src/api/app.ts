@@ -8,9 +8,10 @@ import type { TokenVerifier } from '../auth/jwt.ts';
 import { sendError } from './errors.ts';
 import { requireAccessKeyToken } from './rest-auth.ts';
 import { registerHubSettingsRoutes } from './routes/hub-settings.ts';
+import { registerDataPlaneRoutes, type DataPlaneDeps } from './routes/data-plane.ts';
 import { registerPermissionRoutes } from './routes/permissions.ts';
 
-export interface ApiDeps {
+export interface ApiDeps extends DataPlaneDeps {
   verifier: TokenVerifier;
   access: AccessControl;
   hasSession(hub: string, clientId: string): boolean;
@@ -31,5 +32,6 @@ export async function registerApi(fastify: FastifyInstance, deps: ApiDeps): Prom
     requireAccessKeyToken(api, deps.verifier);
     registerPermissionRoutes(api, deps);
     registerHubSettingsRoutes(api, deps);
+    registerDataPlaneRoutes(api, deps);
   }, { prefix: '/api' });
 }

@@ -4,7 +4,8 @@
 import type { Message, QoS } from '../mqtt/packet.ts';
 import { ReasonCode } from '../mqtt/reason-code.ts';
 import { isValidHubName } from '../mqtt/hub-name.ts';
-import { isTopicWithinLimits, isValidTopicName } from '../mqtt/topic.ts';
+import { hasWildcard, isTopicWithinLimits, isValidTopicName, parseSharedFilter } from '../mqtt/topic.ts';
+import { validateSubscriptionFilter } from '../mqtt/validate.ts';
 import { Admission } from './admission.ts';
 import { Connection, type ConnectionHost } from './connection.ts';
 import type { Engine } from './context.ts';
@@ -15,6 +16,8 @@ import type { BrokerOptions } from './options.ts';
 import type { OutboxServices } from './outbox.ts';
 import type { AcceptInfo, Authenticator, Authorizer, ByteChannel, Clock, Logger, Principal, Store, Timer } from './ports.ts';
 import { PublishPath } from './publish-path.ts';
+import type { Target } from './router.ts';
+import type { Session } from './session.ts';
 import { maxStoredId, restoreState } from './restore.ts';
 import { SessionManager } from './session-manager.ts';
 import { SharedHandoff } from './shared-handoff.ts';
@@ -43,6 +46,33 @@ export interface SessionSummary {
   subscriptions: number;
   queued: number;
   inflight: number;
+}
+
+/** What the REST API sees of a session when it selects receivers (Web PubSub connection). */
+export interface SessionView {
+  readonly clientId: string;
+  readonly userId: string | undefined;
+  /** Its subscriptions' topic filters: the groups it is in. */
+  readonly groups: Iterable<string>;
+  readonly connected: boolean;
+}
+
+/** A message the server sends (Web PubSub REST sends). */
+export interface ServerMessage {
+  payload: Buffer;
+  /** MQTT 5 Content Type (text/plain, application/json, application/octet-stream). */
+  contentType?: string;
+  /** Payload Format Indicator 1 (UTF-8 text). */
+  utf8?: boolean;
+  /** Message Expiry Interval in seconds; 0 or undefined: never. */
+  expirySec?: number;
+}
+
+/** Topic on which MQTT clients receive the server's messages (Web PubSub sendToAll / User / Connection). */
+export const SERVER_MESSAGES_TOPIC = '$webpubsub/server/messages';
+
+function sessionView(s: Session): SessionView {
+  return { clientId: s.clientId, userId: s.userId, groups: s.subscriptions.keys(), connected: s.isConnected };
 }
 
 /** The engine's facade for transports, the API and tools. */
@@ -197,6 +227,79 @@ export class Broker implements ConnectionHost {
     });
   }
 
+  /** The sessions of a hub as the REST API selects them (none when the hub does not exist). */
+  *sessionViews(hub: string): Iterable<SessionView> {
+    const h = this.findHub(hub);
+    if (!h) return;
+    for (const s of h.sessions.values()) yield sessionView(s);
+  }
+
+  /** One session as the REST API sees it. */
+  sessionView(hub: string, clientId: string): SessionView | undefined {
+    const s = this.findHub(hub)?.sessions.get(clientId);
+    return s && sessionView(s);
+  }
+
+  #serverMessage(hub: Hub, topicName: string, m: ServerMessage): Message {
+    const now = this.clock.now();
+    const properties: NonNullable<Message['properties']> = {};
+    if (m.contentType !== undefined) properties.contentType = m.contentType;
+    if (m.utf8) properties.payloadFormatIndicator = true;
+    return {
+      id: this.#ids.next(), hub: hub.name, topicName, payload: m.payload, qos: 1, retain: false,
+      properties: Object.keys(properties).length > 0 ? properties : undefined, createdAtMs: now,
+      expiresAtMs: m.expirySec ? now + m.expirySec * 1000 : undefined,
+    };
+  }
+
+  /**
+   * Send a server message on `$webpubsub/server/messages` at QoS 1 to the sessions of `hub` that
+   * `select` takes (connected or not: an offline persistent session gets it queued, as durable as
+   * an MQTT publish). Resolves with the number of sessions, once committed.
+   */
+  async sendToSessions(hub: string, select: (s: SessionView) => boolean, m: ServerMessage): Promise<number> {
+    const h = this.findHub(hub);
+    if (!h) return 0;
+    const targets: Target[] = [];
+    for (const s of h.sessions.values()) {
+      if (select(sessionView(s))) targets.push({ session: s, qos: 1, retain: false, subscriptionIds: undefined, shareKey: undefined });
+    }
+    if (targets.length === 0) return 0;
+    return this.engine.publishing.publish(this.#serverMessage(h, SERVER_MESSAGES_TOPIC, m), undefined, { targets });
+  }
+
+  /**
+   * Send a server message to a group: routed as a QoS 1 PUBLISH to topic `group` (subscribers
+   * get it at their granted QoS), leaving out the sessions `accept` refuses.
+   */
+  async sendToGroup(hub: string, group: string, m: ServerMessage, accept?: (s: SessionView) => boolean): Promise<number> {
+    if (!isValidTopicName(group) || !isTopicWithinLimits(group, this.options.maxTopicBytes, this.options.maxTopicLevels)) {
+      throw new RangeError(`a group a message is sent to must be a valid topic name: ${group.slice(0, 100)}`);
+    }
+    const h = this.findHub(hub);
+    if (!h) return 0;
+    return this.engine.publishing.publish(this.#serverMessage(h, group, m), undefined, accept ? { accept: (s) => accept(sessionView(s)) } : {});
+  }
+
+  /**
+   * Close a session for good (Web PubSub closeConnection): a 5.0 client gets DISCONNECT 0x98 with
+   * `reason` as its Reason String, a 3.1.1 client is closed; the session then ends (its will is
+   * published, as after any close the client did not ask for). False if there is no such session.
+   */
+  closeSession(hub: string, clientId: string, reason?: string): boolean {
+    const session = this.findHub(hub)?.sessions.get(clientId);
+    if (!session) return false;
+    const link = session.link;
+    if (link) {
+      // Expire at once when the connection is gone (the stored row goes with it)
+      session.expiryIntervalSec = 0;
+      link.end(ReasonCode.AdministrativeAction, reason);
+    } else {
+      this.engine.sessions.end(session);
+    }
+    return true;
+  }
+
   /** Disconnect a client by id (5.0 clients get DISCONNECT with `reasonCode`). Returns false if not connected. */
   disconnectClient(hub: string, clientId: string, reasonCode: ReasonCode = ReasonCode.AdministrativeAction): boolean {
     const link = this.findHub(hub)?.sessions.get(clientId)?.link;
@@ -209,8 +312,18 @@ export class Broker implements ConnectionHost {
   async subscribeSession(hub: string, clientId: string, topicFilter: string, qos: QoS): Promise<boolean> {
     const session = this.findHub(hub)?.sessions.get(clientId);
     if (!session) return false;
+    // The same rules as a client's SUBSCRIBE: the filter must be one this broker takes
+    const o = this.options;
+    const shared = parseSharedFilter(topicFilter);
+    if (validateSubscriptionFilter(topicFilter, false, o) !== undefined || (shared && !o.sharedSubscriptionAvailable)
+      || (!o.wildcardSubscriptionAvailable && hasWildcard(shared ? shared.topicFilter : topicFilter))) {
+      throw new RangeError(`not a topic filter this broker takes: ${topicFilter.slice(0, 100)}`);
+    }
+    if (!session.subscriptions.has(topicFilter) && session.subscriptions.size >= o.maxSubscriptionsPerSession) {
+      throw new RangeError(`session ${clientId} has the most subscriptions allowed (${o.maxSubscriptionsPerSession})`);
+    }
     await this.engine.subscriptions.subscribe(session, {
-      topicFilter, qos, noLocal: false, retainAsPublished: false, retainHandling: 0,
+      topicFilter, qos: Math.min(qos, o.maximumQos) as QoS, noLocal: false, retainAsPublished: false, retainHandling: 0,
     }, undefined);
     return true;
   }

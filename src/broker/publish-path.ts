@@ -9,7 +9,7 @@ import type { IdSource } from './ids.ts';
 import type { BrokerOptions } from './options.ts';
 import { Dispatch } from './outbox.ts';
 import type { Clock, DeliveryRecord, Logger, Store, UnitOfWork } from './ports.ts';
-import { planRoute } from './router.ts';
+import { planRoute, type Target } from './router.ts';
 import type { Session } from './session.ts';
 
 /** A publisher that can be held back while the store catches up (an MQTT connection). */
@@ -28,6 +28,10 @@ export interface Throttleable {
 export interface RouteOptions {
   /** Keep retrying a failed commit while this stays open (3.1.1 publishers: hold the acknowledgement). */
   retryWhileOpen?: { readonly isOpen: boolean };
+  /** Deliver to these instead of the subscribers of the topic (server messages to chosen sessions). */
+  targets?: Target[];
+  /** Leave out the sessions this refuses (REST `excluded` and `filter`). */
+  accept?: (session: Session) => boolean;
 }
 
 /** What the publish path uses. */
@@ -132,7 +136,8 @@ export class PublishPath {
   route(message: Message, extra?: (tx: UnitOfWork) => void, opts: RouteOptions = {}): RoutePlan {
     const { hubs, ids, store, options, events, logger } = this.#deps;
     const hub = hubs.get(message.hub);
-    const targets = planRoute(hub, message);
+    const targets = opts.targets ?? planRoute(hub, message);
+    const accept = opts.accept;
     const pairs: Array<[Session, Delivery, Dispatch]> = [];
     let cache: EncodeCache | undefined; // created once a delivery is sent (fan-out shares encodings)
     // QoS 1 to an online persistent session may leave before the commit (Outbox.reserveForCommit),
@@ -142,6 +147,7 @@ export class PublishPath {
     let sentAhead = false;
     for (const t of targets) {
       const s = t.session;
+      if (accept && !accept(s)) continue;
       const outbox = s.outbox;
       if (t.qos === 0 && !s.isConnected) continue; // QoS 0 is not queued for offline sessions
       // Deliveries routed but still waiting for their commit count too (a burst would pass the limits otherwise)
@@ -230,8 +236,8 @@ export class PublishPath {
   }
 
   /** Route, commit and dispatch a message; resolves with the number of receiving sessions. */
-  async publish(message: Message, extra?: (tx: UnitOfWork) => void): Promise<number> {
-    const plan = this.route(message, extra);
+  async publish(message: Message, extra?: (tx: UnitOfWork) => void, opts?: RouteOptions): Promise<number> {
+    const plan = this.route(message, extra, opts);
     if (plan.committed) {
       try {
         await plan.committed;
