@@ -203,6 +203,10 @@ async function main(): Promise<void> {
   await registerApi(http.fastify, {
     verifier, access, isValidHub: isValidHubName, broker,
     signingKey: () => keys.primary, publicEndpoint: () => endpoint, maxMessageBytes: options.maxPacketBytes,
+    audit: (row) => {
+      store.transaction((tx) => tx.appendAudit({ ...row, atMs: systemClock.now() }))
+        .catch((err: unknown) => logger.warn({ err, event: row.event }, 'could not write audit event'));
+    },
     hasSession: (hub, clientId) => broker.hasSession(hub, clientId),
     principalOf: (hub, clientId) => broker.principalOf(hub, clientId),
   });

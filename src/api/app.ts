@@ -12,6 +12,8 @@ import { registerDataPlaneRoutes, type DataPlaneDeps } from './routes/data-plane
 import { registerPermissionRoutes } from './routes/permissions.ts';
 
 export interface ApiDeps extends DataPlaneDeps {
+  /** Append an audit row (through the store's group commit; failures are the callee's to log). */
+  audit(row: { hub: string; event: string; clientId?: string; actor?: string; reasonCode?: number; detail?: Record<string, unknown> }): void;
   verifier: TokenVerifier;
   access: AccessControl;
   hasSession(hub: string, clientId: string): boolean;
@@ -30,6 +32,20 @@ export async function registerApi(fastify: FastifyInstance, deps: ApiDeps): Prom
     });
     api.setNotFoundHandler((req, reply) => sendError(reply, 404, 'NotFound', `no route ${req.method} ${req.url.split('?')[0]}`));
     requireAccessKeyToken(api, deps.verifier);
+    // Every data-plane call that can change state is audited: who, what, the answer. Routes that
+    // write their own, richer rows (permissions, admin) are left to them.
+    api.addHook('onResponse', async (req, reply) => {
+      if (req.method === 'GET' || req.method === 'HEAD' || req.method === 'OPTIONS') return;
+      const route = (req.routeOptions.url ?? '').replaceAll('::', ':');
+      if (route === '' || route.includes('/permissions/') || route.startsWith('/api/admin')) return;
+      const params = (req.params ?? {}) as Record<string, string>;
+      const target = params['connectionId'] ?? params['userId'] ?? params['group'];
+      deps.audit({
+        hub: (params['hub'] ?? '').toLowerCase(), event: 'rest_call', actor: req.actor || undefined, reasonCode: reply.statusCode,
+        ...(params['connectionId'] ? { clientId: params['connectionId'] } : {}),
+        detail: { method: req.method, route: route.replace(/^\/api/, ''), ...(target === undefined ? {} : { target }), status: reply.statusCode },
+      });
+    });
     registerPermissionRoutes(api, deps);
     registerHubSettingsRoutes(api, deps);
     registerDataPlaneRoutes(api, deps);

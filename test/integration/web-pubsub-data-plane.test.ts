@@ -9,18 +9,24 @@ import { startBroker, type BrokerProcess } from '../helpers/broker-process.ts';
 import { close, collect, expectNoMessage, pubCode, uniqueId, type Version } from '../helpers/clients.ts';
 import { serverDisconnect } from '../helpers/inbox.ts';
 import { rest } from '../helpers/rest.ts';
+import { auditRows } from '../helpers/audit.ts';
+import pg from 'pg';
 
 const HUB = 'Plane';
 const SERVER_TOPIC = '$webpubsub/server/messages';
 
 let broker: BrokerProcess & { databaseUrl: string | undefined };
 let service: WebPubSubServiceClient;
+let db: pg.Client;
 
 before(async () => {
   broker = await startBroker(['--default-hub', HUB]);
   service = new WebPubSubServiceClient(broker.connectionString, HUB, { allowInsecureConnection: true });
+  db = new pg.Client({ connectionString: broker.databaseUrl });
+  await db.connect();
 });
 after(async () => {
+  await db?.end();
   await broker?.stop();
 });
 
@@ -50,6 +56,9 @@ describe('sends', () => {
       [SERVER_TOPIC, 1, 'application/octet-stream', '000102ff'],
     ]);
     assert.deepEqual(rb.map((m) => [m.topic, m.packet.qos, m.payload.toString('hex')]), ra.map((m) => [m.topic, 1, m.payload.toString('hex')]));
+    // Each call is audited: who, what, the answer (never the body)
+    const rows = await auditRows(db, "event = 'rest_call' AND detail->>'route' = '/hubs/:hub/:send'", [], 3);
+    assert.deepEqual(rows.slice(0, 3).map((r) => [r.actor, r.reason_code, r.detail?.['method']]), Array(3).fill(['key:primary', 202, 'POST']));
     await close(a, b);
   });
 
