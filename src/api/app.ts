@@ -1,6 +1,8 @@
 // The REST API on the broker's HTTP port: one encapsulated Fastify scope under /api where every
 // route needs an access-key token and every error is an Azure `ErrorDetail`. Routes are added per
 // area (data plane, admin); main.ts passes the engine's facade and the access control in.
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
 import type { FastifyError, FastifyInstance } from 'fastify';
 import type { AccessControl } from '../access/access-control.ts';
 import type { Principal } from '../auth/auth.ts';
@@ -23,6 +25,16 @@ export interface ApiDeps extends DataPlaneDeps {
 
 /** Mount the API routes on `fastify` (an encapsulated child scope: its hooks reach only these routes). */
 export async function registerApi(fastify: FastifyInstance, deps: ApiDeps): Promise<void> {
+  // The OpenAPI document is generated from the routes' schemas: registered before them
+  await fastify.register(swagger, {
+    openapi: {
+      info: { title: 'Tern REST API', version: '1', description: 'Azure Web PubSub data plane and Tern administration. Requests carry `Authorization: Bearer <JWT>` signed HS256 with an access key, `aud` = the request URL.' },
+      components: { securitySchemes: { accessKey: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } } },
+      security: [{ accessKey: [] }],
+    },
+  });
+  await fastify.register(swaggerUi, { routePrefix: '/api-docs' });
+  fastify.get('/openapi.json', { schema: { hide: true } }, () => fastify.swagger());
   await fastify.register(async (api) => {
     api.setErrorHandler((err: FastifyError, req, reply) => {
       if (err.validation) return sendError(reply, 400, 'InvalidRequest', err.message);

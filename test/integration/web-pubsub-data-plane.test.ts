@@ -220,3 +220,19 @@ describe('groups, users and connections', () => {
     assert.equal(d.status, 400);
   });
 });
+
+describe('OpenAPI', () => {
+  test('the document at /openapi.json lists every data-plane route with its parameters; the UI answers at /api-docs/', async () => {
+    const base = `http://${broker.host}:${broker.httpPort}`;
+    const doc = await (await fetch(`${base}/openapi.json`)).json() as { openapi: string; paths: Record<string, Record<string, { parameters?: Array<{ name: string; in: string }> }>> };
+    assert.match(doc.openapi, /^3\./);
+    for (const path of ['/api/hubs/{hub}/:send', '/api/hubs/{hub}/groups/{group}/connections/{connectionId}', '/api/hubs/{hub}/permissions/{permission}/connections/{connectionId}', '/api/hubs/{hub}/:generateToken']) {
+      assert.ok(doc.paths[path], `${path} is documented`);
+    }
+    const send = doc.paths['/api/hubs/{hub}/:send']!['post']!;
+    assert.deepEqual(send.parameters!.filter((p) => p.in === 'query').map((p) => p.name).sort(), ['api-version', 'excluded', 'filter', 'messageTtlSeconds']);
+    const ui = await fetch(`${base}/api-docs/`);
+    assert.equal(ui.status, 200);
+    assert.match(await ui.text(), /swagger/i);
+  });
+});
