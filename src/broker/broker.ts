@@ -75,7 +75,7 @@ export class Broker implements ConnectionHost {
     const hubs = (this.#hubs = new Hubs());
     const ids = (this.#ids = new IdSource(store, clock, logger));
     const services: OutboxServices = (this.#services = { store, clock, options, logger, events: this.events, stats: newMessageStats() });
-    const publishing = new PublishPath({ options, store, clock, logger, hubs, ids, events: this.events });
+    const publishing = new PublishPath({ options, store, clock, logger, hubs, ids, events: this.events, stats: services.stats });
     this.#wills = new Wills(publishing, ids, clock, logger);
     const shared = new SharedHandoff(store, logger, ids);
     const sessions = new SessionManager(hubs, services, this.events, this.#wills, shared);

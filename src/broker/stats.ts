@@ -16,9 +16,13 @@ export interface MessageStats {
   readonly sentBytes: PerQos;
   /** QoS 0 deliveries dropped because the client's socket buffer was full. */
   droppedQos0: number;
+  /** Deliveries dropped because the session's queue was full (its message or byte limit). */
+  droppedQueueFull: number;
+  /** Retained messages not replayed to a new subscription because they are larger than its session's whole queue. */
+  droppedRetainedTooLarge: number;
 }
 
 /** Counters at zero. */
 export function newMessageStats(): MessageStats {
-  return { received: [0, 0, 0], receivedBytes: [0, 0, 0], sent: [0, 0, 0], sentBytes: [0, 0, 0], droppedQos0: 0 };
+  return { received: [0, 0, 0], receivedBytes: [0, 0, 0], sent: [0, 0, 0], sentBytes: [0, 0, 0], droppedQos0: 0, droppedQueueFull: 0, droppedRetainedTooLarge: 0 };
 }
