@@ -20,9 +20,12 @@ export interface MessageStats {
   droppedQueueFull: number;
   /** Retained messages not replayed to a new subscription because they are larger than its session's whole queue. */
   droppedRetainedTooLarge: number;
+  /** PUBLISH and SUBSCRIBE requests refused by the authorizer (every one; their events are rate-limited). */
+  deniedPublish: number;
+  deniedSubscribe: number;
 }
 
 /** Counters at zero. */
 export function newMessageStats(): MessageStats {
-  return { received: [0, 0, 0], receivedBytes: [0, 0, 0], sent: [0, 0, 0], sentBytes: [0, 0, 0], droppedQos0: 0, droppedQueueFull: 0, droppedRetainedTooLarge: 0 };
+  return { received: [0, 0, 0], receivedBytes: [0, 0, 0], sent: [0, 0, 0], sentBytes: [0, 0, 0], droppedQos0: 0, droppedQueueFull: 0, droppedRetainedTooLarge: 0, deniedPublish: 0, deniedSubscribe: 0 };
 }

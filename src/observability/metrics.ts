@@ -42,14 +42,13 @@ function hex(code: number): string {
 
 /** The broker's metrics; `scrape()` renders them in the Prometheus text format. */
 export class Metrics implements EventSink {
-  readonly types: readonly EventType[] = [EventType.Connect, EventType.ConnectRefused, EventType.UpgradeRefused, EventType.AccessDenied];
+  readonly types: readonly EventType[] = [EventType.Connect, EventType.ConnectRefused, EventType.UpgradeRefused];
   readonly registry = new Registry();
   #source: MetricsSource | undefined;
   readonly #loopDelay: IntervalHistogram;
   readonly #connects: Counter<'transport' | 'protocol'>;
   readonly #connectRefusals: Counter<'reason_code'>;
   readonly #upgradeRefusals: Counter<'status'>;
-  readonly #accessDenied: Counter<'action'>;
   readonly #commitSeconds: Histogram;
   readonly #commitRows: Histogram;
 
@@ -76,7 +75,16 @@ export class Metrics implements EventSink {
     this.#connects = new Counter({ name: 'tern_connects_total', help: 'CONNECTs accepted, by transport and MQTT protocol version.', labelNames: ['transport', 'protocol'], registers });
     this.#connectRefusals = new Counter({ name: 'tern_connect_refusals_total', help: 'Connections refused at or before CONNACK, by reason code (MQTT 5 values).', labelNames: ['reason_code'], registers });
     this.#upgradeRefusals = new Counter({ name: 'tern_upgrade_refusals_total', help: 'WebSocket upgrades refused before any MQTT, by HTTP status.', labelNames: ['status'], registers });
-    this.#accessDenied = new Counter({ name: 'tern_access_denied_total', help: 'PUBLISH and SUBSCRIBE requests refused by the authorizer, by action.', labelNames: ['action'], registers });
+    // (from the engine's counters: AccessDenied events are rate-limited per connection and lag behind)
+    new Counter({
+      name: 'tern_access_denied_total', help: 'PUBLISH and SUBSCRIBE requests refused by the authorizer, by action.', labelNames: ['action'], registers,
+      collect() {
+        const s = self.#source?.stats();
+        this.reset();
+        this.inc({ action: 'publish' }, s?.deniedPublish ?? 0);
+        this.inc({ action: 'subscribe' }, s?.deniedSubscribe ?? 0);
+      },
+    });
     const perQos = (name: string, help: string, read: (s: Readonly<MessageStats>) => PerQos): void => {
       new Counter({
         name, help, labelNames: ['qos'], registers,
@@ -149,9 +157,6 @@ export class Metrics implements EventSink {
         break;
       case EventType.UpgradeRefused:
         this.#upgradeRefusals.inc({ status: String(event.status) });
-        break;
-      case EventType.AccessDenied:
-        this.#accessDenied.inc({ action: event.action }, event.count);
         break;
       default:
         break; // (not among `types`)
