@@ -32,6 +32,7 @@ const defs = {
   wssPort: { flag: 'wss-port', env: 'TERN_WSS_PORT', kind: 'port', default: 8443, description: 'MQTT over WebSocket on Node\'s TLS, which sees client certificates (uWebSockets.js does not); opened only when --tls-ca, --tls-cert and --tls-key are all set' },
   tlsCertUserId: { flag: 'tls-cert-user-id', env: 'TERN_TLS_CERT_USER_ID', kind: 'string', default: 'none', description: 'which part of a verified client certificate becomes the user id: none, cn (subject common name), san-dns, san-email or san-uri (the first such subject alternative name)', choices: ['none', 'cn', 'san-dns', 'san-email', 'san-uri'] },
   clientCertHeader: { flag: 'client-cert-header', env: 'TERN_CLIENT_CERT_HEADER', kind: 'string', default: undefined, description: 'request header (e.g. x-forwarded-client-cert, x-arr-clientcert) from which the WebSocket endpoints on the HTTP port take the client certificate (URL-encoded PEM, base64 DER or PEM); set it only behind a TLS terminator that verifies client certificates and overwrites this header' },
+  metricsToken: { flag: 'metrics-token', env: 'TERN_METRICS_TOKEN', kind: 'string', default: undefined, description: 'secret that GET /metrics requires as "Authorization: Bearer <secret>" (unset: /metrics is open to whoever reaches the HTTP port)' },
   dataDir: { flag: 'data-dir', env: 'TERN_DATA_DIR', kind: 'string', default: './data', description: 'directory for local state (the embedded PostgreSQL cluster lives in <data-dir>/pg)' },
   store: { flag: 'store', env: 'TERN_STORE', kind: 'string', default: 'postgres', description: 'where durable state lives: postgres (DATABASE_URL, or an embedded server in <data-dir>/pg) or memory (lost at exit)', choices: ['postgres', 'memory'] },
   databaseUrl: { flag: 'database-url', env: 'DATABASE_URL', kind: 'string', default: undefined, description: 'PostgreSQL connection URL; unset: start an embedded PostgreSQL in <data-dir>/pg' },
@@ -226,6 +227,8 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): Config | 'he
     if (ca !== undefined && !ca.includes('-----BEGIN CERTIFICATE-----')) problems.push(`--tls-ca ${c.tlsCa}: no PEM certificate in it`);
   }
   if (c.clientCertHeader !== undefined && !/^[!#$%&'*+.^_`|~0-9a-z-]+$/i.test(c.clientCertHeader)) problems.push(`--client-cert-header "${c.clientCertHeader}": expected an HTTP header name`);
+  // (sent in an Authorization header: visible ASCII only, no spaces)
+  if (c.metricsToken !== undefined && !/^[\x21-\x7e]+$/.test(c.metricsToken)) problems.push('--metrics-token: expected a non-empty secret of visible ASCII characters without spaces');
   if (c.clientCertHeader !== undefined) out['clientCertHeader'] = c.clientCertHeader.toLowerCase();
   if (c.databaseUrl !== undefined && !/^postgres(ql)?:\/\//.test(c.databaseUrl)) {
     problems.push('DATABASE_URL: expected a postgres:// or postgresql:// URL');

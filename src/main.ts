@@ -17,11 +17,13 @@ import { anonymousByDefault, ConfigError, helpText, isLoopbackHost, loadConfig, 
 import { EventType } from './broker/events.ts';
 import { isValidHubName } from './mqtt/hub-name.ts';
 import { createLogger } from './observability/logger.ts';
+import { Metrics } from './observability/metrics.ts';
 import { MemoryStore } from './store/memory-store.ts';
 import { startEmbeddedPostgres, type EmbeddedDatabase } from './postgres/embedded.ts';
 import { PgStore } from './store/pg/pg-store.ts';
 import type { Store } from './store/store.ts';
-import { registerHealthRoute } from './server/health.ts';
+import { registerHealthRoute, registerProbeRoutes } from './server/health.ts';
+import { registerMetricsRoute } from './server/metrics-route.ts';
 import { createHttpServer } from './server/http-server.ts';
 import { carriesToken, mqttWsEndpoints } from './transport/mqtt-ws.ts';
 import { listenNodeWss } from './transport/node-ws.ts';
@@ -129,6 +131,8 @@ async function main(): Promise<void> {
   }
   shareUwsBuild(uws);
   logger.info({ uws: uws.name, version: uws.version, native: uws.native, skipped: uws.skipped }, 'uWebSockets.js build loaded');
+  // Prometheus metrics (GET /metrics): fed by broker events, group commits and, at scrape, the broker and store
+  const metrics = new Metrics();
   let embedded: EmbeddedDatabase | undefined;
   let store: Store;
   if (config.store === 'memory') {
@@ -143,6 +147,7 @@ async function main(): Promise<void> {
     store = new PgStore({ url, logger, commitHoldMs: config.commitHoldMs, commitTimeoutMs: config.dbCommitTimeoutMs,
       maxBatchRows: config.maxBatchRows, maxBatchBytes: config.maxBatchBytes,
       auditRetentionDays: config.auditRetentionDays, maxAuditDetailBytes: config.maxAuditDetailBytes,
+      onCommit: metrics.observeCommit,
     });
   }
   try {
@@ -178,6 +183,7 @@ async function main(): Promise<void> {
   const events = new EventBus(logger);
   events.subscribe(new AuditLog(store, systemClock, logger));
   events.subscribe(access);
+  events.subscribe(metrics);
   const broker = new Broker({ options, store, clock: systemClock, logger, events, authenticator: access, authorizer: access });
   try {
     await broker.start();
@@ -199,6 +205,17 @@ async function main(): Promise<void> {
   }
   const http = await createHttpServer({ uws: uws.uws, native: uws.native, host: config.host, port: config.httpPort, tls: tlsFiles, logger });
   registerHealthRoute(http.fastify, () => broker.connections.size);
+  // Probes and /api/health on the root instance, before the /api scope (whose routes need a token)
+  let listening = false;
+  registerProbeRoutes(http.fastify, () => ({ store: store.healthy, listeners: listening }));
+  metrics.watch({
+    connectionTransports: function* () { for (const c of broker.connections) yield c.transport; },
+    sessionCount: () => broker.sessionCount,
+    queuedDeliveries: () => broker.listSessions().reduce((n, s) => n + s.queued, 0),
+    stats: () => broker.stats,
+    store,
+  });
+  registerMetricsRoute(http.fastify, metrics, config.metricsToken);
   let endpoint = config.publicEndpoint ?? ''; // set once the port is known (before any request is served)
   await registerApi(http.fastify, {
     verifier, access, isValidHub: isValidHubName, broker,
@@ -272,6 +289,7 @@ async function main(): Promise<void> {
       wssPort = wss.port;
     }
   }
+  listening = true;
   endpoint = publicEndpoint(config, ws.port, tlsFiles !== undefined);
   logger.info({
     connectionString: connectionString(endpoint, keys.primary),
@@ -301,6 +319,7 @@ async function main(): Promise<void> {
   const stop = async (signal: string): Promise<void> => {
     if (stopping) return;
     stopping = true;
+    listening = false;
     logger.info({ signal }, 'shutting down');
     // Every step below may wait on PostgreSQL: bound the whole shutdown
     setTimeout(() => {

@@ -21,6 +21,7 @@ import type { Session } from './session.ts';
 import { maxStoredId, restoreState } from './restore.ts';
 import { SessionManager } from './session-manager.ts';
 import { SharedHandoff } from './shared-handoff.ts';
+import { newMessageStats, type MessageStats } from './stats.ts';
 import { Subscriptions } from './subscriptions.ts';
 import { Wills } from './wills.ts';
 
@@ -103,21 +104,26 @@ export class Broker implements ConnectionHost {
     this.events = deps.events ?? new EventBus(logger);
     const hubs = (this.#hubs = new Hubs());
     const ids = (this.#ids = new IdSource(store, clock, logger));
-    const services: OutboxServices = (this.#services = { store, clock, options, logger, events: this.events, stats: { droppedQos0: 0 } });
-    const publishing = new PublishPath({ options, store, clock, logger, hubs, ids, events: this.events });
+    const services: OutboxServices = (this.#services = { store, clock, options, logger, events: this.events, stats: newMessageStats() });
+    const publishing = new PublishPath({ options, store, clock, logger, hubs, ids, events: this.events, stats: services.stats });
     this.#wills = new Wills(publishing, ids, clock, logger);
     const shared = new SharedHandoff(store, logger, ids);
     const sessions = new SessionManager(hubs, services, this.events, this.#wills, shared);
     const subscriptions = new Subscriptions(hubs, services, ids);
     this.engine = {
       options, clock, logger, authenticator: deps.authenticator, authorizer: deps.authorizer, events: this.events,
-      hubs, ids, publishing, sessions, subscriptions,
+      stats: services.stats, hubs, ids, publishing, sessions, subscriptions,
     };
     this.#admission = new Admission(options, clock, logger);
   }
 
   /** Counters across sessions (QoS 0 messages dropped for full client buffers). */
   get deliveries(): { readonly droppedQos0: number } {
+    return this.#services.stats;
+  }
+
+  /** Message-flow counters (PUBLISH received and sent, by QoS), read by metrics. */
+  get stats(): Readonly<MessageStats> {
     return this.#services.stats;
   }
 

@@ -396,6 +396,9 @@ export class Connection implements ChannelSink, ChannelHost, ConnectedSink, Sess
       return false;
     }
     this.write(bytes);
+    const stats = this.engine.stats;
+    stats.sent[d.qos]++;
+    stats.sentBytes[d.qos] += d.message.payload.length;
     return true;
   }
 

@@ -12,6 +12,7 @@ import type { AcceptInfo, Authenticator, Authorizer, Clock, Logger, Principal } 
 import type { PublishPath, Throttleable } from './publish-path.ts';
 import type { Session } from './session.ts';
 import type { SessionManager } from './session-manager.ts';
+import type { MessageStats } from './stats.ts';
 import type { Subscriptions } from './subscriptions.ts';
 
 /** The engine as handlers use it: its configuration, ports and operations. */
@@ -22,6 +23,8 @@ export interface Engine {
   readonly authenticator: Authenticator;
   readonly authorizer: Authorizer;
   readonly events: EventBus;
+  /** Message-flow counters (plain numbers; the hot path only increments them). */
+  readonly stats: MessageStats;
   readonly hubs: Hubs;
   readonly ids: IdSource;
   /** Route → commit → dispatch of messages. */

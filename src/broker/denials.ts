@@ -12,6 +12,8 @@ export function reportDenial(c: Connected, action: 'publish' | 'subscribe', name
   const { engine } = c;
   engine.logger.debug({ clientId: c.clientId, action, name }, 'not authorized');
   const now = engine.clock.now();
+  if (action === 'publish') engine.stats.deniedPublish++;
+  else engine.stats.deniedSubscribe++;
   const d = (c.denials ??= { unreported: 0, lastReportMs: Number.NEGATIVE_INFINITY });
   d.unreported++;
   if (now - d.lastReportMs < DENIAL_REPORT_INTERVAL_MS) return;

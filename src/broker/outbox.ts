@@ -8,6 +8,7 @@ import type { Clock, Logger, Store } from './ports.ts';
 import { DeliveryQueue, type Delivery, type DeliveryOwner, type EncodeCache } from './delivery.ts';
 import { EventType, type EventBus } from './events.ts';
 import type { SessionLink } from './session-link.ts';
+import type { MessageStats } from './stats.ts';
 
 /** Engine services every outbox shares (one object for all sessions). */
 export interface OutboxServices {
@@ -17,7 +18,7 @@ export interface OutboxServices {
   readonly logger: Logger;
   readonly events: EventBus;
   /** Counters across all sessions. */
-  readonly stats: { droppedQos0: number };
+  readonly stats: MessageStats;
 }
 
 /** The session an outbox belongs to, as far as its rows are concerned. */

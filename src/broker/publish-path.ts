@@ -11,6 +11,7 @@ import { Dispatch } from './outbox.ts';
 import type { Clock, DeliveryRecord, Logger, Store, UnitOfWork } from './ports.ts';
 import { planRoute, type Target } from './router.ts';
 import type { Session } from './session.ts';
+import type { MessageStats } from './stats.ts';
 
 /** A publisher that can be held back while the store catches up (an MQTT connection). */
 export interface Throttleable {
@@ -43,6 +44,7 @@ export interface PublishPathDeps {
   readonly hubs: Hubs;
   readonly ids: IdSource;
   readonly events: EventBus;
+  readonly stats: MessageStats;
 }
 
 /** True for a StoreError whose rows the database refused (StoreError.refused): retrying cannot succeed. */
@@ -134,7 +136,7 @@ export class PublishPath {
    * persistent sessions at QoS > 0, retained changes and `extra` go into one unit of work.
    */
   route(message: Message, extra?: (tx: UnitOfWork) => void, opts: RouteOptions = {}): RoutePlan {
-    const { hubs, ids, store, options, events, logger } = this.#deps;
+    const { hubs, ids, store, options, events, logger, stats } = this.#deps;
     const hub = hubs.get(message.hub);
     const targets = opts.targets ?? planRoute(hub, message);
     const accept = opts.accept;
@@ -154,6 +156,7 @@ export class PublishPath {
       if (outbox.isFull(message.payload.length)) {
         // Never silent: counted, logged and audited (first drop, then every 1000th)
         const dropped = ++outbox.droppedCount;
+        stats.droppedQueueFull++;
         if (dropped === 1 || dropped % 1000 === 0) {
           const queued = outbox.queuedCount;
           const queuedBytes = outbox.queuedBytes;

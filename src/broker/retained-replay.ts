@@ -102,6 +102,7 @@ export class RetainedReplay implements OutboxFeed {
         // Larger than the whole queue allows: dropped, as a routed message would be
         replay.next++;
         const dropped = ++outbox.droppedCount;
+        this.#services.stats.droppedRetainedTooLarge++;
         if (dropped === 1 || dropped % 1000 === 0) {
           logger.warn({ clientId: session.clientId, hub: hub.name, dropped, topicName: m.topicName }, 'retained message exceeds the session queue limit; dropped');
         }

@@ -47,7 +47,7 @@ function assertProblems(problems: string[], patterns: RegExp[]): void {
 /** Every flag with its environment variable, as documented in README/--help. */
 const flags: Array<[string, string]> = [
   ['host', 'TERN_HOST'], ['http-port', 'TERN_HTTP_PORT'], ['mqtt-port', 'TERN_MQTT_PORT'], ['mqtts-port', 'TERN_MQTTS_PORT'],
-  ['tls-cert', 'TERN_TLS_CERT'], ['tls-key', 'TERN_TLS_KEY'], ['tls-min-version', 'TERN_TLS_MIN_VERSION'], ['tls-ciphers', 'TERN_TLS_CIPHERS'], ['tls-ca', 'TERN_TLS_CA'], ['tls-require-client-cert', 'TERN_TLS_REQUIRE_CLIENT_CERT'], ['wss-port', 'TERN_WSS_PORT'], ['tls-cert-user-id', 'TERN_TLS_CERT_USER_ID'], ['client-cert-header', 'TERN_CLIENT_CERT_HEADER'],
+  ['tls-cert', 'TERN_TLS_CERT'], ['tls-key', 'TERN_TLS_KEY'], ['tls-min-version', 'TERN_TLS_MIN_VERSION'], ['tls-ciphers', 'TERN_TLS_CIPHERS'], ['tls-ca', 'TERN_TLS_CA'], ['tls-require-client-cert', 'TERN_TLS_REQUIRE_CLIENT_CERT'], ['wss-port', 'TERN_WSS_PORT'], ['tls-cert-user-id', 'TERN_TLS_CERT_USER_ID'], ['client-cert-header', 'TERN_CLIENT_CERT_HEADER'], ['metrics-token', 'TERN_METRICS_TOKEN'],
   ['data-dir', 'TERN_DATA_DIR'], ['database-url', 'DATABASE_URL'],
   ['default-hub', 'TERN_DEFAULT_HUB'], ['node-id', 'TERN_NODE_ID'], ['log-level', 'TERN_LOG_LEVEL'],
   ['allow-anonymous', 'TERN_ALLOW_ANONYMOUS'], ['access-key', 'TERN_ACCESS_KEY'], ['secondary-access-key', 'TERN_SECONDARY_ACCESS_KEY'],
@@ -79,7 +79,7 @@ describe('loadConfig', () => {
     const expected: Config = {
       configFile: undefined,
       host: '127.0.0.1', httpPort: 8080, mqttPort: 1883, mqttsPort: 8883, tlsCert: undefined, tlsKey: undefined, tlsMinVersion: 'TLSv1.2', tlsCiphers: undefined,
-      tlsCa: undefined, tlsRequireClientCert: false, wssPort: 8443, tlsCertUserId: 'none', clientCertHeader: undefined,
+      tlsCa: undefined, tlsRequireClientCert: false, wssPort: 8443, tlsCertUserId: 'none', clientCertHeader: undefined, metricsToken: undefined,
       dataDir: './data', store: 'postgres', databaseUrl: undefined, defaultHub: 'default', nodeId: 'node-1', logLevel: 'info',
       allowAnonymous: undefined, allowedOrigins: '', allowUwsFallback: false,
       accessKey: undefined, secondaryAccessKey: undefined, publicEndpoint: undefined, aclFile: undefined, passwordFile: undefined,
@@ -187,6 +187,13 @@ describe('loadConfig', () => {
       const problems = problemsOf(() => loadConfig([`--max-inflight=${bad}`], {}));
       assertProblems(problems, [/--max-inflight: expected an integer from 1 to 65535/]);
     }
+  });
+
+  test('--metrics-token: a secret fit for an Authorization header', () => {
+    assert.equal(load(['--metrics-token', 's3cret-Token.1'], {}).metricsToken, 's3cret-Token.1');
+    assert.equal(load([], { TERN_METRICS_TOKEN: 'from-env' }).metricsToken, 'from-env');
+    assertProblems(problemsOf(() => loadConfig(['--metrics-token', 'two words'], {})), [/--metrics-token: expected a non-empty secret/]);
+    assertProblems(problemsOf(() => loadConfig(['--metrics-token', ''], {})), [/--metrics-token: expected a non-empty secret/]);
   });
 
   test('client certificates: --tls-require-client-cert needs --tls-ca, which needs the TLS listeners', () => {

@@ -47,6 +47,9 @@ function ack(c: Connected, p: PublishPacket, reasonCode: number): void {
 export function handlePublish(c: Connected, p: PublishPacket): void {
   const { engine, session, out } = c;
   const opts = engine.options;
+  const stats = engine.stats;
+  stats.received[p.qos]++;
+  stats.receivedBytes[p.qos] += p.payload.length;
   if (c.version === 5) resolveTopicAlias(c, p);
   const invalid = validatePublish(p, opts.maximumQos, opts.retainAvailable);
   if (invalid !== undefined) throw new MqttError(invalid, `invalid PUBLISH to ${p.topicName}`);

@@ -56,6 +56,8 @@ export interface GroupCommitOptions {
   /** A batch takes no more units once it changes this many rows or carries this many bytes (the crossing unit is its last). */
   maxBatchRows?: number;
   maxBatchBytes?: number;
+  /** Told of each batch written to the database: its rows and how long its commit took (ms). Must not throw. */
+  onCommit?: (rows: number, ms: number) => void;
 }
 
 /** A unit of work waiting for its commit, with what it wrote (to commit it alone if need be). */
@@ -74,6 +76,7 @@ export class GroupCommitWriter {
   readonly #commitTimeoutMs: number;
   readonly #maxBatchRows: number;
   readonly #maxBatchBytes: number;
+  readonly #onCommit: ((rows: number, ms: number) => void) | undefined;
   #open: Batch;
   #waiters: Waiter[] = [];
   /** Full batches waiting for the writer, oldest first (all older than `#open`). */
@@ -100,6 +103,7 @@ export class GroupCommitWriter {
     this.#commitTimeoutMs = opts.commitTimeoutMs ?? 10_000;
     this.#maxBatchRows = opts.maxBatchRows ?? 10_000;
     this.#maxBatchBytes = opts.maxBatchBytes ?? 16 * 1024 * 1024;
+    this.#onCommit = opts.onCommit;
     this.#open = this.#newBatch();
   }
 
@@ -220,8 +224,10 @@ export class GroupCommitWriter {
       try {
         const t0 = this.#clock.now();
         await this.#guard(conn, this.#commitOn(conn, batch, waiters));
-        this.commitMs += this.#clock.now() - t0;
+        const ms = this.#clock.now() - t0;
+        this.commitMs += ms;
         this.#reachable();
+        this.#observe(batch.rows, ms);
       } catch (e) {
         // (data errors are settled in #commitOn; what reaches here is about the connection or server)
         broken = !isDataError(e);
@@ -274,6 +280,16 @@ export class GroupCommitWriter {
     });
     work.catch(() => undefined); // settled by the race below, or too late to matter
     return Promise.race([work, timeout]).finally(() => timer?.cancel());
+  }
+
+  /** Tell the observer of a commit; its failure is logged, never taken for the commit's. */
+  #observe(rows: number, ms: number): void {
+    if (this.#onCommit === undefined) return;
+    try {
+      this.#onCommit(rows, ms);
+    } catch (err) {
+      this.#logger.warn({ err }, 'commit observer failed');
+    }
   }
 
   #reachable(): void {

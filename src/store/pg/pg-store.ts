@@ -42,6 +42,8 @@ export interface PgStoreOptions {
   auditRetentionDays?: number;
   /** An audit row's detail larger than this (JSON bytes) is replaced by a truncated copy with a marker (default 4096). */
   maxAuditDetailBytes?: number;
+  /** Told of each group commit written: its rows and its latency in milliseconds (metrics). Must not throw. */
+  onCommit?: (rows: number, ms: number) => void;
 }
 
 /** Audit rows deleted per statement when pruning, so that pruning never holds long locks. */
@@ -111,6 +113,7 @@ export class PgStore implements Store {
       commitTimeoutMs: this.#commitTimeoutMs,
       maxBatchRows: opts.maxBatchRows ?? 10_000,
       maxBatchBytes: opts.maxBatchBytes ?? 16 * 1024 * 1024,
+      ...(opts.onCommit === undefined ? {} : { onCommit: opts.onCommit }),
     });
   }
 

@@ -87,6 +87,29 @@ describe('group commit: order and batching', () => {
   });
 });
 
+describe('group commit: commit observer', () => {
+  test('onCommit hears each written batch with its rows and latency; not a batch with nothing to write', async () => {
+    const db = new FakeDatabase();
+    const clock = new FakeClock();
+    const seen: Array<[number, number]> = [];
+    const w = db.writer({ maxBatchRows: 2, clock, onCommit: (rows, ms) => { seen.push([rows, ms]); } });
+    await Promise.all(['a', 'b', 'c'].map((l) => w.submit(unit(l))));
+    await w.whenBacklogBelow(0, 0); // (units resolve before their batch is observed and settled)
+    assert.deepEqual(seen, [[2, 0], [1, 0]], 'two batches: two rows, then one (the fake clock did not move)');
+    await Promise.all([w.submit((tx) => tx.enqueueDeliveries([sentAhead(7)])), w.submit((tx) => tx.deleteDelivery(7))]);
+    await w.whenBacklogBelow(0, 0);
+    assert.equal(seen.length, 2, 'a batch whose rows cancel out writes nothing and is not observed');
+  });
+
+  test('an observer that throws does not fail the commit', async () => {
+    const db = new FakeDatabase();
+    const w = db.writer({ onCommit: () => { throw new Error('observer'); } });
+    await w.submit(unit('a'));
+    assert.equal(w.healthy, true);
+    assert.deepEqual(db.committed, [['a']]);
+  });
+});
+
 describe('group commit: backlog', () => {
   test('units and bytes count from submission until their batch settles; whenBacklogBelow waits for that', async () => {
     const db = new FakeDatabase();
