@@ -7,11 +7,12 @@ import type { Principal } from '../auth/auth.ts';
 import type { TokenVerifier } from '../auth/jwt.ts';
 import { sendError } from './errors.ts';
 import { requireAccessKeyToken } from './rest-auth.ts';
+import { registerAdminRoutes, type AdminDeps } from './routes/admin.ts';
 import { registerHubSettingsRoutes } from './routes/hub-settings.ts';
 import { registerDataPlaneRoutes, type DataPlaneDeps } from './routes/data-plane.ts';
 import { registerPermissionRoutes } from './routes/permissions.ts';
 
-export interface ApiDeps extends DataPlaneDeps {
+export interface ApiDeps extends DataPlaneDeps, AdminDeps {
   verifier: TokenVerifier;
   access: AccessControl;
   hasSession(hub: string, clientId: string): boolean;
@@ -33,5 +34,6 @@ export async function registerApi(fastify: FastifyInstance, deps: ApiDeps): Prom
     registerPermissionRoutes(api, deps);
     registerHubSettingsRoutes(api, deps);
     registerDataPlaneRoutes(api, deps);
+    registerAdminRoutes(api, deps);
   }, { prefix: '/api' });
 }

@@ -8,6 +8,7 @@ import { hasWildcard, isTopicWithinLimits, isValidTopicName, parseSharedFilter }
 import { validateSubscriptionFilter } from '../mqtt/validate.ts';
 import { Admission } from './admission.ts';
 import { engineTotals, retainedView, sessionDetail, type EngineTotals, type RetainedView, type SessionDetail } from './admin-views.ts';
+export type { RetainedView, SessionDetail } from './admin-views.ts';
 import { Connection, type ConnectionHost } from './connection.ts';
 import type { Engine } from './context.ts';
 import { EventBus } from './events.ts';
