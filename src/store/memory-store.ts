@@ -29,7 +29,9 @@ export class MemoryStore implements Store {
   #pending: Array<{ ops: Array<() => void>; resolve: () => void }> = [];
   #scheduled = false;
   /** The audit trail, oldest first. */
-  readonly auditEvents: AuditRecord[] = [];
+  readonly auditEvents: AuditEvent[] = [];
+  /** Each audit event's id (ordering the trail for queryAudit), kept beside the events as they are. */
+  readonly #auditIds = new WeakMap<AuditEvent, number>();
   #auditSeq = 0;
   /** Number of commits performed (each may hold many units of work). */
   commits = 0;
@@ -85,12 +87,13 @@ export class MemoryStore implements Store {
     const rows: AuditRecord[] = [];
     for (let i = this.auditEvents.length - 1; i >= 0 && rows.length <= q.limit; i--) {
       const e = this.auditEvents[i]!;
-      if (q.beforeId !== undefined && e.id >= q.beforeId) continue;
+      const id = this.#auditIds.get(e)!;
+      if (q.beforeId !== undefined && id >= q.beforeId) continue;
       if (q.fromMs !== undefined && e.atMs < q.fromMs) continue;
       if (q.toMs !== undefined && e.atMs >= q.toMs) continue;
       if ((q.hub !== undefined && e.hub !== q.hub) || (q.clientId !== undefined && e.clientId !== q.clientId)
         || (q.actor !== undefined && e.actor !== q.actor) || (q.event !== undefined && e.event !== q.event)) continue;
-      rows.push(e.detail ? { ...e, detail: { ...e.detail } } : { ...e });
+      rows.push(e.detail ? { ...e, id, detail: { ...e.detail } } : { ...e, id });
     }
     // One row past the limit says whether another page may follow
     const more = rows.length > q.limit;
@@ -171,7 +174,9 @@ export class MemoryStore implements Store {
         this.#inboundQos2.get(key(hub, clientId))?.delete(packetId);
       }),
       appendAudit: (e) => ops.push(() => {
-        this.auditEvents.push({ ...e, id: ++this.#auditSeq });
+        const row = { ...e };
+        this.#auditIds.set(row, ++this.#auditSeq);
+        this.auditEvents.push(row);
         // Memory mode keeps only the most recent events
         if (this.auditEvents.length > MAX_AUDIT_EVENTS) this.auditEvents.splice(0, this.auditEvents.length - MAX_AUDIT_EVENTS);
       }),
