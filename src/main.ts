@@ -226,6 +226,7 @@ async function main(): Promise<void> {
     },
     hasSession: (hub, clientId) => broker.hasSession(hub, clientId),
     principalOf: (hub, clientId) => broker.principalOf(hub, clientId),
+    store, now: () => systemClock.now(),
   });
   const transportName = tlsFiles ? 'wss' : 'ws';
   if (!http.app) logger.warn({}, 'no WebSocket endpoints: the pure-JS uWebSockets.js fallback cannot upgrade connections');

@@ -9,11 +9,12 @@ import type { Principal } from '../auth/auth.ts';
 import type { TokenVerifier } from '../auth/jwt.ts';
 import { sendError } from './errors.ts';
 import { requireAccessKeyToken } from './rest-auth.ts';
+import { registerAdminRoutes, type AdminDeps } from './routes/admin.ts';
 import { registerHubSettingsRoutes } from './routes/hub-settings.ts';
 import { registerDataPlaneRoutes, type DataPlaneDeps } from './routes/data-plane.ts';
 import { registerPermissionRoutes } from './routes/permissions.ts';
 
-export interface ApiDeps extends DataPlaneDeps {
+export interface ApiDeps extends DataPlaneDeps, AdminDeps {
   /** Append an audit row (through the store's group commit; failures are the callee's to log). */
   audit(row: { hub: string; event: string; clientId?: string; actor?: string; reasonCode?: number; detail?: Record<string, unknown> }): void;
   verifier: TokenVerifier;
@@ -61,5 +62,6 @@ export async function registerApi(fastify: FastifyInstance, deps: ApiDeps): Prom
     registerPermissionRoutes(api, deps);
     registerHubSettingsRoutes(api, deps);
     registerDataPlaneRoutes(api, deps);
+    registerAdminRoutes(api, deps);
   }, { prefix: '/api' });
 }

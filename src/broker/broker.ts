@@ -7,6 +7,8 @@ import { isValidHubName } from '../mqtt/hub-name.ts';
 import { hasWildcard, isTopicWithinLimits, isValidTopicName, parseSharedFilter } from '../mqtt/topic.ts';
 import { validateSubscriptionFilter } from '../mqtt/validate.ts';
 import { Admission } from './admission.ts';
+import { engineTotals, retainedView, sessionDetail, type EngineTotals, type RetainedView, type SessionDetail } from './admin-views.ts';
+export type { RetainedView, SessionDetail } from './admin-views.ts';
 import { Connection, type ConnectionHost } from './connection.ts';
 import type { Engine } from './context.ts';
 import { EventBus } from './events.ts';
@@ -41,6 +43,7 @@ export interface BrokerDeps {
 export interface SessionSummary {
   hub: string;
   clientId: string;
+  userId: string | undefined;
   connected: boolean;
   persistent: boolean;
   expiryIntervalSec: number;
@@ -306,11 +309,11 @@ export class Broker implements ConnectionHost {
     return true;
   }
 
-  /** Disconnect a client by id (5.0 clients get DISCONNECT with `reasonCode`). Returns false if not connected. */
-  disconnectClient(hub: string, clientId: string, reasonCode: ReasonCode = ReasonCode.AdministrativeAction): boolean {
+  /** Disconnect a client by id (5.0 clients get DISCONNECT with `reasonCode` and `reason`). Returns false if not connected. */
+  disconnectClient(hub: string, clientId: string, reasonCode: ReasonCode = ReasonCode.AdministrativeAction, reason?: string): boolean {
     const link = this.findHub(hub)?.sessions.get(clientId)?.link;
     if (!link) return false;
-    link.end(reasonCode);
+    link.end(reasonCode, reason);
     return true;
   }
 
@@ -358,12 +361,51 @@ export class Broker implements ConnectionHost {
     for (const h of hubs) {
       for (const s of h.sessions.values()) {
         out.push({
-          hub: h.name, clientId: s.clientId, connected: s.isConnected, persistent: s.persistent, expiryIntervalSec: s.expiryIntervalSec,
+          hub: h.name, clientId: s.clientId, userId: s.userId, connected: s.isConnected, persistent: s.persistent, expiryIntervalSec: s.expiryIntervalSec,
           subscriptions: s.subscriptions.size, queued: s.outbox.queuedCount, inflight: s.outbox.inflightCount,
         });
       }
     }
     return out;
+  }
+
+  /** One session in detail (admin API): subscriptions with options, queue, in-flight, will, connection. */
+  sessionDetail(hub: string, clientId: string): SessionDetail | undefined {
+    const h = this.findHub(hub);
+    const s = h?.sessions.get(clientId);
+    return h && s && sessionDetail(h, s);
+  }
+
+  /**
+   * The live retained messages of a hub whose topic names match `topicFilter`, in topic order.
+   * Throws RangeError for a filter that is not a valid (non-shared) topic filter.
+   */
+  retainedMessages(hub: string, topicFilter: string): RetainedView[] {
+    if (parseSharedFilter(topicFilter) !== undefined || validateSubscriptionFilter(topicFilter, false, this.options) !== undefined) {
+      throw new RangeError(`not a topic filter: ${topicFilter.slice(0, 100)}`);
+    }
+    const out: RetainedView[] = [];
+    const now = this.clock.now();
+    this.findHub(hub)?.retained.match(topicFilter, (m) => {
+      const v = retainedView(m, now);
+      if (v) out.push(v);
+    });
+    return out.sort((a, b) => (a.topic < b.topic ? -1 : a.topic > b.topic ? 1 : 0));
+  }
+
+  /** The live retained message at `topicName`, if any. */
+  retainedMessage(hub: string, topicName: string): RetainedView | undefined {
+    const m = this.findHub(hub)?.retained.get(topicName);
+    return m && retainedView(m, this.clock.now());
+  }
+
+  /** Totals across hubs, connections and the store's health and backlog (admin stats). */
+  totals(): EngineTotals & { connections: number; store: { kind: string; healthy: boolean; backlogUnits: number; backlogBytes: number } } {
+    const s = this.store;
+    return {
+      connections: this.connections.size, ...engineTotals(this.#hubs.values()),
+      store: { kind: s.kind, healthy: s.healthy, backlogUnits: s.backlogUnits, backlogBytes: s.backlogBytes },
+    };
   }
 
   /**

@@ -115,6 +115,7 @@ export class SessionManager {
     session.expiryIntervalSec = req.expiryIntervalSec;
     session.persistent = req.expiryIntervalSec > 0;
     session.disconnectedAtMs = undefined;
+    session.connectedAtMs = this.#services.clock.now();
     if (packet.will) session.will = this.#wills.record(hub.name, clientId, packet);
     let committed: Promise<void> | undefined;
     if (session.persistent || wasStored) {

@@ -70,6 +70,8 @@ export class Session {
   willTimer: Timer | undefined;
   expiryTimer: Timer | undefined;
   disconnectedAtMs: number | undefined;
+  /** When the connection holding it opened or resumed it (admin API). */
+  connectedAtMs: number | undefined;
   /** User id of the client that opened (or last resumed) the session: Web PubSub `userId`. */
   userId: string | undefined = undefined;
   /** planRoute's scratch: the stamp of the last call that planned for this session, and its target. */

@@ -2,7 +2,7 @@
 // start-up default until a database is configured; "durable" only for the life of the process.
 import type { Message } from '../mqtt/packet.ts';
 import type {
-  AuditEvent, DeliveryRecord, DeliveryState, HubSettingsRecord, IdBlock, InboundQos2Record, PermissionRecord, SessionRecord, StoredAccess,
+  AuditEvent, AuditPage, AuditQuery, AuditRecord, DeliveryRecord, DeliveryState, HubSettingsRecord, IdBlock, InboundQos2Record, PermissionRecord, SessionRecord, StoredAccess,
   StoredState, Store, SubscriptionRecord, UnitOfWork, WillRecord,
 } from './store.ts';
 
@@ -30,6 +30,9 @@ export class MemoryStore implements Store {
   #scheduled = false;
   /** The audit trail, oldest first. */
   readonly auditEvents: AuditEvent[] = [];
+  /** Each audit event's id (ordering the trail for queryAudit), kept beside the events as they are. */
+  readonly #auditIds = new WeakMap<AuditEvent, number>();
+  #auditSeq = 0;
   /** Number of commits performed (each may hold many units of work). */
   commits = 0;
 
@@ -78,6 +81,24 @@ export class MemoryStore implements Store {
 
   async loadAccess(): Promise<StoredAccess> {
     return { permissions: this.#permissions.map((p) => ({ ...p })), hubSettings: [...this.#hubSettings.values()].map((h) => ({ ...h })) };
+  }
+
+  async queryAudit(q: AuditQuery): Promise<AuditPage> {
+    const rows: AuditRecord[] = [];
+    for (let i = this.auditEvents.length - 1; i >= 0 && rows.length <= q.limit; i--) {
+      const e = this.auditEvents[i]!;
+      const id = this.#auditIds.get(e)!;
+      if (q.beforeId !== undefined && id >= q.beforeId) continue;
+      if (q.fromMs !== undefined && e.atMs < q.fromMs) continue;
+      if (q.toMs !== undefined && e.atMs >= q.toMs) continue;
+      if ((q.hub !== undefined && e.hub !== q.hub) || (q.clientId !== undefined && e.clientId !== q.clientId)
+        || (q.actor !== undefined && e.actor !== q.actor) || (q.event !== undefined && e.event !== q.event)) continue;
+      rows.push(e.detail ? { ...e, id, detail: { ...e.detail } } : { ...e, id });
+    }
+    // One row past the limit says whether another page may follow
+    const more = rows.length > q.limit;
+    if (more) rows.length = q.limit;
+    return { rows, nextCursor: more ? rows.at(-1)!.id : undefined };
   }
 
   transaction(build: (tx: UnitOfWork) => void): Promise<void> {
@@ -153,7 +174,9 @@ export class MemoryStore implements Store {
         this.#inboundQos2.get(key(hub, clientId))?.delete(packetId);
       }),
       appendAudit: (e) => ops.push(() => {
-        this.auditEvents.push({ ...e });
+        const row = { ...e };
+        this.#auditIds.set(row, ++this.#auditSeq);
+        this.auditEvents.push(row);
         // Memory mode keeps only the most recent events
         if (this.auditEvents.length > MAX_AUDIT_EVENTS) this.auditEvents.splice(0, this.auditEvents.length - MAX_AUDIT_EVENTS);
       }),

@@ -81,6 +81,31 @@ export interface AuditEvent {
   atMs: number;
 }
 
+/** A stored audit row, with the id that orders the trail. */
+export interface AuditRecord extends AuditEvent {
+  id: number;
+}
+
+/** A filtered read of the audit trail, newest first; every field is optional but `limit`. */
+export interface AuditQuery {
+  /** Inclusive lower and exclusive upper bound of `atMs`. */
+  fromMs?: number;
+  toMs?: number;
+  hub?: string;
+  clientId?: string;
+  actor?: string;
+  event?: string;
+  /** Only rows with an id below this (the previous page's `nextCursor`). */
+  beforeId?: number;
+  limit: number;
+}
+
+/** One page of audit rows; `nextCursor` is set while older rows may match. */
+export interface AuditPage {
+  rows: AuditRecord[];
+  nextCursor: number | undefined;
+}
+
 /** Who a permission is granted to: today a connection (an MQTT client id); users are reserved. */
 export type PermissionSubjectKind = 'connection' | 'user';
 
@@ -163,6 +188,8 @@ export interface Store {
   load(): Promise<StoredState>;
   /** Grants and hub settings. */
   loadAccess(): Promise<StoredAccess>;
+  /** Read committed audit rows matching `q`, newest first (admin API). */
+  queryAudit(q: AuditQuery): Promise<AuditPage>;
   /**
    * Build a unit of work synchronously and commit it. Units from many callers share one
    * commit; the promise resolves (in submission order) once the unit is durable.

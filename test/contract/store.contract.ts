@@ -183,6 +183,34 @@ export function describeStoreContract(name: string, make: () => Promise<StoreFix
       ]);
     });
 
+    test('queryAudit: newest first, filtered by hub, client, actor, event and time, paged by id', async () => {
+      const h = hub();
+      const t0 = 1_800_000_000_000;
+      await f.store.transaction((tx) => {
+        for (let i = 0; i < 5; i++) {
+          tx.appendAudit({ hub: h, event: i % 2 === 0 ? 'admin_action' : 'connect', clientId: `c${i}`, actor: i < 3 ? 'key:primary' : 'u', atMs: t0 + i * 1000, detail: { i } });
+        }
+      });
+      await f.store.transaction((tx) => tx.appendAudit({ hub: `${h}-other`, event: 'admin_action', atMs: t0 }));
+      const all = await f.store.queryAudit({ hub: h, limit: 100 });
+      assert.deepEqual(all.rows.map((r) => r.clientId), ['c4', 'c3', 'c2', 'c1', 'c0']);
+      assert.equal(all.nextCursor, undefined);
+      assert.deepEqual(all.rows[0], { id: all.rows[0]!.id, hub: h, event: 'admin_action', clientId: 'c4', actor: 'u', atMs: t0 + 4000, detail: { i: 4 } });
+      const seen: string[] = [];
+      let cursor: number | undefined;
+      do {
+        const page = await f.store.queryAudit({ hub: h, limit: 2, ...(cursor === undefined ? {} : { beforeId: cursor }) });
+        assert.ok(page.rows.length <= 2);
+        seen.push(...page.rows.map((r) => r.clientId!));
+        cursor = page.nextCursor;
+      } while (cursor !== undefined);
+      assert.deepEqual(seen, ['c4', 'c3', 'c2', 'c1', 'c0']);
+      assert.deepEqual((await f.store.queryAudit({ hub: h, event: 'admin_action', actor: 'key:primary', limit: 10 })).rows.map((r) => r.clientId), ['c2', 'c0']);
+      assert.deepEqual((await f.store.queryAudit({ hub: h, clientId: 'c3', limit: 10 })).rows.map((r) => r.event), ['connect']);
+      assert.deepEqual((await f.store.queryAudit({ hub: h, fromMs: t0 + 1000, toMs: t0 + 3000, limit: 10 })).rows.map((r) => r.clientId), ['c2', 'c1']);
+      assert.deepEqual((await f.store.queryAudit({ hub: 'no-such-hub', limit: 10 })).rows, []);
+    });
+
     test('grants are stored once, revoked one by one or all together, and survive a reopen', async () => {
       const h = hub();
       const grant = (subject: string, permission: string, target: string | null): PermissionRecord => ({

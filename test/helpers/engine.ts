@@ -35,6 +35,9 @@ export class FaultyStore implements Store {
   loadAccess(): ReturnType<Store['loadAccess']> {
     return this.inner.loadAccess();
   }
+  queryAudit(q: Parameters<Store['queryAudit']>[0]): ReturnType<Store['queryAudit']> {
+    return this.inner.queryAudit(q);
+  }
   reserveIds(): ReturnType<Store['reserveIds']> {
     return this.inner.reserveIds();
   }

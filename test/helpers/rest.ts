@@ -12,16 +12,26 @@ export function restToken(url: string, key: string, expiresInSec = 3600): string
   return `${body}.${createHmac('sha256', Buffer.from(key, 'utf8')).update(body).digest('base64url')}`;
 }
 
-/** Call `path` (with its query) on the broker's HTTP port; signed with its primary key unless `key` says otherwise (null: no token). */
+/**
+ * Call `path` (with its query) on the broker's HTTP port; signed with its primary key unless `key` says otherwise (null: no token).
+ * `body` is sent as JSON, `raw` as bytes of the given content type.
+ */
 export async function rest(
-  broker: BrokerProcess, method: string, path: string, opts: { body?: unknown; key?: string | null } = {},
+  broker: BrokerProcess, method: string, path: string, opts: { body?: unknown; raw?: { bytes: Buffer; contentType: string }; key?: string | null } = {},
 ): Promise<{ status: number; headers: Headers; json: unknown }> {
   const url = `http://${broker.host}:${broker.httpPort}${path}`;
   const headers: Record<string, string> = {};
   const key = opts.key === undefined ? broker.accessKey : opts.key;
   if (key !== null) headers['authorization'] = `Bearer ${restToken(url, key)}`;
-  if (opts.body !== undefined) headers['content-type'] = 'application/json';
-  const res = await fetch(url, { method, headers, ...(opts.body === undefined ? {} : { body: JSON.stringify(opts.body) }) });
+  let body: string | Buffer | undefined;
+  if (opts.raw !== undefined) {
+    headers['content-type'] = opts.raw.contentType;
+    body = opts.raw.bytes;
+  } else if (opts.body !== undefined) {
+    headers['content-type'] = 'application/json';
+    body = JSON.stringify(opts.body);
+  }
+  const res = await fetch(url, { method, headers, ...(body === undefined ? {} : { body }) });
   const text = await res.text();
   let json: unknown;
   try { json = text ? JSON.parse(text) : undefined; } catch { json = text; }

@@ -6,9 +6,10 @@ import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { drizzle, type NodePgDatabase } from 'drizzle-orm/node-postgres';
 import { migrate } from 'drizzle-orm/node-postgres/migrator';
-import { StoreError, type IdBlock, type StoredAccess, type StoredState, type Store, type UnitOfWork } from '../store.ts';
+import { StoreError, type AuditPage, type AuditQuery, type IdBlock, type StoredAccess, type StoredState, type Store, type UnitOfWork } from '../store.ts';
 import { GroupCommitWriter } from './group-commit.ts';
 import type { HotRowCounts } from './hot-statement.ts';
+import { auditQuerySql, toAuditRecord } from './audit-query.ts';
 import { loadAccess, loadState } from './load.ts';
 import { PgBatchConnection } from './pg-connection.ts';
 
@@ -231,6 +232,20 @@ export class PgStore implements Store {
 
   load(): Promise<StoredState> {
     return loadState(this.#db);
+  }
+
+  async queryAudit(q: AuditQuery): Promise<AuditPage> {
+    const { text, values } = auditQuerySql(q);
+    let r: pg.QueryResult<Row>;
+    try {
+      r = await this.#boundedQuery(text, values);
+    } catch (e) {
+      throw new StoreError(`audit query failed: ${(e as Error).message}`, { cause: e });
+    }
+    const rows = r.rows.map(toAuditRecord);
+    const more = rows.length > q.limit;
+    if (more) rows.length = q.limit;
+    return { rows, nextCursor: more ? rows.at(-1)!.id : undefined };
   }
 
   /** Delete messages that no delivery references any more (retained copies are separate rows). */
