@@ -326,12 +326,21 @@ describe('permissions, audit, stats', () => {
   });
 
   test('stats count connections, sessions, subscriptions, queues and the store', async () => {
-    const c = await v5({ clean: false, properties: { sessionExpiryInterval: 60 } });
-    await c.subscribeAsync(`stats/${uniqueId()}`, { qos: 1 });
-    const s = await get<{
+    type Stats = {
       connections: number; sessions: { total: number; connected: number; persistent: number }; subscriptions: number;
       queued: { count: number; bytes: number }; inflight: number; store: { kind: string; healthy: boolean; backlogUnits: number; backlogBytes: number };
-    }>('/api/admin/stats');
+      messages: { received: number[]; receivedBytes: number[] };
+    };
+    const before = await get<Stats>('/api/admin/stats');
+    const c = await v5({ clean: false, properties: { sessionExpiryInterval: 60 } });
+    const topic = `stats/${uniqueId()}`;
+    await c.subscribeAsync(topic, { qos: 1 });
+    await c.publishAsync(topic, 'abc', { qos: 1 });
+    await c.publishAsync(topic, 'de', { qos: 0 });
+    const s = await get<Stats>('/api/admin/stats');
+    // Messages in per QoS, counted by the engine: exactly what this client sent
+    assert.deepEqual(s.messages.received.map((n, q) => n - before.messages.received[q]!), [1, 1, 0]);
+    assert.deepEqual(s.messages.receivedBytes.map((n, q) => n - before.messages.receivedBytes[q]!), [2, 3, 0]);
     assert.ok(s.connections >= 1);
     assert.ok(s.sessions.total >= s.sessions.connected && s.sessions.connected >= 1 && s.sessions.persistent >= 1);
     assert.ok(s.subscriptions >= 1);

@@ -160,6 +160,16 @@ describe('groups, users and connections', () => {
     await close(c);
   });
 
+  test('removeConnectionFromAllGroups drops every subscription of the session', async () => {
+    const c = await client(5);
+    const groups = [`all/${uniqueId()}`, `all/${uniqueId()}`];
+    for (const g of groups) await service.group(g).addConnection(id(c));
+    for (const g of groups) assert.equal(await service.groupExists(g), true);
+    await service.removeConnectionFromAllGroups(id(c));
+    for (const g of groups) assert.equal(await service.groupExists(g), false);
+    await close(c);
+  });
+
   test('addConnectionsToGroups / removeConnectionsFromGroups with a filter', async () => {
     const tag = uniqueId().replace(/[^a-z0-9]/gi, '');
     const a = await client(5, `${tag}-a`);

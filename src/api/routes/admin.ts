@@ -288,7 +288,7 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
       return body;
     });
 
-    admin.get('/stats', async () => broker.totals());
+    admin.get('/stats', async () => ({ ...broker.totals(), messages: broker.stats }));
   }, { prefix: '/admin' });
 }
 
