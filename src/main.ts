@@ -211,7 +211,7 @@ async function main(): Promise<void> {
   metrics.watch({
     connectionTransports: function* () { for (const c of broker.connections) yield c.transport; },
     sessionCount: () => broker.sessionCount,
-    queuedDeliveries: () => broker.listSessions().reduce((n, s) => n + s.queued, 0),
+    queuedDeliveries: () => broker.totals().queued.count,
     stats: () => broker.stats,
     store,
   });

@@ -48,7 +48,8 @@ export async function registerApi(fastify: FastifyInstance, deps: ApiDeps): Prom
     // Every data-plane call that can change state is audited: who, what, the answer. Routes that
     // write their own, richer rows (permissions, admin) are left to them.
     api.addHook('onResponse', async (req, reply) => {
-      if (req.method === 'GET' || req.method === 'HEAD' || req.method === 'OPTIONS') return;
+      // (a request refused for its token changed nothing and must not fill the audit log either)
+      if (req.method === 'GET' || req.method === 'HEAD' || req.method === 'OPTIONS' || !req.actor) return;
       const route = (req.routeOptions.url ?? '').replaceAll('::', ':');
       if (route === '' || route.includes('/permissions/') || route.startsWith('/api/admin')) return;
       const params = (req.params ?? {}) as Record<string, string>;

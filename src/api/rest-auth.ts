@@ -15,6 +15,16 @@ declare module 'fastify' {
 /** Require a valid bearer token on every route registered after this in `app`'s scope. */
 export function requireAccessKeyToken(app: FastifyInstance, verifier: TokenVerifier): void {
   app.decorateRequest('actor', '');
+  // A request without any bearer token is refused before its body is read (a synchronous check:
+  // it does not hold up the uWS body reader, unlike an asynchronous one, see below)
+  app.addHook('onRequest', (req: FastifyRequest, reply: FastifyReply, done: () => void) => {
+    if (/^Bearer\s+\S/i.test(req.headers.authorization ?? '')) {
+      done();
+      return;
+    }
+    req.log.info({ url: req.url, refusal: 'missing' }, 'REST request refused: no access token');
+    void sendError(reply, 401, 'Unauthorized', 'no access token');
+  });
   // preValidation, not onRequest: under fastify-uws a request body must be read from the socket
   // without waiting on anything first (uWS hands the data over only to a reader attached at once),
   // so the (asynchronous) token check runs once the body is parsed, before schema validation.

@@ -266,15 +266,31 @@ export class Broker implements ConnectionHost {
    * `select` takes (connected or not: an offline persistent session gets it queued, as durable as
    * an MQTT publish). Resolves with the number of sessions, once committed.
    */
-  async sendToSessions(hub: string, select: (s: SessionView) => boolean, m: ServerMessage): Promise<number> {
+  async sendToSessions(hub: string, select: ((s: SessionView) => boolean) | { clientId: string }, m: ServerMessage): Promise<number> {
     const h = this.findHub(hub);
     if (!h) return 0;
     const targets: Target[] = [];
-    for (const s of h.sessions.values()) {
-      if (select(sessionView(s))) targets.push({ session: s, qos: 1, retain: false, subscriptionIds: undefined, shareKey: undefined });
+    const target = (s: Session): Target => ({ session: s, qos: 1, retain: false, subscriptionIds: undefined, shareKey: undefined });
+    if (typeof select === 'function') {
+      for (const s of h.sessions.values()) if (select(sessionView(s))) targets.push(target(s));
+    } else {
+      const s = h.sessions.get(select.clientId); // one session: no scan of the hub
+      if (s) targets.push(target(s));
     }
     if (targets.length === 0) return 0;
+    await this.#whenStoreKeepsUp();
     return this.engine.publishing.publish(this.#serverMessage(h, SERVER_MESSAGES_TOPIC, m), undefined, { targets });
+  }
+
+  /**
+   * Server sends wait while the store is behind, as MQTT publishers are held back then
+   * (PublishPath.throttleIfBehind): REST callers must not grow the backlog without bound.
+   */
+  async #whenStoreKeepsUp(): Promise<void> {
+    const o = this.options;
+    if (this.store.backlogUnits > o.maxStoreBacklogUnits || this.store.backlogBytes > o.maxStoreBacklogBytes) {
+      await this.store.whenBacklogBelow(o.maxStoreBacklogUnits / 2, o.maxStoreBacklogBytes / 2);
+    }
   }
 
   /**
@@ -287,6 +303,7 @@ export class Broker implements ConnectionHost {
     }
     const h = this.findHub(hub);
     if (!h) return 0;
+    await this.#whenStoreKeepsUp();
     return this.engine.publishing.publish(this.#serverMessage(h, group, m), undefined, accept ? { accept: (s) => accept(sessionView(s)) } : {});
   }
 
@@ -299,11 +316,11 @@ export class Broker implements ConnectionHost {
     const session = this.findHub(hub)?.sessions.get(clientId);
     if (!session) return false;
     const link = session.link;
-    if (link) {
+    if (link?.isReady) {
       // Expire at once when the connection is gone (the stored row goes with it)
       session.expiryIntervalSec = 0;
       link.end(ReasonCode.AdministrativeAction, reason);
-    } else {
+    } else if (!link) {
       this.engine.sessions.end(session);
     }
     return true;

@@ -69,7 +69,7 @@ export async function createHttpServer(opts: HttpServerOptions): Promise<HttpSer
     adoptApp(server, app);
     return server;
   };
-  const fastify = Fastify({ loggerInstance: opts.logger, logController: new QuietRequests(), serverFactory: factory });
+  const fastify = Fastify({ loggerInstance: opts.logger, logController: new QuietRequests(), serverFactory: factory, routerOptions });
   return withListen(app, fastify, opts);
 }
 
@@ -79,8 +79,14 @@ export async function createHttpServer(opts: HttpServerOptions): Promise<HttpSer
  */
 function onNodeHttp(opts: HttpServerOptions): HttpServer {
   if (opts.tls) throw new Error('the pure-JS uWebSockets.js fallback cannot serve TLS on the HTTP port');
-  return withListen(undefined, Fastify({ loggerInstance: opts.logger, logController: new QuietRequests() }), opts);
+  return withListen(undefined, Fastify({ loggerInstance: opts.logger, logController: new QuietRequests(), routerOptions }), opts);
 }
+
+/**
+ * Path parameters are client ids (up to --max-client-id-length), group names (up to 1024
+ * characters) and hub names: the router's default cap of 100 characters would answer 414 for them.
+ */
+const routerOptions = { maxParamLength: 65535 };
 
 function withListen(app: TemplatedApp | undefined, fastify: FastifyInstance, opts: HttpServerOptions): HttpServer {
   return {

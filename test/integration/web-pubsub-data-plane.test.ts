@@ -30,9 +30,9 @@ after(async () => {
   await broker?.stop();
 });
 
-/** An MQTT client with a token for `userId` (TCP, token as password) and no roles. */
-async function client(version: Version, userId?: string, opts: IClientOptions = {}): Promise<MqttClient> {
-  const t = await service.getClientAccessToken({ clientProtocol: 'mqtt', ...(userId ? { userId } : {}) });
+/** An MQTT client with a token for `userId` (TCP, token as password) and `roles` (none by default). */
+async function client(version: Version, userId?: string, opts: IClientOptions = {}, roles: string[] = []): Promise<MqttClient> {
+  const t = await service.getClientAccessToken({ clientProtocol: 'mqtt', roles, ...(userId ? { userId } : {}) });
   return mqtt.connectAsync(broker.mqttUrl, {
     protocolVersion: version, reconnectPeriod: 0, connectTimeout: 5000, clientId: uniqueId('dp'), username: 'u', password: t.token, ...opts,
   });
@@ -108,13 +108,16 @@ describe('sends', () => {
   test('group(g).sendToAll reaches the subscribers of topic g at their granted QoS', async () => {
     const group = `news/${uniqueId()}`;
     const sub = await client(5);
-    const sub0 = await client(4);
+    const sub0 = await client(4, undefined, {}, ['webpubsub.joinLeaveGroup']);
     await service.group(group).addConnection(id(sub)); // QoS 1 subscription
-    await sub0.subscribeAsync(group, { qos: 0 }).catch(() => undefined); // no joinLeaveGroup role: denied
+    await sub0.subscribeAsync(group, { qos: 0 }); // its own subscription at QoS 0
     const got = collect(sub, 1);
+    const got0 = collect(sub0, 1);
     await service.group(group).sendToAll('headline', { contentType: 'text/plain' });
     const [m] = await got;
     assert.deepEqual([m!.topic, m!.payload.toString(), m!.packet.qos], [group, 'headline', 1]);
+    const [m0] = await got0;
+    assert.deepEqual([m0!.topic, m0!.payload.toString(), m0!.packet.qos], [group, 'headline', 0], 'downgraded to the granted QoS');
     await close(sub, sub0);
   });
 });
@@ -160,6 +163,40 @@ describe('groups, users and connections', () => {
     await close(c);
   });
 
+  test('long names: a 250-byte client id and a 300-character group with / in it (%2F in the path)', async () => {
+    const longId = `long-${'x'.repeat(245)}`;
+    const c = await client(5, undefined, { clientId: longId });
+    const group = `deep/${'g'.repeat(290)}/end`;
+    await service.group(group).addConnection(longId);
+    assert.equal(await service.groupExists(group), true);
+    assert.equal(await service.connectionExists(longId), true);
+    const got = collect(c, 1);
+    await service.group(group).sendToAll('far', { contentType: 'text/plain' });
+    assert.equal((await got)[0]!.topic, group);
+    await close(c);
+  });
+
+  test('group names that are not exact topics (+, #, $share/) are refused with 400', async () => {
+    const c = await client(5);
+    for (const g of ['a/+', 'a/#', '$share/x/y']) {
+      await assert.rejects(service.group(g).addConnection(id(c)), (e: unknown) => (e as { statusCode?: number }).statusCode === 400, g);
+    }
+    await close(c);
+  });
+
+  test('requests refused for their token write no audit row', async () => {
+    for (let i = 0; i < 5; i++) {
+      assert.equal((await rest(broker, 'POST', `/api/hubs/${HUB}/:send?api-version=2024-12-01`, { key: 'not-the-key-0123456789', body: 'x' })).status, 401);
+      assert.equal((await rest(broker, 'POST', `/api/hubs/${HUB}/:send?api-version=2024-12-01`, { key: null, body: 'x' })).status, 401);
+    }
+    // A later accepted call's row is there: the refused ones would have been written before it
+    const ok = await rest(broker, 'POST', `/api/hubs/${HUB}/groups/probe/:closeConnections?api-version=2024-12-01&reason=audit-probe`);
+    assert.equal(ok.status, 204);
+    await auditRows(db, "event = 'rest_call' AND detail->>'route' = '/hubs/:hub/groups/:group/:closeConnections'", [], 1);
+    const refused = await db.query("SELECT count(*) FROM audit_events WHERE event = 'rest_call' AND reason_code = 401");
+    assert.equal(Number(refused.rows[0].count), 0);
+  });
+
   test('removeConnectionFromAllGroups drops every subscription of the session', async () => {
     const c = await client(5);
     const groups = [`all/${uniqueId()}`, `all/${uniqueId()}`];
@@ -189,14 +226,28 @@ describe('groups, users and connections', () => {
     const clientId = uniqueId('closed');
     const c = await client(5, undefined, { clientId, clean: false, properties: { sessionExpiryInterval: 3600 } });
     const disconnected = serverDisconnect(c);
+    const reasonString = new Promise<string | undefined>((resolve) => { c.once('disconnect', (p) => resolve(p.properties?.reasonString)); });
     await service.closeConnection(clientId, { reason: 'maintenance' });
     assert.equal(await disconnected, 0x98);
+    assert.equal(await reasonString, 'maintenance');
     // The session is gone, not just its connection (bounded poll: it ends once the socket closed)
     const deadline = Date.now() + 5000;
     while (await service.connectionExists(clientId)) {
       if (Date.now() > deadline) throw new Error('session still exists');
       await new Promise((r) => setTimeout(r, 20));
     }
+  });
+
+  test('group(g).closeAllConnections closes the sessions in the group only', async () => {
+    const group = `closing/${uniqueId()}`;
+    const inGroup = await client(5);
+    const outside = await client(5);
+    await service.group(group).addConnection(id(inGroup));
+    const closed = serverDisconnect(inGroup);
+    await service.group(group).closeAllConnections({ reason: 'room closed' });
+    assert.equal(await closed, 0x98);
+    assert.equal(await pubCode(outside, 'still/open'), 0x87, 'the session outside the group is still connected');
+    await close(outside);
   });
 
   test('closeUserConnections and closeAllConnections with excluded', async () => {

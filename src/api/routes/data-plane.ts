@@ -105,6 +105,12 @@ export function registerDataPlaneRoutes(app: FastifyInstance, deps: DataPlaneDep
       sendError(reply, 400, 'InvalidGroupName', 'a group name must not be only white space');
       return false;
     }
+    // A group is an exact topic: + and # (wildcards) and $share/ (shared subscriptions) would make
+    // membership, sends and listings disagree about who is in it
+    if (/[+#]/.test(g) || g.startsWith('$share/')) {
+      sendError(reply, 400, 'InvalidGroupName', 'a group name cannot contain + or # or start with $share/');
+      return false;
+    }
     return true;
   };
 
@@ -127,7 +133,7 @@ export function registerDataPlaneRoutes(app: FastifyInstance, deps: DataPlaneDep
     sends.post<{ Params: Params }>(`${hubs}/users/:userId/::send`, { schema: { querystring: sendQuery, params: { type: 'object', properties: { userId: name } } } }, (req, reply) =>
       send(req, reply, (m, accept) => broker.sendToSessions(req.params['hub']!, (s) => s.userId === req.params['userId'] && (!accept || accept(s)), m)));
     sends.post<{ Params: Params }>(`${hubs}/connections/:connectionId/::send`, { schema: { querystring: sendQuery, params: { type: 'object', properties: { connectionId: name } } } }, (req, reply) =>
-      send(req, reply, (m) => broker.sendToSessions(req.params['hub']!, (s) => s.clientId === req.params['connectionId'], m)));
+      send(req, reply, (m) => broker.sendToSessions(req.params['hub']!, { clientId: req.params['connectionId']! }, m)));
     sends.post<{ Params: Params }>(`${hubs}/groups/:group/::send`, { schema: { querystring: sendQuery, params: { type: 'object', properties: { group: name } } } }, async (req, reply) => {
       if (!groupNameOk(req.params['group']!, reply)) return reply;
       try {
@@ -266,15 +272,16 @@ export function registerDataPlaneRoutes(app: FastifyInstance, deps: DataPlaneDep
       const accept = receivers({ filter: req.body.filter }, reply);
       if (accept === false) return reply;
       for (const g of req.body.groups) if (!groupNameOk(g, reply)) return reply;
+      // Every change is submitted at once, so they share group commits instead of one commit after another
+      const work: Array<Promise<unknown>> = [];
       for (const s of [...broker.sessionViews(hub)]) {
         if (accept && !accept(s)) continue;
-        for (const g of req.body.groups) {
-          if (add) {
-            if (!(await subscribe(broker, hub, s.clientId, g, reply))) return reply;
-          } else {
-            await broker.unsubscribeSession(hub, s.clientId, g);
-          }
-        }
+        for (const g of req.body.groups) work.push(add ? broker.subscribeSession(hub, s.clientId, g, 1) : broker.unsubscribeSession(hub, s.clientId, g));
+      }
+      const failed = (await Promise.allSettled(work)).find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (failed) {
+        if (failed.reason instanceof RangeError) return sendError(reply, 400, 'InvalidRequest', `${failed.reason.message} (the other sessions were changed)`);
+        throw failed.reason;
       }
       return reply.code(200).send();
     });
@@ -327,5 +334,5 @@ async function subscribe(broker: Broker, hub: string, clientId: string, group: s
 }
 
 async function unsubscribeAll(broker: Broker, hub: string, s: SessionView): Promise<void> {
-  for (const g of [...s.groups]) await broker.unsubscribeSession(hub, s.clientId, g);
+  await Promise.all([...s.groups].map((g) => broker.unsubscribeSession(hub, s.clientId, g)));
 }
