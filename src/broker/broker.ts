@@ -120,11 +120,6 @@ export class Broker implements ConnectionHost {
     this.#admission = new Admission(options, clock, logger);
   }
 
-  /** Counters across sessions (QoS 0 messages dropped for full client buffers). */
-  get deliveries(): { readonly droppedQos0: number } {
-    return this.#services.stats;
-  }
-
   /** Message-flow counters (PUBLISH received and sent, by QoS), read by metrics. */
   get stats(): Readonly<MessageStats> {
     return this.#services.stats;

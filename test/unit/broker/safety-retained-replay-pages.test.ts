@@ -137,7 +137,7 @@ describe('QoS 0 backpressure counts unflushed output', () => {
     await ping(c);
     assert.ok(c.publishes.length < n, 'every message was queued into unflushed output');
     assert.ok(c.publishes.length >= 900, `only ${c.publishes.length} sent`);
-    assert.equal(broker.deliveries.droppedQos0, n - c.publishes.length);
+    assert.equal(broker.stats.droppedQos0, n - c.publishes.length);
     assert.ok(logger.lines.some((l) => l.level === 'warn' && /QoS 0 messages dropped/.test(l.msg ?? '')));
     await broker.shutdown();
   });
