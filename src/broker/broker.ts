@@ -3,8 +3,7 @@
 // It wires the engine's parts together and runs start-up and shutdown.
 import type { Message, QoS } from '../mqtt/packet.ts';
 import { ReasonCode } from '../mqtt/reason-code.ts';
-import { isValidHubName } from '../mqtt/hub-name.ts';
-import { hasWildcard, isTopicWithinLimits, isValidTopicName, parseSharedFilter } from '../mqtt/topic.ts';
+import { hasWildcard, parseSharedFilter } from '../mqtt/topic.ts';
 import { validateSubscriptionFilter } from '../mqtt/validate.ts';
 import { Admission } from './admission.ts';
 import { engineTotals, retainedView, sessionDetail, type EngineTotals, type RetainedView, type SessionDetail } from './admin-views.ts';
@@ -18,8 +17,7 @@ import type { BrokerOptions } from './options.ts';
 import type { OutboxServices } from './outbox.ts';
 import type { AcceptInfo, Authenticator, Authorizer, ByteChannel, Clock, Logger, Principal, Store, Timer } from './ports.ts';
 import { PublishPath } from './publish-path.ts';
-import type { Target } from './router.ts';
-import type { Session } from './session.ts';
+import { ServerSends, sessionView, type ServerMessage, type ServerPublish, type SessionView } from './server-sends.ts';
 import { maxStoredId, restoreState } from './restore.ts';
 import { SessionManager } from './session-manager.ts';
 import { SharedHandoff } from './shared-handoff.ts';
@@ -52,32 +50,7 @@ export interface SessionSummary {
   inflight: number;
 }
 
-/** What the REST API sees of a session when it selects receivers (Web PubSub connection). */
-export interface SessionView {
-  readonly clientId: string;
-  readonly userId: string | undefined;
-  /** Its subscriptions' topic filters: the groups it is in. */
-  readonly groups: Iterable<string>;
-  readonly connected: boolean;
-}
-
-/** A message the server sends (Web PubSub REST sends). */
-export interface ServerMessage {
-  payload: Buffer;
-  /** MQTT 5 Content Type (text/plain, application/json, application/octet-stream). */
-  contentType?: string;
-  /** Payload Format Indicator 1 (UTF-8 text). */
-  utf8?: boolean;
-  /** Message Expiry Interval in seconds; 0 or undefined: never. */
-  expirySec?: number;
-}
-
-/** Topic on which MQTT clients receive the server's messages (Web PubSub sendToAll / User / Connection). */
-export const SERVER_MESSAGES_TOPIC = '$webpubsub/server/messages';
-
-function sessionView(s: Session): SessionView {
-  return { clientId: s.clientId, userId: s.userId, groups: s.subscriptions.keys(), connected: s.isConnected };
-}
+export { SERVER_MESSAGES_TOPIC, type ServerMessage, type ServerPublish, type SessionView } from './server-sends.ts';
 
 /** The engine's facade for transports, the API and tools. */
 export class Broker implements ConnectionHost {
@@ -93,6 +66,7 @@ export class Broker implements ConnectionHost {
   readonly #hubs: Hubs;
   readonly #services: OutboxServices;
   readonly #ids: IdSource;
+  readonly #sends: ServerSends;
   readonly #wills: Wills;
   readonly #admission: Admission;
   #sweep: Timer | undefined;
@@ -110,6 +84,7 @@ export class Broker implements ConnectionHost {
     const services: OutboxServices = (this.#services = { store, clock, options, logger, events: this.events, stats: newMessageStats() });
     const publishing = new PublishPath({ options, store, clock, logger, hubs, ids, events: this.events, stats: services.stats });
     this.#wills = new Wills(publishing, ids, clock, logger);
+    this.#sends = new ServerSends({ options, store, clock, hubs, ids, publishing });
     const shared = new SharedHandoff(store, logger, ids);
     const sessions = new SessionManager(hubs, services, this.events, this.#wills, shared);
     const subscriptions = new Subscriptions(hubs, services, ids);
@@ -212,23 +187,8 @@ export class Broker implements ConnectionHost {
   }
 
   /** Publish on behalf of the server (REST API, tools): QoS ≤ 2, no publisher id. */
-  async publishFromServer(input: {
-    hub: string; topicName: string; payload: Buffer; qos: QoS; retain?: boolean; messageExpiryIntervalSec?: number;
-    properties?: Message['properties'];
-  }): Promise<number> {
-    if (!isValidTopicName(input.topicName) || !isTopicWithinLimits(input.topicName, this.options.maxTopicBytes, this.options.maxTopicLevels)) {
-      throw new RangeError(`invalid topic name: ${input.topicName.slice(0, 100)}`);
-    }
-    if (!isValidHubName(input.hub)) throw new RangeError(`invalid hub name: ${input.hub.slice(0, 100)}`);
-    if (input.retain && this.engine.publishing.isOverRetainedCaps(input)) {
-      throw new RangeError(`retained message limit of hub ${input.hub} reached`);
-    }
-    const now = this.clock.now();
-    return this.publish({
-      id: this.#ids.next(), hub: this.#hubs.get(input.hub).name, topicName: input.topicName, payload: input.payload, qos: input.qos,
-      retain: input.retain ?? false, properties: input.properties, createdAtMs: now,
-      expiresAtMs: input.messageExpiryIntervalSec ? now + input.messageExpiryIntervalSec * 1000 : undefined,
-    });
+  publishFromServer(input: ServerPublish): Promise<number> {
+    return this.#sends.publish(input);
   }
 
   /** The sessions of a hub as the REST API selects them (none when the hub does not exist). */
@@ -244,62 +204,17 @@ export class Broker implements ConnectionHost {
     return s && sessionView(s);
   }
 
-  #serverMessage(hub: Hub, topicName: string, m: ServerMessage): Message {
-    const now = this.clock.now();
-    const properties: NonNullable<Message['properties']> = {};
-    if (m.contentType !== undefined) properties.contentType = m.contentType;
-    if (m.utf8) properties.payloadFormatIndicator = true;
-    return {
-      id: this.#ids.next(), hub: hub.name, topicName, payload: m.payload, qos: 1, retain: false,
-      properties: Object.keys(properties).length > 0 ? properties : undefined, createdAtMs: now,
-      expiresAtMs: m.expirySec ? now + m.expirySec * 1000 : undefined,
-    };
-  }
-
-  /**
-   * Send a server message on `$webpubsub/server/messages` at QoS 1 to the sessions of `hub` that
-   * `select` takes (connected or not: an offline persistent session gets it queued, as durable as
-   * an MQTT publish). Resolves with the number of sessions, once committed.
-   */
+  /** Server message on `$webpubsub/server/messages` to the sessions `select` takes (see ServerSends.toSessions). */
   async sendToSessions(hub: string, select: ((s: SessionView) => boolean) | { clientId: string }, m: ServerMessage): Promise<number> {
     const h = this.findHub(hub);
-    if (!h) return 0;
-    const targets: Target[] = [];
-    const target = (s: Session): Target => ({ session: s, qos: 1, retain: false, subscriptionIds: undefined, shareKey: undefined });
-    if (typeof select === 'function') {
-      for (const s of h.sessions.values()) if (select(sessionView(s))) targets.push(target(s));
-    } else {
-      const s = h.sessions.get(select.clientId); // one session: no scan of the hub
-      if (s) targets.push(target(s));
-    }
-    if (targets.length === 0) return 0;
-    await this.#whenStoreKeepsUp();
-    return this.engine.publishing.publish(this.#serverMessage(h, SERVER_MESSAGES_TOPIC, m), undefined, { targets });
+    return h ? this.#sends.toSessions(h, select, m) : 0;
   }
 
-  /**
-   * Server sends wait while the store is behind, as MQTT publishers are held back then
-   * (PublishPath.throttleIfBehind): REST callers must not grow the backlog without bound.
-   */
-  async #whenStoreKeepsUp(): Promise<void> {
-    const o = this.options;
-    if (this.store.backlogUnits > o.maxStoreBacklogUnits || this.store.backlogBytes > o.maxStoreBacklogBytes) {
-      await this.store.whenBacklogBelow(o.maxStoreBacklogUnits / 2, o.maxStoreBacklogBytes / 2);
-    }
-  }
-
-  /**
-   * Send a server message to a group: routed as a QoS 1 PUBLISH to topic `group` (subscribers
-   * get it at their granted QoS), leaving out the sessions `accept` refuses.
-   */
+  /** Server message to a group (see ServerSends.toGroup); RangeError for a group that cannot be a topic. */
   async sendToGroup(hub: string, group: string, m: ServerMessage, accept?: (s: SessionView) => boolean): Promise<number> {
-    if (!isValidTopicName(group) || !isTopicWithinLimits(group, this.options.maxTopicBytes, this.options.maxTopicLevels)) {
-      throw new RangeError(`a group a message is sent to must be a valid topic name: ${group.slice(0, 100)}`);
-    }
+    this.#sends.checkGroup(group);
     const h = this.findHub(hub);
-    if (!h) return 0;
-    await this.#whenStoreKeepsUp();
-    return this.engine.publishing.publish(this.#serverMessage(h, group, m), undefined, accept ? { accept: (s) => accept(sessionView(s)) } : {});
+    return h ? this.#sends.toGroup(h, group, m, accept) : 0;
   }
 
   /**
