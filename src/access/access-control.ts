@@ -13,7 +13,10 @@ import { EventType } from '../broker/events.ts';
 import type { Clock, Logger } from '../broker/ports.ts';
 import { ReasonCode } from '../mqtt/reason-code.ts';
 import { hasWildcard, parseSharedFilter } from '../mqtt/topic.ts';
+import { HubSettings, type EffectiveHubSettings, type HubSettingsPatch } from './hub-settings.ts';
 import type { HubSettingsRecord, PermissionRecord, Store } from '../store/store.ts';
+
+export type { EffectiveHubSettings, HubSettingsPatch } from './hub-settings.ts';
 
 /** The two rights a grant can give (Web PubSub `Permission`). */
 export const PERMISSIONS = ['sendToGroup', 'joinLeaveGroup'] as const;
@@ -35,19 +38,6 @@ export interface AccessControlOptions {
   passwords?: ReadonlyMap<string, string> | undefined;
   certUserId?: CertUserIdField;
 }
-
-/** The settings in force for a hub: stored values over deployment defaults. */
-export interface EffectiveHubSettings {
-  hub: string;
-  anonymousConnectPolicy: 'allow' | 'deny';
-  maxKeepAliveSec: number | null;
-  maxSessions: number | null;
-  /** What is stored for the hub (null fields follow the defaults); undefined when nothing is. */
-  stored: HubSettingsRecord | undefined;
-}
-
-/** A change to a hub's settings: a field left out keeps its value, null returns it to the default. */
-export type HubSettingsPatch = Partial<Pick<HubSettingsRecord, 'anonymousConnectPolicy' | 'maxKeepAliveSec' | 'maxSessions'>>;
 
 /** One client's runtime grants, compiled. */
 interface Grants {
@@ -93,15 +83,14 @@ export class AccessControl implements Authenticator, Authorizer, EventSink {
   readonly #o: AccessControlOptions;
   /** hub → client id → grants. */
   readonly #grants = new Map<string, Map<string, Grants>>();
-  readonly #settings = new Map<string, HubSettingsRecord>();
+  readonly #settings: HubSettings;
   /** Grants being committed, by `hub\0clientId`; `ended` once that session ends meanwhile. */
   readonly #pendingGrants = new Map<string, { ended: boolean; count: number }>();
   #hasSession: (hub: string, clientId: string) => boolean = () => false;
-  /** Hub settings updates, one at a time per hub (each builds on the one before). */
-  readonly #settingsQueue = new Map<string, Promise<unknown>>();
 
   constructor(options: AccessControlOptions) {
     this.#o = { certUserId: 'none', ...options };
+    this.#settings = new HubSettings(options.store, options.clock, options.anonymousByDefault);
     if (options.passwords) unknownUserHash ??= hashPassword(randomBytes(16).toString('hex')); // at start, not on a CONNECT
   }
 
@@ -113,7 +102,7 @@ export class AccessControl implements Authenticator, Authorizer, EventSink {
   async open(hasSession: (hub: string, clientId: string) => boolean): Promise<void> {
     this.#hasSession = hasSession;
     const { permissions, hubSettings } = await this.#o.store.loadAccess();
-    for (const s of hubSettings) this.#settings.set(s.hub, s);
+    this.#settings.load(hubSettings);
     const orphans = new Map<string, { hub: string; subject: string }>();
     for (const p of permissions) {
       if (p.subjectKind !== 'connection') continue;
@@ -146,49 +135,17 @@ export class AccessControl implements Authenticator, Authorizer, EventSink {
 
   /** The settings in force for `hub` (name compared case-insensitively). */
   hubSettings(hub: string): EffectiveHubSettings {
-    const key = hub.toLowerCase();
-    const stored = this.#settings.get(key);
-    return {
-      hub: key,
-      anonymousConnectPolicy: stored?.anonymousConnectPolicy ?? (this.#o.anonymousByDefault ? 'allow' : 'deny'),
-      maxKeepAliveSec: stored?.maxKeepAliveSec ?? null,
-      maxSessions: stored?.maxSessions ?? null,
-      stored,
-    };
+    return this.#settings.get(hub);
   }
 
   /** Hubs with stored settings. */
   configuredHubs(): HubSettingsRecord[] {
-    return [...this.#settings.values()];
+    return this.#settings.configured();
   }
 
-  /** Change a hub's settings: committed (with its audit row), then in force. Updates of one hub apply one after another. */
+  /** Change a hub's settings: committed (with its audit row), then in force. */
   updateHubSettings(hub: string, patch: HubSettingsPatch, actor: string): Promise<EffectiveHubSettings> {
-    const key = hub.toLowerCase();
-    const previous = this.#settingsQueue.get(key) ?? Promise.resolve();
-    const next = previous.catch(() => undefined).then(() => this.#updateHubSettings(key, patch, actor));
-    this.#settingsQueue.set(key, next);
-    const forget = (): void => { if (this.#settingsQueue.get(key) === next) this.#settingsQueue.delete(key); };
-    next.then(forget, forget);
-    return next;
-  }
-
-  async #updateHubSettings(key: string, patch: HubSettingsPatch, actor: string): Promise<EffectiveHubSettings> {
-    const before = this.#settings.get(key);
-    const record: HubSettingsRecord = {
-      hub: key,
-      anonymousConnectPolicy: before?.anonymousConnectPolicy ?? null,
-      maxKeepAliveSec: before?.maxKeepAliveSec ?? null,
-      maxSessions: before?.maxSessions ?? null,
-      ...patch,
-      updatedAtMs: this.#o.clock.now(),
-    };
-    await this.#o.store.transaction((tx) => {
-      tx.putHubSettings(record);
-      tx.appendAudit({ hub: key, event: 'hub_settings_changed', actor, atMs: record.updatedAtMs, detail: { ...patch } });
-    });
-    this.#settings.set(key, record);
-    return this.hubSettings(key);
+    return this.#settings.update(hub, patch, actor);
   }
 
   /**
