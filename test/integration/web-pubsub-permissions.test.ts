@@ -134,6 +134,18 @@ describe('grant / check / revoke permission', () => {
 });
 
 describe('hub settings (admin API)', () => {
+  test('a hub\'s session limit refuses one more session (CONNACK 0x97) but not a client taking its own session back', async () => {
+    const hub = `Cap${uniqueId().replace(/[^A-Za-z0-9]/g, '')}`;
+    assert.equal((await rest(broker, 'PATCH', `/api/admin/hubs/${hub}/settings`, { body: { anonymousConnectPolicy: 'allow', maxSessions: 1 } })).status, 200);
+    const url = `ws://${broker.host}:${broker.httpPort}/clients/mqtt/hubs/${hub}`;
+    const opts = (clientId: string): IClientOptions => ({ protocolVersion: 5, reconnectPeriod: 0, connectTimeout: 5000, clientId });
+    const first = await mqtt.connectAsync(url, opts('cap-1'));
+    await assert.rejects(mqtt.connectAsync(url, opts('cap-2')), (e: unknown) => (e as { code?: number }).code === 0x97);
+    const again = await mqtt.connectAsync(url, opts('cap-1')); // takes over its own session: no new session
+    await close(first, again);
+  });
+
+
   test('a hub may allow anonymous clients while the deployment denies them; settings are validated and audited', async () => {
     const open = `Open${uniqueId().replace(/[^A-Za-z0-9]/g, '')}`;
     const anon = (hub: string): Promise<MqttClient> => mqtt.connectAsync(`ws://${broker.host}:${broker.httpPort}/clients/mqtt/hubs/${hub}`, { protocolVersion: 5, reconnectPeriod: 0, connectTimeout: 5000 });
