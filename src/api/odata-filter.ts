@@ -29,7 +29,14 @@
 export interface FilterSubject {
   userId: string | null;
   connectionId: string;
-  groups: readonly string[];
+  /** The groups it is in (read, never copied: a filter over many sessions allocates nothing per session). */
+  groups: GroupSet;
+}
+
+/** What a filter needs of a connection's groups. */
+export interface GroupSet {
+  has(group: string): boolean;
+  readonly size: number;
 }
 
 /** A filter that cannot be compiled; the REST API answers it with 400 `InvalidFilter`. */
@@ -63,7 +70,7 @@ export const DEFAULT_MAX_LENGTH = 4096;
 export const MAX_FILTER_DEPTH = 64;
 
 type Type = 'string' | 'int' | 'bool' | 'null' | 'collection';
-type Value = string | number | boolean | null | readonly string[];
+type Value = string | number | boolean | null | GroupSet;
 type Eval = (subject: FilterSubject) => Value;
 
 /** A parsed, type-checked sub-expression: its static type, where it is in the text, and its closure. */
@@ -114,7 +121,7 @@ const str = (v: Value | undefined): string => v as string;
 const int = (v: Value | undefined): number => v as number;
 
 const FUNCTIONS: ReadonlyMap<string, FunctionSpec> = new Map(Object.entries({
-  length: { params: [['string', 'collection']], required: 1, result: 'int', apply: ([a]) => (a as string | readonly string[]).length },
+  length: { params: [['string', 'collection']], required: 1, result: 'int', apply: ([a]) => (typeof a === 'string' ? a.length : (a as GroupSet).size) },
   tolower: { params: [STR], required: 1, result: 'string', apply: ([a]) => str(a).toLowerCase() },
   toupper: { params: [STR], required: 1, result: 'string', apply: ([a]) => str(a).toUpperCase() },
   trim: { params: [STR], required: 1, result: 'string', apply: ([a]) => str(a).trim() },
@@ -370,7 +377,7 @@ class Parser {
       this.#countClause(left);
       const a = left.ev;
       const b = right.ev;
-      return { type: 'bool', ...context, ev: (s) => { const v = a(s); return v !== null && (b(s) as readonly string[]).includes(v as string); } };
+      return { type: 'bool', ...context, ev: (s) => { const v = a(s); return v !== null && (b(s) as GroupSet).has(v as string); } };
     }
     this.#next();
     const values = new Set<string | number>();

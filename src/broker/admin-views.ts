@@ -1,8 +1,48 @@
 // What the admin API sees of sessions, retained messages and the engine's totals: plain objects
 // built from engine state (no live references escape). Pure reads; nothing here changes state.
 import type { Message, ProtocolVersion, QoS } from '../mqtt/packet.ts';
+import { compareStrings } from '../mqtt/sorted-map.ts';
+import { matchTopic } from '../mqtt/topic.ts';
 import type { Hub } from './hub.ts';
 import type { Session } from './session.ts';
+
+/**
+ * Most entries one listing request examines. A filtered listing (sessions by state, retained
+ * messages by a wildcard filter) walks its index from the cursor and stops after this many: the
+ * page may then hold fewer items than asked, with a cursor to go on from. A request never holds
+ * the event loop for longer than this bounded walk, however large the hub.
+ */
+export const SCAN_BUDGET = 10_000;
+
+/** One page of a listing: its items and, when there may be more, the cursor after them. */
+export interface Page<T, C> {
+  items: T[];
+  next: C | undefined;
+}
+
+/** A session as the admin API lists it. */
+export interface SessionSummary {
+  hub: string;
+  clientId: string;
+  userId: string | undefined;
+  connected: boolean;
+  persistent: boolean;
+  expiryIntervalSec: number;
+  subscriptions: number;
+  queued: number;
+  inflight: number;
+}
+
+/** Which sessions a listing wants; `after` is the cursor ([hub, client id]) of the previous page. */
+export interface SessionQuery {
+  hub?: string;
+  userId?: string;
+  connected?: boolean;
+  persistent?: boolean;
+  clientIdPrefix?: string;
+  after?: readonly [string, string];
+  limit: number;
+}
 
 /** A session's subscription with its options. */
 export interface SubscriptionDetail {
@@ -91,6 +131,84 @@ export function retainedView(m: Message, nowMs: number): RetainedView | undefine
     topic: m.topicName, qos: m.qos, payloadBytes: m.payload.length, payload: m.payload, contentType: m.properties?.contentType,
     expiresAtMs: m.expiresAtMs,
   };
+}
+
+function summary(hub: Hub, s: Session): SessionSummary {
+  return {
+    hub: hub.name, clientId: s.clientId, userId: s.userId, connected: s.isConnected, persistent: s.persistent, expiryIntervalSec: s.expiryIntervalSec,
+    subscriptions: s.subscriptions.size, queued: s.outbox.queuedCount, inflight: s.outbox.inflightCount,
+  };
+}
+
+/**
+ * A page of sessions in (hub, client id) order. A user's sessions come from the user index, a
+ * client id prefix seeks to its range; the state filters are tested while walking, within
+ * SCAN_BUDGET entries.
+ */
+export function sessionPage(hubs: readonly Hub[], q: SessionQuery, budget = SCAN_BUDGET): Page<SessionSummary, [string, string]> {
+  const items: SessionSummary[] = [];
+  const ordered = [...hubs].sort((a, b) => compareStrings(a.name, b.name));
+  const prefix = q.clientIdPrefix ?? '';
+  let scanned = 0;
+  let examined: [string, string] | undefined;
+  for (const hub of ordered) {
+    if (q.after && hub.name < q.after[0]) continue;
+    const after = q.after && hub.name === q.after[0] ? q.after[1] : undefined;
+    const walk = q.userId !== undefined ? userSessionsAfter(hub, q.userId, after) : hub.sessionsAfter(after, prefix === '' ? undefined : prefix);
+    for (const s of walk) {
+      if (!s.clientId.startsWith(prefix)) {
+        if (q.userId === undefined) break; // the walk started at the prefix: past its range now
+        continue;
+      }
+      // Stopped with more to see: go on after the last session returned, or examined
+      if (items.length === q.limit) return { items, next: [hub.name, items.at(-1)!.clientId] };
+      if (++scanned > budget) return { items, next: examined };
+      examined = [hub.name, s.clientId];
+      if ((q.connected === undefined || s.isConnected === q.connected) && (q.persistent === undefined || s.persistent === q.persistent)) {
+        items.push(summary(hub, s));
+      }
+    }
+  }
+  return { items, next: undefined };
+}
+
+/** A user's sessions after `after`, in client id order (a user has few sessions: sorted here). */
+function* userSessionsAfter(hub: Hub, userId: string, after: string | undefined): IterableIterator<Session> {
+  const sessions = [...hub.sessionsOfUser(userId)].sort((a, b) => compareStrings(a.clientId, b.clientId));
+  for (const s of sessions) if (after === undefined || s.clientId > after) yield s;
+}
+
+/**
+ * A page of a hub's live retained messages whose topics match `filter`, in topic order, after
+ * `after`. The walk starts at the filter's literal first levels and ends past them; within
+ * SCAN_BUDGET topics.
+ */
+export function retainedPage(hub: Hub | undefined, filter: string, after: string | undefined, limit: number, nowMs: number, budget = SCAN_BUDGET): Page<RetainedView, string> {
+  const items: RetainedView[] = [];
+  if (!hub) return { items, next: undefined };
+  const literal = literalPrefix(filter);
+  let scanned = 0;
+  let previous: string | undefined;
+  for (const topic of hub.retained.namesAfter(after, literal === '' ? undefined : literal)) {
+    if (!topic.startsWith(literal)) break;
+    if (items.length === limit) return { items, next: items.at(-1)!.topic };
+    if (++scanned > budget) return { items, next: previous };
+    previous = topic;
+    if (!matchTopic(filter, topic)) continue;
+    const m = hub.retained.get(topic);
+    const v = m && retainedView(m, nowMs);
+    if (v) items.push(v);
+  }
+  return { items, next: undefined };
+}
+
+/** The part of a filter before its first wildcard level: every matching topic starts with it. */
+function literalPrefix(filter: string): string {
+  const plus = filter.indexOf('+');
+  const hash = filter.indexOf('#');
+  const cut = Math.min(plus < 0 ? filter.length : plus, hash < 0 ? filter.length : hash);
+  // `a/#` also matches `a`: the prefix stops before the level separator in front of a wildcard
+  return cut === filter.length ? filter : filter.slice(0, Math.max(0, cut - 1));
 }
 
 /** Totals over `hubs`. */

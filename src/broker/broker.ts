@@ -6,8 +6,11 @@ import { ReasonCode } from '../mqtt/reason-code.ts';
 import { hasWildcard, parseSharedFilter } from '../mqtt/topic.ts';
 import { validateSubscriptionFilter } from '../mqtt/validate.ts';
 import { Admission } from './admission.ts';
-import { engineTotals, retainedView, sessionDetail, type EngineTotals, type RetainedView, type SessionDetail } from './admin-views.ts';
-export type { RetainedView, SessionDetail } from './admin-views.ts';
+import {
+  engineTotals, retainedPage, retainedView, sessionDetail, sessionPage, type EngineTotals, type Page, type RetainedView, type SessionDetail, type SessionQuery,
+  type SessionSummary,
+} from './admin-views.ts';
+export type { Page, RetainedView, SessionDetail, SessionQuery, SessionSummary } from './admin-views.ts';
 import { Connection, type ConnectionHost } from './connection.ts';
 import type { Engine } from './context.ts';
 import { EventBus } from './events.ts';
@@ -17,7 +20,7 @@ import type { BrokerOptions } from './options.ts';
 import type { OutboxServices } from './outbox.ts';
 import type { AcceptInfo, Authenticator, Authorizer, ByteChannel, Clock, Logger, Principal, Store, Timer } from './ports.ts';
 import { PublishPath } from './publish-path.ts';
-import { ServerSends, sessionView, type ServerMessage, type ServerPublish, type SessionView } from './server-sends.ts';
+import { ServerSends, sessionView, type Receivers, type ServerMessage, type ServerPublish, type SessionView } from './server-sends.ts';
 import { maxStoredId, restoreState } from './restore.ts';
 import { SessionManager } from './session-manager.ts';
 import { SharedHandoff } from './shared-handoff.ts';
@@ -37,20 +40,7 @@ export interface BrokerDeps {
   events?: EventBus;
 }
 
-/** A session as the facade lists it. */
-export interface SessionSummary {
-  hub: string;
-  clientId: string;
-  userId: string | undefined;
-  connected: boolean;
-  persistent: boolean;
-  expiryIntervalSec: number;
-  subscriptions: number;
-  queued: number;
-  inflight: number;
-}
-
-export { SERVER_MESSAGES_TOPIC, type ServerMessage, type ServerPublish, type SessionView } from './server-sends.ts';
+export { SERVER_MESSAGES_TOPIC, type Receivers, type ServerMessage, type ServerPublish, type SessionView } from './server-sends.ts';
 
 /** The engine's facade for transports, the API and tools. */
 export class Broker implements ConnectionHost {
@@ -191,23 +181,45 @@ export class Broker implements ConnectionHost {
     return this.#sends.publish(input);
   }
 
-  /** The sessions of a hub as the REST API selects them (none when the hub does not exist). */
-  *sessionViews(hub: string): Iterable<SessionView> {
-    const h = this.findHub(hub);
-    if (!h) return;
-    for (const s of h.sessions.values()) yield sessionView(s);
-  }
-
   /** One session as the REST API sees it. */
   sessionView(hub: string, clientId: string): SessionView | undefined {
     const s = this.findHub(hub)?.sessions.get(clientId);
     return s && sessionView(s);
   }
 
-  /** Server message on `$webpubsub/server/messages` to the sessions `select` takes (see ServerSends.toSessions). */
-  async sendToSessions(hub: string, select: ((s: SessionView) => boolean) | { clientId: string }, m: ServerMessage): Promise<number> {
+  /** The sessions of a user (user index; none when the hub does not exist). */
+  sessionsOfUser(hub: string, userId: string): SessionView[] {
     const h = this.findHub(hub);
-    return h ? this.#sends.toSessions(h, select, m) : 0;
+    return h ? [...h.sessionsOfUser(userId)].map(sessionView) : [];
+  }
+
+  /** Members of a group (sessions subscribed to exactly that topic) in client id order, after `after`, at most `limit`; `more` if others follow. */
+  groupPage(hub: string, group: string, after: string | undefined, limit: number): { members: SessionView[]; more: boolean } {
+    const members: SessionView[] = [];
+    const h = this.findHub(hub);
+    if (!h) return { members, more: false };
+    for (const s of h.groupMembers(group, after)) {
+      if (members.length === limit) return { members, more: true };
+      members.push(sessionView(s));
+    }
+    return { members, more: false };
+  }
+
+  /** Whether a group has a member. */
+  hasGroup(hub: string, group: string): boolean {
+    return this.findHub(hub)?.hasGroupMembers(group) ?? false;
+  }
+
+  /** Every session of the hub (a send to all, a close of all: the whole hub is the work asked for). */
+  allSessions(hub: string): SessionView[] {
+    const h = this.findHub(hub);
+    return h ? [...h.sessions.values()].map(sessionView) : [];
+  }
+
+  /** Server message on `$webpubsub/server/messages` to `to`, leaving out those `accept` refuses (see ServerSends.toSessions). */
+  async sendToSessions(hub: string, to: Receivers, m: ServerMessage, accept?: (s: SessionView) => boolean): Promise<number> {
+    const h = this.findHub(hub);
+    return h ? this.#sends.toSessions(h, to, m, accept) : 0;
   }
 
   /** Server message to a group (see ServerSends.toGroup); RangeError for a group that cannot be a topic. */
@@ -281,19 +293,10 @@ export class Broker implements ConnectionHost {
     return found[0] === true;
   }
 
-  /** The sessions of a hub (all hubs when `hub` is undefined). */
-  listSessions(hub?: string): SessionSummary[] {
-    const hubs = hub === undefined ? [...this.#hubs.values()] : [this.findHub(hub)].filter((h): h is Hub => h !== undefined);
-    const out: SessionSummary[] = [];
-    for (const h of hubs) {
-      for (const s of h.sessions.values()) {
-        out.push({
-          hub: h.name, clientId: s.clientId, userId: s.userId, connected: s.isConnected, persistent: s.persistent, expiryIntervalSec: s.expiryIntervalSec,
-          subscriptions: s.subscriptions.size, queued: s.outbox.queuedCount, inflight: s.outbox.inflightCount,
-        });
-      }
-    }
-    return out;
+  /** A page of sessions (admin API; see sessionPage). */
+  listSessions(q: SessionQuery): Page<SessionSummary, [string, string]> {
+    const hubs = q.hub === undefined ? [...this.#hubs.values()] : [this.findHub(q.hub)].filter((h): h is Hub => h !== undefined);
+    return sessionPage(hubs, q);
   }
 
   /** One session in detail (admin API): subscriptions with options, queue, in-flight, will, connection. */
@@ -304,20 +307,15 @@ export class Broker implements ConnectionHost {
   }
 
   /**
-   * The live retained messages of a hub whose topic names match `topicFilter`, in topic order.
-   * Throws RangeError for a filter that is not a valid (non-shared) topic filter.
+   * A page of the live retained messages of a hub whose topic names match `topicFilter`, in topic
+   * order after `after` (see retainedPage). Throws RangeError for a filter that is not a valid
+   * (non-shared) topic filter.
    */
-  retainedMessages(hub: string, topicFilter: string): RetainedView[] {
+  retainedMessages(hub: string, topicFilter: string, after: string | undefined, limit: number): Page<RetainedView, string> {
     if (parseSharedFilter(topicFilter) !== undefined || validateSubscriptionFilter(topicFilter, false, this.options) !== undefined) {
       throw new RangeError(`not a topic filter: ${topicFilter.slice(0, 100)}`);
     }
-    const out: RetainedView[] = [];
-    const now = this.clock.now();
-    this.findHub(hub)?.retained.match(topicFilter, (m) => {
-      const v = retainedView(m, now);
-      if (v) out.push(v);
-    });
-    return out.sort((a, b) => (a.topic < b.topic ? -1 : a.topic > b.topic ? 1 : 0));
+    return retainedPage(this.findHub(hub), topicFilter, after, limit, this.clock.now());
   }
 
   /** The live retained message at `topicName`, if any. */

@@ -3,6 +3,7 @@
 // registry of hubs by case-insensitive name.
 import { RetainedTree, TopicTree } from '../mqtt/topic-tree.ts';
 import type { Message } from '../mqtt/packet.ts';
+import { compareStrings, SortedMap } from '../mqtt/sorted-map.ts';
 import type { Session, SessionHub, SharedGroup, Subscription } from './session.ts';
 
 /** What the subscription trie holds: a session's own subscription or a shared group. */
@@ -13,10 +14,32 @@ function retainedBytes(m: Message): number {
   return m.payload.length;
 }
 
-/** One hub: its sessions, subscription trie, shared groups and retained messages. */
+/** A group member as its index orders it: by group (the exact topic subscribed), then client id. */
+interface MemberKey {
+  readonly key: string;
+  readonly session: { readonly clientId: string };
+}
+
+function compareMembers(a: MemberKey, b: MemberKey): number {
+  return compareStrings(a.key, b.key) || compareStrings(a.session.clientId, b.session.clientId);
+}
+
+/** A subscription that makes its session a member of a Web PubSub group: an exact topic, not shared. */
+function isGroupMembership(sub: Subscription): boolean {
+  return sub.shareName === undefined && !sub.key.includes('+') && !sub.key.includes('#');
+}
+
+/**
+ * One hub: its sessions, subscription trie, shared groups and retained messages, and the ordered
+ * indexes the REST listings page through (sessions by client id, sessions by user, group members),
+ * kept by the only code that adds and removes sessions and subscriptions.
+ */
 export class Hub implements SessionHub {
   readonly name: string;
-  readonly sessions = new Map<string, Session>();
+  readonly #sessions = new Map<string, Session>();
+  readonly #sessionOrder = new SortedMap<string, Session>(undefined, compareStrings);
+  readonly #byUser = new Map<string, Set<Session>>();
+  readonly #members = new SortedMap<MemberKey, Subscription>(undefined, compareMembers);
   readonly tree = new TopicTree<RouteEntry>();
   readonly sharedGroups = new Map<string, SharedGroup>();
   readonly retained = new RetainedTree<Message>(retainedBytes);
@@ -30,11 +53,93 @@ export class Hub implements SessionHub {
     this.name = name;
   }
 
+  /** The hub's sessions by client id (changed only through putSession and removeSession). */
+  get sessions(): ReadonlyMap<string, Session> {
+    return this.#sessions;
+  }
+
+  /** Register `session` under its client id (replacing any other session registered there). */
+  putSession(session: Session): void {
+    const previous = this.#sessions.get(session.clientId);
+    if (previous === session) return;
+    if (previous) this.removeSession(previous);
+    this.#sessions.set(session.clientId, session);
+    this.#sessionOrder.set(session.clientId, session);
+    this.#indexUser(session);
+  }
+
+  /** Unregister `session`; false if it is not the session registered under its client id. */
+  removeSession(session: Session): boolean {
+    if (this.#sessions.get(session.clientId) !== session) return false;
+    this.#sessions.delete(session.clientId);
+    this.#sessionOrder.delete(session.clientId);
+    this.#unindexUser(session);
+    return true;
+  }
+
+  /** Set the user a session belongs to (the index of users' sessions follows). */
+  setUser(session: Session, userId: string | undefined): void {
+    if (session.userId === userId) return;
+    const registered = this.#sessions.get(session.clientId) === session;
+    if (registered) this.#unindexUser(session);
+    session.userId = userId;
+    if (registered) this.#indexUser(session);
+  }
+
+  /** Sessions with client ids after `after` (all when undefined), in client id order, from `from` on when given. */
+  *sessionsAfter(after: string | undefined, from?: string): IterableIterator<Session> {
+    const start = after !== undefined && (from === undefined || after >= from) ? after : from;
+    for (const [id, s] of this.#sessionOrder.entries(start)) {
+      if (after !== undefined && id <= after) continue;
+      yield s;
+    }
+  }
+
+  /** The sessions of a user (none: an empty iterable). */
+  sessionsOfUser(userId: string): ReadonlySet<Session> {
+    return this.#byUser.get(userId) ?? EMPTY;
+  }
+
+  /** Members of group `group` (sessions subscribed to exactly that topic) with client ids after `after`, in client id order. */
+  *groupMembers(group: string, after?: string): IterableIterator<Session> {
+    const from: MemberKey = { key: group, session: { clientId: after ?? '' } };
+    for (const [k] of this.#members.entries(from)) {
+      if (k.key !== group) return;
+      if (after !== undefined && k.session.clientId === after) continue;
+      yield k.session as Session;
+    }
+  }
+
+  /** Whether any session is a member of `group`. */
+  hasGroupMembers(group: string): boolean {
+    const next = this.#members.getPairOrNextHigher({ key: group, session: { clientId: '' } });
+    return next !== undefined && next[0].key === group;
+  }
+
+  #indexUser(s: Session): void {
+    if (s.userId === undefined) return;
+    let set = this.#byUser.get(s.userId);
+    if (!set) {
+      set = new Set();
+      this.#byUser.set(s.userId, set);
+    }
+    set.add(s);
+  }
+
+  #unindexUser(s: Session): void {
+    if (s.userId === undefined) return;
+    const set = this.#byUser.get(s.userId);
+    if (!set) return;
+    set.delete(s);
+    if (set.size === 0) this.#byUser.delete(s.userId);
+  }
+
   /** Put a subscription into routing; replaces one with the same key. Returns the replaced one. */
   addSubscription(sub: Subscription): Subscription | undefined {
     const previous = sub.session.subscriptions.get(sub.key);
     if (previous) this.removeSubscription(previous);
     sub.session.subscriptions.set(sub.key, sub);
+    if (isGroupMembership(sub)) this.#members.set(sub, sub);
     if (sub.shareName === undefined) {
       this.tree.add(sub.topicFilter, sub);
       return previous;
@@ -53,6 +158,7 @@ export class Hub implements SessionHub {
   /** Take a subscription out of routing. */
   removeSubscription(sub: Subscription): void {
     if (sub.session.subscriptions.get(sub.key) === sub) sub.session.subscriptions.delete(sub.key);
+    if (isGroupMembership(sub) && this.#members.get(sub) === sub) this.#members.delete(sub);
     if (sub.shareName === undefined) {
       this.tree.remove(sub.topicFilter, sub);
       return;
@@ -86,6 +192,8 @@ export class Hub implements SessionHub {
     for (const sub of [...session.subscriptions.values()]) this.removeSubscription(sub);
   }
 }
+
+const EMPTY: ReadonlySet<Session> = new Set();
 
 /** The hubs of this node by key (hub names are case-insensitive). */
 export class Hubs {

@@ -42,7 +42,7 @@ export function restoreState(state: StoredState, deps: RestoreDeps): void {
     // A session stored as connected was connected when the broker stopped: treat it as a network failure now.
     s.disconnectedAtMs = r.disconnectedAtMs ?? nowMs;
     if (r.disconnectedAtMs === null) crashed.add(s);
-    hub.sessions.set(r.clientId, s);
+    hub.putSession(s);
   }
   const find = (hub: string, clientId: string): Session | undefined => hubs.get(hub).sessions.get(clientId);
   for (const r of state.subscriptions) {

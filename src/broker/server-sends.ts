@@ -16,8 +16,8 @@ import type { Session } from './session.ts';
 export interface SessionView {
   readonly clientId: string;
   readonly userId: string | undefined;
-  /** Its subscriptions' topic filters: the groups it is in. */
-  readonly groups: Iterable<string>;
+  /** Its subscriptions by topic filter: the groups it is in (a live view; copy the keys before changing them). */
+  readonly groups: ReadonlyMap<string, unknown>;
   readonly connected: boolean;
 }
 
@@ -47,8 +47,11 @@ export interface ServerPublish {
 export const SERVER_MESSAGES_TOPIC = '$webpubsub/server/messages';
 
 export function sessionView(s: Session): SessionView {
-  return { clientId: s.clientId, userId: s.userId, groups: s.subscriptions.keys(), connected: s.isConnected };
+  return { clientId: s.clientId, userId: s.userId, groups: s.subscriptions, connected: s.isConnected };
 }
+
+/** Whom a server message on `$webpubsub/server/messages` is for: every session of the hub, one session or a user's sessions. */
+export type Receivers = 'all' | { clientId: string } | { userId: string };
 
 export interface ServerSendsDeps {
   readonly options: BrokerOptions;
@@ -79,18 +82,23 @@ export class ServerSends {
   }
 
   /**
-   * Send on `$webpubsub/server/messages` at QoS 1 to the sessions of `hub` that `select` takes
-   * (connected or not: an offline persistent session gets it queued, as durable as an MQTT
-   * publish). Resolves with the number of sessions, once committed.
+   * Send on `$webpubsub/server/messages` at QoS 1 to `to` in `hub`, leaving out the sessions
+   * `accept` refuses (connected or not: an offline persistent session gets it queued, as durable
+   * as an MQTT publish). Resolves with the number of sessions, once committed. Only a send to all
+   * walks the hub; one session or a user's sessions are found by their indexes.
    */
-  async toSessions(hub: Hub, select: ((s: SessionView) => boolean) | { clientId: string }, m: ServerMessage): Promise<number> {
+  async toSessions(hub: Hub, to: Receivers, m: ServerMessage, accept?: (s: SessionView) => boolean): Promise<number> {
     const targets: Target[] = [];
-    const target = (s: Session): Target => ({ session: s, qos: 1, retain: false, subscriptionIds: undefined, shareKey: undefined });
-    if (typeof select === 'function') {
-      for (const s of hub.sessions.values()) if (select(sessionView(s))) targets.push(target(s));
+    const add = (s: Session): void => {
+      if (!accept || accept(sessionView(s))) targets.push({ session: s, qos: 1, retain: false, subscriptionIds: undefined, shareKey: undefined });
+    };
+    if (to === 'all') {
+      for (const s of hub.sessions.values()) add(s);
+    } else if ('clientId' in to) {
+      const s = hub.sessions.get(to.clientId);
+      if (s) add(s);
     } else {
-      const s = hub.sessions.get(select.clientId); // one session: no scan of the hub
-      if (s) targets.push(target(s));
+      for (const s of hub.sessionsOfUser(to.userId)) add(s);
     }
     if (targets.length === 0) return 0;
     await this.#whenStoreKeepsUp();

@@ -102,7 +102,7 @@ export class SessionManager {
     };
     if (!session) {
       session = new Session(hub, clientId, packet.protocolVersion, this.#services);
-      hub.sessions.set(clientId, session);
+      hub.putSession(session);
     } else {
       session.expiryTimer?.cancel();
       session.expiryTimer = undefined;
@@ -111,7 +111,7 @@ export class SessionManager {
       session.will = undefined;
     }
     session.protocolVersion = packet.protocolVersion;
-    session.userId = req.userId;
+    hub.setUser(session, req.userId);
     session.expiryIntervalSec = req.expiryIntervalSec;
     session.persistent = req.expiryIntervalSec > 0;
     session.disconnectedAtMs = undefined;
@@ -133,7 +133,7 @@ export class SessionManager {
       if (opened.isConnected || !opened.isCurrent) return;
       if (!before) {
         hub.removeAllSubscriptions(opened);
-        hub.sessions.delete(clientId);
+        hub.removeSession(opened);
         return;
       }
       Object.assign(opened, before);
@@ -222,7 +222,7 @@ export class SessionManager {
     if (session.will) this.#wills.publish(session);
     hub.removeAllSubscriptions(session);
     this.#shared.redistribute(session);
-    hub.sessions.delete(session.clientId);
+    hub.removeSession(session);
     if (session.persistent) this.persist(session, (tx) => tx.deleteSession(hub.name, session.clientId));
     session.persistent = false;
     this.#events.emit({ type: EventType.SessionEnded, hub: hub.name, clientId: session.clientId });

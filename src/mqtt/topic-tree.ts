@@ -1,5 +1,7 @@
 // Tries keyed by topic levels: TopicTree maps filters to subscribers (matched by topic name);
-// RetainedTree maps topic names to one value each (matched by filter). Pure data structures.
+// RetainedTree maps topic names to one value each (matched by filter, listed in name order). Pure
+// data structures.
+import { compareStrings, SortedMap } from './sorted-map.ts';
 
 interface FilterNode<V> {
   children: Map<string, FilterNode<V>> | undefined;
@@ -158,6 +160,8 @@ interface NameNode<V> {
 /** One value per topic name (retained messages), looked up by topic filter. */
 export class RetainedTree<V> {
   readonly #root: NameNode<V> = { children: undefined, value: undefined };
+  /** The stored topic names in order (listings page through it; changed only when a name comes or goes). */
+  readonly #names = new SortedMap<string, true>(undefined, compareStrings);
   readonly #sizeOf: ((v: V) => number) | undefined;
   #size = 0;
   #bytes = 0;
@@ -187,8 +191,10 @@ export class RetainedTree<V> {
       }
       node = next;
     }
-    if (node.value === undefined) this.#size++;
-    else if (this.#sizeOf) this.#bytes -= this.#sizeOf(node.value);
+    if (node.value === undefined) {
+      this.#size++;
+      this.#names.set(topicName, true);
+    } else if (this.#sizeOf) this.#bytes -= this.#sizeOf(node.value);
     if (this.#sizeOf) this.#bytes += this.#sizeOf(value);
     node.value = value;
   }
@@ -216,12 +222,22 @@ export class RetainedTree<V> {
     if (this.#sizeOf) this.#bytes -= this.#sizeOf(node.value);
     node.value = undefined;
     this.#size--;
+    this.#names.delete(topicName);
     for (let i = levels.length; i > 0; i--) {
       const n = path[i]!;
       if (n.value !== undefined || (n.children && n.children.size > 0)) break;
       path[i - 1]!.children!.delete(levels[i - 1]!);
     }
     return true;
+  }
+
+  /** Stored topic names after `after` (all when undefined) in ordinal order, from `from` on when given. */
+  *namesAfter(after: string | undefined, from?: string): IterableIterator<string> {
+    const start = after !== undefined && (from === undefined || after >= from) ? after : from;
+    for (const [name] of this.#names.entries(start)) {
+      if (after !== undefined && name <= after) continue;
+      yield name;
+    }
   }
 
   /**

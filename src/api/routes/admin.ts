@@ -5,7 +5,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { AccessControl } from '../../access/access-control.ts';
 import type { Broker } from '../../broker/broker.ts';
-import type { RetainedView, SessionDetail } from '../../broker/broker.ts';
+import type { Page, RetainedView, SessionDetail } from '../../broker/broker.ts';
 import type { AuditRecord, Store } from '../../store/store.ts';
 import { sendError } from '../errors.ts';
 
@@ -54,7 +54,6 @@ function decodeCursor<T>(raw: string | undefined, valid: (v: unknown) => v is T,
 const isKeyPair = (v: unknown): v is [string, string] => Array.isArray(v) && v.length === 2 && typeof v[0] === 'string' && typeof v[1] === 'string';
 const isString = (v: unknown): v is string => typeof v === 'string';
 const isId = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) > 0;
-const compare = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
 
 function sessionJson(d: SessionDetail): Record<string, unknown> {
   return {
@@ -125,15 +124,13 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
       const q = req.query;
       const after = decodeCursor(q.cursor, isKeyPair, reply);
       if (after === undefined) return reply;
-      const byKey = (a: { hub: string; clientId: string }, b: { hub: string; clientId: string }): number => compare(a.hub, b.hub) || compare(a.clientId, b.clientId);
-      const matching = broker.listSessions(q.hub).filter((s) => (q.userId === undefined || s.userId === q.userId)
-        && (q.connected === undefined || s.connected === q.connected) && (q.persistent === undefined || s.persistent === q.persistent)
-        && (q.clientIdPrefix === undefined || s.clientId.startsWith(q.clientIdPrefix))
-        && (after === null || byKey(s, { hub: after[0], clientId: after[1] }) > 0));
-      matching.sort(byKey);
-      const page = matching.slice(0, q.limit);
-      const body: { value: unknown[]; nextCursor?: string } = { value: page.map((s) => ({ ...s, userId: s.userId ?? null })) };
-      if (matching.length > page.length) body.nextCursor = encodeCursor([page.at(-1)!.hub, page.at(-1)!.clientId]);
+      const page = broker.listSessions({
+        limit: q.limit, ...(after === null ? {} : { after }), ...(q.hub === undefined ? {} : { hub: q.hub }), ...(q.userId === undefined ? {} : { userId: q.userId }),
+        ...(q.connected === undefined ? {} : { connected: q.connected }), ...(q.persistent === undefined ? {} : { persistent: q.persistent }),
+        ...(q.clientIdPrefix === undefined ? {} : { clientIdPrefix: q.clientIdPrefix }),
+      });
+      const body: { value: unknown[]; nextCursor?: string } = { value: page.items.map((s) => ({ ...s, userId: s.userId ?? null })) };
+      if (page.next !== undefined) body.nextCursor = encodeCursor(page.next);
       return body;
     });
 
@@ -204,17 +201,15 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
       const after = decodeCursor(q.cursor, isString, reply);
       if (after === undefined) return reply;
       if (!knownHub(hub)) return sendError(reply, 404, 'NotFound', `hub ${hub} does not exist`);
-      let all: RetainedView[];
+      let page: Page<RetainedView, string>;
       try {
-        all = broker.retainedMessages(hub, q.filter);
+        page = broker.retainedMessages(hub, q.filter, after ?? undefined, q.limit);
       } catch (err) {
         if (err instanceof RangeError) return sendError(reply, 400, 'InvalidTopicFilter', err.message);
         throw err;
       }
-      const rest = after === null ? all : all.filter((m) => m.topic > after);
-      const page = rest.slice(0, q.limit);
-      const body: { value: unknown[]; nextCursor?: string } = { value: page.map((m) => retainedJson(m, q.includePayload)) };
-      if (rest.length > page.length) body.nextCursor = encodeCursor(page.at(-1)!.topic);
+      const body: { value: unknown[]; nextCursor?: string } = { value: page.items.map((m) => retainedJson(m, q.includePayload)) };
+      if (page.next !== undefined) body.nextCursor = encodeCursor(page.next);
       return body;
     });
     // The topic is the rest of the path (URL-encoded: a topic name holds '/' and may hold '#'-free anything)

@@ -40,7 +40,7 @@ function receivers(q: SendQuery, reply: FastifyReply): ((s: SessionView) => bool
     }
   }
   if (excluded.size === 0 && !filter) return undefined;
-  return (s) => !excluded.has(s.clientId) && (!filter || filter.matches({ userId: s.userId ?? null, connectionId: s.clientId, groups: [...s.groups] }));
+  return (s) => !excluded.has(s.clientId) && (!filter || filter.matches({ userId: s.userId ?? null, connectionId: s.clientId, groups: s.groups }));
 }
 
 /** The body as a server message (content type → MQTT Content Type, spec §1.3 and §6.4); undefined after replying 400/415. */
@@ -129,9 +129,9 @@ export function registerDataPlaneRoutes(app: FastifyInstance, deps: DataPlaneDep
       return reply.code(202).send();
     };
     sends.post<{ Params: Params }>(`${hubs}/::send`, { schema: { querystring: sendQuery } }, (req, reply) =>
-      send(req, reply, (m, accept) => broker.sendToSessions(req.params['hub']!, accept ?? (() => true), m)));
+      send(req, reply, (m, accept) => broker.sendToSessions(req.params['hub']!, 'all', m, accept)));
     sends.post<{ Params: Params }>(`${hubs}/users/:userId/::send`, { schema: { querystring: sendQuery, params: { type: 'object', properties: { userId: name } } } }, (req, reply) =>
-      send(req, reply, (m, accept) => broker.sendToSessions(req.params['hub']!, (s) => s.userId === req.params['userId'] && (!accept || accept(s)), m)));
+      send(req, reply, (m, accept) => broker.sendToSessions(req.params['hub']!, { userId: req.params['userId']! }, m, accept)));
     sends.post<{ Params: Params }>(`${hubs}/connections/:connectionId/::send`, { schema: { querystring: sendQuery, params: { type: 'object', properties: { connectionId: name } } } }, (req, reply) =>
       send(req, reply, (m) => broker.sendToSessions(req.params['hub']!, { clientId: req.params['connectionId']! }, m)));
     sends.post<{ Params: Params }>(`${hubs}/groups/:group/::send`, { schema: { querystring: sendQuery, params: { type: 'object', properties: { group: name } } } }, async (req, reply) => {
@@ -159,13 +159,8 @@ export function registerDataPlaneRoutes(app: FastifyInstance, deps: DataPlaneDep
     await broker.unsubscribeSession(req.params['hub']!, req.params['connectionId']!, req.params['group']!);
     return reply.code(204).send();
   });
-  app.head<{ Params: Params }>(`${hubs}/groups/:group`, { schema: { params: groupParams } }, async (req, reply) => {
-    const group = req.params['group']!;
-    for (const s of broker.sessionViews(req.params['hub']!)) {
-      for (const g of s.groups) if (g === group) return reply.code(200).send();
-    }
-    return reply.code(404).send();
-  });
+  app.head<{ Params: Params }>(`${hubs}/groups/:group`, { schema: { params: groupParams } }, async (req, reply) =>
+    reply.code(broker.hasGroup(req.params['hub']!, req.params['group']!) ? 200 : 404).send());
   app.get<{ Params: Params; Querystring: { maxpagesize?: number; top?: number; continuationToken?: string } }>(`${hubs}/groups/:group/connections`, {
     schema: {
       params: groupParams,
@@ -182,23 +177,13 @@ export function registerDataPlaneRoutes(app: FastifyInstance, deps: DataPlaneDep
     const pageSize = Math.min(req.query.maxpagesize ?? 200, req.query.top ?? Number.POSITIVE_INFINITY);
     // The token is the last client id of the previous page: members are listed in client id order
     const after = req.query.continuationToken === undefined ? undefined : Buffer.from(req.query.continuationToken, 'base64url').toString('utf8');
-    const members: SessionView[] = [];
-    for (const s of broker.sessionViews(hub!)) {
-      if (after !== undefined && s.clientId <= after) continue;
-      for (const g of s.groups) {
-        if (g === group) {
-          members.push(s);
-          break;
-        }
-      }
-    }
-    members.sort((a, b) => (a.clientId < b.clientId ? -1 : a.clientId > b.clientId ? 1 : 0));
-    const page = members.slice(0, pageSize);
+    // One seek in the group's member index, then the page: the cost of a page is its size
+    const { members: page, more } = broker.groupPage(hub!, group!, after, pageSize);
     const body: { value: Array<{ connectionId: string; userId?: string }>; nextLink?: string } = {
       value: page.map((s) => (s.userId === undefined ? { connectionId: s.clientId } : { connectionId: s.clientId, userId: s.userId })),
     };
     const remainingTop = req.query.top === undefined ? undefined : req.query.top - page.length;
-    if (members.length > page.length && (remainingTop === undefined || remainingTop > 0)) {
+    if (more && (remainingTop === undefined || remainingTop > 0)) {
       const next = new URL(`${deps.publicEndpoint()}${req.url}`);
       next.searchParams.set('continuationToken', Buffer.from(page.at(-1)!.clientId, 'utf8').toString('base64url'));
       if (remainingTop !== undefined) next.searchParams.set('top', String(remainingTop));
@@ -209,13 +194,13 @@ export function registerDataPlaneRoutes(app: FastifyInstance, deps: DataPlaneDep
   app.post<{ Params: Params; Querystring: { excluded?: string | string[]; reason?: string } }>(`${hubs}/groups/:group/::closeConnections`, { schema: { params: groupParams, querystring: closeQuery } }, async (req, reply) => {
     const { hub, group } = req.params as Required<Params>;
     const excluded = new Set(list(req.query.excluded));
-    const close = [...broker.sessionViews(hub!)].filter((s) => !excluded.has(s.clientId) && [...s.groups].includes(group!));
+    const close = broker.groupPage(hub!, group!, undefined, Number.POSITIVE_INFINITY).members.filter((s) => !excluded.has(s.clientId));
     for (const s of close) broker.closeSession(hub!, s.clientId, req.query.reason);
     return reply.code(204).send();
   });
 
   // ---- users -------------------------------------------------------------------------------------
-  const sessionsOfUser = (hub: string, userId: string): SessionView[] => [...broker.sessionViews(hub)].filter((s) => s.userId === userId);
+  const sessionsOfUser = (hub: string, userId: string): SessionView[] => broker.sessionsOfUser(hub, userId);
   app.put<{ Params: Params }>(`${hubs}/users/:userId/groups/:group`, { schema: { params: groupParams } }, async (req, reply) => {
     const { hub, userId, group } = req.params as Required<Params>;
     if (!groupNameOk(group!, reply)) return reply;
@@ -256,7 +241,7 @@ export function registerDataPlaneRoutes(app: FastifyInstance, deps: DataPlaneDep
   app.post<{ Params: Params; Querystring: { excluded?: string | string[]; reason?: string } }>(`${hubs}/::closeConnections`, { schema: { querystring: closeQuery } }, async (req, reply) => {
     const hub = req.params['hub']!;
     const excluded = new Set(list(req.query.excluded));
-    for (const s of [...broker.sessionViews(hub)]) if (!excluded.has(s.clientId)) broker.closeSession(hub, s.clientId, req.query.reason);
+    for (const s of broker.allSessions(hub)) if (!excluded.has(s.clientId)) broker.closeSession(hub, s.clientId, req.query.reason);
     return reply.code(204).send();
   });
 
@@ -274,7 +259,7 @@ export function registerDataPlaneRoutes(app: FastifyInstance, deps: DataPlaneDep
       for (const g of req.body.groups) if (!groupNameOk(g, reply)) return reply;
       // Every change is submitted at once, so they share group commits instead of one commit after another
       const work: Array<Promise<unknown>> = [];
-      for (const s of [...broker.sessionViews(hub)]) {
+      for (const s of broker.allSessions(hub)) {
         if (accept && !accept(s)) continue;
         for (const g of req.body.groups) work.push(add ? broker.subscribeSession(hub, s.clientId, g, 1) : broker.unsubscribeSession(hub, s.clientId, g));
       }
@@ -334,5 +319,5 @@ async function subscribe(broker: Broker, hub: string, clientId: string, group: s
 }
 
 async function unsubscribeAll(broker: Broker, hub: string, s: SessionView): Promise<void> {
-  await Promise.all([...s.groups].map((g) => broker.unsubscribeSession(hub, s.clientId, g)));
+  await Promise.all([...s.groups.keys()].map((g) => broker.unsubscribeSession(hub, s.clientId, g)));
 }

@@ -5,10 +5,10 @@ import assert from 'node:assert/strict';
 import { odata } from '@azure/web-pubsub';
 import { compileFilter, FilterError, type CompileFilterOptions, type FilterSubject } from '../../../src/api/odata-filter.ts';
 
-const ALICE: FilterSubject = { userId: 'alice', connectionId: 'conn-1', groups: ['g1', 'g2'] };
-const BOB: FilterSubject = { userId: 'Bob', connectionId: 'conn-2', groups: [] };
-const ANON: FilterSubject = { userId: null, connectionId: 'conn-3', groups: ['g1'] };
-const OBRIEN: FilterSubject = { userId: "O'Brien", connectionId: 'conn-4', groups: ["it's"] };
+const ALICE: FilterSubject = { userId: 'alice', connectionId: 'conn-1', groups: new Set(['g1', 'g2']) };
+const BOB: FilterSubject = { userId: 'Bob', connectionId: 'conn-2', groups: new Set<string>() };
+const ANON: FilterSubject = { userId: null, connectionId: 'conn-3', groups: new Set(['g1']) };
+const OBRIEN: FilterSubject = { userId: "O'Brien", connectionId: 'conn-4', groups: new Set(["it's"]) };
 
 /** Whether `filter` matches `subject`. */
 function m(filter: string, subject: FilterSubject = ALICE): boolean {
@@ -88,7 +88,7 @@ describe('§6.6 identifiers and literals', () => {
     assert.equal(f.matches(ANON), true);
     assert.equal(f.matches(ALICE), false);
     assert.equal(f.matches({ ...ALICE, userId: 'alice-long' }), true);
-    assert.equal(f.matches({ ...BOB, groups: ["it's"] }), true);
+    assert.equal(f.matches({ ...BOB, groups: new Set(["it's"]) }), true);
 
     // Already quoted in the template: the SDK only doubles the quotes.
     const quoted = odata`userId eq '${name}' and connectionId in (${'conn-4'}, ${'x'})`;
@@ -170,8 +170,8 @@ describe('§6.6 in', () => {
     assert.equal(m("'G1' in groups"), false, 'group names are case-sensitive');
     assert.equal(m("'g1' in groups", BOB), false, 'no groups');
     assert.equal(m("'g1' in groups", ANON), true);
-    assert.equal(m("userId in groups", { ...ALICE, groups: ['alice'] }), true);
-    assert.equal(m("userId in groups", { ...ANON, groups: [] }), false);
+    assert.equal(m("userId in groups", { ...ALICE, groups: new Set(['alice']) }), true);
+    assert.equal(m("userId in groups", { ...ANON, groups: new Set<string>() }), false);
     assert.equal(m("not ('g1' in groups)", BOB), true);
   });
 
@@ -344,7 +344,7 @@ describe('§6.6 compiled filters', () => {
   test('compile once, match many subjects', () => {
     const f = compileFilter("userId eq null or startswith(userId, 'a') or 'g9' in groups");
     assert.deepEqual([ALICE, BOB, ANON, OBRIEN].map((s) => f.matches(s)), [true, false, true, false]);
-    assert.equal(f.matches({ ...BOB, groups: ['g9'] }), true);
+    assert.equal(f.matches({ ...BOB, groups: new Set(['g9']) }), true);
   });
 
   test('clauses counts comparisons, in and boolean functions', () => {

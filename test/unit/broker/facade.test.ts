@@ -45,15 +45,15 @@ describe('broker facade', () => {
     await a.subscribe(1, 'x', 1);
     const b = new EngineClient(broker, 4, 'other');
     await b.connect('b', { clean: true });
-    const all = broker.listSessions().map((s) => [s.hub, s.clientId, s.connected, s.persistent, s.subscriptions]);
+    const all = broker.listSessions({ limit: 100 }).items.map((s) => [s.hub, s.clientId, s.connected, s.persistent, s.subscriptions]);
     assert.deepEqual(all.sort(), [['default', 'a', true, true, 1], ['other', 'b', true, false, 0]]);
-    assert.deepEqual(broker.listSessions('other').map((s) => s.clientId), ['b']);
-    assert.deepEqual(broker.listSessions('none'), []);
+    assert.deepEqual(broker.listSessions({ hub: 'other', limit: 100 }).items.map((s) => s.clientId), ['b']);
+    assert.deepEqual(broker.listSessions({ hub: 'none', limit: 100 }), { items: [], next: undefined });
     assert.equal(broker.disconnectClient('default', 'a'), true);
     const d = await a.waitFor((p) => p.cmd === 'disconnect', 'DISCONNECT') as Extract<Packet, { cmd: 'disconnect' }>;
     assert.equal(d.reasonCode, 0x98); // Administrative action
     await a.whenClosed();
-    assert.equal(broker.listSessions('default')[0]?.connected, false, 'the persistent session stays, disconnected');
+    assert.equal(broker.listSessions({ hub: 'default', limit: 100 }).items[0]?.connected, false, 'the persistent session stays, disconnected');
     assert.equal(broker.disconnectClient('default', 'a'), false);
     await broker.shutdown();
   });
