@@ -227,6 +227,8 @@ async function main(): Promise<void> {
     hasSession: (hub, clientId) => broker.hasSession(hub, clientId),
     principalOf: (hub, clientId) => broker.principalOf(hub, clientId),
     store, now: () => systemClock.now(),
+    // Group-commit figures exist only on PostgreSQL (the memory store commits nothing)
+    commitFigures: () => (store.kind === 'memory' ? undefined : metrics.commits.figures()),
   });
   const transportName = tlsFiles ? 'wss' : 'ws';
   if (!http.app) logger.warn({}, 'no WebSocket endpoints: the pure-JS uWebSockets.js fallback cannot upgrade connections');

@@ -9,7 +9,7 @@ import type { Principal } from '../auth/auth.ts';
 import type { TokenVerifier } from '../auth/jwt.ts';
 import { sendError } from './errors.ts';
 import { requireAccessKeyToken } from './rest-auth.ts';
-import { registerAdminRoutes, type AdminDeps } from './routes/admin.ts';
+import { auditRoute, registerAdminRoutes, type AdminDeps } from './routes/admin.ts';
 import { registerHubSettingsRoutes } from './routes/hub-settings.ts';
 import { registerDataPlaneRoutes, type DataPlaneDeps } from './routes/data-plane.ts';
 import { registerPermissionRoutes } from './routes/permissions.ts';
@@ -45,19 +45,28 @@ export async function registerApi(fastify: FastifyInstance, deps: ApiDeps): Prom
     });
     api.setNotFoundHandler((req, reply) => sendError(reply, 404, 'NotFound', `no route ${req.method} ${req.url.split('?')[0]}`));
     requireAccessKeyToken(api, deps.verifier);
-    // Every data-plane call that can change state is audited: who, what, the answer. Routes that
-    // write their own, richer rows (permissions, admin) are left to them.
+    // Every call that can change state is audited: who, what, the answer. Routes that write their
+    // own, richer rows on success (permissions, admin) are left to them then; their failures are
+    // written here, as `admin_action` for admin routes, `rest_call` for the others.
     api.addHook('onResponse', async (req, reply) => {
       // (a request refused for its token changed nothing and must not fill the audit log either)
       if (req.method === 'GET' || req.method === 'HEAD' || req.method === 'OPTIONS' || !req.actor) return;
-      const route = (req.routeOptions.url ?? '').replaceAll('::', ':');
-      if (route === '' || route.includes('/permissions/') || route.startsWith('/api/admin')) return;
+      const route = auditRoute(req);
+      if (route === '') return;
+      const admin = route.startsWith('/admin');
+      const failed = reply.statusCode >= 400;
+      if ((admin || route.includes('/permissions/')) && !failed) return;
       const params = (req.params ?? {}) as Record<string, string>;
-      const target = params['connectionId'] ?? params['userId'] ?? params['group'];
+      const target = params['connectionId'] ?? params['clientId'] ?? params['userId'] ?? params['group'] ?? params['*'];
+      const clientId = params['connectionId'] ?? params['clientId'];
+      const errorCode = reply.getHeader('x-ms-error-code');
       deps.audit({
-        hub: (params['hub'] ?? '').toLowerCase(), event: 'rest_call', actor: req.actor || undefined, reasonCode: reply.statusCode,
-        ...(params['connectionId'] ? { clientId: params['connectionId'] } : {}),
-        detail: { method: req.method, route: route.replace(/^\/api/, ''), ...(target === undefined ? {} : { target }), status: reply.statusCode },
+        hub: (params['hub'] ?? '').toLowerCase(), event: admin ? 'admin_action' : 'rest_call', actor: req.actor || undefined, reasonCode: reply.statusCode,
+        ...(clientId ? { clientId } : {}),
+        detail: {
+          method: req.method, route, ...(target === undefined ? {} : { target }), status: reply.statusCode,
+          ...(failed ? { result: 'failed', ...(typeof errorCode === 'string' ? { error: errorCode } : {}) } : {}),
+        },
       });
     });
     registerPermissionRoutes(api, deps);

@@ -5,6 +5,7 @@ import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { EventType, type BrokerEvent, type EventSink, type Transport } from '../broker/events.ts';
 import type { MessageStats, PerQos } from '../broker/stats.ts';
+import { CommitStats } from './commit-stats.ts';
 
 /** What is read at scrape time (main.ts wires the broker and the store in). */
 export interface MetricsSource {
@@ -141,8 +142,12 @@ export class Metrics implements EventSink {
     this.#source = source;
   }
 
+  /** The latest group commits' figures (admin stats). */
+  readonly commits = new CommitStats();
+
   /** The group-commit observer (PgStore `onCommit`): one batch of `rows` committed in `ms`. */
   readonly observeCommit = (rows: number, ms: number): void => {
+    this.commits.record(rows, ms);
     this.#commitRows.observe(rows);
     this.#commitSeconds.observe(ms / 1000);
   };

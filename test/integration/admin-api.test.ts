@@ -9,18 +9,24 @@ import { startBroker, testKeys, type BrokerProcess } from '../helpers/broker-pro
 import { close, collect, connect, expectNoMessage, uniqueId } from '../helpers/clients.ts';
 import { serverDisconnect } from '../helpers/inbox.ts';
 import { rest } from '../helpers/rest.ts';
+import { auditRows } from '../helpers/audit.ts';
+import pg from 'pg';
 
 const HUB = 'Admin';
 const hubKey = HUB.toLowerCase();
 
 let broker: BrokerProcess & { databaseUrl: string | undefined };
 let service: WebPubSubServiceClient;
+let db: pg.Client;
 
 before(async () => {
   broker = await startBroker(['--default-hub', HUB]);
   service = new WebPubSubServiceClient(broker.connectionString, HUB, { allowInsecureConnection: true });
+  db = new pg.Client({ connectionString: broker.databaseUrl });
+  await db.connect();
 });
 after(async () => {
+  await db?.end();
   await broker?.stop();
 });
 
@@ -144,10 +150,14 @@ describe('sessions', () => {
     assert.equal(await service.connectionExists(clientId), true);
     // Not connected any more: nothing to disconnect
     assert.equal((await rest(broker, 'POST', `${sessionPath(clientId)}/:disconnect`)).status, 409);
-    const [row] = await adminActions({ clientId });
+    // Both calls audited: the disconnect, then the refused one with its answer
+    const [row, refused] = await auditRows(db, "event = 'admin_action' AND client_id = $1", [clientId], 2);
     assert.equal(row?.actor, 'key:primary');
     assert.deepEqual(row?.detail, {
-      method: 'POST', route: '/api/admin/hubs/:hub/sessions/:clientId/::disconnect', target: { clientId, reason: 'maintenance' }, result: 'disconnected',
+      method: 'POST', route: '/admin/hubs/:hub/sessions/:clientId/:disconnect', target: { clientId, reason: 'maintenance' }, result: 'disconnected',
+    });
+    assert.deepEqual(refused?.detail, {
+      method: 'POST', route: '/admin/hubs/:hub/sessions/:clientId/:disconnect', target: clientId, status: 409, result: 'failed', error: 'NotConnected',
     });
   });
 
@@ -328,7 +338,11 @@ describe('permissions, audit, stats', () => {
   test('stats count connections, sessions, subscriptions, queues and the store', async () => {
     type Stats = {
       connections: number; sessions: { total: number; connected: number; persistent: number }; subscriptions: number;
-      queued: { count: number; bytes: number }; inflight: number; store: { kind: string; healthy: boolean; backlogUnits: number; backlogBytes: number };
+      queued: { count: number; bytes: number }; inflight: number;
+      store: {
+        kind: string; healthy: boolean; backlogUnits: number; backlogBytes: number;
+        commits: { commits: number; rows: number; recent: { commits: number; latencyMs: { p50: number; p99: number; max: number }; batchRows: { mean: number; max: number } } };
+      };
       messages: { received: number[]; receivedBytes: number[] };
     };
     const before = await get<Stats>('/api/admin/stats');
@@ -347,11 +361,33 @@ describe('permissions, audit, stats', () => {
     assert.equal(typeof s.queued.bytes, 'number');
     assert.equal(typeof s.inflight, 'number');
     assert.deepEqual([s.store.kind, s.store.healthy, typeof s.store.backlogUnits, typeof s.store.backlogBytes], ['postgres', true, 'number', 'number']);
+    // The persistent session, its subscription and the QoS 1 message were committed: group commits counted
+    const k = s.store.commits;
+    assert.ok(k.commits > before.store.commits.commits && k.rows > before.store.commits.rows, JSON.stringify({ before: before.store.commits, after: k }));
+    assert.ok(k.recent.commits >= 1 && k.recent.commits <= 1024);
+    assert.ok(k.recent.latencyMs.p50 > 0 && k.recent.latencyMs.p50 <= k.recent.latencyMs.p99 && k.recent.latencyMs.p99 <= k.recent.latencyMs.max);
+    assert.ok(k.recent.batchRows.mean >= 1 && k.recent.batchRows.max >= k.recent.batchRows.mean);
     await close(c);
   });
 });
 
 describe('request checks', () => {
+  test('a failed change is audited too: what was asked, by whom, and the answer', async () => {
+    const ghost = `ghost-${uniqueId()}`;
+    assert.equal((await rest(broker, 'POST', `${sessionPath(ghost)}/:disconnect?reason=x`)).status, 404);
+    assert.equal((await rest(broker, 'PUT', `${sessionPath(ghost)}/subscriptions?filter=${encodeURIComponent('a/#/b')}`)).status, 404);
+    assert.equal((await rest(broker, 'PUT', `${topicPath('bad/#')}`, { raw: { bytes: Buffer.from('x'), contentType: 'text/plain' } })).status, 400);
+    const rows = await auditRows(db, "event = 'admin_action' AND detail->>'result' = 'failed' AND (client_id = $1 OR detail->>'target' = 'bad/#')", [ghost], 3);
+    assert.deepEqual(rows.map((r) => [r.actor, r.reason_code, r.detail?.['method'], r.detail?.['status'], r.detail?.['error']]), [
+      ['key:primary', 404, 'POST', 404, 'NotFound'], ['key:primary', 404, 'PUT', 404, 'NotFound'], ['key:primary', 400, 'PUT', 400, 'InvalidTopicName'],
+    ]);
+    assert.equal(rows[0]!.detail?.['route'], '/admin/hubs/:hub/sessions/:clientId/:disconnect');
+    // A data-plane call that fails is a rest_call row with its status
+    assert.equal((await rest(broker, 'PUT', `/api/hubs/${HUB}/groups/${encodeURIComponent('a+b')}/connections/${ghost}`)).status, 400);
+    const [dp] = await auditRows(db, "event = 'rest_call' AND client_id = $1", [ghost], 1);
+    assert.deepEqual([dp!.reason_code, dp!.detail?.['result'], dp!.detail?.['error']], [400, 'failed', 'InvalidGroupName']);
+  });
+
   test('401 without a token or with a token signed by another key; the secondary key works', async () => {
     for (const path of ['/api/admin/sessions', '/api/admin/stats', '/api/admin/audit', `/api/admin/hubs/${HUB}/retained`]) {
       const none = await rest(broker, 'GET', path, { key: null });

@@ -6,6 +6,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { AccessControl } from '../../access/access-control.ts';
 import type { Broker } from '../../broker/broker.ts';
 import type { Page, RetainedView, SessionDetail } from '../../broker/broker.ts';
+import type { CommitFigures } from '../../observability/commit-stats.ts';
 import type { AuditRecord, Store } from '../../store/store.ts';
 import { sendError } from '../errors.ts';
 
@@ -19,6 +20,8 @@ export interface AdminDeps {
   isValidHub(name: string): boolean;
   /** Largest retained payload accepted (bytes). */
   maxMessageBytes: number;
+  /** The store's group-commit figures (undefined when the store commits nothing). */
+  commitFigures(): CommitFigures | undefined;
 }
 
 type Params = Record<string, string>;
@@ -79,6 +82,11 @@ function auditJson(r: AuditRecord): Record<string, unknown> {
   };
 }
 
+/** A route as audit rows name it: without the /api prefix, `:send`-style segments as the SDK writes them. */
+export function auditRoute(req: FastifyRequest): string {
+  return (req.routeOptions.url ?? '').replaceAll('::', ':').replace(/^\/api/, '');
+}
+
 export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void {
   const { broker } = deps;
   const hubKey = (hub: string): string => hub.toLowerCase();
@@ -90,7 +98,7 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
     try {
       await deps.store.transaction((tx) => tx.appendAudit({
         hub: hubKey(hub), event: 'admin_action', ...(clientId === undefined ? {} : { clientId }), actor: req.actor, atMs: deps.now(),
-        detail: { method: req.method, route: req.routeOptions.url, target, result },
+        detail: { method: req.method, route: auditRoute(req), target, result },
       }));
     } catch (err) {
       req.log.warn({ err, hub, clientId, target }, 'admin action not audited');
@@ -283,7 +291,10 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
       return body;
     });
 
-    admin.get('/stats', async () => ({ ...broker.totals(), messages: broker.stats }));
+    admin.get('/stats', async () => {
+      const totals = broker.totals();
+      return { ...totals, store: { ...totals.store, commits: deps.commitFigures() ?? null }, messages: broker.stats };
+    });
   }, { prefix: '/admin' });
 }
 

@@ -7,7 +7,8 @@ import assert from 'node:assert/strict';
 import { Hub } from '../../../src/broker/hub.ts';
 import { retainedPage, sessionPage, type Page, type SessionSummary } from '../../../src/broker/admin-views.ts';
 import type { OutboxServices } from '../../../src/broker/outbox.ts';
-import { Session, type SessionLink, type Subscription } from '../../../src/broker/session.ts';
+import type { SessionLink } from '../../../src/broker/session-link.ts';
+import { Session, type Subscription } from '../../../src/broker/session.ts';
 import type { Message } from '../../../src/mqtt/packet.ts';
 
 function session(hub: Hub, clientId: string, o: { userId?: string; connected?: boolean; persistent?: boolean } = {}): Session {
