@@ -154,4 +154,6 @@ export const auditEvents = pgTable('audit_events', {
   index('audit_events_at_idx').on(t.at),
   index('audit_events_client_idx').on(t.hub, t.clientId, t.at),
   index('audit_events_event_idx').on(t.event, t.at),
+  // The admin API's "what did this key do", newest first (only REST and admin rows have an actor)
+  index('audit_events_actor_idx').on(t.actor, t.id).where(sql`${t.actor} IS NOT NULL`),
 ]);
