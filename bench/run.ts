@@ -424,6 +424,16 @@ function tp(name: string, title: string, spec: ThroughputSpec): Scenario {
   return { name, title, brokers: 'memory', contenders: TRIO, rows: [rowDelivered], run: (b) => throughput(b, spec) };
 }
 
+/** Throughput to persistent subscribers (Tern on PostgreSQL), plus non-persistent ones on the same Tern: what durability costs */
+function durable(name: string, title: string, spec: ThroughputSpec, nonPersistentLabel: string): Scenario {
+  return {
+    name, title: `${title}, WebSocket (Tern on PostgreSQL: PUBACK after commit)`, brokers: 'postgres',
+    contenders: [...TRIO.map((c) => ({ ...c, persistent: true })), { label: nonPersistentLabel, broker: 'tern', persistent: false }],
+    rows: [rowDelivered],
+    run: (b, c) => throughput(b, { ...spec, persistent: c.persistent }),
+  };
+}
+
 const scenarios: Scenario[] = [
   tp('fanin-q0-ws', 'fan-in 4→1, QoS 0, WebSocket', { transport: 'ws', qos: 0, pubs: 4, subs: 1 }),
   tp('fanin-q1-ws', 'fan-in 4→1, QoS 1, WebSocket', { transport: 'ws', qos: 1, pubs: 4, subs: 1 }),
@@ -469,15 +479,8 @@ const scenarios: Scenario[] = [
     rows: [{ key: 'drainPerSec', metric: 'drain msg/s', better: 'higher' }, { key: 'queuePerSec', metric: 'queueing msg/s (subscriber offline)', better: 'higher' }],
     run: (b) => drain(b),
   },
-  {
-    name: 'durable-fanin-q1-ws', title: 'fan-in 4→1, QoS 1, persistent subscriber, WebSocket (Tern on PostgreSQL: PUBACK after commit)', brokers: 'postgres',
-    contenders: [
-      { label: 'tern', broker: 'tern', persistent: true }, { label: 'mosquitto', broker: 'mosquitto', persistent: true },
-      { label: 'aedes', broker: 'aedes', persistent: true }, { label: 'tern non-persistent sub', broker: 'tern', persistent: false },
-    ],
-    rows: [rowDelivered],
-    run: (b, c) => throughput(b, { transport: 'ws', qos: 1, pubs: 4, subs: 1, persistent: c.persistent }),
-  },
+  durable('durable-fanin-q1-ws', 'fan-in 4→1, QoS 1, persistent subscriber', { transport: 'ws', qos: 1, pubs: 4, subs: 1 }, 'tern non-persistent sub'),
+  durable('durable-fanout100-q1-ws', 'fan-out 1→100, QoS 1, persistent subscribers', { transport: 'ws', qos: 1, pubs: 1, subs: 100 }, 'tern non-persistent subs'),
 ];
 
 // ---- main -------------------------------------------------------------------------------------
@@ -504,7 +507,8 @@ async function startBroker(name: BrokerName, kind: 'memory' | 'postgres', workDi
 
 async function main(): Promise<void> {
   if (opt.list) {
-    for (const s of scenarios) console.log(`${s.name.padEnd(22)} ${s.title}`);
+    const w = Math.max(...scenarios.map((s) => s.name.length));
+    for (const s of scenarios) console.log(`${s.name.padEnd(w)}  ${s.title}`);
     return;
   }
   const wanted = opt.only?.split(',').map((x) => x.trim()).filter(Boolean);
