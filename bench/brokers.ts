@@ -27,6 +27,8 @@ export interface Broker {
   extraPids(): number[];
   /** Error/warning log lines seen so far (first 20). */
   notes: string[];
+  /** Prometheus text exposition of the broker's own metrics (Tern only). */
+  metricsUrl?: string;
   stop(): Promise<void>;
 }
 
@@ -166,7 +168,7 @@ export async function startTernBroker(opts: { databaseUrl?: string; pgDataDir?: 
   const b = await startTern(args, { onLine });
   return {
     name: 'tern', label: opts.databaseUrl ? 'tern (postgres)' : 'tern (memory)', pid: b.proc.pid!,
-    wsPort: b.httpPort, tcpPort: b.mqttPort, wsPath: '/mqtt', startMs: b.startMs, notes,
+    wsPort: b.httpPort, tcpPort: b.mqttPort, wsPath: '/mqtt', startMs: b.startMs, notes, metricsUrl: `http://127.0.0.1:${b.httpPort}/metrics`,
     // Only queue overflows are logged; QoS 0 messages dropped for a full socket buffer are counted internally, not reported
     reportedDrops: () => drops,
     extraPids: () => (opts.pgDataDir ? postgresPids(opts.pgDataDir) : []),

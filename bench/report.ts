@@ -2,7 +2,11 @@
 // Tern/aedes ratios, generator and broker CPU, failures; fan-out scaling; saturated generators.
 import { median } from './lib.ts';
 
-export interface RowSpec { key: string; metric: string; better: 'higher' | 'lower' }
+export interface RowSpec {
+  key: string; metric: string; better: 'higher' | 'lower';
+  /** measured on Tern only (read from its own metrics): the other brokers' cells read n/a */
+  ternOnly?: boolean;
+}
 export interface ScenarioInfo { name: string; title: string; rows: RowSpec[]; contenders: { label: string }[] }
 
 export interface RunRecord {
@@ -88,7 +92,7 @@ export function renderMarkdown(o: {
     const status = failed.length ? `**FAILED** ${failed.join('; ')}` : 'ok';
     const extras = sc.contenders.map((c) => c.label).filter((l) => !MAIN.includes(l));
     sc.rows.forEach((row, i) => {
-      const cells = MAIN.map((c) => cell(vals(sc.name, c, row.key)));
+      const cells = MAIN.map((c) => (row.ternOnly && c !== 'tern' ? 'n/a' : cell(vals(sc.name, c, row.key))));
       const t = vals(sc.name, 'tern', row.key);
       L.push(`| ${i === 0 ? sc.title : ''} | ${row.metric} | ${row.better === 'higher' ? '↑' : '↓'} | ${cells.join(' | ')} | ${ratio(t, vals(sc.name, 'mosquitto', row.key))} | ${ratio(t, vals(sc.name, 'aedes', row.key))} | ${i === 0 ? MAIN.map((c) => gen(sc.name, c)).join(' · ') : ''} | ${i === 0 ? MAIN.map((c) => brk(sc.name, c)).join(' · ') : ''} | ${i === 0 ? status + (notes.length ? `; notes: ${notes.slice(0, 4).join('; ')}` : '') : ''} |`);
       for (const x of extras) {

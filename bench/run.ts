@@ -16,7 +16,8 @@ import {
 } from './brokers.ts';
 import type { Target } from './gen-worker.ts';
 import { median, repoRoot, sleep } from './lib.ts';
-import { renderMarkdown, type RunRecord, type ScenarioInfo } from './report.ts';
+import { loopDelayMs, scrapeLoopDelay, type LoopDelaySeconds } from './loop-delay.ts';
+import { renderMarkdown, type RowSpec, type RunRecord, type ScenarioInfo } from './report.ts';
 
 const { values: opt } = parseArgs({
   options: {
@@ -140,8 +141,11 @@ async function waitQuiet(maxMs: number): Promise<number> {
   return Math.round(performance.now() - t0);
 }
 
+/** Samples a percentile needs above it to be reported (p99.9: 5,000 samples, so none in --quick's 2 s window) */
+const MIN_TAIL = 5;
+
 function pct(sorted: number[], p: number): number {
-  if (!sorted.length) return NaN;
+  if (sorted.length * (1 - p) < MIN_TAIL) return NaN;
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(p * sorted.length) - 1))]!;
 }
 
@@ -267,10 +271,12 @@ async function latency(b: Broker, persistent = false): Promise<Outcome> {
   await A.call('start', { mode: 'rate', rate: LAT_RATE });
   await sleep(warmupMs);
   const pw = new ProcWindow(b);
-  const [a0, b0] = await Promise.all([A.call('mark'), B.call('mark', { lat: 'start' })]) as unknown as Sample[];
+  // The broker's event-loop delay (Tern): this scrape empties its histogram, the one after the window reads it
+  const scrape = (): Promise<LoopDelaySeconds | Error> => (b.metricsUrl ? scrapeLoopDelay(b.metricsUrl).catch((e: Error) => e) : Promise.resolve(new Error('n/a')));
+  const [a0, b0, loop0] = await Promise.all([A.call('mark'), B.call('mark', { lat: 'start' }), scrape()]);
   pw.start();
   await sleep(latencyMs);
-  const [a1, b1] = await Promise.all([A.call('mark'), B.call('mark', { lat: 'stop' })]) as unknown as Sample[];
+  const [a1, b1, loop1] = await Promise.all([A.call('mark'), B.call('mark', { lat: 'stop' }), scrape()]);
   const cpu = pw.stop();
   const stop = await A.call('stopPubs');
   const expected = (stop['published'] as [number, number][]).map(([, n]) => n);
@@ -279,12 +285,18 @@ async function latency(b: Broker, persistent = false): Promise<Outcome> {
   const lat = (st['lat'] as number[]).map((us) => us / 1000).sort((x, y) => x - y);
   const j = await judge(b, 1, st as unknown as { lost: number; dups: number; reordered: number; unexpectedCloses: number }, undefined);
   if (lat.length < (LAT_RATE * latencyMs) / 1000 * 0.9) j.problems.push(`only ${lat.length} latency samples`);
+  const loopErr = [loop0, loop1].find((x) => x instanceof Error);
+  if (b.metricsUrl && loopErr) j.notes.push(`broker event-loop delay not read: ${loopErr.message}`);
+  const loop = loopErr ? undefined : loop1 as LoopDelaySeconds;
+  const [sa0, sb0, sa1, sb1] = [a0, b0, a1, b1] as unknown as [Sample, Sample, Sample, Sample];
+  const extra = { ...anomalyExtra(st).extra, ...(loop ? { brokerLoopDelaySeconds: loop } : {}) };
   return {
     metrics: {
       p50: pct(lat, 0.5), p99: pct(lat, 0.99), p999: pct(lat, 0.999), max: lat[lat.length - 1] ?? NaN, samples: lat.length,
-      sentRate: Math.round((a1!.published - a0!.published) / ((a1!.t - a0!.t) / 1e9)), ...cpu, lost: st['lost'] as number,
+      sentRate: Math.round((sa1.published - sa0.published) / ((sa1.t - sa0.t) / 1e9)), ...cpu, lost: st['lost'] as number,
+      ...(loop ? loopDelayMs(loop) : {}),
     },
-    genCpu: { A: cpuPct(a0!, a1!), B: cpuPct(b0!, b1!) }, ...j, ...anomalyExtra(st),
+    genCpu: { A: cpuPct(sa0, sa1), B: cpuPct(sb0, sb1) }, ...j, ...(Object.keys(extra).length ? { extra } : {}),
   };
 }
 
@@ -424,6 +436,23 @@ function tp(name: string, title: string, spec: ThroughputSpec): Scenario {
   return { name, title, brokers: 'memory', contenders: TRIO, rows: [rowDelivered], run: (b) => throughput(b, spec) };
 }
 
+/** Throughput to persistent subscribers (Tern on PostgreSQL), plus non-persistent ones on the same Tern: what durability costs */
+function durable(name: string, title: string, spec: ThroughputSpec, nonPersistentLabel: string): Scenario {
+  return {
+    name, title: `${title}, WebSocket (Tern on PostgreSQL: PUBACK after commit)`, brokers: 'postgres',
+    contenders: [...TRIO.map((c) => ({ ...c, persistent: true })), { label: nonPersistentLabel, broker: 'tern', persistent: false }],
+    rows: [rowDelivered],
+    run: (b, c) => throughput(b, { ...spec, persistent: c.persistent }),
+  };
+}
+
+const latencyRows: RowSpec[] = [
+  { key: 'p50', metric: 'p50 ms', better: 'lower' }, { key: 'p99', metric: 'p99 ms', better: 'lower' }, { key: 'p999', metric: 'p99.9 ms', better: 'lower' },
+  { key: 'loopP50', metric: 'broker event-loop delay p50 ms', better: 'lower', ternOnly: true },
+  { key: 'loopP99', metric: 'broker event-loop delay p99 ms', better: 'lower', ternOnly: true },
+  { key: 'loopMax', metric: 'broker event-loop delay max ms', better: 'lower', ternOnly: true },
+];
+
 const scenarios: Scenario[] = [
   tp('fanin-q0-ws', 'fan-in 4→1, QoS 0, WebSocket', { transport: 'ws', qos: 0, pubs: 4, subs: 1 }),
   tp('fanin-q1-ws', 'fan-in 4→1, QoS 1, WebSocket', { transport: 'ws', qos: 1, pubs: 4, subs: 1 }),
@@ -450,13 +479,13 @@ const scenarios: Scenario[] = [
   })),
   {
     name: 'latency-q1-ws', title: `end-to-end latency, QoS 1 at ${LAT_RATE} msg/s, WebSocket`, brokers: 'memory', contenders: TRIO,
-    rows: [{ key: 'p50', metric: 'p50 ms', better: 'lower' }, { key: 'p99', metric: 'p99 ms', better: 'lower' }, { key: 'p999', metric: 'p99.9 ms', better: 'lower' }],
+    rows: latencyRows,
     run: (b) => latency(b),
   },
   {
     name: 'latency-q1-durable-ws', title: `end-to-end latency, QoS 1 at ${LAT_RATE} msg/s to a persistent subscriber, WebSocket (Tern on PostgreSQL: PUBACK after commit)`,
     brokers: 'postgres', contenders: TRIO.map((c) => ({ ...c, persistent: true })),
-    rows: [{ key: 'p50', metric: 'p50 ms', better: 'lower' }, { key: 'p99', metric: 'p99 ms', better: 'lower' }, { key: 'p999', metric: 'p99.9 ms', better: 'lower' }],
+    rows: latencyRows,
     run: (b, c) => latency(b, c.persistent),
   },
   ...[5000, 10_000].map((n): Scenario => ({
@@ -469,15 +498,8 @@ const scenarios: Scenario[] = [
     rows: [{ key: 'drainPerSec', metric: 'drain msg/s', better: 'higher' }, { key: 'queuePerSec', metric: 'queueing msg/s (subscriber offline)', better: 'higher' }],
     run: (b) => drain(b),
   },
-  {
-    name: 'durable-fanin-q1-ws', title: 'fan-in 4→1, QoS 1, persistent subscriber, WebSocket (Tern on PostgreSQL: PUBACK after commit)', brokers: 'postgres',
-    contenders: [
-      { label: 'tern', broker: 'tern', persistent: true }, { label: 'mosquitto', broker: 'mosquitto', persistent: true },
-      { label: 'aedes', broker: 'aedes', persistent: true }, { label: 'tern non-persistent sub', broker: 'tern', persistent: false },
-    ],
-    rows: [rowDelivered],
-    run: (b, c) => throughput(b, { transport: 'ws', qos: 1, pubs: 4, subs: 1, persistent: c.persistent }),
-  },
+  durable('durable-fanin-q1-ws', 'fan-in 4→1, QoS 1, persistent subscriber', { transport: 'ws', qos: 1, pubs: 4, subs: 1 }, 'tern non-persistent sub'),
+  durable('durable-fanout100-q1-ws', 'fan-out 1→100, QoS 1, persistent subscribers', { transport: 'ws', qos: 1, pubs: 1, subs: 100 }, 'tern non-persistent subs'),
 ];
 
 // ---- main -------------------------------------------------------------------------------------
@@ -504,7 +526,8 @@ async function startBroker(name: BrokerName, kind: 'memory' | 'postgres', workDi
 
 async function main(): Promise<void> {
   if (opt.list) {
-    for (const s of scenarios) console.log(`${s.name.padEnd(22)} ${s.title}`);
+    const w = Math.max(...scenarios.map((s) => s.name.length));
+    for (const s of scenarios) console.log(`${s.name.padEnd(w)}  ${s.title}`);
     return;
   }
   const wanted = opt.only?.split(',').map((x) => x.trim()).filter(Boolean);
