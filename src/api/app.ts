@@ -24,6 +24,13 @@ export interface ApiDeps extends DataPlaneDeps, AdminDeps {
   isValidHub(name: string): boolean;
 }
 
+/** An admin route's path parameters as an audit target: the hub left out (a column of its own), `*` named `topic`. */
+function adminTarget(params: Record<string, string>): Record<string, string> | undefined {
+  const t: Record<string, string> = {};
+  for (const [k, v] of Object.entries(params)) if (k !== 'hub') t[k === '*' ? 'topic' : k] = v;
+  return Object.keys(t).length > 0 ? t : undefined;
+}
+
 /** Mount the API routes on `fastify` (an encapsulated child scope: its hooks reach only these routes). */
 export async function registerApi(fastify: FastifyInstance, deps: ApiDeps): Promise<void> {
   // The OpenAPI document is generated from the routes' schemas: registered before them
@@ -57,7 +64,8 @@ export async function registerApi(fastify: FastifyInstance, deps: ApiDeps): Prom
       const failed = reply.statusCode >= 400;
       if ((admin || route.includes('/permissions/')) && !failed) return;
       const params = (req.params ?? {}) as Record<string, string>;
-      const target = params['connectionId'] ?? params['clientId'] ?? params['userId'] ?? params['group'] ?? params['*'];
+      // (admin rows name their target as an object, as the routes' own rows do: { clientId } or { topic })
+      const target = admin ? adminTarget(params) : params['connectionId'] ?? params['userId'] ?? params['group'];
       const clientId = params['connectionId'] ?? params['clientId'];
       const errorCode = reply.getHeader('x-ms-error-code');
       deps.audit({

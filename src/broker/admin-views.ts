@@ -161,7 +161,10 @@ export function sessionPage(hubs: readonly Hub[], q: SessionQuery, budget = SCAN
         continue;
       }
       // Stopped with more to see: go on after the last session returned, or examined
-      if (items.length === q.limit) return { items, next: [hub.name, items.at(-1)!.clientId] };
+      if (items.length === q.limit) {
+        const last = items.at(-1)!; // (maybe of the previous hub: the page filled at its end)
+        return { items, next: [last.hub, last.clientId] };
+      }
       if (++scanned > budget) return { items, next: examined };
       examined = [hub.name, s.clientId];
       if ((q.connected === undefined || s.isConnected === q.connected) && (q.persistent === undefined || s.persistent === q.persistent)) {
@@ -186,6 +189,12 @@ function* userSessionsAfter(hub: Hub, userId: string, after: string | undefined)
 export function retainedPage(hub: Hub | undefined, filter: string, after: string | undefined, limit: number, nowMs: number, budget = SCAN_BUDGET): Page<RetainedView, string> {
   const items: RetainedView[] = [];
   if (!hub) return { items, next: undefined };
+  if (!filter.includes('+') && !filter.includes('#')) {
+    // No wildcard: at most the one message at that topic
+    const m = after !== undefined && filter <= after ? undefined : hub.retained.get(filter);
+    const v = m && retainedView(m, nowMs);
+    return { items: v && limit > 0 ? [v] : [], next: undefined };
+  }
   const literal = literalPrefix(filter);
   let scanned = 0;
   let previous: string | undefined;

@@ -58,11 +58,14 @@ export class Hub implements SessionHub {
     return this.#sessions;
   }
 
-  /** Register `session` under its client id (replacing any other session registered there). */
+  /** Register `session` under its client id (replacing any other session registered there, with its subscriptions). */
   putSession(session: Session): void {
     const previous = this.#sessions.get(session.clientId);
     if (previous === session) return;
-    if (previous) this.removeSession(previous);
+    if (previous) {
+      this.removeAllSubscriptions(previous);
+      this.removeSession(previous);
+    }
     this.#sessions.set(session.clientId, session);
     this.#sessionOrder.set(session.clientId, session);
     this.#indexUser(session);

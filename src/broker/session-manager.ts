@@ -92,7 +92,9 @@ export class SessionManager {
     let session = hub.sessions.get(clientId);
     const wasStored = session?.persistent ?? false;
     if (session && packet.cleanStart) {
-      this.end(session); // [MQTT-3.1.2-4] clean start discards the existing session
+      // [MQTT-3.1.2-4] clean start discards the existing session; the hub stays (the new session
+      // goes into it: a hub forgotten here would leave the new session outside the registry)
+      this.end(session, { keepHub: true });
       session = undefined;
     }
     const sessionPresent = session !== undefined; // [MQTT-3.2.2-2] [MQTT-3.2.2-3]
@@ -214,7 +216,7 @@ export class SessionManager {
   }
 
   /** End a session: publish a pending will, drop its subscriptions and stored state. */
-  end(session: Session): void {
+  end(session: Session, o: { keepHub?: boolean } = {}): void {
     if (!session.isCurrent) return;
     const hub = this.#hubs.get(session.hub.name);
     session.expiryTimer?.cancel();
@@ -228,7 +230,7 @@ export class SessionManager {
     this.#events.emit({ type: EventType.SessionEnded, hub: hub.name, clientId: session.clientId });
     // An empty hub is forgotten (it is made again on demand): connecting once to many hub names
     // must not use up the hub limit for good
-    this.#hubs.forgetIfEmpty(hub);
+    if (!o.keepHub) this.#hubs.forgetIfEmpty(hub);
   }
 
   /**

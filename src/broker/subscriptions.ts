@@ -87,8 +87,13 @@ export class Subscriptions {
     }
     return {
       committed,
+      // Take back subscriptions that could not be stored, putting back the ones they replaced —
+      // unless the session ended since (nothing of it may return to routing or the group
+      // indexes) or a later SUBSCRIBE replaced them again (the newer one stays)
       undo: () => {
+        if (!session.isCurrent) return;
         for (const { sub, previous } of [...added].reverse()) {
+          if (session.subscriptions.get(sub.key) !== sub) continue;
           hub.removeSubscription(sub);
           if (previous) hub.addSubscription(previous);
         }

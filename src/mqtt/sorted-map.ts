@@ -3,8 +3,12 @@
 // page costs its own size, not the size of the hub.
 import btree from 'sorted-btree';
 
-/** A sorted map (B+ tree) with seeks: `entries(lowest)` walks keys ≥ lowest in order. */
-export const SortedMap = btree.default;
+/**
+ * A sorted map (B+ tree) with seeks: `entries(lowest)` walks keys ≥ lowest in order. (The
+ * package is CommonJS: imported from ESM its exports object is the default, the class its
+ * `default`; a CommonJS build of this file would get the class itself.)
+ */
+export const SortedMap: typeof btree.default = (btree as { default?: typeof btree.default }).default ?? (btree as unknown as typeof btree.default);
 export type SortedMap<K, V> = InstanceType<typeof btree.default<K, V>>;
 
 /** Ordinal string order (UTF-16 code units), the order of every cursor the API hands out. */

@@ -157,7 +157,7 @@ describe('sessions', () => {
       method: 'POST', route: '/admin/hubs/:hub/sessions/:clientId/:disconnect', target: { clientId, reason: 'maintenance' }, result: 'disconnected',
     });
     assert.deepEqual(refused?.detail, {
-      method: 'POST', route: '/admin/hubs/:hub/sessions/:clientId/:disconnect', target: clientId, status: 409, result: 'failed', error: 'NotConnected',
+      method: 'POST', route: '/admin/hubs/:hub/sessions/:clientId/:disconnect', target: { clientId }, status: 409, result: 'failed', error: 'NotConnected',
     });
   });
 
@@ -377,7 +377,7 @@ describe('request checks', () => {
     assert.equal((await rest(broker, 'POST', `${sessionPath(ghost)}/:disconnect?reason=x`)).status, 404);
     assert.equal((await rest(broker, 'PUT', `${sessionPath(ghost)}/subscriptions?filter=${encodeURIComponent('a/#/b')}`)).status, 404);
     assert.equal((await rest(broker, 'PUT', `${topicPath('bad/#')}`, { raw: { bytes: Buffer.from('x'), contentType: 'text/plain' } })).status, 400);
-    const rows = await auditRows(db, "event = 'admin_action' AND detail->>'result' = 'failed' AND (client_id = $1 OR detail->>'target' = 'bad/#')", [ghost], 3);
+    const rows = await auditRows(db, "event = 'admin_action' AND detail->>'result' = 'failed' AND (client_id = $1 OR detail->'target'->>'topic' = 'bad/#')", [ghost], 3);
     assert.deepEqual(rows.map((r) => [r.actor, r.reason_code, r.detail?.['method'], r.detail?.['status'], r.detail?.['error']]), [
       ['key:primary', 404, 'POST', 404, 'NotFound'], ['key:primary', 404, 'PUT', 404, 'NotFound'], ['key:primary', 400, 'PUT', 400, 'InvalidTopicName'],
     ]);

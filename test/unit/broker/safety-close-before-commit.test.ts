@@ -56,4 +56,33 @@ describe('a client gone before its commit settles', () => {
     assert.equal(session.subscriptions.size, 0, 'the subscription that was never stored is still routed');
     await broker.shutdown();
   });
+
+  test('SUBSCRIBE again: a failed commit after the session ended puts nothing of it back (routing, group index)', async () => {
+    const store = new HeldStore();
+    const { broker } = await startEngine(store);
+    const old = new EngineClient(broker, 5);
+    await old.connect('same', { expirySec: 3600 });
+    await old.subscribe(1, 'room', 1);
+    store.holding = true;
+    store.failWhen = (ops) => ops.includes('putSubscription');
+    // The same filter again: replaces the stored subscription, its commit held and then failed
+    old.send({ cmd: 'subscribe', messageId: 2, subscriptions: [{ topic: 'room', qos: 0 }], properties: {} } as Packet);
+    await settle();
+    // A clean start with the same client id ends that session at once (the delete of its row is
+    // committed behind the held subscribe, whose failure comes first); the new session joins the group
+    const next = new EngineClient(broker, 5);
+    const connected = next.connect('same', { clean: true });
+    await settle();
+    store.release();
+    await connected;
+    store.failWhen = undefined;
+    await next.subscribe(1, 'room', 1);
+    const hub = broker.findHub('default')!;
+    assert.deepEqual(broker.groupPage('default', 'room', undefined, 10).members.map((m) => m.clientId), ['same']);
+    assert.equal(hub.tree.size, 1, 'only the new session routes room');
+    assert.equal(await broker.unsubscribeSession('default', 'same', 'room'), true);
+    assert.equal(broker.hasGroup('default', 'room'), false, 'the ended session came back as a member of the group');
+    assert.equal(hub.tree.size, 0);
+    await broker.shutdown();
+  });
 });

@@ -8,6 +8,8 @@ import {
   acknowledge, connectPersistent, connectWith, disconnectedWith, engine, publish, publishesReach, quiet, settle, subscribe,
   text, versionName, VERSIONS, type TestEngine, type Version,
 } from './engine-steps.ts';
+import { EngineClient, startEngine } from '../../helpers/engine.ts';
+import { MemoryStore } from '../../../src/store/memory-store.ts';
 
 const DAY_MS = 86_400_000;
 
@@ -303,5 +305,28 @@ describe('session expiry (fake clock)', () => {
     const b = e.client(5);
     assert.equal((await connectPersistent(b, 'restarted-b', 30)).sessionPresent, false, 'the expiry counted from the restart');
     await e.stop();
+  });
+});
+
+describe('clean start in a hub that holds only the session it discards', () => {
+  test('the new session is the hub\'s session for its client id (the hub is not forgotten under it)', async () => {
+    const { broker } = await startEngine(new MemoryStore());
+    for (const expirySec of [0, 3600]) {
+      const hubName = `solo${expirySec}`;
+      const first = new EngineClient(broker, 5, hubName);
+      await first.connect('only', { expirySec });
+      await first.subscribe(1, 'room', 1);
+      first.drop();
+      await new Promise((r) => setImmediate(r));
+      const again = new EngineClient(broker, 5, hubName);
+      await again.connect('only', { clean: true });
+      await again.subscribe(1, 'room', 1);
+      const hub = broker.findHub(hubName);
+      assert.equal(hub?.sessions.get('only')?.isConnected, true, `expiry ${expirySec}: the connected session is registered in its hub`);
+      assert.deepEqual(broker.groupPage(hubName, 'room', undefined, 10).members.map((m) => [m.clientId, m.connected]), [['only', true]]);
+      assert.equal(broker.disconnectClient(hubName, 'only'), true, 'found by client id');
+      await again.whenClosed();
+    }
+    await broker.shutdown();
   });
 });
