@@ -1,5 +1,5 @@
 // The hot statement: messages, deliveries and inbound QoS 2 ids of a group commit in one call of
-// tern_apply_hot (migrations/0002), its parameters generated from one table and passed by name, so
+// tern_apply_hot (migrations/0006), its parameters generated from one table and passed by name, so
 // that a table that does not match the function fails loudly instead of filling the wrong column.
 import type pg from 'pg';
 import type { Message } from '../../mqtt/packet.ts';
@@ -14,7 +14,12 @@ export interface HotRows {
   /** The messages' payloads packed into one buffer, and their lengths. */
   payloads: { bytes: Buffer; lengths: string };
   deleted: number[];
+  /** Deliveries whose message is in `messages` (it has other deliveries in this commit). */
   inserted: DeliveryRecord[];
+  /** Deliveries carrying their message in their own row: the only delivery of it in this commit. */
+  inline: Array<{ d: DeliveryRecord; m: Message }>;
+  /** The inline messages' payloads packed into one buffer, and their lengths. */
+  inlinePayloads: { bytes: Buffer; lengths: string };
   updated: Array<{ id: number; packetId: number; state: DeliveryState }>;
   qos2Deleted: InboundQos2Record[];
   qos2Added: InboundQos2Record[];
@@ -53,6 +58,25 @@ export const HOT_PARAMS: readonly HotParam[] = [
   { name: 'd_share', type: 'text[]', value: (r) => textArray(r.inserted.map((d) => d.shareKey)) },
   { name: 'd_packet', type: 'int[]', value: (r) => numberArray(r.inserted.map((d) => d.packetId)) },
   { name: 'd_state', type: 'text[]', value: (r) => textArray(r.inserted.map((d) => d.state)) },
+  { name: 'i_id', type: 'bigint[]', value: (r) => numberArray(r.inline.map((x) => x.d.id)) },
+  { name: 'i_hub', type: 'text[]', value: (r) => textArray(r.inline.map((x) => x.d.hub)) },
+  { name: 'i_client', type: 'text[]', value: (r) => textArray(r.inline.map((x) => x.d.clientId)) },
+  { name: 'i_message', type: 'bigint[]', value: (r) => numberArray(r.inline.map((x) => x.d.messageId)) },
+  { name: 'i_qos', type: 'smallint[]', value: (r) => numberArray(r.inline.map((x) => x.d.qos)) },
+  { name: 'i_retain', type: 'boolean[]', value: (r) => boolArray(r.inline.map((x) => x.d.retain)) },
+  { name: 'i_sids', type: 'text[]', value: (r) => textArray(r.inline.map((x) => `{${x.d.subscriptionIds.join(',')}}`)) },
+  { name: 'i_share', type: 'text[]', value: (r) => textArray(r.inline.map((x) => x.d.shareKey)) },
+  { name: 'i_packet', type: 'int[]', value: (r) => numberArray(r.inline.map((x) => x.d.packetId)) },
+  { name: 'i_state', type: 'text[]', value: (r) => textArray(r.inline.map((x) => x.d.state)) },
+  { name: 'i_topic', type: 'text[]', value: (r) => textArray(r.inline.map((x) => x.m.topicName)) },
+  { name: 'i_payload', type: 'bytea', value: (r) => r.inlinePayloads.bytes },
+  { name: 'i_plen', type: 'int[]', value: (r) => r.inlinePayloads.lengths },
+  { name: 'i_mqos', type: 'smallint[]', value: (r) => numberArray(r.inline.map((x) => x.m.qos)) },
+  { name: 'i_mretain', type: 'boolean[]', value: (r) => boolArray(r.inline.map((x) => x.m.retain)) },
+  { name: 'i_props', type: 'jsonb[]', value: (r) => textArray(r.inline.map((x) => propsToJson(x.m.properties))) },
+  { name: 'i_expires', type: 'bigint[]', value: (r) => numberArray(r.inline.map((x) => x.m.expiresAtMs)) },
+  { name: 'i_publisher', type: 'text[]', value: (r) => textArray(r.inline.map((x) => x.m.publisherId)) },
+  { name: 'i_created', type: 'bigint[]', value: (r) => numberArray(r.inline.map((x) => x.m.createdAtMs)) },
   { name: 'u_id', type: 'bigint[]', value: (r) => numberArray(r.updated.map((u) => u.id)) },
   { name: 'u_packet', type: 'int[]', value: (r) => numberArray(r.updated.map((u) => u.packetId)) },
   { name: 'u_state', type: 'text[]', value: (r) => textArray(r.updated.map((u) => u.state)) },
@@ -86,7 +110,7 @@ export function hotStatement(params: readonly HotParam[]): HotStatement {
 
 const HOT = hotStatement(HOT_PARAMS);
 
-/** Rows written by the hot statement, for the close log. */
+/** Rows written by the hot statement, for the close log (`messages` counts inline messages too). */
 export interface HotRowCounts {
   messages: number;
   inserted: number;
@@ -98,25 +122,38 @@ export interface HotRowCounts {
 export function hotRowsOf(b: Batch): HotRows | undefined {
   if (b.deliveries.size === 0 && b.inboundQos2.size === 0) return undefined; // messages are written only with a delivery
   const deleted: number[] = [];
-  const inserted: DeliveryRecord[] = [];
+  const inserts: DeliveryRecord[] = [];
   const updated: Array<{ id: number; packetId: number; state: DeliveryState }> = [];
   for (const [id, ch] of b.deliveries) {
     if (ch.delete) deleted.push(id);
-    else if (ch.insert) inserted.push(ch.insert);
+    else if (ch.insert) inserts.push(ch.insert);
     else if (ch.update) updated.push({ id, ...ch.update });
   }
   // A message row only serves the deliveries inserted with it (every insert of a delivery comes
-  // with its message): when all of them were acknowledged before this commit, skip the row.
+  // with its message): when all of them were acknowledged before this commit, skip the row. When
+  // exactly one is left, the message goes inside that delivery's row; a later unit that adds a
+  // delivery of the same message inserts its messages row then, with that delivery.
   const messages: Message[] = [];
-  if (b.messages.size > 0 && inserted.length > 0) {
-    const wanted = new Set<number>();
-    for (const d of inserted) wanted.add(d.messageId);
-    for (const m of b.messages.values()) if (wanted.has(m.id)) messages.push(m);
+  const inserted: DeliveryRecord[] = [];
+  const inline: Array<{ d: DeliveryRecord; m: Message }> = [];
+  if (inserts.length > 0) {
+    const refs = new Map<number, number>();
+    for (const d of inserts) refs.set(d.messageId, (refs.get(d.messageId) ?? 0) + 1);
+    for (const d of inserts) {
+      const m = b.messages.get(d.messageId);
+      if (m !== undefined && refs.get(d.messageId) === 1) inline.push({ d, m });
+      else inserted.push(d);
+    }
+    for (const [id, n] of refs) {
+      const m = b.messages.get(id);
+      if (n > 1 && m !== undefined) messages.push(m);
+    }
   }
-  if (messages.length === 0 && deleted.length === 0 && inserted.length === 0 && updated.length === 0 && b.inboundQos2.size === 0) return undefined;
+  if (messages.length === 0 && deleted.length === 0 && inserts.length === 0 && updated.length === 0 && b.inboundQos2.size === 0) return undefined;
   const q = [...b.inboundQos2.values()];
   return {
     messages, payloads: packBytes(messages.map((m) => m.payload)), deleted, inserted, updated,
+    inline, inlinePayloads: packBytes(inline.map((x) => x.m.payload)),
     qos2Deleted: q.filter((r) => !r.add), qos2Added: q.filter((r) => r.add),
   };
 }
@@ -125,8 +162,8 @@ export function hotRowsOf(b: Batch): HotRows | undefined {
 export async function writeHot(c: pg.ClientBase, b: Batch, counts: HotRowCounts, statement: HotStatement = HOT): Promise<void> {
   const rows = hotRowsOf(b);
   if (!rows) return;
-  counts.messages += rows.messages.length;
-  counts.inserted += rows.inserted.length;
+  counts.messages += rows.messages.length + rows.inline.length;
+  counts.inserted += rows.inserted.length + rows.inline.length;
   counts.updated += rows.updated.length;
   counts.deleted += rows.deleted.length;
   await c.query(statement.text, statement.values(rows));
