@@ -1,6 +1,7 @@
 // The hot statement: messages, deliveries and inbound QoS 2 ids of a group commit in one call of
 // tern_apply_hot (migrations/0006), its parameters generated from one table and passed by name, so
 // that a table that does not match the function fails loudly instead of filling the wrong column.
+import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import type { Message } from '../../mqtt/packet.ts';
 import type { DeliveryRecord, DeliveryState, InboundQos2Record } from '../store.ts';
@@ -90,6 +91,8 @@ export const HOT_PARAMS: readonly HotParam[] = [
 
 /** A parameterised call of tern_apply_hot built from a parameter table. */
 export interface HotStatement {
+  /** Name of the prepared statement (one per text): parsed and planned once per connection, not per commit. */
+  name: string;
   text: string;
   values(rows: HotRows): Array<string | Buffer>;
 }
@@ -102,8 +105,11 @@ export function hotStatement(params: readonly HotParam[]): HotStatement {
   const names = new Set(params.map((p) => p.name));
   if (names.size !== params.length) throw new Error('tern_apply_hot: a parameter is listed twice');
   const args = params.map((p, i) => `${p.name} => $${i + 1}::${p.type}`).join(', ');
+  const text = `SELECT tern_apply_hot(${args})`;
   return {
-    text: `SELECT tern_apply_hot(${args})`,
+    // (named after its text: a connection refuses one name for two texts)
+    name: `tern_apply_hot_${createHash('sha256').update(text).digest('hex').slice(0, 16)}`,
+    text,
     values: (rows) => params.map((p) => p.value(rows)),
   };
 }
@@ -166,5 +172,5 @@ export async function writeHot(c: pg.ClientBase, b: Batch, counts: HotRowCounts,
   counts.inserted += rows.inserted.length + rows.inline.length;
   counts.updated += rows.updated.length;
   counts.deleted += rows.deleted.length;
-  await c.query(statement.text, statement.values(rows));
+  await c.query({ name: statement.name, text: statement.text, values: statement.values(rows) });
 }
