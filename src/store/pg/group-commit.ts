@@ -49,7 +49,10 @@ export interface GroupCommitOptions {
   connect: () => Promise<BatchConnection>;
   logger: Logger;
   clock?: WriterClock;
-  /** Hold a batch up to this long (from the first QoS 1 delivery sent ahead in it) for acknowledgements that cancel rows (default 0). */
+  /**
+   * Hold a batch that holds QoS 1 deliveries sent ahead up to this long, once sealed, for the
+   * acknowledgements that cancel their rows (default 0).
+   */
   holdMs?: number;
   /** A commit unanswered after this long is abandoned: its connection ended, its units failed (default 10 s). */
   commitTimeoutMs?: number;
@@ -164,7 +167,7 @@ export class GroupCommitWriter {
   }
 
   #newBatch(): Batch {
-    return new Batch(() => this.#clock.now());
+    return new Batch();
   }
 
   /** A batch settled (committed or failed): it leaves the backlog. */
@@ -188,13 +191,7 @@ export class GroupCommitWriter {
       await new Promise<void>((resolve) => setImmediate(resolve));
       let batch: Batch;
       let waiters: Waiter[];
-      let full = this.#sealed.shift();
-      if (!full) {
-        await this.#hold(this.#open);
-        // A unit that arrived during the hold may have sealed the held batch (it was full): that older
-        // batch goes first, or a delete could commit before its insert
-        full = this.#sealed.shift();
-      }
+      const full = this.#sealed.shift();
       if (full) {
         ({ batch, waiters } = full);
       } else {
@@ -202,6 +199,12 @@ export class GroupCommitWriter {
         waiters = this.#waiters;
         this.#open = this.#newBatch();
         this.#waiters = [];
+        if (batch.cancellable > 0 && this.#holdMs > 0 && !this.#closed) {
+          // Sealed, then held: later units form the next batch meanwhile, and an acknowledgement
+          // among them takes its delivery's insert back out of this one
+          this.#open.behind = batch;
+          await this.#hold(batch);
+        }
       }
       if (batch.isEmpty) {
         // e.g. every delivery acknowledged before the commit: nothing to write, no connection needed
@@ -255,7 +258,7 @@ export class GroupCommitWriter {
         return;
       }
       // One unit's rows refused (not a lost connection): that must not fail the other units with it
-      await this.#isolate(conn, waiters);
+      await this.#isolate(conn, batch, waiters);
       return;
     }
     this.commits++;
@@ -300,22 +303,25 @@ export class GroupCommitWriter {
   }
 
   /**
-   * While the batch holds QoS 1 deliveries already sent, wait (until the first of them is
-   * `holdMs` old at most) for their acknowledgements: each one that comes cancels an insert
-   * and a later delete, and a batch whose deliveries were all acknowledged writes nothing at all.
+   * Hold the sealed `batch`, which holds QoS 1 deliveries already sent, for up to `holdMs` for
+   * their acknowledgements: each one that comes cancels an insert and a later delete, and a batch
+   * whose deliveries were all acknowledged writes nothing at all. Under load the previous commit
+   * took long enough for the early deliveries of the batch to be acknowledged already; the hold is
+   * for the latest ones (a delete of those in the next batch would cost a row each).
    */
   async #hold(batch: Batch): Promise<void> {
-    const remaining = this.#holdMs - (this.#clock.now() - batch.firstCancellableAt);
-    if (batch.cancellable === 0 || remaining <= 0 || this.#closed) return;
+    batch.holding = true;
     await new Promise<void>((resolve) => {
       const done = (): void => {
         timer.cancel();
         batch.onAllCancelled = undefined;
         resolve();
       };
-      const timer = this.#clock.setTimeout(done, remaining);
+      const timer = this.#clock.setTimeout(done, this.#holdMs);
       batch.onAllCancelled = done;
     });
+    // From here on the batch is being written: a delete of one of its inserts is a row of the next batch
+    batch.holding = false;
   }
 
   #fail(waiters: readonly Waiter[], e: unknown): void {
@@ -336,11 +342,12 @@ export class GroupCommitWriter {
    * others commit together and resolve, still in submission order. A failure of another kind on the
    * way rolls everything back and is thrown (the caller fails every unit, as a failed commit does).
    */
-  async #isolate(conn: BatchConnection, waiters: readonly Waiter[]): Promise<void> {
+  async #isolate(conn: BatchConnection, batch: Batch, waiters: readonly Waiter[]): Promise<void> {
+    const { lateDeletes } = batch;
     const refused: Array<StoreError | undefined> = new Array(waiters.length);
     const applyRange = async (lo: number, hi: number): Promise<void> => {
       try {
-        await conn.applyUnderSavepoint(replay(waiters.slice(lo, hi).map((w) => w.ops)));
+        await conn.applyUnderSavepoint(replay(waiters.slice(lo, hi).map((w) => w.ops), lateDeletes));
         return;
       } catch (e) {
         if (!isDataError(e)) throw e;

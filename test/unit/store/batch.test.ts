@@ -44,7 +44,6 @@ describe('Batch', () => {
       delivery(5, 1), // in flight but held for its commit: no PUBACK can come before it
     ]);
     assert.equal(b.cancellable, 2);
-    assert.ok(b.firstCancellableAt > 0);
     b.deleteDelivery(2); // queued: not counted
     b.deleteDelivery(1);
     assert.equal(calls, 0);
@@ -52,6 +51,31 @@ describe('Batch', () => {
     assert.equal(calls, 1);
     assert.equal(b.cancellable, 0);
     assert.deepEqual([...b.deliveries.keys()], [3, 5]);
+  });
+
+  test('a delete in the batch behind a held batch cancels the held insert; once writing starts it is a row of its own', () => {
+    const held = new Batch();
+    let calls = 0;
+    held.onAllCancelled = () => { calls++; };
+    held.enqueueDeliveries([delivery(1, 1, { sentAhead: true }), delivery(2, 1, { sentAhead: true }), delivery(3, 1, { state: 'queued', packetId: 0 })]);
+    const next = new Batch();
+    next.behind = held;
+    next.deleteDelivery(1); // not held yet (being built): kept as a delete
+    assert.deepEqual(next.deliveries.get(1), { delete: true });
+    held.holding = true;
+    next.deleteDelivery(2);
+    assert.equal(next.deliveries.has(2), false, 'nothing to write in the next batch');
+    assert.equal(held.deliveries.has(2), false, 'nor in the held one');
+    assert.equal(calls, 0, 'delivery 1 is still counted (its delete went to the next batch)');
+    // updated in the next batch first: the delete follows the update there (the insert stays)
+    next.updateDelivery(3, 7, 'sent');
+    next.deleteDelivery(3);
+    assert.deepEqual(next.deliveries.get(3), { delete: true });
+    assert.ok(held.deliveries.get(3)?.insert);
+    assert.deepEqual(held.lateDeletes, [2]);
+    held.holding = false;
+    next.deleteDelivery(99);
+    assert.deepEqual(next.deliveries.get(99), { delete: true });
   });
 
   test('deleteSession voids the session\'s inserts, cancellable ones included', () => {

@@ -161,31 +161,63 @@ describe('group commit: holding a batch for acknowledgements of QoS 1 deliveries
     assert.equal(clock.pending, 0, 'the hold timer was cancelled');
   });
 
-  test('without acknowledgements the batch commits once the first delivery sent ahead is holdMs old', async () => {
+  test('without acknowledgements the batch commits holdMs after it was sealed; units meanwhile form the next batch', async () => {
     const clock = new FakeClock();
     const db = new FakeDatabase();
     const w = db.writer({ clock, holdMs: 50 });
     const sent = w.submit((tx) => { tx.insertMessage(message); tx.enqueueDeliveries([sentAhead(10)]); });
     await turnsUntil(() => clock.pending === 1, 'the hold timer is armed');
     clock.advance(49);
-    const later = w.submit((tx) => tx.enqueueDeliveries([sentAhead(11)]));
+    const later = w.submit(unit('later'));
     assert.equal(db.connects, 0);
     clock.advance(1);
     await Promise.all([sent, later]);
-    assert.deepEqual(db.committed, [['+d10', '+d11']], 'one commit, held from the first delivery only');
+    assert.deepEqual(db.committed, [['+d10'], ['later']], 'the held batch, then the units submitted during its hold');
   });
 
-  test('a batch sealed during its hold (it was full) commits before the batch after it', async () => {
+  test('an acknowledgement submitted during the hold takes its insert back out of the held batch', async () => {
     const clock = new FakeClock();
     const db = new FakeDatabase();
-    const w = db.writer({ clock, holdMs: 50, maxBatchRows: 2 });
-    const sent = w.submit((tx) => { tx.insertMessage(message); tx.enqueueDeliveries([sentAhead(10)]); });
+    const w = db.writer({ clock, holdMs: 50 });
+    const order: string[] = [];
+    const sent = track(order, 'sent', w.submit((tx) => { tx.insertMessage(message); tx.enqueueDeliveries([sentAhead(10), sentAhead(11)]); }));
     await turnsUntil(() => clock.pending === 1, 'the hold timer is armed');
-    // The held batch is full: the acknowledgement seals it and starts the next batch
+    const other = track(order, 'other', w.submit(unit('other')));
+    const ack = track(order, 'ack', w.submit((tx) => tx.deleteDelivery(10)));
+    clock.advance(50);
+    await Promise.all([sent, other, ack]);
+    assert.deepEqual(db.committed, [['+d11'], ['other']], 'delivery 10 is written nowhere');
+    assert.deepEqual(order, ['sent', 'other', 'ack'], 'still resolved in submission order');
+  });
+
+  test('a held batch refused for one unit\'s data is replayed without the inserts given back during its hold', async () => {
+    const clock = new FakeClock();
+    const db = new FakeDatabase();
+    db.refuse.set('bad', '22001');
+    const w = db.writer({ clock, holdMs: 50 });
+    const sent = w.submit((tx) => { tx.insertMessage(message); tx.enqueueDeliveries([sentAhead(10), sentAhead(11)]); });
+    const bad = w.submit(unit('bad'));
+    await turnsUntil(() => clock.pending === 1, 'the hold timer is armed');
     const ack = w.submit((tx) => tx.deleteDelivery(10));
     clock.advance(50);
-    await Promise.all([sent, ack]);
-    assert.deepEqual(db.committed, [['+d10'], ['-d10']], 'the insert commits first, then its delete');
+    await sent;
+    await assert.rejects(bad);
+    await ack;
+    assert.deepEqual(db.committed, [['+d11']], 'the good unit commits without delivery 10');
+  });
+
+  test('a batch sealed during a hold (it was full) commits after the held batch, its delete after the insert', async () => {
+    const clock = new FakeClock();
+    const db = new FakeDatabase();
+    const w = db.writer({ clock, holdMs: 50, maxBatchRows: 1 });
+    const sent = w.submit((tx) => { tx.insertMessage(message); tx.enqueueDeliveries([sentAhead(10)]); });
+    await turnsUntil(() => clock.pending === 1, 'the hold timer is armed');
+    // The next batch fills up at once: the ack lands in the batch after it (not behind the held one)
+    const other = w.submit(unit('other'));
+    const ack = w.submit((tx) => tx.deleteDelivery(10));
+    clock.advance(50);
+    await Promise.all([sent, other, ack]);
+    assert.deepEqual(db.committed, [['+d10'], ['other'], ['-d10']], 'the insert commits first, then its delete');
   });
 
   test('a batch with no delivery sent ahead is not held', async () => {
