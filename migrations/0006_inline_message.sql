@@ -1,7 +1,8 @@
 -- A message that only one delivery references when it is committed is stored inside that
 -- delivery's row (message_* columns, payload not null) instead of in a messages row: one row per
 -- durable QoS 1/2 message to a single persistent session instead of two. tern_apply_hot takes
--- those deliveries as their own arrays (i_*) besides the plain ones (d_*).
+-- those deliveries as their own arrays (i_*) besides the plain ones (d_*), and the commit-order locks
+-- of two batches written at once (o_*).
 ALTER TABLE "deliveries" ADD COLUMN "message_topic_name" text;--> statement-breakpoint
 ALTER TABLE "deliveries" ADD COLUMN "message_payload" "bytea";--> statement-breakpoint
 ALTER TABLE "deliveries" ADD COLUMN "message_qos" smallint;--> statement-breakpoint
@@ -26,9 +27,14 @@ CREATE OR REPLACE FUNCTION tern_apply_hot(
   i_publisher text[], i_created bigint[],
   u_id bigint[], u_packet int[], u_state text[],
   q_del_hub text[], q_del_client text[], q_del_packet int[],
-  q_add_hub text[], q_add_client text[], q_add_packet int[]
+  q_add_hub text[], q_add_client text[], q_add_packet int[],
+  o_space int, o_lock int, o_after int
 ) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
+  -- Commit order of batches written at once: hold this batch's lock until the transaction ends
+  IF o_lock IS NOT NULL THEN
+    PERFORM pg_advisory_xact_lock(o_space, o_lock);
+  END IF;
   IF cardinality(m_id) > 0 THEN
     INSERT INTO messages (id, hub, topic_name, payload, qos, retain, properties, expires_at_ms, publisher_id, created_at_ms)
     SELECT u.id, u.hub, u.topic, substring(m_payload FROM (u.off - u.len + 1)::int FOR u.len), u.qos, u.retain, u.props,
@@ -77,6 +83,10 @@ BEGIN
   IF cardinality(q_add_hub) > 0 THEN
     INSERT INTO inbound_qos2 (hub, client_id, packet_id) SELECT * FROM unnest(q_add_hub, q_add_client, q_add_packet)
     ON CONFLICT DO NOTHING;
+  END IF;
+  -- ... and commit only once the batch written before this one has ended (its lock is free then)
+  IF o_after IS NOT NULL THEN
+    PERFORM pg_advisory_xact_lock_shared(o_space, o_after);
   END IF;
 END
 $$;

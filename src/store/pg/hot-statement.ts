@@ -7,6 +7,7 @@ import type { Message } from '../../mqtt/packet.ts';
 import type { DeliveryRecord, DeliveryState, InboundQos2Record } from '../store.ts';
 import { boolArray, numberArray, packBytes, textArray } from './arrays.ts';
 import type { Batch } from './batch.ts';
+import type { CommitOrder } from './group-commit.ts';
 import { propsToJson } from './json-columns.ts';
 
 /** What one call writes, sorted by kind (each list may be empty). */
@@ -24,13 +25,15 @@ export interface HotRows {
   updated: Array<{ id: number; packetId: number; state: DeliveryState }>;
   qos2Deleted: InboundQos2Record[];
   qos2Added: InboundQos2Record[];
+  /** Commit after the transaction holding `order.after`, holding `order.lock` (none: no order to keep). */
+  order?: CommitOrder | undefined;
 }
 
 /** One parameter of tern_apply_hot: its name and type as the function declares them, and its value. */
 export interface HotParam {
   name: string;
   type: string;
-  value: (rows: HotRows) => string | Buffer;
+  value: (rows: HotRows) => string | Buffer | null;
 }
 
 /** tern_apply_hot's parameters, in the function's order (test/unit/store checks this against the migration). */
@@ -87,6 +90,10 @@ export const HOT_PARAMS: readonly HotParam[] = [
   { name: 'q_add_hub', type: 'text[]', value: (r) => textArray(r.qos2Added.map((q) => q.hub)) },
   { name: 'q_add_client', type: 'text[]', value: (r) => textArray(r.qos2Added.map((q) => q.clientId)) },
   { name: 'q_add_packet', type: 'int[]', value: (r) => numberArray(r.qos2Added.map((q) => q.packetId)) },
+  // Commit order (group-commit.ts CommitOrder): the lock this transaction holds, and the one it waits for last
+  { name: 'o_space', type: 'int', value: (r) => (r.order === undefined ? null : String(r.order.space)) },
+  { name: 'o_lock', type: 'int', value: (r) => (r.order === undefined ? null : String(r.order.lock)) },
+  { name: 'o_after', type: 'int', value: (r) => (r.order?.after === undefined ? null : String(r.order.after)) },
 ];
 
 /** A parameterised call of tern_apply_hot built from a parameter table. */
@@ -94,7 +101,7 @@ export interface HotStatement {
   /** Name of the prepared statement (one per text): parsed and planned once per connection, not per commit. */
   name: string;
   text: string;
-  values(rows: HotRows): Array<string | Buffer>;
+  values(rows: HotRows): Array<string | Buffer | null>;
 }
 
 /**
@@ -165,9 +172,12 @@ export function hotRowsOf(b: Batch): HotRows | undefined {
 }
 
 /** Messages, deliveries and inbound QoS 2 ids of `b` in one statement on `c` (nothing when there are none). */
-export async function writeHot(c: pg.ClientBase, b: Batch, counts: HotRowCounts, statement: HotStatement = HOT): Promise<void> {
+export async function writeHot(
+  c: pg.ClientBase, b: Batch, counts: HotRowCounts, statement: HotStatement = HOT, order?: CommitOrder,
+): Promise<void> {
   const rows = hotRowsOf(b);
   if (!rows) return;
+  rows.order = order;
   counts.messages += rows.messages.length + rows.inline.length;
   counts.inserted += rows.inserted.length + rows.inline.length;
   counts.updated += rows.updated.length;

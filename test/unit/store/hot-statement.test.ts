@@ -54,8 +54,8 @@ function mismatches(table: readonly Pick<HotParam, 'name' | 'type'>[], declared:
 describe('parameter table of the hot statement', () => {
   const declared = declaredParams();
 
-  test('the declaration is read (50 parameters, starting with m_id)', () => {
-    assert.equal(declared.length, 50);
+  test('the declaration is read (53 parameters, starting with m_id)', () => {
+    assert.equal(declared.length, 53);
     assert.deepEqual(declared[0], { name: 'm_id', type: 'bigint[]' });
     assert.deepEqual(declared[3], { name: 'm_payload', type: 'bytea' });
   });
@@ -95,7 +95,7 @@ describe('the call built from the table', () => {
   test('every value is bound to its parameter by name, with its type', () => {
     const s = hotStatement(HOT_PARAMS);
     assert.match(s.text, /^SELECT tern_apply_hot\(m_id => \$1::bigint\[\], m_hub => \$2::text\[\], /);
-    assert.match(s.text, /, q_add_packet => \$50::int\[\]\)$/);
+    assert.match(s.text, /, q_add_packet => \$50::int\[\], o_space => \$51::int, o_lock => \$52::int, o_after => \$53::int\)$/);
   });
 
   test('a parameter listed twice is refused when the statement is built', () => {
