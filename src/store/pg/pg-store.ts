@@ -28,6 +28,8 @@ export interface PgStoreOptions {
    * it) while it holds QoS 1 deliveries already sent, whose acknowledgements cancel their rows.
    */
   commitHoldMs?: number;
+  /** Group commits written at once when they touch different rows (default 2; GroupCommitOptions.maxInFlight). */
+  commitsInFlight?: number;
   /**
    * A commit still unanswered after this many milliseconds is abandoned: its connection is
    * destroyed, its units fail and the store counts as unhealthy (default 10 s).
@@ -111,6 +113,7 @@ export class PgStore implements Store {
       connect: async () => new PgBatchConnection(await this.#pool.connect(), batchOpts),
       logger: this.#logger,
       holdMs: opts.commitHoldMs ?? 0,
+      maxInFlight: opts.commitsInFlight ?? 2,
       commitTimeoutMs: this.#commitTimeoutMs,
       maxBatchRows: opts.maxBatchRows ?? 10_000,
       maxBatchBytes: opts.maxBatchBytes ?? 16 * 1024 * 1024,
