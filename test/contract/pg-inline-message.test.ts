@@ -49,6 +49,35 @@ describe('PgStore: messages inside their delivery rows', () => {
     assert.equal(await count('SELECT count(*) AS n FROM deliveries WHERE message_id = $1', [single.id]), 0);
   });
 
+  test('garbage collection deletes messages rows no plain delivery references; a message kept inline stays loadable', async () => {
+    const kept = message(300, { createdAtMs: 0 });
+    const gone = message(310, { createdAtMs: 0 });
+    const inline = message(320, { createdAtMs: 0 });
+    const handedOff = message(330, { createdAtMs: 0 });
+    await store!.transaction((tx) => {
+      tx.insertMessage(kept);
+      tx.enqueueDeliveries([delivery(301, kept, 'c'), delivery(302, kept, 'd')]);
+      tx.insertMessage(gone);
+      tx.enqueueDeliveries([delivery(311, gone, 'c'), delivery(312, gone, 'd')]);
+      tx.insertMessage(inline);
+      tx.enqueueDeliveries([delivery(321, inline)]);
+      tx.insertMessage(handedOff);
+      tx.enqueueDeliveries([delivery(331, handedOff, 'c'), delivery(333, handedOff, 'e')]);
+    });
+    // a later delivery of a message that has a messages row carries it too (the only one of its commit);
+    // once the first two are acknowledged, the messages row is garbage and the message still loads
+    await store!.transaction((tx) => { tx.insertMessage(handedOff); tx.enqueueDeliveries([delivery(332, handedOff, 'd')]); });
+    await store!.transaction((tx) => { for (const id of [311, 312, 331, 333, 302]) tx.deleteDelivery(id); });
+    assert.equal(await store!.collectGarbage(), 2);
+    const left = (await store!.query('SELECT id FROM messages WHERE id = ANY($1) ORDER BY id', [[300, 310, 320, 330]])).map((r) => Number(r['id']));
+    assert.deepEqual(left, [300]);
+    const s = await store!.load();
+    for (const m of [kept, inline, handedOff]) assert.deepEqual(s.messages.find((x) => x.id === m.id)?.payload, m.payload, `message ${m.id}`);
+    assert.equal(s.messages.find((x) => x.id === gone.id), undefined);
+    const [index] = await store!.query(`SELECT indexdef FROM pg_indexes WHERE indexname = 'deliveries_message_idx'`);
+    assert.match(String(index?.['indexdef']), /WHERE \(message_payload IS NULL\)/);
+  });
+
   test('ids reserved after a restart start above a message id kept only inside a delivery row', async () => {
     const { first, count: block } = await store!.reserveIds();
     // A message id from a block further on (as counted past a block while PostgreSQL was unreachable)

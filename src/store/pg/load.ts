@@ -1,7 +1,7 @@
 // Start-up read of the durable state (Store.load), typed from the drizzle schema: each row comes
 // back as its table's `$inferSelect`, and only values with a narrower domain than their column
 // (QoS, protocol version, delivery state) are checked on the way into the records.
-import { eq, exists, sql } from 'drizzle-orm';
+import { and, eq, exists, isNull, sql } from 'drizzle-orm';
 import type { NodePgDatabase } from 'drizzle-orm/node-postgres';
 import type { Message, ProtocolVersion, QoS } from '../../mqtt/packet.ts';
 import {
@@ -92,8 +92,9 @@ export async function loadState(db: NodePgDatabase): Promise<StoredState> {
     db.select().from(wills),
     db.select().from(inboundQos2),
   ]);
+  // (a delivery carrying its message needs no messages row: deliveries_message_idx leaves it out)
   const messageRows = await db.select().from(messages)
-    .where(exists(db.select({ one: sql`1` }).from(deliveries).where(eq(deliveries.messageId, messages.id))));
+    .where(exists(db.select({ one: sql`1` }).from(deliveries).where(and(eq(deliveries.messageId, messages.id), isNull(deliveries.messagePayload)))));
   const byId = new Map<number, Message>();
   for (const r of messageRows) byId.set(r.id, toMessage(r, 'messages'));
   for (const r of deliveryRows) {

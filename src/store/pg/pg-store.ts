@@ -259,7 +259,7 @@ export class PgStore implements Store {
    */
   async collectGarbage(): Promise<number> {
     const r = await this.#pool.query(`DELETE FROM messages m WHERE m.created_at_ms < $1
-      AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = m.id)`, [Date.now() - 60_000]);
+      AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = m.id AND d.message_payload IS NULL)`, [Date.now() - 60_000]);
     return r.rowCount ?? 0;
   }
 

@@ -85,7 +85,9 @@ export const deliveries = pgTable('deliveries', {
   messageCreatedAtMs: ms('message_created_at_ms'),
 }, (t) => [
   index('deliveries_session_idx').on(t.hub, t.clientId),
-  index('deliveries_message_idx').on(t.messageId),
+  // Only deliveries whose message is in `messages` are looked up by message (garbage collection,
+  // start-up); one that carries its message has no entry, which spares an index insert per message
+  index('deliveries_message_idx').on(t.messageId).where(sql`${t.messagePayload} IS NULL`),
 ]);
 
 /** Retained messages, one per topic name (a copy of the message, not a reference). */
