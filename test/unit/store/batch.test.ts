@@ -2,7 +2,7 @@
 // (src/store/pg/arrays.ts): pure, no database.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { boolArray, numberArray, packBytes, textArray } from '../../../src/store/pg/arrays.ts';
+import { boolArray, boolsOf, numberArray, numbersOf, packBytes, textArray, textsOf } from '../../../src/store/pg/arrays.ts';
 import { Batch, replay, RecordingUnit } from '../../../src/store/pg/batch.ts';
 import type { DeliveryRecord } from '../../../src/store/store.ts';
 import type { Message } from '../../../src/mqtt/packet.ts';
@@ -129,6 +129,16 @@ describe('array literals', () => {
     assert.equal(textArray(['a', 'b c', '', null]), '{"a","b c","",NULL}');
     assert.equal(textArray(['say "hi"', 'back\\slash', '{,}']), '{"say \\"hi\\"","back\\\\slash","{,}"}');
     assert.equal(textArray(['NULL']), '{"NULL"}', 'the string NULL stays a string');
+  });
+
+  test('the same literals built from a field of each record', () => {
+    const rows = [{ n: 1, b: true, t: 'say "hi"' }, { n: null, b: false, t: 'back\\slash' }, { n: 3, b: true, t: null }];
+    assert.equal(numbersOf(rows, (r) => r.n), numberArray(rows.map((r) => r.n)));
+    assert.equal(boolsOf(rows, (r) => r.b), boolArray(rows.map((r) => r.b)));
+    assert.equal(textsOf(rows, (r) => r.t), textArray(rows.map((r) => r.t)));
+    assert.equal(textsOf(rows, (r) => r.t), '{"say \\"hi\\"","back\\\\slash",NULL}');
+    assert.equal(textsOf([], (r: { t: string }) => r.t), '{}');
+    assert.equal(textsOf([{ t: 'a' }, { t: '' }, { t: 'NULL' }], (r) => r.t), '{"a","","NULL"}');
   });
 
   test('payloads packed into one buffer with their lengths', () => {
