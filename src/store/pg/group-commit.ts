@@ -452,6 +452,8 @@ export class GroupCommitWriter {
    * bisecting with savepoints down to single units, so that only the offending units fail; the
    * others commit together and resolve, still in submission order. A failure of another kind on the
    * way rolls everything back and is thrown (the caller fails every unit, as a failed commit does).
+   * (The refused transaction released its commit-order lock: a batch written next to this one may
+   * commit before these units do. Their rows are disjoint, and their units still settle after these.)
    */
   async #isolate(conn: BatchConnection, batch: Batch, waiters: readonly Waiter[]): Promise<void> {
     const { lateDeletes } = batch;
