@@ -160,6 +160,8 @@ interface NameNode<V> {
 /** One value per topic name (retained messages), looked up by topic filter. */
 export class RetainedTree<V> {
   readonly #root: NameNode<V> = { children: undefined, value: undefined };
+  /** The node of every stored topic name: `get` and a replacing `set` in one lookup, without splitting the name. */
+  readonly #byName = new Map<string, NameNode<V>>();
   /** The stored topic names in order (listings page through it; changed only when a name comes or goes). */
   readonly #names = new SortedMap<string, true>(undefined, compareStrings);
   readonly #sizeOf: ((v: V) => number) | undefined;
@@ -181,6 +183,12 @@ export class RetainedTree<V> {
   }
 
   set(topicName: string, value: V): void {
+    const stored = this.#byName.get(topicName);
+    if (stored !== undefined) {
+      if (this.#sizeOf) this.#bytes += this.#sizeOf(value) - this.#sizeOf(stored.value!);
+      stored.value = value;
+      return;
+    }
     let node = this.#root;
     for (const level of topicName.split('/')) {
       node.children ??= new Map();
@@ -191,24 +199,20 @@ export class RetainedTree<V> {
       }
       node = next;
     }
-    if (node.value === undefined) {
-      this.#size++;
-      this.#names.set(topicName, true);
-    } else if (this.#sizeOf) this.#bytes -= this.#sizeOf(node.value);
+    // (no value here: a stored name would have been found above)
+    this.#size++;
+    this.#names.set(topicName, true);
     if (this.#sizeOf) this.#bytes += this.#sizeOf(value);
     node.value = value;
+    this.#byName.set(topicName, node);
   }
 
   get(topicName: string): V | undefined {
-    let node: NameNode<V> | undefined = this.#root;
-    for (const level of topicName.split('/')) {
-      node = node.children?.get(level);
-      if (!node) return undefined;
-    }
-    return node.value;
+    return this.#byName.get(topicName)?.value;
   }
 
   delete(topicName: string): boolean {
+    if (!this.#byName.delete(topicName)) return false;
     const levels = topicName.split('/');
     const path: NameNode<V>[] = [this.#root];
     let node = this.#root;

@@ -77,3 +77,48 @@ describe('tern_apply_hot called by parameter name', () => {
     });
   }
 });
+
+describe('tern_apply_hot: commit order of two batches written at once', () => {
+  let db: TestDatabase | undefined;
+  let store: PgStore | undefined;
+  const clients: pg.Client[] = [];
+  const counts: HotRowCounts = { messages: 0, inserted: 0, updated: 0, deleted: 0 };
+
+  before(async () => {
+    db = await createTestDatabase();
+    store = new PgStore({ url: db.url, logger: quiet });
+    await store.open();
+    for (let i = 0; i < 3; i++) {
+      const c = new pg.Client({ connectionString: db.url });
+      await c.connect();
+      clients.push(c);
+    }
+    // The first batch's insert is slow: a later batch finishes its statements first
+    await clients[2]!.query(`CREATE FUNCTION tern_test_slow_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN IF NEW.client_id = 'c1000' THEN PERFORM pg_sleep(0.3); END IF; RETURN NULL; END $$`);
+    await clients[2]!.query('CREATE TRIGGER tern_test_slow_insert AFTER INSERT ON deliveries FOR EACH ROW EXECUTE FUNCTION tern_test_slow_insert()');
+  });
+
+  after(async () => {
+    for (const c of clients) await c.end();
+    await store?.close();
+    await db?.drop();
+  });
+
+  test('the batch started second commits after the first, though its statement is done first', async () => {
+    const committed: number[] = [];
+    const first = writeHot(clients[0]!, batchOf(1000), counts, undefined, { space: 42, lock: 0, after: undefined }).then(() => committed.push(1000));
+    // (pg_locks: the first holds its lock, so it is inside its slow statement)
+    const held = `SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = 42 AND objid = 0`;
+    const deadline = Date.now() + 10_000;
+    while ((await clients[2]!.query(held)).rows.length === 0) {
+      if (Date.now() > deadline) throw new Error('the first batch never took its lock');
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    const second = writeHot(clients[1]!, batchOf(2000), counts, undefined, { space: 42, lock: 1, after: 0 }).then(() => committed.push(2000));
+    await Promise.all([first, second]);
+    assert.deepEqual(committed, [1000, 2000]);
+    const state = await store!.load();
+    assert.ok(state.deliveries.some((d) => d.id === 1001) && state.deliveries.some((d) => d.id === 2001));
+  });
+});

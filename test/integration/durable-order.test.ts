@@ -162,7 +162,8 @@ describe('a publisher that goes away while its message is being stored', () => {
     const LOCK = 731_842_002;
     await c.query(`CREATE FUNCTION tern_test_slow_message() RETURNS trigger LANGUAGE plpgsql AS $$
       BEGIN PERFORM pg_advisory_xact_lock_shared(${LOCK}); RETURN NULL; END $$`);
-    await c.query('CREATE TRIGGER tern_test_slow_message AFTER INSERT ON messages FOR EACH STATEMENT EXECUTE FUNCTION tern_test_slow_message()');
+    // (on deliveries: a message with one persistent receiver is stored inside that delivery's row)
+    await c.query('CREATE TRIGGER tern_test_slow_message AFTER INSERT ON deliveries FOR EACH STATEMENT EXECUTE FUNCTION tern_test_slow_message()');
     await c.query(`SELECT pg_advisory_lock(${LOCK})`);
     let locked = true;
     try {
@@ -218,7 +219,7 @@ describe('a publisher that goes away while its message is being stored', () => {
       persistent.destroy();
     } finally {
       if (locked) await c.query(`SELECT pg_advisory_unlock(${LOCK})`).catch(() => undefined);
-      await c.query('DROP TRIGGER IF EXISTS tern_test_slow_message ON messages').catch(() => undefined);
+      await c.query('DROP TRIGGER IF EXISTS tern_test_slow_message ON deliveries').catch(() => undefined);
       await c.end();
     }
   });

@@ -38,3 +38,35 @@ export function packBytes(values: ReadonlyArray<Buffer>): { bytes: Buffer; lengt
   for (let i = 0; i < values.length; i++) lengths[i] = values[i]!.length;
   return { bytes: Buffer.concat(values as Buffer[]), lengths: `{${lengths.join(',')}}` };
 }
+
+/** `numberArray` of `f` over `xs`, without the intermediate array. */
+export function numbersOf<T>(xs: readonly T[], f: (x: T) => number | null | undefined): string {
+  let out = '{';
+  for (let i = 0; i < xs.length; i++) {
+    const v = f(xs[i]!);
+    if (i > 0) out += ',';
+    out += v === null || v === undefined ? 'NULL' : String(v);
+  }
+  return `${out}}`;
+}
+
+/** `boolArray` of `f` over `xs`, without the intermediate array. */
+export function boolsOf<T>(xs: readonly T[], f: (x: T) => boolean): string {
+  let out = '{';
+  for (let i = 0; i < xs.length; i++) out += i > 0 ? (f(xs[i]!) ? ',t' : ',f') : f(xs[i]!) ? 't' : 'f';
+  return `${out}}`;
+}
+
+const ESCAPED = /["\\]/;
+
+/** `textArray` of `f` over `xs`, without the intermediate array (a value is escaped only if it needs it). */
+export function textsOf<T>(xs: readonly T[], f: (x: T) => string | null | undefined): string {
+  let out = '{';
+  for (let i = 0; i < xs.length; i++) {
+    const v = f(xs[i]!);
+    if (i > 0) out += ',';
+    if (v === null || v === undefined) out += 'NULL';
+    else out += `"${ESCAPED.test(v) ? v.replace(NEEDS_ESCAPE, '\\$&') : v}"`;
+  }
+  return `${out}}`;
+}

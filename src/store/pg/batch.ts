@@ -46,16 +46,17 @@ export class Batch implements UnitOfWork {
   bytes = 0;
   /** Inserts of QoS 1 deliveries already sent, not yet cancelled by their acknowledgement. */
   cancellable = 0;
-  /** `now()` when the first cancellable insert joined the batch. */
-  firstCancellableAt = 0;
   /** Called when `cancellable` drops to 0 (the writer may be holding the batch for it). */
   onAllCancelled: (() => void) | undefined;
-  readonly #now: () => number;
-
-  /** `now` is the writer's monotonic clock (milliseconds), read when a cancellable insert joins. */
-  constructor(now: () => number = () => performance.now()) {
-    this.#now = now;
-  }
+  /**
+   * True while the writer holds this batch, sealed and not yet written, for acknowledgements: a
+   * delete made in the batch after it cancels an insert of this one (`takeBack`).
+   */
+  holding = false;
+  /** Inserts cancelled here by deletes of later batches while held, in order (replayed with its units). */
+  readonly lateDeletes: number[] = [];
+  /** The held batch this one was opened behind, whose inserts its deletes may cancel. */
+  behind: Batch | undefined;
 
   putSession(s: SessionRecord): void {
     this.rows++;
@@ -118,7 +119,7 @@ export class Batch implements UnitOfWork {
       if (c?.insert) continue;
       const cancellable = d.sentAhead === true;
       this.deliveries.set(d.id, { insert: { ...d, subscriptionIds: [...d.subscriptionIds] }, cancellable });
-      if (cancellable && this.cancellable++ === 0) this.firstCancellableAt = this.#now();
+      if (cancellable) this.cancellable++;
     }
   }
 
@@ -144,7 +145,24 @@ export class Batch implements UnitOfWork {
       if (c.cancellable) this.#cancelled();
       return;
     }
+    // Inserted by the held batch before this one, and not touched since: neither row is written.
+    // (Its insert is not written yet, and this batch is written after it, so the net effect is the same.)
+    if (c === undefined && this.behind?.takeBack(id) === true) return;
     this.deliveries.set(id, { delete: true });
+  }
+
+  /**
+   * While held: cancel the insert of delivery `id` here, for a delete made in a later batch; true
+   * if there was one. Recorded in `lateDeletes`, so that a replay of this batch's units leaves it out too.
+   */
+  takeBack(id: number): boolean {
+    if (!this.holding) return false;
+    const c = this.deliveries.get(id);
+    if (!c?.insert) return false;
+    this.deliveries.delete(id);
+    this.lateDeletes.push(id);
+    if (c.cancellable) this.#cancelled();
+    return true;
   }
 
   putRetained(m: Message): void {
@@ -263,11 +281,18 @@ export class RecordingUnit implements UnitOfWork {
   putHubSettings(r: HubSettingsRecord): void { this.ops.push(['putHubSettings', [r]]); this.#batch.putHubSettings(r); }
 }
 
-/** A fresh batch holding the net effect of the recorded units, applied in order. */
-export function replay(units: ReadonlyArray<readonly UnitOp[]>): Batch {
+/**
+ * A fresh batch holding the net effect of the recorded units, applied in order, then of
+ * `lateDeletes` (inserts a held batch gave back to later deletes; those not among the units delete nothing).
+ */
+export function replay(units: ReadonlyArray<readonly UnitOp[]>, lateDeletes: readonly number[] = []): Batch {
   const b = new Batch();
   for (const ops of units) {
     for (const [name, args] of ops) (b[name] as (...a: unknown[]) => void).apply(b, args);
+  }
+  for (const id of lateDeletes) {
+    const c = b.deliveries.get(id);
+    if (c?.insert) b.deleteDelivery(id);
   }
   return b;
 }

@@ -1,14 +1,19 @@
 // The group-commit writer (DESIGN.md §4): units of work accumulate in an open batch while the
 // previous commit is in flight; one commit at a time, each batch in one transaction, each unit's
 // promise settled in submission order. No SQL here: it drives the BatchConnection it is given.
+import { randomInt } from 'node:crypto';
 import { StoreError, type UnitOfWork } from '../store.ts';
 import { Batch, RecordingUnit, replay, type UnitOp } from './batch.ts';
 import { isDataError, toStoreError } from './sqlstate.ts';
 
 /** One database connection checked out for one batch (PostgreSQL in production, a fake in tests). */
 export interface BatchConnection {
-  /** Write a non-empty batch in one transaction; a failed one is rolled back, so the connection stays usable after a data error. */
-  apply(batch: Batch): Promise<void>;
+  /**
+   * Write a non-empty batch in one transaction; a failed one is rolled back, so the connection stays
+   * usable after a data error. With `order` (a batch of messages and deliveries only), the
+   * transaction holds lock `order.lock` and commits only after the one holding `order.after` ended.
+   */
+  apply(batch: Batch, order?: CommitOrder): Promise<void>;
   /** Open the transaction in which a refused batch's units are tried again, range by range. */
   begin(): Promise<void>;
   /** Write `batch` under a savepoint of the open transaction; on a data error roll back to the savepoint, then throw. */
@@ -19,6 +24,18 @@ export interface BatchConnection {
   abandon(): void;
   /** Hand the connection back; a `broken` one is discarded. */
   release(broken: boolean): void;
+}
+
+/**
+ * Commit order of a batch written while the batch before it is still being written: locks taken
+ * inside the transactions (`space`, `lock` of the writer's three) so that PostgreSQL commits them in
+ * submission order, whichever finishes its statements first.
+ */
+export interface CommitOrder {
+  space: number;
+  lock: number;
+  /** The lock of the batch still being written before this one; none if it has ended. */
+  after: number | undefined;
 }
 
 /** A cancellable timer. */
@@ -49,7 +66,10 @@ export interface GroupCommitOptions {
   connect: () => Promise<BatchConnection>;
   logger: Logger;
   clock?: WriterClock;
-  /** Hold a batch up to this long (from the first QoS 1 delivery sent ahead in it) for acknowledgements that cancel rows (default 0). */
+  /**
+   * Hold a batch that holds QoS 1 deliveries sent ahead up to this long, once sealed, for the
+   * acknowledgements that cancel their rows (default 0).
+   */
   holdMs?: number;
   /** A commit unanswered after this long is abandoned: its connection ended, its units failed (default 10 s). */
   commitTimeoutMs?: number;
@@ -58,6 +78,32 @@ export interface GroupCommitOptions {
   maxBatchBytes?: number;
   /** Told of each batch written to the database: its rows and how long its commit took (ms). Must not throw. */
   onCommit?: (rows: number, ms: number) => void;
+  /**
+   * Batches written at once, each on its own connection (default 2; 1: one at a time). A batch is
+   * started while others are being written only if none of them changes more than messages,
+   * deliveries and inbound QoS 2 ids, and it touches none of their rows; it still commits after
+   * them (CommitOrder) and its units settle after theirs.
+   */
+  maxInFlight?: number;
+  /** Namespace of the writer's commit-order locks (default: random). */
+  lockSpace?: number;
+}
+
+/** A batch being written: its commit-order lock, and a promise settled once its units are. */
+interface InFlight {
+  batch: Batch;
+  lock: number;
+  done: Promise<void>;
+}
+
+/** True if `a` and `b` change a row in common (deliveries, messages, inbound QoS 2 ids). */
+function shareRows(a: Batch, b: Batch): boolean {
+  const [small, large] = a.deliveries.size <= b.deliveries.size ? [a, b] : [b, a];
+  for (const id of small.deliveries.keys()) if (large.deliveries.has(id)) return true;
+  // (the same message stored again with another delivery, e.g. a shared-subscription handoff)
+  for (const id of a.messages.keys()) if (b.messages.has(id)) return true;
+  for (const k of a.inboundQos2.keys()) if (b.inboundQos2.has(k)) return true;
+  return false;
 }
 
 /** A unit of work waiting for its commit, with what it wrote (to commit it alone if need be). */
@@ -87,6 +133,16 @@ export class GroupCommitWriter {
   #drainWaiters: Array<{ units: number; bytes: number; resolve: () => void }> = [];
   #idleWaiters: Array<() => void> = [];
   #committing = false;
+  readonly #maxInFlight: number;
+  readonly #lockSpace: number;
+  /** Batches being written, oldest first. */
+  readonly #inFlight: InFlight[] = [];
+  /** Settled once every batch started so far has settled its units (never rejects). */
+  #lastSettled: Promise<void> = Promise.resolve();
+  /** Wakes the writer parked while batches are written, when a unit is submitted. */
+  #wake: (() => void) | undefined;
+  /** Batches started with a commit-order lock so far (the lock is this count modulo maxInFlight + 1). */
+  #ordered = 0;
   #healthy = true;
   #closed = false;
   /** Commits performed and units committed, for metrics and tests. */
@@ -104,6 +160,8 @@ export class GroupCommitWriter {
     this.#maxBatchRows = opts.maxBatchRows ?? 10_000;
     this.#maxBatchBytes = opts.maxBatchBytes ?? 16 * 1024 * 1024;
     this.#onCommit = opts.onCommit;
+    this.#maxInFlight = Math.max(1, opts.maxInFlight ?? 2);
+    this.#lockSpace = opts.lockSpace ?? randomInt(1, 2 ** 31 - 1);
     this.#open = this.#newBatch();
   }
 
@@ -138,6 +196,7 @@ export class GroupCommitWriter {
     return new Promise<void>((resolve, reject) => {
       this.#waiters.push({ ops: unit.ops, resolve, reject });
       if (!this.#committing) void this.#commit();
+      else this.#wake?.();
     });
   }
 
@@ -164,7 +223,7 @@ export class GroupCommitWriter {
   }
 
   #newBatch(): Batch {
-    return new Batch(() => this.#clock.now());
+    return new Batch();
   }
 
   /** A batch settled (committed or failed): it leaves the backlog. */
@@ -182,19 +241,23 @@ export class GroupCommitWriter {
 
   async #commit(): Promise<void> {
     this.#committing = true;
-    while (this.#waiters.length > 0 || this.#sealed.length > 0) {
+    for (;;) {
+      if (this.#waiters.length === 0 && this.#sealed.length === 0) {
+        // Parked until a batch being written settles or a unit is submitted (it may start at once)
+        if (this.#inFlight.length === 0) break;
+        await new Promise<void>((resolve) => {
+          this.#wake = resolve;
+          void Promise.race(this.#inFlight.map((f) => f.done)).then(resolve);
+        });
+        this.#wake = undefined;
+        continue;
+      }
       // Let the event loop read what has arrived first: acknowledgements read now still cancel
       // their delivery rows inside this batch instead of costing a delete in the next one.
       await new Promise<void>((resolve) => setImmediate(resolve));
       let batch: Batch;
       let waiters: Waiter[];
-      let full = this.#sealed.shift();
-      if (!full) {
-        await this.#hold(this.#open);
-        // A unit that arrived during the hold may have sealed the held batch (it was full): that older
-        // batch goes first, or a delete could commit before its insert
-        full = this.#sealed.shift();
-      }
+      const full = this.#sealed.shift();
       if (full) {
         ({ batch, waiters } = full);
       } else {
@@ -202,41 +265,15 @@ export class GroupCommitWriter {
         waiters = this.#waiters;
         this.#open = this.#newBatch();
         this.#waiters = [];
+        if (batch.cancellable > 0 && this.#holdMs > 0 && !this.#closed) {
+          // Sealed, then held: later units form the next batch meanwhile, and an acknowledgement
+          // among them takes its delivery's insert back out of this one
+          this.#open.behind = batch;
+          await this.#hold(batch);
+        }
       }
-      if (batch.isEmpty) {
-        // e.g. every delivery acknowledged before the commit: nothing to write, no connection needed
-        // (and it says nothing about the server)
-        this.commits++;
-        this.units += waiters.length;
-        for (const w of waiters) w.resolve();
-        this.#settled(batch, waiters);
-        continue;
-      }
-      let conn: BatchConnection;
-      try {
-        conn = await this.#connect();
-      } catch (e) {
-        this.#fail(waiters, e);
-        this.#settled(batch, waiters);
-        continue;
-      }
-      let broken = false;
-      try {
-        const t0 = this.#clock.now();
-        await this.#guard(conn, this.#commitOn(conn, batch, waiters));
-        const ms = this.#clock.now() - t0;
-        this.commitMs += ms;
-        this.#reachable();
-        this.#observe(batch.rows, ms);
-      } catch (e) {
-        // (data errors are settled in #commitOn; what reaches here is about the connection or server)
-        broken = !isDataError(e);
-        this.#fail(waiters, e);
-      } finally {
-        // A data error leaves the connection usable (its transaction was rolled back): keep it
-        conn.release(broken);
-        this.#settled(batch, waiters);
-      }
+      while (this.#inFlight.length > 0 && !this.#mayOverlap(batch)) await Promise.race(this.#inFlight.map((f) => f.done));
+      this.#start(batch, waiters);
     }
     this.#committing = false;
     const idle = this.#idleWaiters;
@@ -244,10 +281,87 @@ export class GroupCommitWriter {
     for (const resolve of idle) resolve();
   }
 
-  /** Commit `batch` on `conn` and settle its units; throws only what is not one unit's refused data. */
-  async #commitOn(conn: BatchConnection, batch: Batch, waiters: readonly Waiter[]): Promise<void> {
+  /** May `batch` be written now, next to the batches being written? */
+  #mayOverlap(batch: Batch): boolean {
+    if (this.#inFlight.length >= this.#maxInFlight) return false;
+    if (batch.isEmpty) return true; // (it settles after them all the same)
+    if (batch.hasColdChanges) return false;
+    for (const f of this.#inFlight) if (f.batch.hasColdChanges || shareRows(batch, f.batch)) return false;
+    return true;
+  }
+
+  /**
+   * Write `batch`, then settle its units once those of every batch started before it are settled.
+   * A batch started behind another one records its outcome and delivers it then.
+   */
+  #start(batch: Batch, waiters: Waiter[]): void {
+    const previous = this.#inFlight.at(-1);
+    const settledBefore = this.#lastSettled;
+    let order: CommitOrder | undefined;
+    if (!batch.hasColdChanges && !batch.isEmpty) {
+      let after: number | undefined;
+      for (const f of this.#inFlight) if (f.lock >= 0) after = f.lock;
+      // One lock more than batches in flight: a batch's lock is free again (its holder and the
+      // batch that waited for it both ended) by the time it comes round
+      order = { space: this.#lockSpace, lock: this.#ordered++ % (this.#maxInFlight + 1), after };
+    }
+    // Alone, the units are settled as soon as the outcome is known; behind another batch, later
+    const outcomes: Array<() => void> | undefined = previous ? new Array<() => void>(waiters.length) : undefined;
+    const targets = outcomes === undefined ? waiters : waiters.map((w, i): Waiter => ({
+      ops: w.ops,
+      resolve: () => { outcomes[i] ??= w.resolve; },
+      reject: (e: unknown) => { outcomes[i] ??= () => w.reject(e); },
+    }));
+    const f: InFlight = { batch, lock: order?.lock ?? -1, done: Promise.resolve() };
+    f.done = this.#write(batch, targets, order).then(async () => {
+      await settledBefore;
+      if (outcomes) for (const settle of outcomes) settle?.();
+      this.#settled(batch, waiters);
+      this.#inFlight.splice(this.#inFlight.indexOf(f), 1);
+    });
+    this.#inFlight.push(f);
+    this.#lastSettled = f.done;
+  }
+
+  /** Write `batch` and settle (or record the outcome of) its units; never rejects. */
+  async #write(batch: Batch, waiters: readonly Waiter[], order: CommitOrder | undefined): Promise<void> {
+    if (batch.isEmpty) {
+      // e.g. every delivery acknowledged before the commit: nothing to write, no connection needed
+      // (and it says nothing about the server)
+      this.commits++;
+      this.units += waiters.length;
+      for (const w of waiters) w.resolve();
+      return;
+    }
+    let conn: BatchConnection;
     try {
-      await conn.apply(batch);
+      conn = await this.#connect();
+    } catch (e) {
+      this.#fail(waiters, e);
+      return;
+    }
+    let broken = false;
+    try {
+      const t0 = this.#clock.now();
+      await this.#guard(conn, this.#commitOn(conn, batch, waiters, order));
+      const ms = this.#clock.now() - t0;
+      this.commitMs += ms;
+      this.#reachable();
+      this.#observe(batch.rows, ms);
+    } catch (e) {
+      // (data errors are settled in #commitOn; what reaches here is about the connection or server)
+      broken = !isDataError(e);
+      this.#fail(waiters, e);
+    } finally {
+      // A data error leaves the connection usable (its transaction was rolled back): keep it
+      conn.release(broken);
+    }
+  }
+
+  /** Commit `batch` on `conn` and settle its units; throws only what is not one unit's refused data. */
+  async #commitOn(conn: BatchConnection, batch: Batch, waiters: readonly Waiter[], order: CommitOrder | undefined): Promise<void> {
+    try {
+      await conn.apply(batch, order);
     } catch (e) {
       if (!isDataError(e)) throw e;
       if (waiters.length === 1) {
@@ -255,7 +369,7 @@ export class GroupCommitWriter {
         return;
       }
       // One unit's rows refused (not a lost connection): that must not fail the other units with it
-      await this.#isolate(conn, waiters);
+      await this.#isolate(conn, batch, waiters);
       return;
     }
     this.commits++;
@@ -300,22 +414,25 @@ export class GroupCommitWriter {
   }
 
   /**
-   * While the batch holds QoS 1 deliveries already sent, wait (until the first of them is
-   * `holdMs` old at most) for their acknowledgements: each one that comes cancels an insert
-   * and a later delete, and a batch whose deliveries were all acknowledged writes nothing at all.
+   * Hold the sealed `batch`, which holds QoS 1 deliveries already sent, for up to `holdMs` for
+   * their acknowledgements: each one that comes cancels an insert and a later delete, and a batch
+   * whose deliveries were all acknowledged writes nothing at all. Under load the previous commit
+   * took long enough for the early deliveries of the batch to be acknowledged already; the hold is
+   * for the latest ones (a delete of those in the next batch would cost a row each).
    */
   async #hold(batch: Batch): Promise<void> {
-    const remaining = this.#holdMs - (this.#clock.now() - batch.firstCancellableAt);
-    if (batch.cancellable === 0 || remaining <= 0 || this.#closed) return;
+    batch.holding = true;
     await new Promise<void>((resolve) => {
       const done = (): void => {
         timer.cancel();
         batch.onAllCancelled = undefined;
         resolve();
       };
-      const timer = this.#clock.setTimeout(done, remaining);
+      const timer = this.#clock.setTimeout(done, this.#holdMs);
       batch.onAllCancelled = done;
     });
+    // From here on the batch is being written: a delete of one of its inserts is a row of the next batch
+    batch.holding = false;
   }
 
   #fail(waiters: readonly Waiter[], e: unknown): void {
@@ -335,12 +452,15 @@ export class GroupCommitWriter {
    * bisecting with savepoints down to single units, so that only the offending units fail; the
    * others commit together and resolve, still in submission order. A failure of another kind on the
    * way rolls everything back and is thrown (the caller fails every unit, as a failed commit does).
+   * (The refused transaction released its commit-order lock: a batch written next to this one may
+   * commit before these units do. Their rows are disjoint, and their units still settle after these.)
    */
-  async #isolate(conn: BatchConnection, waiters: readonly Waiter[]): Promise<void> {
+  async #isolate(conn: BatchConnection, batch: Batch, waiters: readonly Waiter[]): Promise<void> {
+    const { lateDeletes } = batch;
     const refused: Array<StoreError | undefined> = new Array(waiters.length);
     const applyRange = async (lo: number, hi: number): Promise<void> => {
       try {
-        await conn.applyUnderSavepoint(replay(waiters.slice(lo, hi).map((w) => w.ops)));
+        await conn.applyUnderSavepoint(replay(waiters.slice(lo, hi).map((w) => w.ops), lateDeletes));
         return;
       } catch (e) {
         if (!isDataError(e)) throw e;

@@ -1,7 +1,7 @@
 // Start-up read of the durable state (Store.load), typed from the drizzle schema: each row comes
 // back as its table's `$inferSelect`, and only values with a narrower domain than their column
 // (QoS, protocol version, delivery state) are checked on the way into the records.
-import { eq, exists, sql } from 'drizzle-orm';
+import { and, eq, exists, isNull, sql } from 'drizzle-orm';
 import type { NodePgDatabase } from 'drizzle-orm/node-postgres';
 import type { Message, ProtocolVersion, QoS } from '../../mqtt/packet.ts';
 import {
@@ -54,6 +54,18 @@ function toDelivery(r: typeof deliveries.$inferSelect): DeliveryRecord {
   };
 }
 
+/** The message a delivery row carries inline (migrations/0006), or undefined when it is in `messages`. */
+function inlineMessage(r: typeof deliveries.$inferSelect): Message | undefined {
+  if (r.messagePayload === null) return undefined;
+  if (r.messageTopicName === null || r.messageQos === null || r.messageRetain === null || r.messageCreatedAtMs === null) {
+    throw new StoreError(`stored delivery ${r.id} carries a payload without its message's topic, QoS, retain flag or creation time`);
+  }
+  return toMessage({
+    id: r.messageId, hub: r.hub, topicName: r.messageTopicName, payload: r.messagePayload, qos: r.messageQos, retain: r.messageRetain,
+    properties: r.messageProperties, expiresAtMs: r.messageExpiresAtMs, publisherId: r.messagePublisherId, createdAtMs: r.messageCreatedAtMs,
+  }, 'deliveries.message');
+}
+
 /** A retained copy as a message: it keeps the id of the message it copies. */
 function toRetained(r: typeof retainedMessages.$inferSelect): Message {
   return toMessage({ ...r, id: r.messageId, retain: true }, 'retained_messages');
@@ -67,7 +79,10 @@ function toWill(r: typeof wills.$inferSelect): WillRecord {
   };
 }
 
-/** Everything stored, for start-up: deliveries in id order, and only the messages they reference. */
+/**
+ * Everything stored, for start-up: deliveries in id order, and only the messages they reference,
+ * whether in a `messages` row or inside the row of the delivery (each message once).
+ */
 export async function loadState(db: NodePgDatabase): Promise<StoredState> {
   const [sessionRows, subscriptionRows, deliveryRows, retainedRows, willRows, qos2Rows] = await Promise.all([
     db.select().from(sessions),
@@ -77,12 +92,20 @@ export async function loadState(db: NodePgDatabase): Promise<StoredState> {
     db.select().from(wills),
     db.select().from(inboundQos2),
   ]);
+  // (a delivery carrying its message needs no messages row: deliveries_message_idx leaves it out)
   const messageRows = await db.select().from(messages)
-    .where(exists(db.select({ one: sql`1` }).from(deliveries).where(eq(deliveries.messageId, messages.id))));
+    .where(exists(db.select({ one: sql`1` }).from(deliveries).where(and(eq(deliveries.messageId, messages.id), isNull(deliveries.messagePayload)))));
+  const byId = new Map<number, Message>();
+  for (const r of messageRows) byId.set(r.id, toMessage(r, 'messages'));
+  for (const r of deliveryRows) {
+    if (byId.has(r.messageId)) continue;
+    const m = inlineMessage(r);
+    if (m) byId.set(m.id, m);
+  }
   return {
     sessions: sessionRows.map(toSession),
     subscriptions: subscriptionRows.map(toSubscription),
-    messages: messageRows.map((r) => toMessage(r, 'messages')),
+    messages: [...byId.values()],
     deliveries: deliveryRows.map(toDelivery),
     retained: retainedRows.map(toRetained),
     wills: willRows.map(toWill),

@@ -28,6 +28,8 @@ export interface PgStoreOptions {
    * it) while it holds QoS 1 deliveries already sent, whose acknowledgements cancel their rows.
    */
   commitHoldMs?: number;
+  /** Group commits written at once when they touch different rows (default 2; GroupCommitOptions.maxInFlight). */
+  commitsInFlight?: number;
   /**
    * A commit still unanswered after this many milliseconds is abandoned: its connection is
    * destroyed, its units fail and the store counts as unhealthy (default 10 s).
@@ -111,6 +113,7 @@ export class PgStore implements Store {
       connect: async () => new PgBatchConnection(await this.#pool.connect(), batchOpts),
       logger: this.#logger,
       holdMs: opts.commitHoldMs ?? 0,
+      maxInFlight: opts.commitsInFlight ?? 2,
       commitTimeoutMs: this.#commitTimeoutMs,
       maxBatchRows: opts.maxBatchRows ?? 10_000,
       maxBatchBytes: opts.maxBatchBytes ?? 16 * 1024 * 1024,
@@ -129,8 +132,10 @@ export class PgStore implements Store {
       // Ids counted past a block while PostgreSQL was unreachable (Broker.nextId) may have been
       // committed once it answered again: the next block starts above every stored id. Only ever
       // moves the sequence forward.
+      // (A message stored inside its delivery's row has its id only in deliveries.message_id.)
       await client.query(`SELECT setval('id_blocks', x.m) FROM (SELECT GREATEST(
-        (SELECT max(id) FROM messages), (SELECT max(id) FROM deliveries), (SELECT max(message_id) FROM retained_messages)) AS m) x
+        (SELECT max(id) FROM messages), (SELECT max(id) FROM deliveries), (SELECT max(message_id) FROM deliveries),
+        (SELECT max(message_id) FROM retained_messages)) AS m) x
         WHERE x.m >= (SELECT last_value FROM id_blocks)`);
     } catch (e) {
       throw new StoreError(`migration failed: ${(e as Error).message}`, { cause: e });
@@ -248,10 +253,13 @@ export class PgStore implements Store {
     return { rows, nextCursor: more ? rows.at(-1)!.id : undefined };
   }
 
-  /** Delete messages that no delivery references any more (retained copies are separate rows). */
+  /**
+   * Delete messages that no delivery references any more (retained copies are separate rows; a
+   * message inside its delivery's row goes with that row).
+   */
   async collectGarbage(): Promise<number> {
     const r = await this.#pool.query(`DELETE FROM messages m WHERE m.created_at_ms < $1
-      AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = m.id)`, [Date.now() - 60_000]);
+      AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = m.id AND d.message_payload IS NULL)`, [Date.now() - 60_000]);
     return r.rowCount ?? 0;
   }
 

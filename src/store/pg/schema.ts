@@ -57,7 +57,12 @@ export const messages = pgTable('messages', {
   createdAtMs: ms('created_at_ms').notNull(),
 });
 
-/** One obligation to deliver a message to one session: queued, sent, or PUBREC received. */
+/**
+ * One obligation to deliver a message to one session: queued, sent, or PUBREC received. A message
+ * that only this delivery references when it is committed travels inside the row (`message_*`,
+ * payload not null) instead of in a `messages` row of its own: one row per durable message instead
+ * of two (migrations/0006). `message_id` is set either way.
+ */
 export const deliveries = pgTable('deliveries', {
   id: bigint({ mode: 'number' }).primaryKey(),
   hub: text().notNull(),
@@ -69,9 +74,20 @@ export const deliveries = pgTable('deliveries', {
   shareKey: text(),
   packetId: integer().notNull(),
   state: text().notNull(),
+  /** The message carried inline (all null when it is in `messages`); qos and retain as published. */
+  messageTopicName: text(),
+  messagePayload: bytea(),
+  messageQos: smallint(),
+  messageRetain: boolean(),
+  messageProperties: jsonb(),
+  messageExpiresAtMs: ms('message_expires_at_ms'),
+  messagePublisherId: text(),
+  messageCreatedAtMs: ms('message_created_at_ms'),
 }, (t) => [
   index('deliveries_session_idx').on(t.hub, t.clientId),
-  index('deliveries_message_idx').on(t.messageId),
+  // Only deliveries whose message is in `messages` are looked up by message (garbage collection,
+  // start-up); one that carries its message has no entry, which spares an index insert per message
+  index('deliveries_message_idx').on(t.messageId).where(sql`${t.messagePayload} IS NULL`),
 ]);
 
 /** Retained messages, one per topic name (a copy of the message, not a reference). */

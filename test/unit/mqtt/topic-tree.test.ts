@@ -183,6 +183,21 @@ describe('RetainedTree', () => {
     assert.deepEqual([...tree.values()].sort(), ['deep', 'v0']);
   });
 
+  test('sizes follow replacements and deletes; a name set again after its branch was pruned is found', () => {
+    const tree = new RetainedTree<string>((v) => v.length);
+    tree.set('a/b/c', 'xx');
+    tree.set('a/b/c', 'xxxxx');
+    assert.equal(tree.bytes, 5);
+    assert.equal(tree.delete('a/b/c'), true);
+    assert.equal(tree.bytes, 0);
+    assert.deepEqual(retainedFor(tree, '#'), [], 'the branch is gone');
+    tree.set('a/b/c', 'y');
+    assert.equal(tree.get('a/b/c'), 'y');
+    assert.deepEqual(retainedFor(tree, 'a/+/c'), ['y']);
+    assert.equal(tree.size, 1);
+    assert.equal(tree.bytes, 1);
+  });
+
   test('delete prunes only empty branches', () => {
     const tree = new RetainedTree<string>();
     tree.set('a', 'a');

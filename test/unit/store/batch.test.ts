@@ -2,7 +2,7 @@
 // (src/store/pg/arrays.ts): pure, no database.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { boolArray, numberArray, packBytes, textArray } from '../../../src/store/pg/arrays.ts';
+import { boolArray, boolsOf, numberArray, numbersOf, packBytes, textArray, textsOf } from '../../../src/store/pg/arrays.ts';
 import { Batch, replay, RecordingUnit } from '../../../src/store/pg/batch.ts';
 import type { DeliveryRecord } from '../../../src/store/store.ts';
 import type { Message } from '../../../src/mqtt/packet.ts';
@@ -44,7 +44,6 @@ describe('Batch', () => {
       delivery(5, 1), // in flight but held for its commit: no PUBACK can come before it
     ]);
     assert.equal(b.cancellable, 2);
-    assert.ok(b.firstCancellableAt > 0);
     b.deleteDelivery(2); // queued: not counted
     b.deleteDelivery(1);
     assert.equal(calls, 0);
@@ -52,6 +51,31 @@ describe('Batch', () => {
     assert.equal(calls, 1);
     assert.equal(b.cancellable, 0);
     assert.deepEqual([...b.deliveries.keys()], [3, 5]);
+  });
+
+  test('a delete in the batch behind a held batch cancels the held insert; once writing starts it is a row of its own', () => {
+    const held = new Batch();
+    let calls = 0;
+    held.onAllCancelled = () => { calls++; };
+    held.enqueueDeliveries([delivery(1, 1, { sentAhead: true }), delivery(2, 1, { sentAhead: true }), delivery(3, 1, { state: 'queued', packetId: 0 })]);
+    const next = new Batch();
+    next.behind = held;
+    next.deleteDelivery(1); // not held yet (being built): kept as a delete
+    assert.deepEqual(next.deliveries.get(1), { delete: true });
+    held.holding = true;
+    next.deleteDelivery(2);
+    assert.equal(next.deliveries.has(2), false, 'nothing to write in the next batch');
+    assert.equal(held.deliveries.has(2), false, 'nor in the held one');
+    assert.equal(calls, 0, 'delivery 1 is still counted (its delete went to the next batch)');
+    // updated in the next batch first: the delete follows the update there (the insert stays)
+    next.updateDelivery(3, 7, 'sent');
+    next.deleteDelivery(3);
+    assert.deepEqual(next.deliveries.get(3), { delete: true });
+    assert.ok(held.deliveries.get(3)?.insert);
+    assert.deepEqual(held.lateDeletes, [2]);
+    held.holding = false;
+    next.deleteDelivery(99);
+    assert.deepEqual(next.deliveries.get(99), { delete: true });
   });
 
   test('deleteSession voids the session\'s inserts, cancellable ones included', () => {
@@ -105,6 +129,16 @@ describe('array literals', () => {
     assert.equal(textArray(['a', 'b c', '', null]), '{"a","b c","",NULL}');
     assert.equal(textArray(['say "hi"', 'back\\slash', '{,}']), '{"say \\"hi\\"","back\\\\slash","{,}"}');
     assert.equal(textArray(['NULL']), '{"NULL"}', 'the string NULL stays a string');
+  });
+
+  test('the same literals built from a field of each record', () => {
+    const rows = [{ n: 1, b: true, t: 'say "hi"' }, { n: null, b: false, t: 'back\\slash' }, { n: 3, b: true, t: null }];
+    assert.equal(numbersOf(rows, (r) => r.n), numberArray(rows.map((r) => r.n)));
+    assert.equal(boolsOf(rows, (r) => r.b), boolArray(rows.map((r) => r.b)));
+    assert.equal(textsOf(rows, (r) => r.t), textArray(rows.map((r) => r.t)));
+    assert.equal(textsOf(rows, (r) => r.t), '{"say \\"hi\\"","back\\\\slash",NULL}');
+    assert.equal(textsOf([], (r: { t: string }) => r.t), '{}');
+    assert.equal(textsOf([{ t: 'a' }, { t: '' }, { t: 'NULL' }], (r) => r.t), '{"a","","NULL"}');
   });
 
   test('payloads packed into one buffer with their lengths', () => {

@@ -3,7 +3,7 @@
 // database refuses makes any batch holding it fail with that SQLSTATE, as PostgreSQL does.
 import assert from 'node:assert/strict';
 import type { Batch } from '../../../src/store/pg/batch.ts';
-import { GroupCommitWriter, type BatchConnection, type GroupCommitOptions } from '../../../src/store/pg/group-commit.ts';
+import { GroupCommitWriter, type BatchConnection, type CommitOrder, type GroupCommitOptions } from '../../../src/store/pg/group-commit.ts';
 import type { UnitOfWork } from '../../../src/store/store.ts';
 
 /** An error as pg reports a statement's failure: the SQLSTATE in `code`. */
@@ -48,9 +48,20 @@ export class FakeDatabase {
   readonly failStatement: unknown[] = [];
   /** While true, a statement never answers (until its connection is abandoned). */
   hang = false;
+  /** The commit order each applied batch was given, with its labels. */
+  readonly orders: Array<{ labels: string[]; order: CommitOrder | undefined }> = [];
+  /** label → gate: a statement writing that label waits until the gate opens (`holdLabel`). */
+  readonly #labelGates = new Map<string, Promise<void>>();
   #gate: Promise<void> | undefined;
   #openGate: (() => void) | undefined;
   #statementWaiters: Array<() => void> = [];
+
+  /** Statements writing `label` wait until the returned function is called. */
+  holdLabel(label: string): () => void {
+    let open!: () => void;
+    this.#labelGates.set(label, new Promise((resolve) => { open = resolve; }));
+    return () => { this.#labelGates.delete(label); open(); };
+  }
 
   /** Statements wait from now on until `open()`. */
   hold(): void {
@@ -86,6 +97,10 @@ export class FakeDatabase {
     this.#statementWaiters = [];
     for (const w of waiters) w();
     if (this.#gate) await this.#gate;
+    for (const l of labels) {
+      const gate = this.#labelGates.get(l);
+      if (gate) await gate;
+    }
     if (this.hang) await new Promise<never>((_, reject) => hung(reject));
     const failure = this.failStatement.shift();
     if (failure) throw failure;
@@ -108,8 +123,9 @@ class FakeConnection implements BatchConnection {
     this.#db = db;
   }
 
-  async apply(batch: Batch): Promise<void> {
+  async apply(batch: Batch, order?: CommitOrder): Promise<void> {
     const labels = labelsOf(batch);
+    this.#db.orders.push({ labels, order });
     await this.#db.statement('apply', labels, (reject) => { this.#abort = reject; });
     this.#db.committed.push(labels);
   }

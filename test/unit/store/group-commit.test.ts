@@ -161,31 +161,63 @@ describe('group commit: holding a batch for acknowledgements of QoS 1 deliveries
     assert.equal(clock.pending, 0, 'the hold timer was cancelled');
   });
 
-  test('without acknowledgements the batch commits once the first delivery sent ahead is holdMs old', async () => {
+  test('without acknowledgements the batch commits holdMs after it was sealed; units meanwhile form the next batch', async () => {
     const clock = new FakeClock();
     const db = new FakeDatabase();
     const w = db.writer({ clock, holdMs: 50 });
     const sent = w.submit((tx) => { tx.insertMessage(message); tx.enqueueDeliveries([sentAhead(10)]); });
     await turnsUntil(() => clock.pending === 1, 'the hold timer is armed');
     clock.advance(49);
-    const later = w.submit((tx) => tx.enqueueDeliveries([sentAhead(11)]));
+    const later = w.submit(unit('later'));
     assert.equal(db.connects, 0);
     clock.advance(1);
     await Promise.all([sent, later]);
-    assert.deepEqual(db.committed, [['+d10', '+d11']], 'one commit, held from the first delivery only');
+    assert.deepEqual(db.committed, [['+d10'], ['later']], 'the held batch, then the units submitted during its hold');
   });
 
-  test('a batch sealed during its hold (it was full) commits before the batch after it', async () => {
+  test('an acknowledgement submitted during the hold takes its insert back out of the held batch', async () => {
     const clock = new FakeClock();
     const db = new FakeDatabase();
-    const w = db.writer({ clock, holdMs: 50, maxBatchRows: 2 });
-    const sent = w.submit((tx) => { tx.insertMessage(message); tx.enqueueDeliveries([sentAhead(10)]); });
+    const w = db.writer({ clock, holdMs: 50 });
+    const order: string[] = [];
+    const sent = track(order, 'sent', w.submit((tx) => { tx.insertMessage(message); tx.enqueueDeliveries([sentAhead(10), sentAhead(11)]); }));
     await turnsUntil(() => clock.pending === 1, 'the hold timer is armed');
-    // The held batch is full: the acknowledgement seals it and starts the next batch
+    const other = track(order, 'other', w.submit(unit('other')));
+    const ack = track(order, 'ack', w.submit((tx) => tx.deleteDelivery(10)));
+    clock.advance(50);
+    await Promise.all([sent, other, ack]);
+    assert.deepEqual(db.committed, [['+d11'], ['other']], 'delivery 10 is written nowhere');
+    assert.deepEqual(order, ['sent', 'other', 'ack'], 'still resolved in submission order');
+  });
+
+  test('a held batch refused for one unit\'s data is replayed without the inserts given back during its hold', async () => {
+    const clock = new FakeClock();
+    const db = new FakeDatabase();
+    db.refuse.set('bad', '22001');
+    const w = db.writer({ clock, holdMs: 50 });
+    const sent = w.submit((tx) => { tx.insertMessage(message); tx.enqueueDeliveries([sentAhead(10), sentAhead(11)]); });
+    const bad = w.submit(unit('bad'));
+    await turnsUntil(() => clock.pending === 1, 'the hold timer is armed');
     const ack = w.submit((tx) => tx.deleteDelivery(10));
     clock.advance(50);
-    await Promise.all([sent, ack]);
-    assert.deepEqual(db.committed, [['+d10'], ['-d10']], 'the insert commits first, then its delete');
+    await sent;
+    await assert.rejects(bad);
+    await ack;
+    assert.deepEqual(db.committed, [['+d11']], 'the good unit commits without delivery 10');
+  });
+
+  test('a batch sealed during a hold (it was full) commits after the held batch, its delete after the insert', async () => {
+    const clock = new FakeClock();
+    const db = new FakeDatabase();
+    const w = db.writer({ clock, holdMs: 50, maxBatchRows: 1 });
+    const sent = w.submit((tx) => { tx.insertMessage(message); tx.enqueueDeliveries([sentAhead(10)]); });
+    await turnsUntil(() => clock.pending === 1, 'the hold timer is armed');
+    // The next batch fills up at once: the ack lands in the batch after it (not behind the held one)
+    const other = w.submit(unit('other'));
+    const ack = w.submit((tx) => tx.deleteDelivery(10));
+    clock.advance(50);
+    await Promise.all([sent, other, ack]);
+    assert.deepEqual(db.committed, [['+d10'], ['other'], ['-d10']], 'the insert commits first, then its delete');
   });
 
   test('a batch with no delivery sent ahead is not held', async () => {
@@ -195,5 +227,93 @@ describe('group commit: holding a batch for acknowledgements of QoS 1 deliveries
     await w.submit(unit('a'));
     assert.deepEqual(clock.armed.filter((ms) => ms === 50), []);
     assert.deepEqual(db.committed, [['a']]);
+  });
+});
+
+describe('group commit: two batches written at once', () => {
+  const insert = (id: number) => (tx: UnitOfWork): void => {
+    tx.insertMessage({ ...message, id: id * 100 });
+    tx.enqueueDeliveries([{ ...sentAhead(id), messageId: id * 100, sentAhead: false, state: 'queued', packetId: 0 }]);
+  };
+
+  test('a batch touching none of the rows being written starts at once, commits after it and settles after it', async () => {
+    const db = new FakeDatabase();
+    const w = db.writer({ lockSpace: 7 });
+    const order: string[] = [];
+    const releaseFirst = db.holdLabel('+d1');
+    const first = track(order, 'first', w.submit(insert(1)));
+    await turnsUntil(() => db.orders.length === 1, 'the first batch is being written');
+    const second = track(order, 'second', w.submit(insert(2)));
+    await turnsUntil(() => db.orders.length === 2, 'the second batch is written while the first is');
+    await turnsUntil(() => db.committed.length === 1, 'the second batch\'s statement has finished');
+    assert.deepEqual(db.committed, [['+d2']]);
+    assert.deepEqual(order, [], 'its units wait for those of the batch before it');
+    assert.deepEqual(db.orders.map((o) => o.order), [{ space: 7, lock: 0, after: undefined }, { space: 7, lock: 1, after: 0 }],
+      'the second commits only once the first one\'s lock is free');
+    releaseFirst();
+    await Promise.all([first, second]);
+    assert.deepEqual(order, ['first', 'second']);
+    assert.equal(db.connects, 2);
+  });
+
+  test('a batch changing a row of the batch being written waits for it (an acknowledgement of a delivery it inserts)', async () => {
+    const db = new FakeDatabase();
+    const w = db.writer();
+    const releaseFirst = db.holdLabel('+d1');
+    const first = w.submit(insert(1));
+    await turnsUntil(() => db.orders.length === 1, 'the first batch is being written');
+    const ack = w.submit((tx) => tx.deleteDelivery(1));
+    for (let i = 0; i < 5; i++) await new Promise<void>((resolve) => setImmediate(resolve));
+    assert.equal(db.orders.length, 1, 'not started');
+    releaseFirst();
+    await Promise.all([first, ack]);
+    assert.deepEqual(db.committed, [['+d1'], ['-d1']]);
+    assert.equal(db.orders[1]!.order?.after, undefined, 'written alone: nothing to wait for');
+  });
+
+  test('sessions, retained messages, audit rows and the like are never written next to another batch', async () => {
+    const db = new FakeDatabase();
+    const w = db.writer();
+    const releaseFirst = db.holdLabel('+d1');
+    const first = w.submit(insert(1));
+    await turnsUntil(() => db.orders.length === 1, 'the first batch is being written');
+    const cold = w.submit(unit('cold'));
+    for (let i = 0; i < 5; i++) await new Promise<void>((resolve) => setImmediate(resolve));
+    assert.equal(db.orders.length, 1, 'not started');
+    releaseFirst();
+    await Promise.all([first, cold]);
+    assert.deepEqual(db.committed, [['+d1'], ['cold']]);
+    assert.equal(db.orders[1]!.order, undefined, 'no commit order for a batch in a transaction of its own');
+  });
+
+  test('the first batch failing does not fail the second; units still settle in submission order', async () => {
+    const db = new FakeDatabase();
+    const w = db.writer();
+    const order: string[] = [];
+    const releaseFirst = db.holdLabel('+d1');
+    db.refuse.set('+d1', '08006'); // (a connection failure, not a unit's data)
+    const first = track(order, 'first', w.submit(insert(1)));
+    await turnsUntil(() => db.orders.length === 1, 'the first batch is being written');
+    const second = track(order, 'second', w.submit(insert(2)));
+    await turnsUntil(() => db.orders.length === 2, 'the second batch is being written');
+    await turnsUntil(() => db.committed.length === 1, 'the second batch\'s statement has finished');
+    releaseFirst();
+    await assert.rejects(first, /08006/);
+    await second;
+    assert.deepEqual(order, ['first:failed', 'second']);
+  });
+
+  test('with maxInFlight 1 batches are written one at a time', async () => {
+    const db = new FakeDatabase();
+    const w = db.writer({ maxInFlight: 1 });
+    const releaseFirst = db.holdLabel('+d1');
+    const first = w.submit(insert(1));
+    await turnsUntil(() => db.orders.length === 1, 'the first batch is being written');
+    const second = w.submit(insert(2));
+    for (let i = 0; i < 5; i++) await new Promise<void>((resolve) => setImmediate(resolve));
+    assert.equal(db.orders.length, 1);
+    releaseFirst();
+    await Promise.all([first, second]);
+    assert.deepEqual(db.orders.map((o) => o.order?.after), [undefined, undefined]);
   });
 });

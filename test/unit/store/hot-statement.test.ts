@@ -54,8 +54,8 @@ function mismatches(table: readonly Pick<HotParam, 'name' | 'type'>[], declared:
 describe('parameter table of the hot statement', () => {
   const declared = declaredParams();
 
-  test('the declaration is read (31 parameters, starting with m_id)', () => {
-    assert.equal(declared.length, 31);
+  test('the declaration is read (53 parameters, starting with m_id)', () => {
+    assert.equal(declared.length, 53);
     assert.deepEqual(declared[0], { name: 'm_id', type: 'bigint[]' });
     assert.deepEqual(declared[3], { name: 'm_payload', type: 'bytea' });
   });
@@ -95,7 +95,7 @@ describe('the call built from the table', () => {
   test('every value is bound to its parameter by name, with its type', () => {
     const s = hotStatement(HOT_PARAMS);
     assert.match(s.text, /^SELECT tern_apply_hot\(m_id => \$1::bigint\[\], m_hub => \$2::text\[\], /);
-    assert.match(s.text, /, q_add_packet => \$31::int\[\]\)$/);
+    assert.match(s.text, /, q_add_packet => \$50::int\[\], o_space => \$51::int, o_lock => \$52::int, o_after => \$53::int\)$/);
   });
 
   test('a parameter listed twice is refused when the statement is built', () => {
@@ -106,7 +106,7 @@ describe('the call built from the table', () => {
     const b = new Batch();
     b.insertMessage({ id: 1, hub: 'h1', topicName: 'a/b', payload: Buffer.from('xy'), qos: 1, retain: false, createdAtMs: 5, publisherId: 'p' });
     b.insertMessage({ id: 2, hub: 'h1', topicName: 'unused', payload: Buffer.from('zz'), qos: 0, retain: false, createdAtMs: 6 });
-    b.enqueueDeliveries([delivery(10, 1, { shareKey: 'g/a/b' })]);
+    b.enqueueDeliveries([delivery(10, 1, { shareKey: 'g/a/b' }), delivery(11, 1)]);
     b.updateDelivery(20, 7, 'pubrec');
     b.deleteDelivery(30);
     b.addInboundQos2({ hub: 'h1', clientId: 'q', packetId: 9 });
@@ -122,13 +122,50 @@ describe('the call built from the table', () => {
     assert.deepEqual(values.get('m_payload'), Buffer.from('xy'));
     assert.equal(values.get('m_plen'), '{2}');
     assert.equal(values.get('d_delete'), '{30}');
-    assert.equal(values.get('d_client'), '{"c10"}');
-    assert.equal(values.get('d_sids'), '{"{3,4}"}');
-    assert.equal(values.get('d_share'), '{"g/a/b"}');
+    assert.equal(values.get('d_client'), '{"c10","c11"}');
+    assert.equal(values.get('d_sids'), '{"{3,4}","{3,4}"}');
+    assert.equal(values.get('d_share'), '{"g/a/b",NULL}');
+    assert.equal(values.get('i_id'), '{}');
     assert.equal(values.get('u_id'), '{20}');
     assert.equal(values.get('u_state'), '{"pubrec"}');
     assert.equal(values.get('q_add_client'), '{"q"}');
     assert.equal(values.get('q_del_packet'), '{8}');
+  });
+
+  test('a message with one delivery inserted travels in that delivery\'s row, not in a messages row', () => {
+    const b = new Batch();
+    b.insertMessage({
+      id: 1, hub: 'h1', topicName: 'a/"b', payload: Buffer.from('xy'), qos: 2, retain: true, createdAtMs: 5, publisherId: 'p', expiresAtMs: 99,
+      properties: { contentType: 'text/plain' },
+    });
+    b.insertMessage({ id: 2, hub: 'h1', topicName: 'two', payload: Buffer.from('zzz'), qos: 1, retain: false, createdAtMs: 6 });
+    b.insertMessage({ id: 3, hub: 'h1', topicName: 'acked', payload: Buffer.from('w'), qos: 1, retain: false, createdAtMs: 7 });
+    b.enqueueDeliveries([delivery(10, 1, { qos: 1, retain: false })]);
+    b.enqueueDeliveries([delivery(20, 2), delivery(21, 2)]);
+    // two deliveries of message 3, one acknowledged before the commit: the other carries it
+    b.enqueueDeliveries([delivery(30, 3), { ...delivery(31, 3), sentAhead: true }]);
+    b.deleteDelivery(31);
+    const rows = hotRowsOf(b);
+    assert.ok(rows);
+    assert.deepEqual(rows.messages.map((m) => m.id), [2]);
+    assert.deepEqual(rows.inserted.map((d) => d.id), [20, 21]);
+    assert.deepEqual(rows.inline.map((x) => [x.d.id, x.m.id]), [[10, 1], [30, 3]]);
+    const all = hotStatement(HOT_PARAMS).values(rows);
+    const values = new Map(HOT_PARAMS.map((p, i) => [p.name, all[i]]));
+    assert.equal(values.get('m_id'), '{2}');
+    assert.equal(values.get('i_id'), '{10,30}');
+    assert.equal(values.get('i_message'), '{1,3}');
+    assert.equal(values.get('i_qos'), '{1,1}', 'the delivery\'s QoS');
+    assert.equal(values.get('i_mqos'), '{2,1}', 'the message\'s QoS as published');
+    assert.equal(values.get('i_retain'), '{f,f}');
+    assert.equal(values.get('i_mretain'), '{t,f}');
+    assert.equal(values.get('i_topic'), '{"a/\\"b","acked"}');
+    assert.deepEqual(values.get('i_payload'), Buffer.from('xyw'));
+    assert.equal(values.get('i_plen'), '{2,1}');
+    assert.equal(values.get('i_expires'), '{99,NULL}');
+    assert.equal(values.get('i_publisher'), '{"p",NULL}');
+    assert.equal(values.get('i_created'), '{5,7}');
+    assert.equal(values.get('i_props'), `{${JSON.stringify(JSON.stringify({ contentType: 'text/plain' }))},NULL}`);
   });
 
   test('a batch without deliveries or inbound QoS 2 ids has no hot rows', () => {
