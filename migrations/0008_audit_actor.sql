@@ -1,0 +1,1 @@
+CREATE INDEX "audit_events_actor_idx" ON "audit_events" USING btree ("actor","id") WHERE "audit_events"."actor" IS NOT NULL;
