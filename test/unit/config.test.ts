@@ -86,7 +86,7 @@ describe('loadConfig', () => {
       jwksUrl: undefined, tokenPublicKeys: undefined, tokenIssuer: undefined, maxPacketSize: 1048576, receiveMaximum: 65535,
       maxInflight: 1024, topicAliasMaximum: 64, maximumQos: 2, retainAvailable: true, wildcardSubscriptions: true,
       subscriptionIdentifiers: true, sharedSubscriptions: true, maxKeepAlive: 0, maxSessionExpiry: 4294967295,
-      connectTimeout: 10, commitHoldMs: 5, commitsInFlight: 2, maxQueuedMessages: 100000, maxQueuedBytes: 67108864,
+      connectTimeout: 10, commitHoldMs: 5, commitsInFlight: 1, maxQueuedMessages: 100000, maxQueuedBytes: 67108864,
       maxTopicLength: 1024, maxTopicFilterLength: 1024, maxTopicLevels: 128, maxClientIdLength: 256,
       wsMaxBackpressure: 67108864,
       maxHubs: 1000, maxSessions: 1000000, maxSubscriptionsPerSession: 1000, maxRetainedMessages: 100000, maxRetainedBytes: 268435456,

@@ -55,8 +55,10 @@ export class Batch implements UnitOfWork {
   holding = false;
   /** Inserts cancelled here by deletes of later batches while held, in order (replayed with its units). */
   readonly lateDeletes: number[] = [];
-  /** The held batch this one was opened behind, whose inserts its deletes may cancel. */
+  /** The held batch this one was opened behind, whose inserts its deletes may cancel (cleared once that batch is written). */
   behind: Batch | undefined;
+  /** Deletes of the unit being built that may cancel an insert of `behind` (endUnit decides). */
+  readonly #mayTakeBack: number[] = [];
 
   putSession(s: SessionRecord): void {
     this.rows++;
@@ -145,10 +147,27 @@ export class Batch implements UnitOfWork {
       if (c.cancellable) this.#cancelled();
       return;
     }
-    // Inserted by the held batch before this one, and not touched since: neither row is written.
-    // (Its insert is not written yet, and this batch is written after it, so the net effect is the same.)
-    if (c === undefined && this.behind?.takeBack(id) === true) return;
     this.deliveries.set(id, { delete: true });
+    // Maybe inserted by the held batch before this one: decided once the unit is complete (endUnit)
+    if (c === undefined && this.behind?.holding === true) this.#mayTakeBack.push(id);
+  }
+
+  /**
+   * A unit was built into this batch. If it did nothing but delete deliveries (acknowledgements,
+   * expiry), each of its deletes of a delivery the held batch behind this one inserts cancels that
+   * insert instead: neither row is written (the held batch is written before this one, so the net
+   * effect is the same). A unit that also writes other rows keeps its deletes here, with the rest
+   * of its rows: a shared-subscription handoff deletes one delivery and inserts another, and the two
+   * must commit together, or a crash between two commits could leave the message with neither.
+   */
+  endUnit(onlyDeletes: boolean): void {
+    if (this.#mayTakeBack.length === 0) return;
+    if (onlyDeletes) {
+      for (const id of this.#mayTakeBack) {
+        if (this.deliveries.get(id)?.delete === true && this.behind?.takeBack(id) === true) this.deliveries.delete(id);
+      }
+    }
+    this.#mayTakeBack.length = 0;
   }
 
   /**

@@ -160,7 +160,7 @@ export class GroupCommitWriter {
     this.#maxBatchRows = opts.maxBatchRows ?? 10_000;
     this.#maxBatchBytes = opts.maxBatchBytes ?? 16 * 1024 * 1024;
     this.#onCommit = opts.onCommit;
-    this.#maxInFlight = Math.max(1, opts.maxInFlight ?? 2);
+    this.#maxInFlight = Math.max(1, opts.maxInFlight ?? 1);
     this.#lockSpace = opts.lockSpace ?? randomInt(1, 2 ** 31 - 1);
     this.#open = this.#newBatch();
   }
@@ -191,6 +191,7 @@ export class GroupCommitWriter {
     const bytesBefore = open.bytes;
     const unit = new RecordingUnit(open);
     build(unit);
+    open.endUnit(unit.ops.every((op) => op[0] === 'deleteDelivery'));
     this.#backlogUnits++;
     this.#backlogBytes += open.bytes - bytesBefore;
     return new Promise<void>((resolve, reject) => {
@@ -270,6 +271,10 @@ export class GroupCommitWriter {
           // among them takes its delivery's insert back out of this one
           this.#open.behind = batch;
           await this.#hold(batch);
+          // Written from here on: nothing takes back from it any more, and no later batch keeps it
+          // (and, through it, every batch held before) alive
+          if (this.#open.behind === batch) this.#open.behind = undefined;
+          for (const sealed of this.#sealed) if (sealed.batch.behind === batch) sealed.batch.behind = undefined;
         }
       }
       while (this.#inFlight.length > 0 && !this.#mayOverlap(batch)) await Promise.race(this.#inFlight.map((f) => f.done));

@@ -113,7 +113,7 @@ export class PgStore implements Store {
       connect: async () => new PgBatchConnection(await this.#pool.connect(), batchOpts),
       logger: this.#logger,
       holdMs: opts.commitHoldMs ?? 0,
-      maxInFlight: opts.commitsInFlight ?? 2,
+      maxInFlight: opts.commitsInFlight ?? 1,
       commitTimeoutMs: this.#commitTimeoutMs,
       maxBatchRows: opts.maxBatchRows ?? 10_000,
       maxBatchBytes: opts.maxBatchBytes ?? 16 * 1024 * 1024,

@@ -62,8 +62,12 @@ describe('Batch', () => {
     next.behind = held;
     next.deleteDelivery(1); // not held yet (being built): kept as a delete
     assert.deepEqual(next.deliveries.get(1), { delete: true });
+    next.endUnit(true);
+    assert.deepEqual(next.deliveries.get(1), { delete: true });
     held.holding = true;
     next.deleteDelivery(2);
+    assert.deepEqual(next.deliveries.get(2), { delete: true }, 'decided when the unit is complete');
+    next.endUnit(true); // a unit of deletes only (an acknowledgement)
     assert.equal(next.deliveries.has(2), false, 'nothing to write in the next batch');
     assert.equal(held.deliveries.has(2), false, 'nor in the held one');
     assert.equal(calls, 0, 'delivery 1 is still counted (its delete went to the next batch)');
@@ -73,6 +77,13 @@ describe('Batch', () => {
     assert.deepEqual(next.deliveries.get(3), { delete: true });
     assert.ok(held.deliveries.get(3)?.insert);
     assert.deepEqual(held.lateDeletes, [2]);
+    // A unit that writes more than deletes (a handoff: delete one delivery, insert another) keeps its delete
+    held.enqueueDeliveries([delivery(4, 1, { sentAhead: true })]);
+    next.deleteDelivery(4);
+    next.enqueueDeliveries([delivery(5, 1, { state: 'queued', packetId: 0 })]);
+    next.endUnit(false);
+    assert.deepEqual(next.deliveries.get(4), { delete: true });
+    assert.ok(held.deliveries.get(4)?.insert, 'the held insert stays: both rows commit, each with its own unit');
     held.holding = false;
     next.deleteDelivery(99);
     assert.deepEqual(next.deliveries.get(99), { delete: true });

@@ -85,6 +85,14 @@ export class FakeDatabase {
     return new FakeConnection(this);
   };
 
+  /** Every batch given to apply (to inspect what the writer keeps of them). */
+  readonly applied: Batch[] = [];
+
+  /** How many applied batches still point to a held batch before them (Batch.behind). */
+  heldBehind(): number {
+    return this.applied.filter((b) => b.behind !== undefined).length;
+  }
+
   /** A writer on this database. */
   writer(opts: Partial<GroupCommitOptions> = {}): GroupCommitWriter {
     return new GroupCommitWriter({ connect: this.connect, logger: quiet, ...opts });
@@ -125,6 +133,7 @@ class FakeConnection implements BatchConnection {
 
   async apply(batch: Batch, order?: CommitOrder): Promise<void> {
     const labels = labelsOf(batch);
+    this.#db.applied.push(batch);
     this.#db.orders.push({ labels, order });
     await this.#db.statement('apply', labels, (reject) => { this.#abort = reject; });
     this.#db.committed.push(labels);

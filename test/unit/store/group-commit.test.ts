@@ -220,6 +220,39 @@ describe('group commit: holding a batch for acknowledgements of QoS 1 deliveries
     assert.deepEqual(db.committed, [['+d10'], ['other'], ['-d10']], 'the insert commits first, then its delete');
   });
 
+  test('an acknowledgement takes back a held insert; a unit that also writes other rows (a handoff) keeps its delete with them', async () => {
+    const clock = new FakeClock();
+    const db = new FakeDatabase();
+    const w = db.writer({ clock, holdMs: 50 });
+    const sent = w.submit((tx) => { tx.insertMessage(message); tx.enqueueDeliveries([sentAhead(10), sentAhead(11)]); });
+    await turnsUntil(() => clock.pending === 1, 'the hold timer is armed');
+    // A shared-subscription handoff: delivery 10 moves to another member (delete + insert in one unit)
+    const handoff = w.submit((tx) => {
+      tx.deleteDelivery(10);
+      tx.insertMessage(message);
+      tx.enqueueDeliveries([{ ...sentAhead(99), clientId: 'other', sentAhead: false, state: 'queued', packetId: 0 }]);
+    });
+    const ack = w.submit((tx) => tx.deleteDelivery(11));
+    clock.advance(50);
+    await Promise.all([sent, handoff, ack]);
+    assert.deepEqual(db.committed, [['+d10'], ['-d10', '+d99']], 'the handoff\'s delete commits with its insert; the acknowledgement took 11 back');
+  });
+
+  test('a held batch is not kept alive by the batches after it', async () => {
+    const clock = new FakeClock();
+    const db = new FakeDatabase();
+    const w = db.writer({ clock, holdMs: 50 });
+    const submitted: Array<Promise<void>> = [];
+    for (let i = 1; i <= 5; i++) {
+      submitted.push(w.submit((tx) => { tx.insertMessage({ ...message, id: i }); tx.enqueueDeliveries([{ ...sentAhead(i), messageId: i }]); }));
+      await turnsUntil(() => clock.pending === 1, `hold ${i} armed`);
+      clock.advance(50);
+    }
+    await Promise.all(submitted);
+    assert.equal(db.committed.length, 5);
+    assert.equal(db.heldBehind(), 0, 'no batch written points to the one held before it');
+  });
+
   test('a batch with no delivery sent ahead is not held', async () => {
     const clock = new FakeClock();
     const db = new FakeDatabase();
@@ -238,7 +271,7 @@ describe('group commit: two batches written at once', () => {
 
   test('a batch touching none of the rows being written starts at once, commits after it and settles after it', async () => {
     const db = new FakeDatabase();
-    const w = db.writer({ lockSpace: 7 });
+    const w = db.writer({ lockSpace: 7, maxInFlight: 2 });
     const order: string[] = [];
     const releaseFirst = db.holdLabel('+d1');
     const first = track(order, 'first', w.submit(insert(1)));
@@ -258,7 +291,7 @@ describe('group commit: two batches written at once', () => {
 
   test('a batch changing a row of the batch being written waits for it (an acknowledgement of a delivery it inserts)', async () => {
     const db = new FakeDatabase();
-    const w = db.writer();
+    const w = db.writer({ maxInFlight: 2 });
     const releaseFirst = db.holdLabel('+d1');
     const first = w.submit(insert(1));
     await turnsUntil(() => db.orders.length === 1, 'the first batch is being written');
@@ -273,7 +306,7 @@ describe('group commit: two batches written at once', () => {
 
   test('sessions, retained messages, audit rows and the like are never written next to another batch', async () => {
     const db = new FakeDatabase();
-    const w = db.writer();
+    const w = db.writer({ maxInFlight: 2 });
     const releaseFirst = db.holdLabel('+d1');
     const first = w.submit(insert(1));
     await turnsUntil(() => db.orders.length === 1, 'the first batch is being written');
@@ -288,7 +321,7 @@ describe('group commit: two batches written at once', () => {
 
   test('the first batch failing does not fail the second; units still settle in submission order', async () => {
     const db = new FakeDatabase();
-    const w = db.writer();
+    const w = db.writer({ maxInFlight: 2 });
     const order: string[] = [];
     const releaseFirst = db.holdLabel('+d1');
     db.refuse.set('+d1', '08006'); // (a connection failure, not a unit's data)
