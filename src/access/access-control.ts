@@ -12,7 +12,7 @@ import type { BrokerEvent, EventSink } from '../broker/events.ts';
 import { EventType } from '../broker/events.ts';
 import type { Clock, Logger } from '../broker/ports.ts';
 import { ReasonCode } from '../mqtt/reason-code.ts';
-import { hasWildcard, parseSharedFilter } from '../mqtt/topic.ts';
+import { hasWildcard, literalPrefix, parseSharedFilter } from '../mqtt/topic.ts';
 import { HubSettings, type EffectiveHubSettings, type HubSettingsPatch } from './hub-settings.ts';
 import type { HubSettingsRecord, PermissionRecord, Store } from '../store/store.ts';
 
@@ -362,8 +362,7 @@ export function certificateUserId(cert: { subjectCN: string | undefined; subject
  * matches, matches the pattern).
  */
 export function coversWildcardFilter(roles: readonly string[], filter: string): boolean {
-  const firstWildcard = filter.search(/[+#]/);
-  const fixed = firstWildcard < 0 ? filter : filter.slice(0, firstWildcard);
+  const fixed = literalPrefix(filter);
   for (const role of roles) {
     if (role === 'webpubsub.joinLeaveGroup' || role === `webpubsub.joinLeaveGroup.${filter}`) return true;
     if (!role.startsWith('webpubsub.joinLeaveGroups.') || !role.endsWith('**')) continue;

@@ -2,7 +2,7 @@
 // built from engine state (no live references escape). Pure reads; nothing here changes state.
 import type { Message, ProtocolVersion, QoS } from '../mqtt/packet.ts';
 import { compareStrings } from '../mqtt/sorted-map.ts';
-import { matchTopic } from '../mqtt/topic.ts';
+import { hasWildcard, literalPrefix, matchTopic } from '../mqtt/topic.ts';
 import type { Hub } from './hub.ts';
 import type { Session } from './session.ts';
 
@@ -189,13 +189,15 @@ function* userSessionsAfter(hub: Hub, userId: string, after: string | undefined)
 export function retainedPage(hub: Hub | undefined, filter: string, after: string | undefined, limit: number, nowMs: number, budget = SCAN_BUDGET): Page<RetainedView, string> {
   const items: RetainedView[] = [];
   if (!hub) return { items, next: undefined };
-  if (!filter.includes('+') && !filter.includes('#')) {
+  if (!hasWildcard(filter)) {
     // No wildcard: at most the one message at that topic
     const m = after !== undefined && filter <= after ? undefined : hub.retained.get(filter);
     const v = m && retainedView(m, nowMs);
     return { items: v && limit > 0 ? [v] : [], next: undefined };
   }
-  const literal = literalPrefix(filter);
+  // (`a/#` matches `a` too: the walk starts before the separator in front of the wildcard)
+  const fixed = literalPrefix(filter);
+  const literal = fixed.endsWith('/') ? fixed.slice(0, -1) : fixed;
   let scanned = 0;
   let previous: string | undefined;
   for (const topic of hub.retained.namesAfter(after, literal === '' ? undefined : literal)) {
@@ -209,15 +211,6 @@ export function retainedPage(hub: Hub | undefined, filter: string, after: string
     if (v) items.push(v);
   }
   return { items, next: undefined };
-}
-
-/** The part of a filter before its first wildcard level: every matching topic starts with it. */
-function literalPrefix(filter: string): string {
-  const plus = filter.indexOf('+');
-  const hash = filter.indexOf('#');
-  const cut = Math.min(plus < 0 ? filter.length : plus, hash < 0 ? filter.length : hash);
-  // `a/#` also matches `a`: the prefix stops before the level separator in front of a wildcard
-  return cut === filter.length ? filter : filter.slice(0, Math.max(0, cut - 1));
 }
 
 /** Totals over `hubs`. */

@@ -4,6 +4,7 @@
 import { RetainedTree, TopicTree } from '../mqtt/topic-tree.ts';
 import type { Message } from '../mqtt/packet.ts';
 import { compareStrings, SortedMap } from '../mqtt/sorted-map.ts';
+import { hasWildcard } from '../mqtt/topic.ts';
 import type { Session, SessionHub, SharedGroup, Subscription } from './session.ts';
 
 /** What the subscription trie holds: a session's own subscription or a shared group. */
@@ -26,7 +27,7 @@ function compareMembers(a: MemberKey, b: MemberKey): number {
 
 /** A subscription that makes its session a member of a Web PubSub group: an exact topic, not shared. */
 function isGroupMembership(sub: Subscription): boolean {
-  return sub.shareName === undefined && !sub.key.includes('+') && !sub.key.includes('#');
+  return sub.shareName === undefined && !hasWildcard(sub.key);
 }
 
 /**

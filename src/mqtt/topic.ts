@@ -51,6 +51,16 @@ export function hasWildcard(topicFilter: string): boolean {
   return topicFilter.includes('+') || topicFilter.includes('#');
 }
 
+/**
+ * The part of a filter before its first wildcard (all of it without one). Every topic name the
+ * filter matches starts with it — except the parent level that a trailing `#` matches too
+ * (`a/#` matches `a`).
+ */
+export function literalPrefix(topicFilter: string): string {
+  const i = topicFilter.search(/[+#]/);
+  return i < 0 ? topicFilter : topicFilter.slice(0, i);
+}
+
 /** A parsed `$share/{group}/{filter}`. */
 export interface SharedFilter {
   shareName: string;

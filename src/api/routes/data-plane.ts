@@ -5,6 +5,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Broker, ServerMessage, SessionView } from '../../broker/broker.ts';
 import { signClientToken } from '../../auth/jwt.ts';
+import { hasWildcard } from '../../mqtt/topic.ts';
 import { compileFilter, FilterError, type CompiledFilter } from '../odata-filter.ts';
 import { sendError } from '../errors.ts';
 
@@ -107,7 +108,7 @@ export function registerDataPlaneRoutes(app: FastifyInstance, deps: DataPlaneDep
     }
     // A group is an exact topic: + and # (wildcards) and $share/ (shared subscriptions) would make
     // membership, sends and listings disagree about who is in it
-    if (/[+#]/.test(g) || g.startsWith('$share/')) {
+    if (hasWildcard(g) || g.startsWith('$share/')) {
       sendError(reply, 400, 'InvalidGroupName', 'a group name cannot contain + or # or start with $share/');
       return false;
     }
