@@ -1,6 +1,8 @@
 // The group-commit writer (DESIGN.md §4): units of work accumulate in an open batch while the
-// previous commit is in flight; one commit at a time, each batch in one transaction, each unit's
-// promise settled in submission order. No SQL here: it drives the BatchConnection it is given.
+// previous commit is in flight; one commit at a time by default (more, on disjoint rows, with
+// maxInFlight), each batch in one transaction, a batch with QoS 1 deliveries sent ahead sealed and
+// held for their acknowledgements, each unit's promise settled in submission order. No SQL here:
+// it drives the BatchConnection it is given.
 import { randomInt } from 'node:crypto';
 import { StoreError, type UnitOfWork } from '../store.ts';
 import { Batch, RecordingUnit, replay, type UnitOp } from './batch.ts';
