@@ -274,7 +274,7 @@ describe('groups, users and connections', () => {
     const r = await rest(broker, 'POST', `/api/hubs/${HUB}/:generateToken?api-version=2024-12-01&userId=gen&role=webpubsub.sendToGroup&clientType=MQTT&minutesToExpire=5`);
     assert.equal(r.status, 200);
     const token = (r.json as { token: string }).token;
-    const c = await mqtt.connectAsync(`${broker.wsUrl(HUB)}?access_token=${token}`, { protocolVersion: 5, reconnectPeriod: 0 });
+    const c = await mqtt.connectAsync(`${broker.wsUrl(HUB)}?access_token=${token}`, { protocolVersion: 5, reconnectPeriod: 0, connectTimeout: 5000 });
     assert.equal(await pubCode(c, 'any/topic'), 0);
     await close(c);
     const d = await rest(broker, 'POST', `/api/hubs/${HUB}/:generateToken?api-version=2024-12-01&clientType=Bogus`);
