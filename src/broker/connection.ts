@@ -10,6 +10,7 @@ import { handleIn } from './channel.ts';
 import type { ChannelHost, Connected, ConnectedSink, Engine, LinkSettings } from './context.ts';
 import type { Delivery, EncodeCache } from './delivery.ts';
 import { encodeDelivery } from './delivery-encoder.ts';
+import { OrderedSteps } from './ordered-steps.ts';
 import { EventType, type Transport } from './events.ts';
 import type { AcceptInfo, ByteChannel, ChannelSink, Principal } from './ports.ts';
 import type { Session } from './session.ts';
@@ -82,7 +83,7 @@ export class Connection implements ChannelSink, ChannelHost, ConnectedSink, Sess
   #out: Buffer[] = [];
   #outBytes = 0;
   #dirty = false;
-  #tail: Promise<void> | undefined;
+  readonly #steps = new OrderedSteps(this);
   #backpressured = false;
   /** Bytes received while the CONNECT is not yet decided. */
   #preConnectBytes = 0;
@@ -345,7 +346,7 @@ export class Connection implements ChannelSink, ChannelHost, ConnectedSink, Sess
 
   /** True when no reply waits on an earlier commit: a reply sent now keeps packet order. */
   get repliesInOrder(): boolean {
-    return this.#tail === undefined;
+    return this.#steps.idle;
   }
 
   /**
@@ -355,26 +356,7 @@ export class Connection implements ChannelSink, ChannelHost, ConnectedSink, Sess
    * whether or not the reply can still be sent, like handing a stored message to subscribers).
    */
   after(wait: Promise<unknown> | undefined, fn: () => void, onError?: (e: unknown) => void, evenIfClosed = false): void {
-    if (wait === undefined && this.#tail === undefined) {
-      fn();
-      return;
-    }
-    const prev = this.#tail;
-    // Handle `wait`'s outcome at once (a rejection must never be left unhandled while earlier
-    // replies are pending), act on it in order after the previous step
-    const outcome: Promise<{ error: unknown } | undefined> = wait
-      ? wait.then(() => undefined, (error: unknown) => ({ error }))
-      : Promise.resolve(undefined);
-    const tail = (prev ? prev.then(() => outcome) : outcome).then((o) => {
-      if (this.state === 'closed' && !evenIfClosed) return;
-      if (o === undefined) fn();
-      else if (onError) onError(o.error);
-      else this.fail(o.error);
-    }).catch((e: unknown) => this.fail(e));
-    this.#tail = tail;
-    void tail.then(() => {
-      if (this.#tail === tail) this.#tail = undefined;
-    });
+    this.#steps.add(wait, fn, onError, evenIfClosed);
   }
 
   /** Send a reply in packet order (see `after`). */
