@@ -70,6 +70,8 @@ export class Outbox {
   /** Deliveries in flight whose PUBLISH leaves only once a commit is done (QoS 2, and whatever was
    * put in flight behind one): while any wait, a later QoS 1 delivery must not be sent ahead of them. */
   #held = 0;
+  /** The commit of the latest acknowledged delivery's delete (the deletes after it may share it). */
+  #lastDelete: Promise<void> | undefined;
   /** Messages dropped because the queue was full. */
   droppedCount = 0;
   /** More deliveries to queue as this outbox empties (undefined when none: the pump checks only that). */
@@ -286,9 +288,13 @@ export class Outbox {
   complete(d: Delivery): void {
     if (this.#inflight?.get(d.packetId) === d) this.#inflight.delete(d.packetId);
     if (this.#owner.persistent) {
-      const { store, logger } = this.#services;
-      store.transaction((tx) => tx.deleteDelivery(d.id))
-        .catch((err: unknown) => logger.warn({ err, clientId: this.#owner.clientId }, 'could not delete acknowledged delivery'));
+      // One outcome for this session's acknowledgements that follow each other into one commit
+      // (a failed delete only means the message is sent again after a restart)
+      const deleted = this.#services.store.transaction((tx) => tx.deleteDelivery(d.id), this);
+      if (deleted !== this.#lastDelete) {
+        this.#lastDelete = deleted;
+        deleted.catch((err: unknown) => this.#services.logger.warn({ err, clientId: this.#owner.clientId }, 'could not delete acknowledged delivery'));
+      }
     }
     this.pump();
   }

@@ -33,6 +33,11 @@ export interface RouteOptions {
   targets?: Target[];
   /** Leave out the sessions this refuses (REST `excluded` and `filter`). */
   accept?: (session: Session) => boolean;
+  /**
+   * The publisher's connection: its consecutive units may be committed as one (Store.transaction's
+   * `fate`). They are all its own, so one refused message fails only its own publisher's neighbours.
+   */
+  fate?: object;
 }
 
 /** What the publish path uses. */
@@ -202,7 +207,7 @@ export class PublishPath {
         }
         if (now?.length) tx.enqueueDeliveries(now);
         extra?.(tx);
-      }, opts.retryWhileOpen);
+      }, opts.retryWhileOpen, opts.fate);
     }
     if (sentAhead) {
       if (pairs.length > 1) cache = new Map();
@@ -218,10 +223,11 @@ export class PublishPath {
    * an acknowledgement held back until the store answers again. The first attempt is the plain
    * commit (no extra promise on the message path).
    */
-  #commit(build: (tx: UnitOfWork) => void, holder: { readonly isOpen: boolean } | undefined): Promise<void> {
+  #commit(build: (tx: UnitOfWork) => void, holder: { readonly isOpen: boolean } | undefined, fate: object | undefined): Promise<void> {
     const { store, clock } = this.#deps;
-    if (!holder) return store.transaction(build);
-    return store.transaction(build).catch(async (first: unknown) => {
+    if (!holder) return store.transaction(build, fate);
+    // (a retry is a unit of its own)
+    return store.transaction(build, fate).catch(async (first: unknown) => {
       let err = first;
       // Rows the database refused are refused again: fail the request at once (never retried)
       for (let delayMs = 250; holder.isOpen && !isRefused(err); delayMs = Math.min(delayMs * 2, 2000)) {

@@ -193,8 +193,11 @@ export interface Store {
   /**
    * Build a unit of work synchronously and commit it. Units from many callers share one
    * commit; the promise resolves (in submission order) once the unit is durable.
+   * `fate`: units submitted one right after the other with the same key (say, one connection's
+   * publishes) may be committed as one: they share one promise and succeed or fail together, so
+   * only a key whose units may all be refused for one of them should be given (a store may ignore it).
    */
-  transaction(build: (tx: UnitOfWork) => void): Promise<void>;
+  transaction(build: (tx: UnitOfWork) => void, fate?: object): Promise<void>;
   /** False while commits are failing (the database is unreachable); true again after one succeeds. */
   readonly healthy: boolean;
   /**

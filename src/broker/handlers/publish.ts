@@ -131,7 +131,7 @@ export function handlePublish(c: Connected, p: PublishPacket): void {
   // back and the commit retried for as long as the connection lasts.
   const plan = publishing.route(message, persistQos2
     ? (tx) => tx.addInboundQos2({ hub: session.hub.name, clientId: session.clientId, packetId: p.packetId! })
-    : undefined, c.version === 4 && p.qos > 0 ? { retryWhileOpen: out } : {});
+    : undefined, c.version === 4 && p.qos > 0 ? { retryWhileOpen: out, fate: out } : { fate: out });
   if (plan.committed !== undefined) publishing.throttleIfBehind(out);
   if (plan.committed === undefined && out.repliesInOrder) {
     // Nothing to store and no earlier reply pending: dispatch and acknowledge now

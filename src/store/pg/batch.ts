@@ -257,11 +257,13 @@ export type UnitOp = { [K in keyof UnitOfWork]: [K, Parameters<UnitOfWork[K]>] }
  * the batch because of one unit's data. Arguments are kept by reference; callers pass fresh records.
  */
 export class RecordingUnit implements UnitOfWork {
-  readonly ops: UnitOp[] = [];
+  readonly ops: UnitOp[];
   readonly #batch: Batch;
 
-  constructor(batch: Batch) {
+  /** `ops`: record into this list (the units that share one outcome share one list). */
+  constructor(batch: Batch, ops: UnitOp[] = []) {
     this.#batch = batch;
+    this.ops = ops;
   }
 
   putSession(s: SessionRecord): void { this.ops.push(['putSession', [s]]); this.#batch.putSession(s); }

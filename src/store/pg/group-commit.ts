@@ -98,6 +98,12 @@ interface InFlight {
   done: Promise<void>;
 }
 
+/** True if the ops from `from` on are all deletes of deliveries (an acknowledgement, expiry). */
+function onlyDeletes(ops: readonly UnitOp[], from: number): boolean {
+  for (let i = from; i < ops.length; i++) if (ops[i]![0] !== 'deleteDelivery') return false;
+  return true;
+}
+
 /** True if `a` and `b` change a row in common (deliveries, messages, inbound QoS 2 ids). */
 function shareRows(a: Batch, b: Batch): boolean {
   const [small, large] = a.deliveries.size <= b.deliveries.size ? [a, b] : [b, a];
@@ -108,11 +114,25 @@ function shareRows(a: Batch, b: Batch): boolean {
   return false;
 }
 
-/** A unit of work waiting for its commit, with what it wrote (to commit it alone if need be). */
+/**
+ * A unit of work waiting for its commit, with what it wrote (to commit it alone if need be); or
+ * several consecutive units of one fate key, settled together.
+ */
 interface Waiter {
-  ops: readonly UnitOp[];
+  ops: UnitOp[];
   resolve: () => void;
   reject: (e: unknown) => void;
+  /** Units it settles (1 unless units with its fate key joined it). */
+  units?: number;
+  fate?: object;
+  promise?: Promise<void>;
+}
+
+/** Units settled by `waiters`. */
+function unitsOf(waiters: readonly Waiter[]): number {
+  let n = 0;
+  for (const w of waiters) n += w.units ?? 1;
+  return n;
 }
 
 /** Commits units of work in groups, one transaction at a time, in submission order. */
@@ -180,8 +200,12 @@ export class GroupCommitWriter {
     return this.#backlogBytes;
   }
 
-  /** Build a unit synchronously into the open batch; resolves once its batch commits. */
-  submit(build: (tx: UnitOfWork) => void): Promise<void> {
+  /**
+   * Build a unit synchronously into the open batch; resolves once its batch commits. A unit with
+   * the `fate` of the unit submitted just before it (in the same batch) joins that unit: one
+   * promise, one outcome, refused or committed together.
+   */
+  submit(build: (tx: UnitOfWork) => void, fate?: object): Promise<void> {
     if (this.#closed && this.#isIdle) return Promise.reject(new StoreError('store is closed'));
     if (this.#waiters.length > 0 && (this.#open.rows >= this.#maxBatchRows || this.#open.bytes >= this.#maxBatchBytes)) {
       // Full: it is committed as it is, and this unit starts the next batch
@@ -191,16 +215,30 @@ export class GroupCommitWriter {
     }
     const open = this.#open;
     const bytesBefore = open.bytes;
-    const unit = new RecordingUnit(open);
+    const last = fate === undefined ? undefined : this.#waiters.at(-1);
+    const joined = last !== undefined && last.fate === fate ? last : undefined;
+    const unit = new RecordingUnit(open, joined?.ops);
+    const first = unit.ops.length;
     build(unit);
-    open.endUnit(unit.ops.every((op) => op[0] === 'deleteDelivery'));
+    open.endUnit(onlyDeletes(unit.ops, first));
     this.#backlogUnits++;
     this.#backlogBytes += open.bytes - bytesBefore;
-    return new Promise<void>((resolve, reject) => {
-      this.#waiters.push({ ops: unit.ops, resolve, reject });
+    if (joined !== undefined) {
+      joined.units = (joined.units ?? 1) + 1;
+      return joined.promise!;
+    }
+    let waiter!: Waiter;
+    const promise = new Promise<void>((resolve, reject) => {
+      waiter = { ops: unit.ops, resolve, reject };
+      this.#waiters.push(waiter);
       if (!this.#committing) void this.#commit();
       else this.#wake?.();
     });
+    if (fate !== undefined) {
+      waiter.fate = fate;
+      waiter.promise = promise;
+    }
+    return promise;
   }
 
   /** Resolves once the backlog is at most `units` units and `bytes` bytes. */
@@ -231,7 +269,7 @@ export class GroupCommitWriter {
 
   /** A batch settled (committed or failed): it leaves the backlog. */
   #settled(batch: Batch, waiters: readonly Waiter[]): void {
-    this.#backlogUnits -= waiters.length;
+    this.#backlogUnits -= unitsOf(waiters);
     this.#backlogBytes -= batch.bytes;
     if (this.#drainWaiters.length === 0) return;
     const still: Array<{ units: number; bytes: number; resolve: () => void }> = [];
@@ -316,6 +354,7 @@ export class GroupCommitWriter {
     const outcomes: Array<() => void> | undefined = previous ? new Array<() => void>(waiters.length) : undefined;
     const targets = outcomes === undefined ? waiters : waiters.map((w, i): Waiter => ({
       ops: w.ops,
+      units: w.units,
       resolve: () => { outcomes[i] ??= w.resolve; },
       reject: (e: unknown) => { outcomes[i] ??= () => w.reject(e); },
     }));
@@ -336,7 +375,7 @@ export class GroupCommitWriter {
       // e.g. every delivery acknowledged before the commit: nothing to write, no connection needed
       // (and it says nothing about the server)
       this.commits++;
-      this.units += waiters.length;
+      this.units += unitsOf(waiters);
       for (const w of waiters) w.resolve();
       return;
     }
@@ -380,7 +419,7 @@ export class GroupCommitWriter {
       return;
     }
     this.commits++;
-    this.units += waiters.length;
+    this.units += unitsOf(waiters);
     for (const w of waiters) w.resolve();
   }
 
@@ -493,7 +532,7 @@ export class GroupCommitWriter {
       throw e;
     }
     this.commits++;
-    this.units += waiters.length;
+    this.units += unitsOf(waiters);
     for (let i = 0; i < waiters.length; i++) {
       const err = refused[i];
       if (err) waiters[i]!.reject(err);

@@ -215,8 +215,8 @@ export class PgStore implements Store {
     return new Promise((resolve) => { this.#clientsClosed = resolve; });
   }
 
-  transaction(build: (tx: UnitOfWork) => void): Promise<void> {
-    return this.#writer.submit(build);
+  transaction(build: (tx: UnitOfWork) => void, fate?: object): Promise<void> {
+    return this.#writer.submit(build, fate);
   }
 
   get backlogUnits(): number {

@@ -193,3 +193,53 @@ describe('group commit: watchdog and shutdown', () => {
     assert.ok(!clock.armed.includes(60_000), 'no hold timer');
   });
 });
+
+describe('group commit: units that share a fate', () => {
+  test('consecutive units with one fate key share one promise and one outcome; another key or none starts a new one', async () => {
+    const db = new FakeDatabase();
+    const w = db.writer();
+    const conn = {};
+    const other = {};
+    const a = w.submit(unit('a'), conn);
+    const b = w.submit(unit('b'), conn);
+    const c = w.submit(unit('c'), other);
+    const d = w.submit(unit('d'), conn);
+    const e = w.submit(unit('e'));
+    const f = w.submit(unit('f'));
+    assert.equal(a, b, 'b joined a');
+    assert.notEqual(c, b);
+    assert.notEqual(d, c, 'd follows another key: a new outcome');
+    assert.notEqual(e, f, 'no key: one promise per unit');
+    assert.equal(w.backlogUnits, 6, 'the backlog counts units, joined or not');
+    await Promise.all([a, c, d, e, f]);
+    assert.deepEqual(db.committed, [['a', 'b', 'c', 'd', 'e', 'f']]);
+    await w.whenBacklogBelow(0, 0); // (settled just after the units resolve)
+    assert.equal(w.units, 6);
+  });
+
+  test('a unit refused fails the units of its fate with it, and no other unit', async () => {
+    const db = new FakeDatabase();
+    db.refuse.set('bad', '22001');
+    const w = db.writer();
+    const publisher = {};
+    const before = w.submit(unit('x'));
+    const mine = [w.submit(unit('m1'), publisher), w.submit(unit('bad'), publisher), w.submit(unit('m3'), publisher)];
+    const after = w.submit(unit('y'));
+    const errors = await Promise.all(mine.map(failure));
+    assert.ok(errors.every((e) => e.refused));
+    await Promise.all([before, after]);
+    assert.deepEqual(db.committed, [['x', 'y']], 'the others commit together; none of the publisher\'s units is written');
+  });
+
+  test('a unit does not join one in a batch that is already full', async () => {
+    const db = new FakeDatabase();
+    const w = db.writer({ maxBatchRows: 2 });
+    const conn = {};
+    const ps = ['u1', 'u2', 'u3', 'u4'].map((l) => w.submit(unit(l), conn));
+    assert.equal(ps[0], ps[1]);
+    assert.notEqual(ps[2], ps[1], 'u3 starts the next batch');
+    assert.equal(ps[2], ps[3]);
+    await Promise.all(ps);
+    assert.deepEqual(db.committed, [['u1', 'u2'], ['u3', 'u4']]);
+  });
+});
