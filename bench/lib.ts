@@ -41,7 +41,9 @@ export async function startTern(args: string[], opts: { onLine?: (line: string) 
   const t0 = performance.now();
   // BENCH_TERN_NODE_ARGS: extra node flags for the broker, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"
   const nodeArgs = process.env['BENCH_TERN_NODE_ARGS']?.split(/\s+/).filter(Boolean) ?? [];
-  const proc = spawn(process.execPath, [...nodeArgs, 'dist/main.js', '--http-port', '0', '--mqtt-port', '0', '--log-level', 'info', ...args], {
+  // BENCH_TERN_ARGS: extra broker options, e.g. "--commit-hold-ms 2" (for experiments; the published table uses none)
+  const extraArgs = process.env['BENCH_TERN_ARGS']?.split(/\s+/).filter(Boolean) ?? [];
+  const proc = spawn(process.execPath, [...nodeArgs, 'dist/main.js', '--http-port', '0', '--mqtt-port', '0', '--log-level', 'info', ...args, ...extraArgs], {
     cwd: repoRoot, stdio: ['ignore', 'pipe', 'inherit'],
   });
   proc.stdout!.on('data', (b: Buffer) => { if (process.env['BENCH_BROKER_LOG']) process.stderr.write(b); });

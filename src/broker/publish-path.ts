@@ -281,6 +281,14 @@ export class PublishPath {
     publisher.pauseReading(this.#backlogDrained);
   }
 
+  /**
+   * The store's backlog is over its byte limit. (Over its unit limit alone, small units such as
+   * retained QoS 0 publishes, whose number the hub's retained caps bound, may still be taken.)
+   */
+  get behindInBytes(): boolean {
+    return this.#deps.store.backlogBytes > this.#deps.options.maxStoreBacklogBytes;
+  }
+
   /** A publisher is gone: forget it. */
   forget(publisher: Throttleable): void {
     this.#throttled.delete(publisher);

@@ -93,6 +93,13 @@ export class Batch implements UnitOfWork {
       || this.retained.size > 0 || this.audit.length > 0 || this.access.length > 0;
   }
 
+  /** True if the batch changes retained messages and nothing else (a message row alone is never written). */
+  get onlyRetained(): boolean {
+    return this.retained.size > 0 && this.deletedSessions.size === 0 && this.sessions.size === 0 && this.subscriptions.size === 0
+      && this.wills.size === 0 && this.audit.length === 0 && this.access.length === 0 && this.deliveries.size === 0
+      && this.inboundQos2.size === 0;
+  }
+
   /** True if applying the batch would change nothing (a message row alone is never written). */
   get isEmpty(): boolean {
     return !this.hasColdChanges && this.deliveries.size === 0 && this.inboundQos2.size === 0;

@@ -3,7 +3,7 @@
 import type pg from 'pg';
 import type { Message } from '../../mqtt/packet.ts';
 import type { SubscriptionRecord, WillRecord } from '../store.ts';
-import { packBytes } from './arrays.ts';
+import { numbersOf, packBytes, textsOf } from './arrays.ts';
 import { isDeleted, type AccessChange, type Batch } from './batch.ts';
 import { auditDetailJson, propsToJson } from './json-columns.ts';
 
@@ -80,33 +80,7 @@ export async function writeCold(c: pg.ClientBase, b: Batch, maxAuditDetailBytes:
       ]);
     }
   }
-  if (b.retained.size > 0) {
-    const all = [...b.retained.values()];
-    const del = all.filter(isDeleted) as Array<{ hub: string; topicName: string }>;
-    const put = all.filter((x) => !isDeleted(x)) as Message[];
-    if (del.length) {
-      await c.query(`DELETE FROM retained_messages t USING unnest($1::text[], $2::text[]) AS d(hub, topic_name)
-        WHERE t.hub = d.hub AND t.topic_name = d.topic_name`, [del.map((r) => r.hub), del.map((r) => r.topicName)]);
-    }
-    if (put.length) {
-      const payloads = packBytes(put.map((m) => m.payload));
-      await c.query(`INSERT INTO retained_messages (hub, topic_name, message_id, payload, qos, properties, expires_at_ms, publisher_id, created_at_ms)
-        SELECT u.hub, u.topic, u.id, substring($4::bytea FROM (u.off - u.len + 1)::int FOR u.len), u.qos, u.props, u.expires,
-          u.publisher, u.created
-        FROM (
-          SELECT t.*, sum(t.len) OVER (ORDER BY t.ord) AS off
-          FROM unnest($1::text[], $2::text[], $3::bigint[], $5::int[], $6::smallint[], $7::jsonb[], $8::bigint[], $9::text[], $10::bigint[])
-            WITH ORDINALITY AS t(hub, topic, id, len, qos, props, expires, publisher, created, ord)
-        ) u
-        ON CONFLICT (hub, topic_name) DO UPDATE SET message_id = excluded.message_id, payload = excluded.payload,
-          qos = excluded.qos, properties = excluded.properties, expires_at_ms = excluded.expires_at_ms,
-          publisher_id = excluded.publisher_id, created_at_ms = excluded.created_at_ms`, [
-        put.map((m) => m.hub), put.map((m) => m.topicName), put.map((m) => m.id), payloads.bytes, payloads.lengths, put.map((m) => m.qos),
-        put.map((m) => propsToJson(m.properties)), put.map((m) => m.expiresAtMs ?? null), put.map((m) => m.publisherId ?? null),
-        put.map((m) => m.createdAtMs),
-      ]);
-    }
-  }
+  if (b.retained.size > 0) await c.query(retainedStatement(b));
   for (const a of b.access) await writeAccess(c, a);
   if (b.audit.length > 0) {
     const a = b.audit;
@@ -149,3 +123,46 @@ async function writeAccess(c: pg.ClientBase, a: AccessChange): Promise<void> {
     }
   }
 }
+
+/**
+ * The retained changes of `b` as one statement (deletes and upserts as two data-modifying CTEs:
+ * their keys are disjoint, a batch keeps one change per topic), prepared once per connection. On
+ * its own, outside a transaction, it is a whole commit in one round trip.
+ */
+export function retainedStatement(b: Batch): pg.QueryConfig {
+  const del: Array<{ hub: string; topicName: string }> = [];
+  const put: Message[] = [];
+  for (const x of b.retained.values()) {
+    if (isDeleted(x)) del.push(x);
+    else put.push(x as Message);
+  }
+  const payloads = packBytes(put.map((m) => m.payload));
+  return {
+    name: 'tern_retained',
+    text: RETAINED_SQL,
+    values: [
+      textsOf(del, (r) => r.hub), textsOf(del, (r) => r.topicName),
+      textsOf(put, (m) => m.hub), textsOf(put, (m) => m.topicName), numbersOf(put, (m) => m.id), payloads.bytes, payloads.lengths,
+      numbersOf(put, (m) => m.qos), textsOf(put, (m) => propsToJson(m.properties)), numbersOf(put, (m) => m.expiresAtMs ?? null),
+      textsOf(put, (m) => m.publisherId ?? null), numbersOf(put, (m) => m.createdAtMs),
+    ],
+  };
+}
+
+const RETAINED_SQL = `WITH gone AS (
+    DELETE FROM retained_messages t USING unnest($1::text[], $2::text[]) AS d(hub, topic_name)
+    WHERE t.hub = d.hub AND t.topic_name = d.topic_name
+  ), stored AS (
+    INSERT INTO retained_messages (hub, topic_name, message_id, payload, qos, properties, expires_at_ms, publisher_id, created_at_ms)
+    SELECT u.hub, u.topic, u.id, substring($6::bytea FROM (u.off - u.len + 1)::int FOR u.len), u.qos, u.props, u.expires,
+      u.publisher, u.created
+    FROM (
+      SELECT t.*, sum(t.len) OVER (ORDER BY t.ord) AS off
+      FROM unnest($3::text[], $4::text[], $5::bigint[], $7::int[], $8::smallint[], $9::jsonb[], $10::bigint[], $11::text[], $12::bigint[])
+        WITH ORDINALITY AS t(hub, topic, id, len, qos, props, expires, publisher, created, ord)
+    ) u
+    ON CONFLICT (hub, topic_name) DO UPDATE SET message_id = excluded.message_id, payload = excluded.payload,
+      qos = excluded.qos, properties = excluded.properties, expires_at_ms = excluded.expires_at_ms,
+      publisher_id = excluded.publisher_id, created_at_ms = excluded.created_at_ms
+  )
+  SELECT 1`;

@@ -2,7 +2,7 @@
 // transaction (cold tables first, then the hot statement), savepoints to isolate a refused unit.
 import type pg from 'pg';
 import type { Batch } from './batch.ts';
-import { writeCold } from './cold-writes.ts';
+import { retainedStatement, writeCold } from './cold-writes.ts';
 import type { BatchConnection, CommitOrder } from './group-commit.ts';
 import { writeHot, type HotRowCounts } from './hot-statement.ts';
 import { isDataError } from './sqlstate.ts';
@@ -23,6 +23,11 @@ export class PgBatchConnection implements BatchConnection {
     if (!b.hasColdChanges) {
       // The common case, only messages and deliveries: one statement, one round trip, atomic
       await writeHot(this.#c, b, this.#counts, undefined, order);
+      return;
+    }
+    if (b.onlyRetained) {
+      // (a bulk of retained publishes: one statement, its own transaction, one round trip)
+      await this.#c.query(retainedStatement(b));
       return;
     }
     await this.#c.query('BEGIN');

@@ -1,17 +1,23 @@
 // The store is behind and the transport cannot pause reading (WebSocket): a retained QoS 0 publisher,
-// which waits for no acknowledgement, is disconnected with 0x89 (Server busy) rather than queueing
-// a unit of work per message without bound. QoS 1 publishers are held by their held acknowledgements.
+// which waits for no acknowledgement, is disconnected with 0x89 (Server busy) once the backlog's
+// bytes are over their limit, rather than piling up payloads without bound. Over the unit limit
+// alone its messages are still taken (the hub's retained caps bound how many can wait). QoS 1
+// publishers are held by their held acknowledgements.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Packet } from 'mqtt-packet';
 import { EngineClient, FaultyStore, startEngine } from '../../helpers/engine.ts';
 
-/** A store that reports a backlog over the broker's limits until `catchUp`. */
+/** A store that reports a backlog over the broker's limits (units and bytes, or units only) until `catchUp`. */
 class BehindStore extends FaultyStore {
   behind = false;
+  unitsOnly = false;
   #caughtUp: Array<() => void> = [];
   override get backlogUnits(): number {
     return this.behind ? 1_000_000_000 : 0;
+  }
+  override get backlogBytes(): number {
+    return this.behind && !this.unitsOnly ? 1_000_000_000_000 : 0;
   }
   override whenBacklogBelow(): Promise<void> {
     return this.behind ? new Promise((resolve) => this.#caughtUp.push(resolve)) : Promise.resolve();
@@ -43,6 +49,29 @@ describe('retained QoS 0 on a transport that cannot pause, while the store is be
     assert.deepEqual(sub.granted, [0]);
     const got = await other.waitFor((p) => p.cmd === 'publish', 'the retained message');
     assert.equal((got as Extract<Packet, { cmd: 'publish' }>).topic, 'r/1');
+    await broker.shutdown();
+  });
+
+  test('over the unit limit only: a bulk of retained QoS 0 publishes is taken and stored, the publisher stays', async () => {
+    const store = new BehindStore();
+    store.unitsOnly = true;
+    const { broker } = await startEngine(store);
+    const pub = new EngineClient(broker, 5);
+    await pub.connect('bulk', { clean: true });
+    store.behind = true;
+    for (let i = 0; i < 50; i++) pub.send(retainedQos0(`b/${i}`, `v${i}`));
+    // (its replies are held until the store catches up: the PINGRESP comes after that)
+    const pong = pub.waitFor((p) => p.cmd === 'pingresp', 'PINGRESP');
+    pub.send({ cmd: 'pingreq' } as Packet);
+    store.catchUp();
+    await pong;
+    assert.equal(pub.packets.some((p) => p.cmd === 'disconnect'), false, 'not disconnected');
+    assert.equal(pub.closed, false);
+    const other = new EngineClient(broker, 5);
+    await other.connect('reader', { clean: true });
+    await other.subscribe(1, 'b/#', 0);
+    const topics = new Set<string>();
+    await other.waitFor((p) => p.cmd === 'publish' && topics.add((p as Extract<Packet, { cmd: 'publish' }>).topic).size === 50, 'all 50 retained messages');
     await broker.shutdown();
   });
 
