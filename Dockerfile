@@ -25,4 +25,4 @@ ENV TERN_HOST=0.0.0.0 \
     TERN_DATA_DIR=/data
 VOLUME ["/data"]
 EXPOSE 8080 1883
-CMD ["node", "dist/main.js"]
+CMD ["node", "--max-semi-space-size=16", "dist/main.js"]

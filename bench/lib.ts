@@ -1,6 +1,7 @@
 // Benchmark plumbing: start Tern from its compiled build (what `npm start` runs), and small
 // statistics helpers. The benchmark's MQTT peers are test/helpers/raw-peer.ts.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { once } from 'node:events';
 import { createInterface } from 'node:readline';
 import path from 'node:path';
@@ -35,6 +36,14 @@ function ensureBuilt(): void {
   built = true;
 }
 
+/** The node flags `npm start` runs dist/main.js with (package.json's start script): the bench runs what users run. */
+export function startNodeFlags(): string[] {
+  const pkg = JSON.parse(readFileSync(path.join(repoRoot, 'package.json'), 'utf8')) as { scripts: Record<string, string> };
+  const m = /^node\s+(.*?)\s*dist\/main\.js$/.exec(pkg.scripts['start'] ?? '');
+  if (!m) throw new Error(`package.json's start script is not "node [flags] dist/main.js": ${pkg.scripts['start']}`);
+  return m[1]!.split(/\s+/).filter(Boolean);
+}
+
 /** Start Tern (dist/main.js, built first if stale) with the given CLI args; resolves when it listens. `onLine` sees every log line. */
 export async function startTern(args: string[], opts: { onLine?: (line: string) => void } = {}): Promise<RunningBroker> {
   ensureBuilt();
@@ -43,7 +52,7 @@ export async function startTern(args: string[], opts: { onLine?: (line: string) 
   const nodeArgs = process.env['BENCH_TERN_NODE_ARGS']?.split(/\s+/).filter(Boolean) ?? [];
   // BENCH_TERN_ARGS: extra broker options, e.g. "--commit-hold-ms 2" (for experiments; the published table uses none)
   const extraArgs = process.env['BENCH_TERN_ARGS']?.split(/\s+/).filter(Boolean) ?? [];
-  const proc = spawn(process.execPath, [...nodeArgs, 'dist/main.js', '--http-port', '0', '--mqtt-port', '0', '--log-level', 'info', ...args, ...extraArgs], {
+  const proc = spawn(process.execPath, [...startNodeFlags(), ...nodeArgs, 'dist/main.js', '--http-port', '0', '--mqtt-port', '0', '--log-level', 'info', ...args, ...extraArgs], {
     cwd: repoRoot, stdio: ['ignore', 'pipe', 'inherit'],
   });
   proc.stdout!.on('data', (b: Buffer) => { if (process.env['BENCH_BROKER_LOG']) process.stderr.write(b); });

@@ -40,7 +40,10 @@ export class Batch implements UnitOfWork {
   readonly audit: AuditEvent[] = [];
   /** Grants, revocations and hub settings, in call order. */
   readonly access: AccessChange[] = [];
-  /** Rows changed so far (roughly: one per call, one per delivery), to cap a group commit. */
+  /**
+   * Rows to change so far (roughly: one per call, one per delivery; an insert cancelled by its
+   * delete counts for neither), to cap a group commit.
+   */
   rows = 0;
   /** Payload and topic bytes so far (UTF-16 code units for topics), to cap a group commit. */
   bytes = 0;
@@ -147,13 +150,16 @@ export class Batch implements UnitOfWork {
   }
 
   deleteDelivery(id: number): void {
-    this.rows++;
     const c = this.deliveries.get(id);
     if (c?.insert) {
-      this.deliveries.delete(id); // inserted and deleted in one batch: nothing to write
+      // Inserted and deleted in one batch: nothing to write (nor counted against the batch's cap:
+      // a fan-out's acknowledgements would otherwise fill it with rows that are never written)
+      this.deliveries.delete(id);
+      this.rows--;
       if (c.cancellable) this.#cancelled();
       return;
     }
+    this.rows++;
     this.deliveries.set(id, { delete: true });
     // Maybe inserted by the held batch before this one: decided once the unit is complete (endUnit)
     if (c === undefined && this.behind?.holding === true) this.#mayTakeBack.push(id);
@@ -171,7 +177,10 @@ export class Batch implements UnitOfWork {
     if (this.#mayTakeBack.length === 0) return;
     if (onlyDeletes) {
       for (const id of this.#mayTakeBack) {
-        if (this.deliveries.get(id)?.delete === true && this.behind?.takeBack(id) === true) this.deliveries.delete(id);
+        if (this.deliveries.get(id)?.delete === true && this.behind?.takeBack(id) === true) {
+          this.deliveries.delete(id);
+          this.rows--;
+        }
       }
     }
     this.#mayTakeBack.length = 0;
@@ -186,6 +195,7 @@ export class Batch implements UnitOfWork {
     const c = this.deliveries.get(id);
     if (!c?.insert) return false;
     this.deliveries.delete(id);
+    this.rows--;
     this.lateDeletes.push(id);
     if (c.cancellable) this.#cancelled();
     return true;

@@ -308,16 +308,21 @@ export class GroupCommitWriter {
         this.#waiters = [];
         if (batch.cancellable > 0 && this.#holdMs > 0 && !this.#closed) {
           // Sealed, then held: later units form the next batch meanwhile, and an acknowledgement
-          // among them takes its delivery's insert back out of this one
+          // among them takes its delivery's insert back out of this one (also while it then waits
+          // for the batch being written: under load that is most of its hold)
           this.#open.behind = batch;
+          batch.holding = true;
           await this.#hold(batch);
-          // Written from here on: nothing takes back from it any more, and no later batch keeps it
-          // (and, through it, every batch held before) alive
-          if (this.#open.behind === batch) this.#open.behind = undefined;
-          for (const sealed of this.#sealed) if (sealed.batch.behind === batch) sealed.batch.behind = undefined;
         }
       }
       while (this.#inFlight.length > 0 && !this.#mayOverlap(batch)) await Promise.race(this.#inFlight.map((f) => f.done));
+      if (batch.holding) {
+        // Written from here on: nothing takes back from it any more, and no later batch keeps it
+        // (and, through it, every batch held before) alive
+        batch.holding = false;
+        if (this.#open.behind === batch) this.#open.behind = undefined;
+        for (const sealed of this.#sealed) if (sealed.batch.behind === batch) sealed.batch.behind = undefined;
+      }
       this.#start(batch, waiters);
     }
     this.#committing = false;
@@ -467,7 +472,6 @@ export class GroupCommitWriter {
    * for the latest ones (a delete of those in the next batch would cost a row each).
    */
   async #hold(batch: Batch): Promise<void> {
-    batch.holding = true;
     await new Promise<void>((resolve) => {
       const done = (): void => {
         timer.cancel();
@@ -477,8 +481,6 @@ export class GroupCommitWriter {
       const timer = this.#clock.setTimeout(done, this.#holdMs);
       batch.onAllCancelled = done;
     });
-    // From here on the batch is being written: a delete of one of its inserts is a row of the next batch
-    batch.holding = false;
   }
 
   #fail(waiters: readonly Waiter[], e: unknown): void {
