@@ -15,6 +15,24 @@ const delivery = (id: number, messageId: number, over: Partial<DeliveryRecord> =
 });
 
 describe('Batch', () => {
+  test('rows count what is to be written: an insert cancelled by its delete counts for neither, here or when taken back', () => {
+    const b = new Batch();
+    b.insertMessage(message(1));
+    b.enqueueDeliveries([delivery(10, 1, { sentAhead: true }), delivery(11, 1, { sentAhead: true })]);
+    assert.equal(b.rows, 3);
+    b.deleteDelivery(10);
+    assert.equal(b.rows, 2, 'the message and delivery 11');
+    b.deleteDelivery(99); // a delivery of an earlier batch: a row to delete
+    assert.equal(b.rows, 3);
+    b.holding = true;
+    const next = new Batch();
+    next.behind = b;
+    next.deleteDelivery(11);
+    next.endUnit(true);
+    assert.equal(b.rows, 2, 'delivery 11 taken back from the held batch');
+    assert.equal(next.rows, 0, 'and its delete is not written either');
+  });
+
   test('a delivery inserted and deleted in one batch leaves nothing to write', () => {
     const b = new Batch();
     b.insertMessage(message(1));

@@ -175,6 +175,24 @@ describe('group commit: holding a batch for acknowledgements of QoS 1 deliveries
     assert.deepEqual(db.committed, [['+d10'], ['later']], 'the held batch, then the units submitted during its hold');
   });
 
+  test('a held batch still takes acknowledgements back while it waits for the batch being written', async () => {
+    const clock = new FakeClock();
+    const db = new FakeDatabase();
+    const w = db.writer({ clock, holdMs: 5 });
+    db.hold();
+    const applied = db.nextStatement();
+    const first = w.submit(unit('first'));
+    await applied; // 'first' is being written (and the database is slow)
+    const sent = w.submit((tx) => { tx.insertMessage(message); tx.enqueueDeliveries([sentAhead(10), sentAhead(11)]); });
+    await turnsUntil(() => clock.armed.includes(5), 'the hold timer is armed (next to the watchdog of the commit being written)');
+    clock.advance(5); // its hold is over; it now waits for 'first'
+    for (let i = 0; i < 5; i++) await new Promise<void>((resolve) => setImmediate(resolve));
+    const ack = w.submit((tx) => tx.deleteDelivery(10));
+    db.open();
+    await Promise.all([first, sent, ack]);
+    assert.deepEqual(db.committed, [['first'], ['+d11']], 'delivery 10 is written nowhere: neither its insert nor its delete');
+  });
+
   test('an acknowledgement submitted during the hold takes its insert back out of the held batch', async () => {
     const clock = new FakeClock();
     const db = new FakeDatabase();
