@@ -36,6 +36,8 @@ const rounds = Number(opt.rounds ?? (quick ? 1 : 3));
 const measureMs = Number(opt.seconds ?? (quick ? 1.5 : 2.5)) * 1000;
 const warmupMs = quick ? 500 : 600;
 const latencyMs = quick ? 2000 : 10_000;
+/** Traffic at the latency rate before its window: every broker past its start-up (Tern's heap still grows, with long young-generation collections, for ~2 s after it starts) */
+const latencyWarmupMs = quick ? 500 : 3000;
 const settleMs = quick ? 1000 : 1200;
 const drainN = quick ? 10_000 : 20_000;
 const LAT_RATE = 1000;
@@ -270,7 +272,7 @@ async function latency(b: Broker, persistent = false): Promise<Outcome> {
   await B.call('setupSubs', { target: t, filter: topic, qos: 1, clean: !persistent, ids: [`${id}-s`] });
   await A.call('setupPubs', { target: t, qos: 1, window: 256, pubs: [{ clientId: `${id}-p`, stream: 0, topic }] });
   await A.call('start', { mode: 'rate', rate: LAT_RATE });
-  await sleep(warmupMs);
+  await sleep(latencyWarmupMs);
   const pw = new ProcWindow(b);
   // The broker's event-loop delay (Tern): this scrape empties its histogram, the one after the window reads it
   const scrape = (): Promise<LoopDelaySeconds | Error> => (b.metricsUrl ? scrapeLoopDelay(b.metricsUrl).catch((e: Error) => e) : Promise.resolve(new Error('n/a')));
@@ -553,7 +555,7 @@ async function main(): Promise<void> {
   const machine = machineInfo(mosquittoVersion);
   const args = process.argv.slice(2).join(' ');
   const command = process.env['npm_lifecycle_event'] === 'bench' ? `npm run bench${args ? ` -- ${args}` : ''}` : `node --import tsx bench/run.ts${args ? ` ${args}` : ''}`;
-  const settings = { rounds, measureMs, warmupMs, latencyMs, settleMs, drainN, latencyRate: LAT_RATE };
+  const settings = { rounds, measureMs, warmupMs, latencyMs, latencyWarmupMs, settleMs, drainN, latencyRate: LAT_RATE };
   log(`${command}: ${selected.map((s) => s.name).join(', ')}; ${rounds} round(s), ${measureMs} ms windows`);
   const workDir = mkdtempSync(path.join(os.tmpdir(), 'tern-sbs-'));
   let db: (EmbeddedDatabase & { dir: string }) | undefined;
