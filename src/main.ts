@@ -144,7 +144,7 @@ async function main(): Promise<void> {
       embedded = await startEmbeddedPostgres({ dataDir: path.resolve(config.dataDir), logger });
       url = embedded.url;
     }
-    store = new PgStore({ url, logger, commitHoldMs: config.commitHoldMs, commitsInFlight: config.commitsInFlight, commitTimeoutMs: config.dbCommitTimeoutMs,
+    store = new PgStore({ url, logger, commitHoldMs: config.commitHoldMs, commitTimeoutMs: config.dbCommitTimeoutMs,
       maxBatchRows: config.maxBatchRows, maxBatchBytes: config.maxBatchBytes,
       auditRetentionDays: config.auditRetentionDays, maxAuditDetailBytes: config.maxAuditDetailBytes,
       onCommit: metrics.observeCommit,

@@ -1,7 +1,8 @@
 // The steps of one connection that must happen in the order their packets arrived
 // [MQTT-4.6.0-2], some of them after a commit: a queue drained from its head as the commits
 // settle. Consecutive steps waiting for the same promise (units that share a commit) share one
-// reaction to it, so a step costs an entry in an array, not a chain of promises.
+// reaction to it, so a step costs one small object, not a chain of promises. A linked list: a
+// publisher that always has a step waiting holds only the steps not run yet.
 
 /** What a step waits for, settled once (several consecutive steps may share it). */
 interface Gate {
@@ -15,6 +16,7 @@ interface Step {
   fn: () => void;
   onError: ((e: unknown) => void) | undefined;
   evenIfClosed: boolean;
+  next: Step | undefined;
 }
 
 /** The owner of the steps: whether it is still open, and how a step's own failure ends it. */
@@ -26,8 +28,8 @@ export interface StepOwner {
 /** Runs steps in submission order, each once what it waits for has settled. */
 export class OrderedSteps {
   readonly #owner: StepOwner;
-  readonly #steps: Step[] = [];
-  #head = 0;
+  #head: Step | undefined;
+  #tail: Step | undefined;
   #lastWait: Promise<unknown> | undefined;
   #lastGate: Gate | undefined;
   /** A step is running: steps it adds run after it, never inside it. */
@@ -39,7 +41,7 @@ export class OrderedSteps {
 
   /** No step is waiting: one added now with nothing to wait for runs at once. */
   get idle(): boolean {
-    return this.#head === this.#steps.length && !this.#draining;
+    return this.#head === undefined && !this.#draining;
   }
 
   /**
@@ -65,7 +67,10 @@ export class OrderedSteps {
         wait.then(() => this.#settle(g, false, undefined), (e: unknown) => this.#settle(g, true, e));
       }
     }
-    this.#steps.push({ gate, fn, onError, evenIfClosed });
+    const step: Step = { gate, fn, onError, evenIfClosed, next: undefined };
+    if (this.#tail === undefined) this.#head = step;
+    else this.#tail.next = step;
+    this.#tail = step;
     // (added behind steps that are all settled, while they run: the running drain takes it)
   }
 
@@ -84,24 +89,22 @@ export class OrderedSteps {
   #drain(): void {
     if (this.#draining) return;
     this.#draining = true;
-    const steps = this.#steps;
-    while (this.#head < steps.length) {
-      const step = steps[this.#head]!;
-      if (step.gate !== undefined && !step.gate.settled) break;
-      steps[this.#head++] = undefined as unknown as Step; // (let what it holds go)
-      if (!this.#owner.isOpen && !step.evenIfClosed) continue;
-      try {
-        if (step.gate?.failed !== true) step.fn();
-        else if (step.onError) step.onError(step.gate.error);
-        else this.#owner.fail(step.gate.error);
-      } catch (e) {
-        this.#owner.fail(e);
+    try {
+      for (let step = this.#head; step !== undefined; step = this.#head) {
+        if (step.gate !== undefined && !step.gate.settled) break;
+        this.#head = step.next;
+        if (this.#head === undefined) this.#tail = undefined;
+        if (!this.#owner.isOpen && !step.evenIfClosed) continue;
+        try {
+          if (step.gate?.failed !== true) step.fn();
+          else if (step.onError) step.onError(step.gate.error);
+          else this.#owner.fail(step.gate.error);
+        } catch (e) {
+          this.#owner.fail(e);
+        }
       }
-    }
-    this.#draining = false;
-    if (this.#head === steps.length) {
-      steps.length = 0;
-      this.#head = 0;
+    } finally {
+      this.#draining = false;
     }
   }
 }

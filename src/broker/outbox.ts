@@ -293,7 +293,11 @@ export class Outbox {
       const deleted = this.#services.store.transaction((tx) => tx.deleteDelivery(d.id), this);
       if (deleted !== this.#lastDelete) {
         this.#lastDelete = deleted;
-        deleted.catch((err: unknown) => this.#services.logger.warn({ err, clientId: this.#owner.clientId }, 'could not delete acknowledged delivery'));
+        const forget = (): void => { if (this.#lastDelete === deleted) this.#lastDelete = undefined; };
+        deleted.then(forget, (err: unknown) => {
+          forget();
+          this.#services.logger.warn({ err, clientId: this.#owner.clientId }, 'could not delete acknowledged delivery');
+        });
       }
     }
     this.pump();

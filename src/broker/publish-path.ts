@@ -282,11 +282,13 @@ export class PublishPath {
   }
 
   /**
-   * The store's backlog is over its byte limit. (Over its unit limit alone, small units such as
-   * retained QoS 0 publishes, whose number the hub's retained caps bound, may still be taken.)
+   * The store's backlog is over its byte limit, or over four times its unit limit. (Just over the
+   * unit limit, units a publisher cannot be slowed down for but whose number is bounded otherwise,
+   * such as retained QoS 0 publishes counted by the hub's retained caps, may still be taken.)
    */
-  get behindInBytes(): boolean {
-    return this.#deps.store.backlogBytes > this.#deps.options.maxStoreBacklogBytes;
+  get farBehind(): boolean {
+    const { store, options } = this.#deps;
+    return store.backlogBytes > options.maxStoreBacklogBytes || store.backlogUnits > 4 * options.maxStoreBacklogUnits;
   }
 
   /** A publisher is gone: forget it. */

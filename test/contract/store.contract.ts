@@ -4,7 +4,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Message } from '../../src/mqtt/packet.ts';
 import type {
-  AuditEvent, DeliveryRecord, HubSettingsRecord, PermissionRecord, SessionRecord, Store, StoredAccess, SubscriptionRecord,
+  AuditEvent, DeliveryRecord, HubSettingsRecord, PermissionRecord, SessionRecord, Store, StoredAccess, SubscriptionRecord, UnitOfWork,
 } from '../../src/store/store.ts';
 
 export interface StoreFixture {
@@ -203,6 +203,32 @@ export function describeStoreContract(name: string, make: () => Promise<StoreFix
       assert.equal(r[0]!.topicName, 'r/1');
       assert.equal(r[0]!.payload.toString(), 'new');
       assert.equal(r[0]!.retain, true);
+    });
+
+    test('retained messages only, in one commit: puts and clearings together, properties with quotes and backslashes, absent columns', async () => {
+      const h = hub();
+      await f.store.transaction((tx) => { tx.putRetained(message(h, 'x/gone', { retain: true })); tx.putRetained(message(h, 'x/kept', { retain: true })); });
+      const awkward = { contentType: 'text/"quoted" \\ back\\slash', userProperties: { 'k"1': ['v\\1', '"v2"'] }, responseTopic: 'a/"b"' };
+      const units = [
+        (tx: UnitOfWork) => tx.putRetained(message(h, 'x/"odd" \\ name', { retain: true, properties: awkward, expiresAtMs: 77_000, publisherId: 'p"1' })),
+        (tx: UnitOfWork) => tx.deleteRetained(h, 'x/gone'),
+        (tx: UnitOfWork) => tx.putRetained(message(h, 'x/plain', { retain: true, qos: 0, payload: Buffer.from('p'), expiresAtMs: undefined, publisherId: undefined })),
+        (tx: UnitOfWork) => tx.putRetained(message(h, 'x/kept', { retain: true, payload: Buffer.from([0, 255, 1]) })),
+      ];
+      await Promise.all(units.map((u) => f.store.transaction(u))); // (submitted together: one commit on PostgreSQL)
+      const s = await f.store.load();
+      const r = new Map(s.retained.filter((x) => x.hub === h).map((x) => [x.topicName, x]));
+      assert.deepEqual([...r.keys()].sort(), ['x/"odd" \\ name', 'x/kept', 'x/plain']);
+      const odd = r.get('x/"odd" \\ name')!;
+      assert.deepEqual(odd.properties, awkward);
+      assert.equal(odd.expiresAtMs, 77_000);
+      assert.equal(odd.publisherId, 'p"1');
+      const plain = r.get('x/plain')!;
+      assert.equal(plain.qos, 0);
+      assert.equal(plain.payload.toString(), 'p');
+      assert.equal(plain.expiresAtMs, undefined);
+      assert.equal(plain.publisherId, undefined);
+      assert.deepEqual(r.get('x/kept')!.payload, Buffer.from([0, 255, 1]));
     });
 
     test('session updates replace the stored record', async () => {

@@ -111,12 +111,12 @@ export function handlePublish(c: Connected, p: PublishPacket): void {
     out.after(undefined, () => ack(c, p, c.version === 5 ? ReasonCode.NotAuthorized : 0));
     return;
   }
-  if (p.qos === 0 && p.retain && out.readPaused && !out.canPauseReading && engine.publishing.behindInBytes) {
+  if (p.qos === 0 && p.retain && out.readPaused && !out.canPauseReading && (p.payload.length === 0 || engine.publishing.farBehind)) {
     // The store is behind and this transport cannot stop reading (WebSocket): a retained QoS 0
     // publisher waits for no acknowledgement, so holding replies would not slow it, and each of its
-    // messages needs a commit. Their number is bounded by the hub's retained caps (messages being
-    // committed count), so a bulk load is taken while the backlog's bytes stay under their limit;
-    // past it the publisher is told the server is busy rather than piling up payloads.
+    // messages needs a commit. Stored ones are counted by the hub's retained caps while they are
+    // committed, so a bulk load is taken until the backlog is far behind; clearings (empty payloads,
+    // which the caps always allow) are not, and the publisher is told the server is busy instead.
     throw new MqttError(ReasonCode.ServerBusy, 'the store is behind: retained QoS 0 publishes are not taken now');
   }
   const now = engine.clock.now();

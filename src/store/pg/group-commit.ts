@@ -1,9 +1,7 @@
 // The group-commit writer (DESIGN.md §4): units of work accumulate in an open batch while the
-// previous commit is in flight; one commit at a time by default (more, on disjoint rows, with
-// maxInFlight), each batch in one transaction, a batch with QoS 1 deliveries sent ahead sealed and
-// held for their acknowledgements, each unit's promise settled in submission order. No SQL here:
-// it drives the BatchConnection it is given.
-import { randomInt } from 'node:crypto';
+// previous commit is in flight; one commit at a time, each batch in one transaction, a batch with
+// QoS 1 deliveries sent ahead sealed and held for their acknowledgements, each unit's promise
+// settled in submission order. No SQL here: it drives the BatchConnection it is given.
 import { StoreError, type UnitOfWork } from '../store.ts';
 import { Batch, RecordingUnit, replay, type UnitOp } from './batch.ts';
 import { isDataError, toStoreError } from './sqlstate.ts';
@@ -12,10 +10,9 @@ import { isDataError, toStoreError } from './sqlstate.ts';
 export interface BatchConnection {
   /**
    * Write a non-empty batch in one transaction; a failed one is rolled back, so the connection stays
-   * usable after a data error. With `order` (a batch of messages and deliveries only), the
-   * transaction holds lock `order.lock` and commits only after the one holding `order.after` ended.
+   * usable after a data error.
    */
-  apply(batch: Batch, order?: CommitOrder): Promise<void>;
+  apply(batch: Batch): Promise<void>;
   /** Open the transaction in which a refused batch's units are tried again, range by range. */
   begin(): Promise<void>;
   /** Write `batch` under a savepoint of the open transaction; on a data error roll back to the savepoint, then throw. */
@@ -26,18 +23,6 @@ export interface BatchConnection {
   abandon(): void;
   /** Hand the connection back; a `broken` one is discarded. */
   release(broken: boolean): void;
-}
-
-/**
- * Commit order of a batch written while the batch before it is still being written: locks taken
- * inside the transactions (`space`, `lock` of the writer's three) so that PostgreSQL commits them in
- * submission order, whichever finishes its statements first.
- */
-export interface CommitOrder {
-  space: number;
-  lock: number;
-  /** The lock of the batch still being written before this one; none if it has ended. */
-  after: number | undefined;
 }
 
 /** A cancellable timer. */
@@ -80,38 +65,12 @@ export interface GroupCommitOptions {
   maxBatchBytes?: number;
   /** Told of each batch written to the database: its rows and how long its commit took (ms). Must not throw. */
   onCommit?: (rows: number, ms: number) => void;
-  /**
-   * Batches written at once, each on its own connection (default 2; 1: one at a time). A batch is
-   * started while others are being written only if none of them changes more than messages,
-   * deliveries and inbound QoS 2 ids, and it touches none of their rows; it still commits after
-   * them (CommitOrder) and its units settle after theirs.
-   */
-  maxInFlight?: number;
-  /** Namespace of the writer's commit-order locks (default: random). */
-  lockSpace?: number;
-}
-
-/** A batch being written: its commit-order lock, and a promise settled once its units are. */
-interface InFlight {
-  batch: Batch;
-  lock: number;
-  done: Promise<void>;
 }
 
 /** True if the ops from `from` on are all deletes of deliveries (an acknowledgement, expiry). */
 function onlyDeletes(ops: readonly UnitOp[], from: number): boolean {
   for (let i = from; i < ops.length; i++) if (ops[i]![0] !== 'deleteDelivery') return false;
   return true;
-}
-
-/** True if `a` and `b` change a row in common (deliveries, messages, inbound QoS 2 ids). */
-function shareRows(a: Batch, b: Batch): boolean {
-  const [small, large] = a.deliveries.size <= b.deliveries.size ? [a, b] : [b, a];
-  for (const id of small.deliveries.keys()) if (large.deliveries.has(id)) return true;
-  // (the same message stored again with another delivery, e.g. a shared-subscription handoff)
-  for (const id of a.messages.keys()) if (b.messages.has(id)) return true;
-  for (const k of a.inboundQos2.keys()) if (b.inboundQos2.has(k)) return true;
-  return false;
 }
 
 /**
@@ -155,16 +114,10 @@ export class GroupCommitWriter {
   #drainWaiters: Array<{ units: number; bytes: number; resolve: () => void }> = [];
   #idleWaiters: Array<() => void> = [];
   #committing = false;
-  readonly #maxInFlight: number;
-  readonly #lockSpace: number;
-  /** Batches being written, oldest first. */
-  readonly #inFlight: InFlight[] = [];
-  /** Settled once every batch started so far has settled its units (never rejects). */
-  #lastSettled: Promise<void> = Promise.resolve();
-  /** Wakes the writer parked while batches are written, when a unit is submitted. */
+  /** The batch being written, settled once its units are (never rejects); undefined when none is. */
+  #writing: Promise<void> | undefined;
+  /** Wakes the writer parked while a batch is written, when a unit is submitted. */
   #wake: (() => void) | undefined;
-  /** Batches started with a commit-order lock so far (the lock is this count modulo maxInFlight + 1). */
-  #ordered = 0;
   #healthy = true;
   #closed = false;
   /** Commits performed and units committed, for metrics and tests. */
@@ -182,8 +135,6 @@ export class GroupCommitWriter {
     this.#maxBatchRows = opts.maxBatchRows ?? 10_000;
     this.#maxBatchBytes = opts.maxBatchBytes ?? 16 * 1024 * 1024;
     this.#onCommit = opts.onCommit;
-    this.#maxInFlight = Math.max(1, opts.maxInFlight ?? 1);
-    this.#lockSpace = opts.lockSpace ?? randomInt(1, 2 ** 31 - 1);
     this.#open = this.#newBatch();
   }
 
@@ -284,11 +235,13 @@ export class GroupCommitWriter {
     this.#committing = true;
     for (;;) {
       if (this.#waiters.length === 0 && this.#sealed.length === 0) {
-        // Parked until a batch being written settles or a unit is submitted (it may start at once)
-        if (this.#inFlight.length === 0) break;
+        // Parked until the batch being written settles or a unit is submitted (it may be sealed
+        // and held meanwhile)
+        const writing = this.#writing;
+        if (writing === undefined) break;
         await new Promise<void>((resolve) => {
           this.#wake = resolve;
-          void Promise.race(this.#inFlight.map((f) => f.done)).then(resolve);
+          void writing.then(resolve);
         });
         this.#wake = undefined;
         continue;
@@ -315,7 +268,8 @@ export class GroupCommitWriter {
           await this.#hold(batch);
         }
       }
-      while (this.#inFlight.length > 0 && !this.#mayOverlap(batch)) await Promise.race(this.#inFlight.map((f) => f.done));
+      // One commit at a time: in submission order, and each unit settled before the next batch's
+      if (this.#writing !== undefined) await this.#writing;
       if (batch.holding) {
         // Written from here on: nothing takes back from it any more, and no later batch keeps it
         // (and, through it, every batch held before) alive
@@ -331,51 +285,17 @@ export class GroupCommitWriter {
     for (const resolve of idle) resolve();
   }
 
-  /** May `batch` be written now, next to the batches being written? */
-  #mayOverlap(batch: Batch): boolean {
-    if (this.#inFlight.length >= this.#maxInFlight) return false;
-    if (batch.isEmpty) return true; // (it settles after them all the same)
-    if (batch.hasColdChanges) return false;
-    for (const f of this.#inFlight) if (f.batch.hasColdChanges || shareRows(batch, f.batch)) return false;
-    return true;
-  }
-
-  /**
-   * Write `batch`, then settle its units once those of every batch started before it are settled.
-   * A batch started behind another one records its outcome and delivers it then.
-   */
+  /** Write `batch`, then settle its units; the writer waits for that before writing another. */
   #start(batch: Batch, waiters: Waiter[]): void {
-    const previous = this.#inFlight.at(-1);
-    const settledBefore = this.#lastSettled;
-    let order: CommitOrder | undefined;
-    if (!batch.hasColdChanges && !batch.isEmpty) {
-      let after: number | undefined;
-      for (const f of this.#inFlight) if (f.lock >= 0) after = f.lock;
-      // One lock more than batches in flight: a batch's lock is free again (its holder and the
-      // batch that waited for it both ended) by the time it comes round
-      order = { space: this.#lockSpace, lock: this.#ordered++ % (this.#maxInFlight + 1), after };
-    }
-    // Alone, the units are settled as soon as the outcome is known; behind another batch, later
-    const outcomes: Array<() => void> | undefined = previous ? new Array<() => void>(waiters.length) : undefined;
-    const targets = outcomes === undefined ? waiters : waiters.map((w, i): Waiter => ({
-      ops: w.ops,
-      units: w.units,
-      resolve: () => { outcomes[i] ??= w.resolve; },
-      reject: (e: unknown) => { outcomes[i] ??= () => w.reject(e); },
-    }));
-    const f: InFlight = { batch, lock: order?.lock ?? -1, done: Promise.resolve() };
-    f.done = this.#write(batch, targets, order).then(async () => {
-      await settledBefore;
-      if (outcomes) for (const settle of outcomes) settle?.();
+    const writing = this.#write(batch, waiters).then(() => {
       this.#settled(batch, waiters);
-      this.#inFlight.splice(this.#inFlight.indexOf(f), 1);
+      if (this.#writing === writing) this.#writing = undefined;
     });
-    this.#inFlight.push(f);
-    this.#lastSettled = f.done;
+    this.#writing = writing;
   }
 
-  /** Write `batch` and settle (or record the outcome of) its units; never rejects. */
-  async #write(batch: Batch, waiters: readonly Waiter[], order: CommitOrder | undefined): Promise<void> {
+  /** Write `batch` and settle its units; never rejects. */
+  async #write(batch: Batch, waiters: readonly Waiter[]): Promise<void> {
     if (batch.isEmpty) {
       // e.g. every delivery acknowledged before the commit: nothing to write, no connection needed
       // (and it says nothing about the server)
@@ -394,7 +314,7 @@ export class GroupCommitWriter {
     let broken = false;
     try {
       const t0 = this.#clock.now();
-      await this.#guard(conn, this.#commitOn(conn, batch, waiters, order));
+      await this.#guard(conn, this.#commitOn(conn, batch, waiters));
       const ms = this.#clock.now() - t0;
       this.commitMs += ms;
       this.#reachable();
@@ -410,9 +330,9 @@ export class GroupCommitWriter {
   }
 
   /** Commit `batch` on `conn` and settle its units; throws only what is not one unit's refused data. */
-  async #commitOn(conn: BatchConnection, batch: Batch, waiters: readonly Waiter[], order: CommitOrder | undefined): Promise<void> {
+  async #commitOn(conn: BatchConnection, batch: Batch, waiters: readonly Waiter[]): Promise<void> {
     try {
-      await conn.apply(batch, order);
+      await conn.apply(batch);
     } catch (e) {
       if (!isDataError(e)) throw e;
       if (waiters.length === 1) {
@@ -500,8 +420,6 @@ export class GroupCommitWriter {
    * bisecting with savepoints down to single units, so that only the offending units fail; the
    * others commit together and resolve, still in submission order. A failure of another kind on the
    * way rolls everything back and is thrown (the caller fails every unit, as a failed commit does).
-   * (The refused transaction released its commit-order lock: a batch written next to this one may
-   * commit before these units do. Their rows are disjoint, and their units still settle after these.)
    */
   async #isolate(conn: BatchConnection, batch: Batch, waiters: readonly Waiter[]): Promise<void> {
     const { lateDeletes } = batch;

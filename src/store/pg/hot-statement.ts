@@ -7,7 +7,6 @@ import type { Message } from '../../mqtt/packet.ts';
 import type { DeliveryRecord, DeliveryState, InboundQos2Record } from '../store.ts';
 import { boolsOf, numberArray, numbersOf, packBytes, textsOf } from './arrays.ts';
 import type { Batch } from './batch.ts';
-import type { CommitOrder } from './group-commit.ts';
 import { propsToJson } from './json-columns.ts';
 
 /** What one call writes, sorted by kind (each list may be empty). */
@@ -25,8 +24,6 @@ export interface HotRows {
   updated: Array<{ id: number; packetId: number; state: DeliveryState }>;
   qos2Deleted: InboundQos2Record[];
   qos2Added: InboundQos2Record[];
-  /** Commit after the transaction holding `order.after`, holding `order.lock` (none: no order to keep). */
-  order?: CommitOrder | undefined;
 }
 
 /** One parameter of tern_apply_hot: its name and type as the function declares them, and its value. */
@@ -90,10 +87,11 @@ export const HOT_PARAMS: readonly HotParam[] = [
   { name: 'q_add_hub', type: 'text[]', value: (r) => textsOf(r.qos2Added, (q) => q.hub) },
   { name: 'q_add_client', type: 'text[]', value: (r) => textsOf(r.qos2Added, (q) => q.clientId) },
   { name: 'q_add_packet', type: 'int[]', value: (r) => numbersOf(r.qos2Added, (q) => q.packetId) },
-  // Commit order (group-commit.ts CommitOrder): the lock this transaction holds, and the one it waits for last
-  { name: 'o_space', type: 'int', value: (r) => (r.order === undefined ? null : String(r.order.space)) },
-  { name: 'o_lock', type: 'int', value: (r) => (r.order === undefined ? null : String(r.order.lock)) },
-  { name: 'o_after', type: 'int', value: (r) => (r.order?.after === undefined ? null : String(r.order.after)) },
+  // Commit-order locks for commits written at once (migrations/0006): one commit is written at a
+  // time, so none is taken (the function skips them when null)
+  { name: 'o_space', type: 'int', value: () => null },
+  { name: 'o_lock', type: 'int', value: () => null },
+  { name: 'o_after', type: 'int', value: () => null },
 ];
 
 /** A parameterised call of tern_apply_hot built from a parameter table. */
@@ -173,11 +171,10 @@ export function hotRowsOf(b: Batch): HotRows | undefined {
 
 /** Messages, deliveries and inbound QoS 2 ids of `b` in one statement on `c` (nothing when there are none). */
 export async function writeHot(
-  c: pg.ClientBase, b: Batch, counts: HotRowCounts, statement: HotStatement = HOT, order?: CommitOrder,
+  c: pg.ClientBase, b: Batch, counts: HotRowCounts, statement: HotStatement = HOT,
 ): Promise<void> {
   const rows = hotRowsOf(b);
   if (!rows) return;
-  rows.order = order;
   counts.messages += rows.messages.length + rows.inline.length;
   counts.inserted += rows.inserted.length + rows.inline.length;
   counts.updated += rows.updated.length;

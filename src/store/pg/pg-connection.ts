@@ -3,7 +3,7 @@
 import type pg from 'pg';
 import type { Batch } from './batch.ts';
 import { retainedStatement, writeCold } from './cold-writes.ts';
-import type { BatchConnection, CommitOrder } from './group-commit.ts';
+import type { BatchConnection } from './group-commit.ts';
 import { writeHot, type HotRowCounts } from './hot-statement.ts';
 import { isDataError } from './sqlstate.ts';
 
@@ -19,10 +19,10 @@ export class PgBatchConnection implements BatchConnection {
     this.#counts = opts.counts;
   }
 
-  async apply(b: Batch, order?: CommitOrder): Promise<void> {
+  async apply(b: Batch): Promise<void> {
     if (!b.hasColdChanges) {
       // The common case, only messages and deliveries: one statement, one round trip, atomic
-      await writeHot(this.#c, b, this.#counts, undefined, order);
+      await writeHot(this.#c, b, this.#counts);
       return;
     }
     if (b.onlyRetained) {

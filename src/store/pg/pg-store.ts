@@ -24,12 +24,10 @@ export interface PgStoreOptions {
   logger: { info(o: object, m?: string): void; warn(o: object, m?: string): void; error(o: object, m?: string): void };
   poolSize?: number;
   /**
-   * Hold a group commit up to this many milliseconds (counted from the first such delivery joining
-   * it) while it holds QoS 1 deliveries already sent, whose acknowledgements cancel their rows.
+   * Hold a group commit that holds QoS 1 deliveries already sent up to this many milliseconds once
+   * sealed (and while it waits for the commit before it), for the acknowledgements that cancel their rows.
    */
   commitHoldMs?: number;
-  /** Group commits written at once when they touch different rows (default 2; GroupCommitOptions.maxInFlight). */
-  commitsInFlight?: number;
   /**
    * A commit still unanswered after this many milliseconds is abandoned: its connection is
    * destroyed, its units fail and the store counts as unhealthy (default 10 s).
@@ -113,7 +111,6 @@ export class PgStore implements Store {
       connect: async () => new PgBatchConnection(await this.#pool.connect(), batchOpts),
       logger: this.#logger,
       holdMs: opts.commitHoldMs ?? 0,
-      maxInFlight: opts.commitsInFlight ?? 1,
       commitTimeoutMs: this.#commitTimeoutMs,
       maxBatchRows: opts.maxBatchRows ?? 10_000,
       maxBatchBytes: opts.maxBatchBytes ?? 16 * 1024 * 1024,

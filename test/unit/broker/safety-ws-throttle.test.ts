@@ -8,13 +8,14 @@ import assert from 'node:assert/strict';
 import type { Packet } from 'mqtt-packet';
 import { EngineClient, FaultyStore, startEngine } from '../../helpers/engine.ts';
 
-/** A store that reports a backlog over the broker's limits (units and bytes, or units only) until `catchUp`. */
+/** A store that reports a backlog far over the broker's limits (or just over its unit limit) until `catchUp`. */
 class BehindStore extends FaultyStore {
   behind = false;
   unitsOnly = false;
   #caughtUp: Array<() => void> = [];
   override get backlogUnits(): number {
-    return this.behind ? 1_000_000_000 : 0;
+    // (units only: just over the default limit of 50,000, under four times it)
+    return this.behind ? (this.unitsOnly ? 50_001 : 1_000_000_000) : 0;
   }
   override get backlogBytes(): number {
     return this.behind && !this.unitsOnly ? 1_000_000_000_000 : 0;
@@ -72,6 +73,21 @@ describe('retained QoS 0 on a transport that cannot pause, while the store is be
     await other.subscribe(1, 'b/#', 0);
     const topics = new Set<string>();
     await other.waitFor((p) => p.cmd === 'publish' && topics.add((p as Extract<Packet, { cmd: 'publish' }>).topic).size === 50, 'all 50 retained messages');
+    await broker.shutdown();
+  });
+
+  test('over the unit limit only: a retained clearing (empty payload, not bounded by the retained caps) gets 0x89', async () => {
+    const store = new BehindStore();
+    store.unitsOnly = true;
+    const { broker } = await startEngine(store);
+    const pub = new EngineClient(broker, 5);
+    await pub.connect('clearer', { clean: true });
+    store.behind = true;
+    pub.send(retainedQos0('c/1', 'a')); // taken; the connection is throttled
+    pub.send(retainedQos0('c/1', ''));
+    const disconnect = await pub.waitFor((p) => p.cmd === 'disconnect', 'DISCONNECT') as Extract<Packet, { cmd: 'disconnect' }>;
+    assert.equal(disconnect.reasonCode, 0x89);
+    store.catchUp();
     await broker.shutdown();
   });
 

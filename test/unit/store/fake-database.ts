@@ -3,7 +3,7 @@
 // database refuses makes any batch holding it fail with that SQLSTATE, as PostgreSQL does.
 import assert from 'node:assert/strict';
 import type { Batch } from '../../../src/store/pg/batch.ts';
-import { GroupCommitWriter, type BatchConnection, type CommitOrder, type GroupCommitOptions } from '../../../src/store/pg/group-commit.ts';
+import { GroupCommitWriter, type BatchConnection, type GroupCommitOptions } from '../../../src/store/pg/group-commit.ts';
 import type { UnitOfWork } from '../../../src/store/store.ts';
 
 /** An error as pg reports a statement's failure: the SQLSTATE in `code`. */
@@ -48,8 +48,6 @@ export class FakeDatabase {
   readonly failStatement: unknown[] = [];
   /** While true, a statement never answers (until its connection is abandoned). */
   hang = false;
-  /** The commit order each applied batch was given, with its labels. */
-  readonly orders: Array<{ labels: string[]; order: CommitOrder | undefined }> = [];
   /** label → gate: a statement writing that label waits until the gate opens (`holdLabel`). */
   readonly #labelGates = new Map<string, Promise<void>>();
   #gate: Promise<void> | undefined;
@@ -131,10 +129,9 @@ class FakeConnection implements BatchConnection {
     this.#db = db;
   }
 
-  async apply(batch: Batch, order?: CommitOrder): Promise<void> {
+  async apply(batch: Batch): Promise<void> {
     const labels = labelsOf(batch);
     this.#db.applied.push(batch);
-    this.#db.orders.push({ labels, order });
     await this.#db.statement('apply', labels, (reject) => { this.#abort = reject; });
     this.#db.committed.push(labels);
   }

@@ -281,90 +281,23 @@ describe('group commit: holding a batch for acknowledgements of QoS 1 deliveries
   });
 });
 
-describe('group commit: two batches written at once', () => {
+describe('group commit: one commit at a time', () => {
   const insert = (id: number) => (tx: UnitOfWork): void => {
     tx.insertMessage({ ...message, id: id * 100 });
     tx.enqueueDeliveries([{ ...sentAhead(id), messageId: id * 100, sentAhead: false, state: 'queued', packetId: 0 }]);
   };
 
-  test('a batch touching none of the rows being written starts at once, commits after it and settles after it', async () => {
+  test('a batch is written only once the one before it has committed, even on rows of its own', async () => {
     const db = new FakeDatabase();
-    const w = db.writer({ lockSpace: 7, maxInFlight: 2 });
-    const order: string[] = [];
-    const releaseFirst = db.holdLabel('+d1');
-    const first = track(order, 'first', w.submit(insert(1)));
-    await turnsUntil(() => db.orders.length === 1, 'the first batch is being written');
-    const second = track(order, 'second', w.submit(insert(2)));
-    await turnsUntil(() => db.orders.length === 2, 'the second batch is written while the first is');
-    await turnsUntil(() => db.committed.length === 1, 'the second batch\'s statement has finished');
-    assert.deepEqual(db.committed, [['+d2']]);
-    assert.deepEqual(order, [], 'its units wait for those of the batch before it');
-    assert.deepEqual(db.orders.map((o) => o.order), [{ space: 7, lock: 0, after: undefined }, { space: 7, lock: 1, after: 0 }],
-      'the second commits only once the first one\'s lock is free');
-    releaseFirst();
-    await Promise.all([first, second]);
-    assert.deepEqual(order, ['first', 'second']);
-    assert.equal(db.connects, 2);
-  });
-
-  test('a batch changing a row of the batch being written waits for it (an acknowledgement of a delivery it inserts)', async () => {
-    const db = new FakeDatabase();
-    const w = db.writer({ maxInFlight: 2 });
+    const w = db.writer();
     const releaseFirst = db.holdLabel('+d1');
     const first = w.submit(insert(1));
-    await turnsUntil(() => db.orders.length === 1, 'the first batch is being written');
-    const ack = w.submit((tx) => tx.deleteDelivery(1));
-    for (let i = 0; i < 5; i++) await new Promise<void>((resolve) => setImmediate(resolve));
-    assert.equal(db.orders.length, 1, 'not started');
-    releaseFirst();
-    await Promise.all([first, ack]);
-    assert.deepEqual(db.committed, [['+d1'], ['-d1']]);
-    assert.equal(db.orders[1]!.order?.after, undefined, 'written alone: nothing to wait for');
-  });
-
-  test('sessions, retained messages, audit rows and the like are never written next to another batch', async () => {
-    const db = new FakeDatabase();
-    const w = db.writer({ maxInFlight: 2 });
-    const releaseFirst = db.holdLabel('+d1');
-    const first = w.submit(insert(1));
-    await turnsUntil(() => db.orders.length === 1, 'the first batch is being written');
-    const cold = w.submit(unit('cold'));
-    for (let i = 0; i < 5; i++) await new Promise<void>((resolve) => setImmediate(resolve));
-    assert.equal(db.orders.length, 1, 'not started');
-    releaseFirst();
-    await Promise.all([first, cold]);
-    assert.deepEqual(db.committed, [['+d1'], ['cold']]);
-    assert.equal(db.orders[1]!.order, undefined, 'no commit order for a batch in a transaction of its own');
-  });
-
-  test('the first batch failing does not fail the second; units still settle in submission order', async () => {
-    const db = new FakeDatabase();
-    const w = db.writer({ maxInFlight: 2 });
-    const order: string[] = [];
-    const releaseFirst = db.holdLabel('+d1');
-    db.refuse.set('+d1', '08006'); // (a connection failure, not a unit's data)
-    const first = track(order, 'first', w.submit(insert(1)));
-    await turnsUntil(() => db.orders.length === 1, 'the first batch is being written');
-    const second = track(order, 'second', w.submit(insert(2)));
-    await turnsUntil(() => db.orders.length === 2, 'the second batch is being written');
-    await turnsUntil(() => db.committed.length === 1, 'the second batch\'s statement has finished');
-    releaseFirst();
-    await assert.rejects(first, /08006/);
-    await second;
-    assert.deepEqual(order, ['first:failed', 'second']);
-  });
-
-  test('with maxInFlight 1 batches are written one at a time', async () => {
-    const db = new FakeDatabase();
-    const w = db.writer({ maxInFlight: 1 });
-    const releaseFirst = db.holdLabel('+d1');
-    const first = w.submit(insert(1));
-    await turnsUntil(() => db.orders.length === 1, 'the first batch is being written');
+    await turnsUntil(() => db.applied.length === 1, 'the first batch is being written');
     const second = w.submit(insert(2));
     for (let i = 0; i < 5; i++) await new Promise<void>((resolve) => setImmediate(resolve));
-    assert.equal(db.orders.length, 1);
+    assert.equal(db.applied.length, 1, 'the second waits');
     releaseFirst();
     await Promise.all([first, second]);
-    assert.deepEqual(db.orders.map((o) => o.order?.after), [undefined, undefined]);
+    assert.deepEqual(db.committed, [['+d1'], ['+d2']]);
   });
 });
