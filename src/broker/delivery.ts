@@ -30,6 +30,8 @@ export function toDeliveryRecord(owner: DeliveryOwner, d: Delivery): DeliveryRec
   return {
     id: d.id, hub: owner.hub.name, clientId: owner.clientId, messageId: d.message.id, qos: d.qos, retain: d.retain,
     subscriptionIds: d.subscriptionIds ?? [], shareKey: d.shareKey, packetId: d.packetId, state: d.state,
+    // (present from the start: one object shape for every record the write path sees)
+    sentAhead: false,
   };
 }
 
