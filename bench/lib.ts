@@ -1,8 +1,8 @@
 // Benchmark plumbing: start Tern from its compiled build (what `npm start` runs), and small
 // statistics helpers. The benchmark's MQTT peers are test/helpers/raw-peer.ts.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';

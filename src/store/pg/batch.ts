@@ -92,20 +92,28 @@ export class Batch implements UnitOfWork {
 
   /** True if the batch changes more than messages, deliveries and inbound QoS 2 ids. */
   get hasColdChanges(): boolean {
-    return this.deletedSessions.size > 0 || this.sessions.size > 0 || this.subscriptions.size > 0 || this.wills.size > 0
-      || this.retained.size > 0 || this.audit.length > 0 || this.access.length > 0;
+    return this.retained.size > 0 || this.#hasOtherColdChanges;
   }
 
   /** True if the batch changes retained messages and nothing else (a message row alone is never written). */
   get onlyRetained(): boolean {
-    return this.retained.size > 0 && this.deletedSessions.size === 0 && this.sessions.size === 0 && this.subscriptions.size === 0
-      && this.wills.size === 0 && this.audit.length === 0 && this.access.length === 0 && this.deliveries.size === 0
-      && this.inboundQos2.size === 0;
+    return this.retained.size > 0 && !this.#hasOtherColdChanges && !this.#hasHotChanges;
   }
 
   /** True if applying the batch would change nothing (a message row alone is never written). */
   get isEmpty(): boolean {
-    return !this.hasColdChanges && this.deliveries.size === 0 && this.inboundQos2.size === 0;
+    return !this.hasColdChanges && !this.#hasHotChanges;
+  }
+
+  /** Deliveries or inbound QoS 2 ids to write. */
+  get #hasHotChanges(): boolean {
+    return this.deliveries.size > 0 || this.inboundQos2.size > 0;
+  }
+
+  /** Cold changes other than retained messages. */
+  get #hasOtherColdChanges(): boolean {
+    return this.deletedSessions.size > 0 || this.sessions.size > 0 || this.subscriptions.size > 0 || this.wills.size > 0
+      || this.audit.length > 0 || this.access.length > 0;
   }
 
   putSubscription(s: SubscriptionRecord): void {

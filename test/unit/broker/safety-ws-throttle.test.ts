@@ -6,6 +6,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Packet } from 'mqtt-packet';
+import type { Broker } from '../../../src/broker/broker.ts';
 import { EngineClient, FaultyStore, startEngine } from '../../helpers/engine.ts';
 
 /** A store that reports a backlog far over the broker's limits (or just over its unit limit) until `catchUp`. */
@@ -31,13 +32,20 @@ class BehindStore extends FaultyStore {
 
 const retainedQos0 = (topic: string, payload: string): Packet => ({ cmd: 'publish', topic, payload: Buffer.from(payload), qos: 0, retain: true, dup: false } as Packet);
 
+/** A connected publisher on a broker whose store is now behind (far behind, or just over its unit limit). */
+async function behindPublisher(clientId: string, version: 4 | 5, unitsOnly = false): Promise<{ store: BehindStore; broker: Broker; pub: EngineClient }> {
+  const store = new BehindStore();
+  store.unitsOnly = unitsOnly;
+  const { broker } = await startEngine(store);
+  const pub = new EngineClient(broker, version);
+  await pub.connect(clientId, { clean: true });
+  store.behind = true;
+  return { store, broker, pub };
+}
+
 describe('retained QoS 0 on a transport that cannot pause, while the store is behind', () => {
   test('5.0: the publisher gets DISCONNECT 0x89 once throttled; others keep working after the store catches up', async () => {
-    const store = new BehindStore();
-    const { broker } = await startEngine(store);
-    const pub = new EngineClient(broker, 5);
-    await pub.connect('pub', { clean: true });
-    store.behind = true;
+    const { store, broker, pub } = await behindPublisher('pub', 5);
     pub.send(retainedQos0('r/1', 'a')); // taken; the connection is throttled
     pub.send(retainedQos0('r/2', 'b'));
     const disconnect = await pub.waitFor((p) => p.cmd === 'disconnect', 'DISCONNECT') as Extract<Packet, { cmd: 'disconnect' }>;
@@ -54,12 +62,7 @@ describe('retained QoS 0 on a transport that cannot pause, while the store is be
   });
 
   test('over the unit limit only: a bulk of retained QoS 0 publishes is taken and stored, the publisher stays', async () => {
-    const store = new BehindStore();
-    store.unitsOnly = true;
-    const { broker } = await startEngine(store);
-    const pub = new EngineClient(broker, 5);
-    await pub.connect('bulk', { clean: true });
-    store.behind = true;
+    const { store, broker, pub } = await behindPublisher('bulk', 5, true);
     for (let i = 0; i < 50; i++) pub.send(retainedQos0(`b/${i}`, `v${i}`));
     // (its replies are held until the store catches up: the PINGRESP comes after that)
     const pong = pub.waitFor((p) => p.cmd === 'pingresp', 'PINGRESP');
@@ -77,12 +80,7 @@ describe('retained QoS 0 on a transport that cannot pause, while the store is be
   });
 
   test('over the unit limit only: a retained clearing (empty payload, not bounded by the retained caps) gets 0x89', async () => {
-    const store = new BehindStore();
-    store.unitsOnly = true;
-    const { broker } = await startEngine(store);
-    const pub = new EngineClient(broker, 5);
-    await pub.connect('clearer', { clean: true });
-    store.behind = true;
+    const { store, broker, pub } = await behindPublisher('clearer', 5, true);
     pub.send(retainedQos0('c/1', 'a')); // taken; the connection is throttled
     pub.send(retainedQos0('c/1', ''));
     const disconnect = await pub.waitFor((p) => p.cmd === 'disconnect', 'DISCONNECT') as Extract<Packet, { cmd: 'disconnect' }>;
@@ -92,11 +90,7 @@ describe('retained QoS 0 on a transport that cannot pause, while the store is be
   });
 
   test('3.1.1: the publisher is closed', async () => {
-    const store = new BehindStore();
-    const { broker } = await startEngine(store);
-    const pub = new EngineClient(broker, 4);
-    await pub.connect('pub4', { clean: true });
-    store.behind = true;
+    const { store, broker, pub } = await behindPublisher('pub4', 4);
     pub.send(retainedQos0('s/1', 'a'));
     pub.send(retainedQos0('s/2', 'b'));
     await pub.whenClosed();
