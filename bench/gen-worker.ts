@@ -3,6 +3,7 @@
 // acks in place), checks every delivery for loss, duplicates and order (stream + sequence number
 // in the payload), measures end-to-end latency from a monotonic timestamp in the payload, and
 // reports its own CPU use with every mark.
+import { writeFileSync } from 'node:fs';
 import { connackCode, encodeAck, PUBACK, PUBCOMP, PUBLISH, PUBREC, PUBREL, PublishTemplate } from '../test/helpers/mqtt-wire.ts';
 import { RawPeer, type PeerTarget } from '../test/helpers/raw-peer.ts';
 
@@ -74,6 +75,10 @@ function readInPlace(peer: RawPeer, onPublish: (flags: number, b: Buffer, s: num
 
 let latOn = false;
 let lat: number[] = [];
+/** BENCH_LAT_DUMP=FILE: also keep each sample's send time (monotonic ns) and write both to FILE.<pid>.json (attribution) */
+const latDump = process.env['BENCH_LAT_DUMP'];
+let latAt: number[] = [];
+let latDumps = 0;
 /** The first deliveries that were not the next expected sequence number (evidence for a report). */
 let anomalies: { sub: string; stream: number; seq: number; expected: number; dup: boolean }[] = [];
 
@@ -98,7 +103,11 @@ class Sub {
         conn.queue(encodeAck(qos === 1 ? PUBACK : PUBREC, b.readUInt16BE(p)));
         p += 2;
       }
-      if (latOn) lat.push((hrNow() - b.readDoubleBE(p + 8)) / 1e3);
+      if (latOn) {
+        const sentAt = b.readDoubleBE(p + 8);
+        lat.push((hrNow() - sentAt) / 1e3);
+        if (latDump) latAt.push(sentAt);
+      }
       this.#record(b.readUInt32BE(p), b.readUInt32BE(p + 4));
     }, (type, id) => { if (type === PUBREL) conn.queue(encodeAck(PUBCOMP, id)); });
   }
@@ -354,7 +363,7 @@ const handlers: Record<string, (m: Msg) => Promise<unknown> | unknown> = {
     return {};
   },
   mark(m) {
-    if (m['lat'] === 'start') { lat = []; latOn = true; }
+    if (m['lat'] === 'start') { lat = []; latAt = []; latOn = true; }
     if (m['lat'] === 'stop') latOn = false;
     return marks();
   },
@@ -380,6 +389,7 @@ const handlers: Record<string, (m: Msg) => Promise<unknown> | unknown> = {
     await awaitSubs(expected, Number(m['stallMs'] ?? 2000), Number(m['timeoutMs'] ?? 30_000));
     const r = subStats(expected);
     if (m['withLatency']) r['lat'] = lat;
+    if (m['withLatency'] && latDump) writeFileSync(`${latDump}.${process.pid}.${++latDumps}.json`, JSON.stringify({ lat, latAt }));
     return r;
   },
   offline() {
