@@ -16,7 +16,7 @@ import { systemClock } from './broker/ports.ts';
 import { anonymousByDefault, ConfigError, helpText, isLoopbackHost, loadConfig, originList, type Config } from './config.ts';
 import { EventType } from './broker/events.ts';
 import { isValidHubName } from './mqtt/hub-name.ts';
-import { createLogger } from './observability/logger.ts';
+import { createLogger, LogSink } from './observability/logger.ts';
 import { Metrics } from './observability/metrics.ts';
 import { MemoryStore } from './store/memory-store.ts';
 import { startEmbeddedPostgres, type EmbeddedDatabase } from './postgres/embedded.ts';
@@ -85,6 +85,16 @@ function publicEndpoint(config: Config, port: number, tls: boolean): string {
   return `${tls ? 'https' : 'http'}://${host}:${port}`;
 }
 
+/** The process's log lines (stdout), once the configuration is read. */
+let logSink: LogSink | undefined;
+/** How long an exit waits for buffered log lines (stdout may be stuck). */
+const LOG_FLUSH_AT_EXIT_MS = 1000;
+
+/** Exit once the buffered log lines are written, or the wait for them is over. */
+function exitAfterLogs(code: number): void {
+  void (logSink?.flushed(LOG_FLUSH_AT_EXIT_MS) ?? Promise.resolve()).then(() => process.exit(code));
+}
+
 async function main(): Promise<void> {
   const sub = process.argv[2];
   if (sub !== undefined && !sub.startsWith('-')) {
@@ -105,17 +115,18 @@ async function main(): Promise<void> {
     process.stdout.write(`${helpText()}\n`);
     return;
   }
-  const logger = createLogger(config.logLevel);
+  const sink = (logSink = new LogSink({ maxBufferBytes: config.logBufferBytes }));
+  const logger = createLogger(config.logLevel, sink);
   // Known failures (a lost database connection, a refused row, a client's bad packet) are handled
   // where they happen. Anything reaching here is a bug whose damage is unknown: log it and exit
   // non-zero. Durable state is in PostgreSQL, so a supervisor's restart is safe.
   process.on('unhandledRejection', (err) => {
     logger.fatal({ err }, 'unhandled rejection; exiting');
-    process.exit(1);
+    exitAfterLogs(1);
   });
   process.on('uncaughtException', (err) => {
     logger.fatal({ err }, 'uncaught exception; exiting');
-    process.exit(1);
+    exitAfterLogs(1);
   });
   let uws: UwsBuild;
   try {
@@ -124,7 +135,8 @@ async function main(): Promise<void> {
     if (!(err instanceof UwsLoadError)) throw err;
     if (!config.allowUwsFallback) {
       logger.fatal({ failures: err.failures }, 'uWebSockets.js could not load a native binary for this platform; refusing to run on its slow fallback (set --allow-uws-fallback to override; the README lists the supported Node versions and platforms)');
-      process.exit(1);
+      exitAfterLogs(1);
+      return;
     }
     uws = loadUwsFallback();
     logger.warn({ failures: err.failures }, 'uWebSockets.js runs on its slow pure-JS fallback (--allow-uws-fallback): HTTP only, no WebSocket endpoints');
@@ -132,7 +144,7 @@ async function main(): Promise<void> {
   shareUwsBuild(uws);
   logger.info({ uws: uws.name, version: uws.version, native: uws.native, skipped: uws.skipped }, 'uWebSockets.js build loaded');
   // Prometheus metrics (GET /metrics): fed by broker events, group commits and, at scrape, the broker and store
-  const metrics = new Metrics();
+  const metrics = new Metrics({ logLinesDropped: () => sink.dropped });
   let embedded: EmbeddedDatabase | undefined;
   let store: Store;
   if (config.store === 'memory') {
@@ -327,7 +339,7 @@ async function main(): Promise<void> {
     // Every step below may wait on PostgreSQL: bound the whole shutdown
     setTimeout(() => {
       logger.error({ timeoutMs: shutdownTimeoutMs }, 'shutdown deadline passed; exiting without finishing');
-      process.exit(1);
+      exitAfterLogs(1);
     }, shutdownTimeoutMs);
     // Stop accepting and send MQTT 5 clients DISCONNECT 0x8B before the listeners drop every socket
     await broker.shutdown();
@@ -336,7 +348,7 @@ async function main(): Promise<void> {
     await store.close();
     await embedded?.stop();
     logger.info({}, 'stopped');
-    process.exit(0);
+    exitAfterLogs(0);
   };
   process.on('SIGINT', () => void stop('SIGINT'));
   process.on('SIGTERM', () => void stop('SIGTERM'));
@@ -344,5 +356,5 @@ async function main(): Promise<void> {
 
 main().catch((err: unknown) => {
   process.stderr.write(`tern: failed to start: ${err instanceof Error ? err.message : String(err)}\n`);
-  process.exit(1);
+  exitAfterLogs(1);
 });

@@ -23,6 +23,8 @@ export interface MetricsSource {
 export interface MetricsOptions {
   /** Add prom-client's default process and Node.js metrics (process_*, nodejs_*); default true. */
   defaultMetrics?: boolean;
+  /** Log lines dropped so far because stdout was not taking them (the LogSink's count). */
+  logLinesDropped?: () => number;
 }
 
 const TRANSPORTS: readonly Transport[] = ['tcp', 'tls', 'ws', 'wss'];
@@ -86,6 +88,16 @@ export class Metrics implements EventSink {
         this.inc({ action: 'subscribe' }, s?.deniedSubscribe ?? 0);
       },
     });
+    const logLinesDropped = opts.logLinesDropped;
+    if (logLinesDropped) {
+      new Counter({
+        name: 'tern_log_lines_dropped_total', help: 'Log lines dropped because stdout was not taking them (its buffer was full, or its reader gone).', registers,
+        collect() {
+          this.reset();
+          this.inc(logLinesDropped());
+        },
+      });
+    }
     const perQos = (name: string, help: string, read: (s: Readonly<MessageStats>) => PerQos): void => {
       new Counter({
         name, help, labelNames: ['qos'], registers,
