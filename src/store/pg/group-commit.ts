@@ -255,11 +255,19 @@ export class GroupCommitWriter {
       if (full) {
         ({ batch, waiters } = full);
       } else {
+        const held = this.#open.cancellable > 0 && this.#holdMs > 0 && !this.#closed;
+        if (!held && this.#writing !== undefined) {
+          // Not to be held: stays open while the batch before it is written, so that every unit
+          // submitted meanwhile joins it (sealed now, it would take only the first of them and
+          // leave the rest a commit of their own)
+          await this.#writing;
+          continue;
+        }
         batch = this.#open;
         waiters = this.#waiters;
         this.#open = this.#newBatch();
         this.#waiters = [];
-        if (batch.cancellable > 0 && this.#holdMs > 0 && !this.#closed) {
+        if (held) {
           // Sealed, then held: later units form the next batch meanwhile, and an acknowledgement
           // among them takes its delivery's insert back out of this one (also while it then waits
           // for the batch being written: under load that is most of its hold)
