@@ -2,7 +2,7 @@
 // work for the message, its persistent deliveries and the retained change) → dispatch (hand the
 // deliveries to the sessions' outboxes). Also holds back publishers while the store is behind.
 import type { Message } from '../mqtt/packet.ts';
-import { toDeliveryRecord, type Delivery, type EncodeCache } from './delivery.ts';
+import { QueuedDelivery, toDeliveryRecord, type Delivery, type EncodeCache } from './delivery.ts';
 import { EventType, type EventBus } from './events.ts';
 import type { Hub, Hubs } from './hub.ts';
 import type { IdSource } from './ids.ts';
@@ -58,9 +58,14 @@ function isRefused(e: unknown): boolean {
 }
 
 /** True if the delivery of record `r` is still in flight (not acknowledged yet). */
-function stillInFlight(pairs: ReadonlyArray<[Session, Delivery, Dispatch]>, r: DeliveryRecord): boolean {
-  for (const [s, d] of pairs) if (d.id === r.id) return s.outbox.find(d.packetId) === d;
+function stillInFlight(pairs: readonly Routed[], r: DeliveryRecord): boolean {
+  for (const p of pairs) if (p.delivery.id === r.id) return p.session.outbox.find(p.delivery.packetId) === p.delivery;
   return false;
+}
+
+/** One session's delivery of a routed message, and how it leaves (a class: it lives until the commit). */
+class Routed {
+  constructor(readonly session: Session, readonly delivery: Delivery, readonly how: Dispatch) {}
 }
 
 /** A routed message ready to be committed and dispatched (a class: no closures per message). */
@@ -70,10 +75,10 @@ export class RoutePlan {
   readonly #hub: Hub;
   readonly #message: Message;
   readonly #retain: boolean;
-  readonly #pairs: Array<[Session, Delivery, Dispatch]>;
+  readonly #pairs: Routed[];
   #cache: EncodeCache | undefined;
 
-  constructor(hub: Hub, message: Message, retain: boolean, pairs: Array<[Session, Delivery, Dispatch]>, cache: EncodeCache | undefined) {
+  constructor(hub: Hub, message: Message, retain: boolean, pairs: Routed[], cache: EncodeCache | undefined) {
     this.#hub = hub;
     this.#message = message;
     this.#retain = retain;
@@ -109,13 +114,13 @@ export class RoutePlan {
     }
     const pairs = this.#pairs;
     const cache = pairs.length > 1 ? (this.#cache ??= new Map()) : this.#cache;
-    for (const [s, d, how] of pairs) s.outbox.dispatch(d, how, cache);
+    for (const p of pairs) p.session.outbox.dispatch(p.delivery, p.how, cache);
   }
 
   /** Undo what routing reserved, when `committed` failed: give back the window slots of deliveries that never left. */
   abandon(): void {
     this.#settleRetained();
-    for (const [s, d, how] of this.#pairs) s.outbox.abandon(d, how);
+    for (const p of this.#pairs) p.session.outbox.abandon(p.delivery, p.how);
   }
 }
 
@@ -145,7 +150,7 @@ export class PublishPath {
     const hub = hubs.get(message.hub);
     const targets = opts.targets ?? planRoute(hub, message);
     const accept = opts.accept;
-    const pairs: Array<[Session, Delivery, Dispatch]> = [];
+    const pairs: Routed[] = [];
     let cache: EncodeCache | undefined; // created once a delivery is sent (fan-out shares encodings)
     // QoS 1 to an online persistent session may leave before the commit (Outbox.reserveForCommit),
     // unless the store is known to be failing: then nothing is sent ahead of a commit.
@@ -170,10 +175,7 @@ export class PublishPath {
         }
         continue;
       }
-      const d: Delivery = {
-        id: ids.next(), message, qos: t.qos, retain: t.retain, subscriptionIds: t.subscriptionIds, shareKey: t.shareKey,
-        packetId: 0, state: 'queued',
-      };
+      const d = new QueuedDelivery(ids.next(), message, t.qos, t.retain, t.subscriptionIds, t.shareKey);
       let how: Dispatch = Dispatch.Plain;
       if (s.persistent && d.qos > 0) {
         // Its row goes into this unit; online with room in its window, it takes its packet id now
@@ -188,7 +190,7 @@ export class PublishPath {
         }
         (records ??= []).push(rec);
       }
-      pairs.push([s, d, how]);
+      pairs.push(new Routed(s, d, how));
     }
     const retain = message.retain && options.retainAvailable;
     let committed: Promise<void> | undefined;
@@ -211,7 +213,7 @@ export class PublishPath {
     }
     if (sentAhead) {
       if (pairs.length > 1) cache = new Map();
-      for (const [s, d, how] of pairs) if (how === Dispatch.Sent) s.outbox.sendReserved(d, cache);
+      for (const p of pairs) if (p.how === Dispatch.Sent) p.session.outbox.sendReserved(p.delivery, cache);
     }
     const plan = new RoutePlan(hub, message, retain, pairs, cache);
     plan.committed = committed;

@@ -2,7 +2,7 @@
 // deliveries, inbound QoS 2 ids, wills), then arm wills and expiries from their stored times.
 // Sessions stored as connected were connected when the broker stopped: a network failure now.
 import type { Message } from '../mqtt/packet.ts';
-import type { Delivery } from './delivery.ts';
+import { QueuedDelivery } from './delivery.ts';
 import type { Hubs } from './hub.ts';
 import type { Logger, StoredState } from './ports.ts';
 import type { Session } from './session.ts';
@@ -56,10 +56,7 @@ export function restoreState(state: StoredState, deps: RestoreDeps): void {
     const s = find(r.hub, r.clientId);
     const message = messages.get(r.messageId);
     if (!s || !message) continue;
-    const d: Delivery = {
-      id: r.id, message, qos: r.qos, retain: r.retain, subscriptionIds: r.subscriptionIds.length ? r.subscriptionIds : undefined,
-      shareKey: r.shareKey, packetId: r.packetId, state: r.state,
-    };
+    const d = new QueuedDelivery(r.id, message, r.qos, r.retain, r.subscriptionIds.length ? r.subscriptionIds : undefined, r.shareKey, r.packetId, r.state);
     s.outbox.restore(d);
   }
   for (const r of state.inboundQos2) find(r.hub, r.clientId)?.inboundQos2.add(r.packetId);

@@ -2,7 +2,7 @@
 // matching messages, fed to the session's outbox a page at a time as the client takes them, within
 // the session's queue limits. Persistent sessions' QoS 1/2 pages are stored before they are queued.
 import type { Message, QoS } from '../mqtt/packet.ts';
-import { toDeliveryRecord, type Delivery } from './delivery.ts';
+import { QueuedDelivery, toDeliveryRecord, type Delivery } from './delivery.ts';
 import { EventType } from './events.ts';
 import type { IdSource } from './ids.ts';
 import type { Outbox, OutboxFeed, OutboxServices } from './outbox.ts';
@@ -112,11 +112,10 @@ export class RetainedReplay implements OutboxFeed {
         continue;
       }
       replay.next++;
-      page.push({
-        id: this.#ids.next(), message: m, qos: Math.min(m.qos, sub.qos) as QoS, retain: true, // [MQTT-3.3.1-9] retain flag set
-        subscriptionIds: sub.subscriptionId !== undefined ? [sub.subscriptionId] : undefined, shareKey: undefined,
-        packetId: 0, state: 'queued',
-      });
+      page.push(new QueuedDelivery(
+        this.#ids.next(), m, Math.min(m.qos, sub.qos) as QoS, true, // [MQTT-3.3.1-9] retain flag set
+        sub.subscriptionId !== undefined ? [sub.subscriptionId] : undefined, undefined,
+      ));
       bytes += m.payload.length;
     }
     const durable = session.persistent ? page.filter((d) => d.qos > 0) : [];

@@ -2,7 +2,7 @@
 // QoS 1 ones in flight: a duplicate is allowed at QoS 1, a loss is not) move to other members of
 // their groups, stored first; a failed store puts them back where they were.
 import type { QoS } from '../mqtt/packet.ts';
-import { toDeliveryRecord, type Delivery } from './delivery.ts';
+import { QueuedDelivery, toDeliveryRecord, type Delivery } from './delivery.ts';
 import type { IdSource } from './ids.ts';
 import type { Logger, Store } from './ports.ts';
 import { pickSharedMember } from './router.ts';
@@ -37,12 +37,10 @@ export class SharedHandoff {
       const member = pickSharedMember(group, session, d.qos);
       if (!member || !member.session.isConnected) continue;
       // [MQTT-4.8.2-3] the new member's granted QoS; [MQTT-3.3.1-12] [MQTT-3.3.1-13] its Retain As Published
-      const to: Delivery = {
-        id: this.#ids.next(), message: d.message, qos: Math.min(d.message.qos, member.qos) as QoS,
-        retain: member.retainAsPublished && d.message.retain,
-        subscriptionIds: member.subscriptionId !== undefined ? [member.subscriptionId] : undefined, shareKey: d.shareKey,
-        packetId: 0, state: 'queued',
-      };
+      const to = new QueuedDelivery(
+        this.#ids.next(), d.message, Math.min(d.message.qos, member.qos) as QoS, member.retainAsPublished && d.message.retain,
+        member.subscriptionId !== undefined ? [member.subscriptionId] : undefined, d.shareKey,
+      );
       moved.push({ from: d, to, target: member.session });
     }
     if (moved.length === 0) return;

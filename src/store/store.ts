@@ -50,6 +50,50 @@ export interface DeliveryRecord {
   sentAhead?: boolean;
 }
 
+/** The subscription ids of a record that has none (shared; frozen). */
+export const NO_IDS: number[] = Object.freeze([]) as unknown as number[];
+
+/**
+ * A delivery record made with `new` (see QueuedDelivery in broker/delivery.ts: records on the
+ * write path outlive a group commit, and object-literal sites get pretenured by V8).
+ */
+export class DeliveryRow implements DeliveryRecord {
+  id: number;
+  hub: string;
+  clientId: string;
+  messageId: number;
+  qos: QoS;
+  retain: boolean;
+  subscriptionIds: number[];
+  shareKey: string | undefined;
+  packetId: number;
+  state: DeliveryState;
+  sentAhead: boolean;
+
+  constructor(
+    id: number, hub: string, clientId: string, messageId: number, qos: QoS, retain: boolean, subscriptionIds: number[],
+    shareKey: string | undefined, packetId: number, state: DeliveryState, sentAhead = false,
+  ) {
+    this.id = id;
+    this.hub = hub;
+    this.clientId = clientId;
+    this.messageId = messageId;
+    this.qos = qos;
+    this.retain = retain;
+    this.subscriptionIds = subscriptionIds;
+    this.shareKey = shareKey;
+    this.packetId = packetId;
+    this.state = state;
+    this.sentAhead = sentAhead;
+  }
+
+  /** A copy of `r` (its subscription ids too): what a batch writes does not change with `r`. */
+  static copy(r: DeliveryRecord): DeliveryRow {
+    const ids = r.subscriptionIds.length === 0 ? NO_IDS : r.subscriptionIds.slice();
+    return new DeliveryRow(r.id, r.hub, r.clientId, r.messageId, r.qos, r.retain, ids, r.shareKey, r.packetId, r.state, r.sentAhead === true);
+  }
+}
+
 /** A will waiting for its session's connection to end (or for its delay after that). */
 export interface WillRecord {
   hub: string;

@@ -2,6 +2,7 @@
 // flight are folded into their net effect per row, so one transaction can apply them with a few
 // multi-row statements in a fixed order. Pure; no SQL here.
 import type { Message } from '../../mqtt/packet.ts';
+import { DeliveryRow } from '../store.ts';
 import type {
   AuditEvent, DeliveryRecord, DeliveryState, HubSettingsRecord, PermissionRecord, PermissionSubjectKind, SessionRecord, SubscriptionRecord,
   UnitOfWork, WillRecord,
@@ -17,12 +18,18 @@ export type AccessChange =
 const k2 = (hub: string, clientId: string): string => `${hub}\u0000${clientId}`;
 const k3 = (hub: string, clientId: string, x: string | number): string => `${hub}\u0000${clientId}\u0000${x}`;
 
-interface DeliveryChange {
-  insert?: DeliveryRecord;
+/** What a batch does to one delivery row (a class: it lives until the commit; see QueuedDelivery). */
+class DeliveryChange {
+  insert: DeliveryRecord | undefined;
   /** The insert is of a QoS 1 delivery sent ahead of its commit: its PUBACK may cancel it first. */
-  cancellable?: boolean;
-  update?: { packetId: number; state: DeliveryState };
-  delete?: boolean;
+  cancellable: boolean;
+  update: { packetId: number; state: DeliveryState } | undefined = undefined;
+  delete = false;
+
+  constructor(insert: DeliveryRecord | undefined, cancellable: boolean) {
+    this.insert = insert;
+    this.cancellable = cancellable;
+  }
 }
 
 /** The net effect of a batch of units of work. Apply in field order. */
@@ -36,6 +43,8 @@ export class Batch implements UnitOfWork {
   readonly messages = new Map<number, Message>();
   readonly retained = new Map<string, Message | { hub: string; topicName: string; deleted: true }>();
   readonly deliveries = new Map<number, DeliveryChange>();
+  /** The calls its units made, OP_SLOTS slots each (RecordingUnit), for `replay`. */
+  readonly log: unknown[] = [];
   readonly inboundQos2 = new Map<string, { hub: string; clientId: string; packetId: number; add: boolean }>();
   readonly audit: AuditEvent[] = [];
   /** Grants, revocations and hub settings, in call order. */
@@ -138,7 +147,7 @@ export class Batch implements UnitOfWork {
       const c = this.deliveries.get(d.id);
       if (c?.insert) continue;
       const cancellable = d.sentAhead === true;
-      this.deliveries.set(d.id, { insert: { ...d, subscriptionIds: [...d.subscriptionIds] }, cancellable });
+      this.deliveries.set(d.id, new DeliveryChange(DeliveryRow.copy(d), cancellable));
       if (cancellable) this.cancellable++;
     }
   }
@@ -153,7 +162,9 @@ export class Batch implements UnitOfWork {
     } else if (c) {
       c.update = { packetId, state };
     } else {
-      this.deliveries.set(id, { update: { packetId, state } });
+      const change = new DeliveryChange(undefined, false);
+      change.update = { packetId, state };
+      this.deliveries.set(id, change);
     }
   }
 
@@ -168,7 +179,9 @@ export class Batch implements UnitOfWork {
       return;
     }
     this.rows++;
-    this.deliveries.set(id, { delete: true });
+    const change = new DeliveryChange(undefined, false);
+    change.delete = true;
+    this.deliveries.set(id, change);
     // Maybe inserted by the held batch before this one: decided once the unit is complete (endUnit)
     if (c === undefined && this.behind?.holding === true) this.#mayTakeBack.push(id);
   }
@@ -273,68 +286,80 @@ export function isDeleted(x: object): x is { deleted: true } {
   return (x as { deleted?: boolean }).deleted === true;
 }
 
-/** One call made on a unit of work, with its arguments. */
-export type UnitOp = { [K in keyof UnitOfWork]: [K, Parameters<UnitOfWork[K]>] }[keyof UnitOfWork];
+/** Slots per recorded call in a Batch's `log`: the method's name, then up to five arguments (undefined-padded). */
+export const OP_SLOTS = 6;
 
-/**
- * The unit of work handed to one `transaction` builder: applies each call to the shared batch and
- * records it, so that the unit can be applied again on its own (`replay`) should PostgreSQL refuse
- * the batch because of one unit's data. Arguments are kept by reference; callers pass fresh records.
- */
-export class RecordingUnit implements UnitOfWork {
-  readonly ops: UnitOp[];
-  readonly #batch: Batch;
-
-  /** `ops`: record into this list (the units that share one outcome share one list). */
-  constructor(batch: Batch, ops: UnitOp[] = []) {
-    this.#batch = batch;
-    this.ops = ops;
-  }
-
-  putSession(s: SessionRecord): void { this.ops.push(['putSession', [s]]); this.#batch.putSession(s); }
-  deleteSession(hub: string, clientId: string): void { this.ops.push(['deleteSession', [hub, clientId]]); this.#batch.deleteSession(hub, clientId); }
-  putSubscription(s: SubscriptionRecord): void { this.ops.push(['putSubscription', [s]]); this.#batch.putSubscription(s); }
-  deleteSubscription(hub: string, clientId: string, topicFilter: string): void {
-    this.ops.push(['deleteSubscription', [hub, clientId, topicFilter]]);
-    this.#batch.deleteSubscription(hub, clientId, topicFilter);
-  }
-  insertMessage(m: Message): void { this.ops.push(['insertMessage', [m]]); this.#batch.insertMessage(m); }
-  enqueueDeliveries(ds: DeliveryRecord[]): void { this.ops.push(['enqueueDeliveries', [ds]]); this.#batch.enqueueDeliveries(ds); }
-  updateDelivery(id: number, packetId: number, state: DeliveryState): void {
-    this.ops.push(['updateDelivery', [id, packetId, state]]);
-    this.#batch.updateDelivery(id, packetId, state);
-  }
-  deleteDelivery(id: number): void { this.ops.push(['deleteDelivery', [id]]); this.#batch.deleteDelivery(id); }
-  putRetained(m: Message): void { this.ops.push(['putRetained', [m]]); this.#batch.putRetained(m); }
-  deleteRetained(hub: string, topicName: string): void { this.ops.push(['deleteRetained', [hub, topicName]]); this.#batch.deleteRetained(hub, topicName); }
-  putWill(w: WillRecord): void { this.ops.push(['putWill', [w]]); this.#batch.putWill(w); }
-  deleteWill(hub: string, clientId: string): void { this.ops.push(['deleteWill', [hub, clientId]]); this.#batch.deleteWill(hub, clientId); }
-  addInboundQos2(r: { hub: string; clientId: string; packetId: number }): void { this.ops.push(['addInboundQos2', [r]]); this.#batch.addInboundQos2(r); }
-  deleteInboundQos2(hub: string, clientId: string, packetId: number): void {
-    this.ops.push(['deleteInboundQos2', [hub, clientId, packetId]]);
-    this.#batch.deleteInboundQos2(hub, clientId, packetId);
-  }
-  appendAudit(e: AuditEvent): void { this.ops.push(['appendAudit', [e]]); this.#batch.appendAudit(e); }
-  grantPermission(r: PermissionRecord): void { this.ops.push(['grantPermission', [r]]); this.#batch.grantPermission(r); }
-  revokePermission(hub: string, kind: PermissionSubjectKind, subject: string, permission: string, target: string | null): void {
-    this.ops.push(['revokePermission', [hub, kind, subject, permission, target]]);
-    this.#batch.revokePermission(hub, kind, subject, permission, target);
-  }
-  revokeAllPermissions(hub: string, kind: PermissionSubjectKind, subject: string): void {
-    this.ops.push(['revokeAllPermissions', [hub, kind, subject]]);
-    this.#batch.revokeAllPermissions(hub, kind, subject);
-  }
-  putHubSettings(r: HubSettingsRecord): void { this.ops.push(['putHubSettings', [r]]); this.#batch.putHubSettings(r); }
+/** The part of a batch's log one unit (or several joined ones) recorded: slots `start` to `end`. */
+export interface LogRange {
+  readonly start: number;
+  readonly end: number;
 }
 
 /**
- * A fresh batch holding the net effect of the recorded units, applied in order, then of
- * `lateDeletes` (inserts a held batch gave back to later deletes; those not among the units delete nothing).
+ * The unit of work handed to one `transaction` builder: applies each call to the shared batch and
+ * records it in the batch's log, so that the unit can be applied again on its own (`replay`)
+ * should PostgreSQL refuse the batch because of one unit's data. Arguments are kept by reference;
+ * callers pass fresh records. (One flat log per batch, no array per call: the log lives until the
+ * batch commits, and V8 pretenures array literals whose arrays survive: see QueuedDelivery.)
  */
-export function replay(units: ReadonlyArray<readonly UnitOp[]>, lateDeletes: readonly number[] = []): Batch {
+export class RecordingUnit implements UnitOfWork {
+  readonly #batch: Batch;
+
+  constructor(batch: Batch) {
+    this.#batch = batch;
+  }
+
+  #rec(name: keyof UnitOfWork, a?: unknown, b?: unknown, c?: unknown, d?: unknown, e?: unknown): void {
+    this.#batch.log.push(name, a, b, c, d, e);
+  }
+
+  putSession(s: SessionRecord): void { this.#rec('putSession', s); this.#batch.putSession(s); }
+  deleteSession(hub: string, clientId: string): void { this.#rec('deleteSession', hub, clientId); this.#batch.deleteSession(hub, clientId); }
+  putSubscription(s: SubscriptionRecord): void { this.#rec('putSubscription', s); this.#batch.putSubscription(s); }
+  deleteSubscription(hub: string, clientId: string, topicFilter: string): void {
+    this.#rec('deleteSubscription', hub, clientId, topicFilter);
+    this.#batch.deleteSubscription(hub, clientId, topicFilter);
+  }
+  insertMessage(m: Message): void { this.#rec('insertMessage', m); this.#batch.insertMessage(m); }
+  enqueueDeliveries(ds: DeliveryRecord[]): void { this.#rec('enqueueDeliveries', ds); this.#batch.enqueueDeliveries(ds); }
+  updateDelivery(id: number, packetId: number, state: DeliveryState): void {
+    this.#rec('updateDelivery', id, packetId, state);
+    this.#batch.updateDelivery(id, packetId, state);
+  }
+  deleteDelivery(id: number): void { this.#rec('deleteDelivery', id); this.#batch.deleteDelivery(id); }
+  putRetained(m: Message): void { this.#rec('putRetained', m); this.#batch.putRetained(m); }
+  deleteRetained(hub: string, topicName: string): void { this.#rec('deleteRetained', hub, topicName); this.#batch.deleteRetained(hub, topicName); }
+  putWill(w: WillRecord): void { this.#rec('putWill', w); this.#batch.putWill(w); }
+  deleteWill(hub: string, clientId: string): void { this.#rec('deleteWill', hub, clientId); this.#batch.deleteWill(hub, clientId); }
+  addInboundQos2(r: { hub: string; clientId: string; packetId: number }): void { this.#rec('addInboundQos2', r); this.#batch.addInboundQos2(r); }
+  deleteInboundQos2(hub: string, clientId: string, packetId: number): void {
+    this.#rec('deleteInboundQos2', hub, clientId, packetId);
+    this.#batch.deleteInboundQos2(hub, clientId, packetId);
+  }
+  appendAudit(e: AuditEvent): void { this.#rec('appendAudit', e); this.#batch.appendAudit(e); }
+  grantPermission(r: PermissionRecord): void { this.#rec('grantPermission', r); this.#batch.grantPermission(r); }
+  revokePermission(hub: string, kind: PermissionSubjectKind, subject: string, permission: string, target: string | null): void {
+    this.#rec('revokePermission', hub, kind, subject, permission, target);
+    this.#batch.revokePermission(hub, kind, subject, permission, target);
+  }
+  revokeAllPermissions(hub: string, kind: PermissionSubjectKind, subject: string): void {
+    this.#rec('revokeAllPermissions', hub, kind, subject);
+    this.#batch.revokeAllPermissions(hub, kind, subject);
+  }
+  putHubSettings(r: HubSettingsRecord): void { this.#rec('putHubSettings', r); this.#batch.putHubSettings(r); }
+}
+
+/**
+ * A fresh batch holding the net effect of the units recorded in `log` at `ranges`, applied in
+ * order, then of `lateDeletes` (inserts a held batch gave back to later deletes; those not among
+ * the units delete nothing).
+ */
+export function replay(log: readonly unknown[], ranges: readonly LogRange[], lateDeletes: readonly number[] = []): Batch {
   const b = new Batch();
-  for (const ops of units) {
-    for (const [name, args] of ops) (b[name] as (...a: unknown[]) => void).apply(b, args);
+  for (const r of ranges) {
+    for (let i = r.start; i < r.end; i += OP_SLOTS) {
+      (b[log[i] as keyof UnitOfWork] as (...a: unknown[]) => void).call(b, log[i + 1], log[i + 2], log[i + 3], log[i + 4], log[i + 5]);
+    }
   }
   for (const id of lateDeletes) {
     const c = b.deliveries.get(id);

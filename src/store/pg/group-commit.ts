@@ -3,7 +3,7 @@
 // QoS 1 deliveries sent ahead sealed and held for their acknowledgements, each unit's promise
 // settled in submission order. No SQL here: it drives the BatchConnection it is given.
 import { StoreError, type UnitOfWork } from '../store.ts';
-import { Batch, RecordingUnit, replay, type UnitOp } from './batch.ts';
+import { Batch, OP_SLOTS, RecordingUnit, replay, type LogRange } from './batch.ts';
 import { isDataError, toStoreError } from './sqlstate.ts';
 
 /** One database connection checked out for one batch (PostgreSQL in production, a fake in tests). */
@@ -67,30 +67,30 @@ export interface GroupCommitOptions {
   onCommit?: (rows: number, ms: number) => void;
 }
 
-/** True if the ops from `from` on are all deletes of deliveries (an acknowledgement, expiry). */
-function onlyDeletes(ops: readonly UnitOp[], from: number): boolean {
-  for (let i = from; i < ops.length; i++) if (ops[i]![0] !== 'deleteDelivery') return false;
+/** True if the calls logged from slot `from` on are all deletes of deliveries (an acknowledgement, expiry). */
+function onlyDeletes(log: readonly unknown[], from: number): boolean {
+  for (let i = from; i < log.length; i += OP_SLOTS) if (log[i] !== 'deleteDelivery') return false;
   return true;
 }
 
 /**
- * A unit of work waiting for its commit, with what it wrote (to commit it alone if need be); or
- * several consecutive units of one fate key, settled together.
+ * A unit of work waiting for its commit, with the slots of its batch's log it recorded (to commit
+ * it alone if need be); or several consecutive units of one fate key, settled together. (A class:
+ * it lives until the commit; see QueuedDelivery.)
  */
-interface Waiter {
-  ops: UnitOp[];
-  resolve: () => void;
-  reject: (e: unknown) => void;
+class Waiter implements LogRange {
   /** Units it settles (1 unless units with its fate key joined it). */
-  units?: number;
-  fate?: object;
-  promise?: Promise<void>;
+  units = 1;
+  fate: object | undefined = undefined;
+  promise: Promise<void> | undefined = undefined;
+
+  constructor(readonly start: number, public end: number, readonly resolve: () => void, readonly reject: (e: unknown) => void) {}
 }
 
 /** Units settled by `waiters`. */
 function unitsOf(waiters: readonly Waiter[]): number {
   let n = 0;
-  for (const w of waiters) n += w.units ?? 1;
+  for (const w of waiters) n += w.units;
   return n;
 }
 
@@ -168,19 +168,20 @@ export class GroupCommitWriter {
     const bytesBefore = open.bytes;
     const last = fate === undefined ? undefined : this.#waiters.at(-1);
     const joined = last !== undefined && last.fate === fate ? last : undefined;
-    const unit = new RecordingUnit(open, joined?.ops);
-    const first = unit.ops.length;
-    build(unit);
-    open.endUnit(onlyDeletes(unit.ops, first));
+    const first = open.log.length;
+    build(new RecordingUnit(open));
+    open.endUnit(onlyDeletes(open.log, first));
     this.#backlogUnits++;
     this.#backlogBytes += open.bytes - bytesBefore;
     if (joined !== undefined) {
-      joined.units = (joined.units ?? 1) + 1;
+      // (its slots end where this unit's begin: it was the last unit recorded in this batch)
+      joined.end = open.log.length;
+      joined.units++;
       return joined.promise!;
     }
     let waiter!: Waiter;
     const promise = new Promise<void>((resolve, reject) => {
-      waiter = { ops: unit.ops, resolve, reject };
+      waiter = new Waiter(first, open.log.length, resolve, reject);
       this.#waiters.push(waiter);
       if (!this.#committing) void this.#commit();
       else this.#wake?.();
@@ -434,7 +435,7 @@ export class GroupCommitWriter {
     const refused: Array<StoreError | undefined> = new Array(waiters.length);
     const applyRange = async (lo: number, hi: number): Promise<void> => {
       try {
-        await conn.applyUnderSavepoint(replay(waiters.slice(lo, hi).map((w) => w.ops), lateDeletes));
+        await conn.applyUnderSavepoint(replay(batch.log, waiters.slice(lo, hi), lateDeletes));
         return;
       } catch (e) {
         if (!isDataError(e)) throw e;
