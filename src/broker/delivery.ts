@@ -1,7 +1,7 @@
 // Delivery: one message on its way to one session, the per-session FIFO that holds deliveries
 // not yet in flight, and the durable row of a delivery. Plain data; no I/O.
 import type { Message, QoS } from '../mqtt/packet.ts';
-import { DeliveryRow, NO_IDS, type DeliveryRecord, type DeliveryState } from './ports.ts';
+import type { DeliveryRecord, DeliveryState } from './ports.ts';
 
 /** One message on its way to one session. */
 export interface Delivery {
@@ -60,7 +60,38 @@ export interface DeliveryOwner {
 
 /** Durable-store row for a delivery. */
 export function toDeliveryRecord(owner: DeliveryOwner, d: Delivery): DeliveryRecord {
-  return new DeliveryRow(d.id, owner.hub.name, owner.clientId, d.message.id, d.qos, d.retain, d.subscriptionIds ?? NO_IDS, d.shareKey, d.packetId, d.state);
+  return new RoutedRecord(owner, d);
+}
+
+/** The subscription ids of a record that has none (shared; frozen). */
+const NO_IDS: number[] = Object.freeze([]) as unknown as number[];
+
+/** A delivery's durable row, as routing hands it to the store (a class: see QueuedDelivery). */
+class RoutedRecord implements DeliveryRecord {
+  id: number;
+  hub: string;
+  clientId: string;
+  messageId: number;
+  qos: QoS;
+  retain: boolean;
+  subscriptionIds: number[];
+  shareKey: string | undefined;
+  packetId: number;
+  state: DeliveryState;
+  sentAhead = false;
+
+  constructor(owner: DeliveryOwner, d: Delivery) {
+    this.id = d.id;
+    this.hub = owner.hub.name;
+    this.clientId = owner.clientId;
+    this.messageId = d.message.id;
+    this.qos = d.qos;
+    this.retain = d.retain;
+    this.subscriptionIds = d.subscriptionIds ?? NO_IDS;
+    this.shareKey = d.shareKey;
+    this.packetId = d.packetId;
+    this.state = d.state;
+  }
 }
 
 /** Simple FIFO with O(1) shift. */

@@ -1,5 +1,4 @@
 // Everything the engine needs from the world, as types only, plus the Clock port.
-export { DeliveryRow, NO_IDS } from '../store/store.ts';
 export type { Store, UnitOfWork, SessionRecord, SubscriptionRecord, DeliveryRecord, DeliveryState, WillRecord, StoredState, IdBlock, AuditEvent } from '../store/store.ts';
 export type { Authenticator, Authorizer, Principal, ConnectContext, AuthResult } from '../auth/auth.ts';
 export type { ByteChannel, ChannelSink, AcceptInfo } from '../transport/byte-channel.ts';

@@ -55,7 +55,8 @@ export const NO_IDS: number[] = Object.freeze([]) as unknown as number[];
 
 /**
  * A delivery record made with `new` (see QueuedDelivery in broker/delivery.ts: records on the
- * write path outlive a group commit, and object-literal sites get pretenured by V8).
+ * write path outlive a group commit, and object-literal sites get pretenured by V8). A batch's own
+ * copy of what it writes.
  */
 export class DeliveryRow implements DeliveryRecord {
   id: number;
