@@ -167,14 +167,14 @@ export class GroupCommitWriter {
     const open = this.#open;
     const bytesBefore = open.bytes;
     const last = fate === undefined ? undefined : this.#waiters.at(-1);
-    const joined = last !== undefined && last.fate === fate ? last : undefined;
+    // (only the unit recorded last: its calls end where this unit's begin)
+    const joined = last !== undefined && last.fate === fate && last.end === this.#open.log.length ? last : undefined;
     const first = open.log.length;
     build(new RecordingUnit(open));
     open.endUnit(onlyDeletes(open.log, first));
     this.#backlogUnits++;
     this.#backlogBytes += open.bytes - bytesBefore;
     if (joined !== undefined) {
-      // (its slots end where this unit's begin: it was the last unit recorded in this batch)
       joined.end = open.log.length;
       joined.units++;
       return joined.promise!;
@@ -234,6 +234,8 @@ export class GroupCommitWriter {
 
   async #commit(): Promise<void> {
     this.#committing = true;
+    /** The open batch has just waited, open, for the batch before it to be written. */
+    let waited = false;
     for (;;) {
       if (this.#waiters.length === 0 && this.#sealed.length === 0) {
         // Parked until the batch being written settles or a unit is submitted (it may be sealed
@@ -248,20 +250,24 @@ export class GroupCommitWriter {
         continue;
       }
       // Let the event loop read what has arrived first: acknowledgements read now still cancel
-      // their delivery rows inside this batch instead of costing a delete in the next one.
-      await new Promise<void>((resolve) => setImmediate(resolve));
+      // their delivery rows inside this batch instead of costing a delete in the next one. (Not
+      // after waiting through a write: that was the time for them.)
+      if (!waited) await new Promise<void>((resolve) => setImmediate(resolve));
       let batch: Batch;
       let waiters: Waiter[];
       const full = this.#sealed.shift();
       if (full) {
         ({ batch, waiters } = full);
       } else {
-        const held = this.#open.cancellable > 0 && this.#holdMs > 0 && !this.#closed;
+        // A batch that stayed open through a write is not held after it: its acknowledgements
+        // had that long to come, and holding it then would leave PostgreSQL idle
+        const held = !waited && this.#open.cancellable > 0 && this.#holdMs > 0 && !this.#closed;
         if (!held && this.#writing !== undefined) {
           // Not to be held: stays open while the batch before it is written, so that every unit
           // submitted meanwhile joins it (sealed now, it would take only the first of them and
           // leave the rest a commit of their own)
           await this.#writing;
+          waited = true;
           continue;
         }
         batch = this.#open;
@@ -287,6 +293,7 @@ export class GroupCommitWriter {
         for (const sealed of this.#sealed) if (sealed.batch.behind === batch) sealed.batch.behind = undefined;
       }
       this.#start(batch, waiters);
+      waited = false;
     }
     this.#committing = false;
     const idle = this.#idleWaiters;

@@ -53,6 +53,40 @@ describe('group commit: order and batching', () => {
     assert.deepEqual(order, ['a', 'b', 'c', 'd']);
   });
 
+  test('units submitted over several event-loop turns of one commit all form the next batch', async () => {
+    const db = new FakeDatabase();
+    const w = db.writer();
+    db.hold();
+    const applied = db.nextStatement();
+    const a = w.submit(unit('a'));
+    await applied;
+    const b = w.submit(unit('b'));
+    for (let i = 0; i < 5; i++) await new Promise<void>((resolve) => setImmediate(resolve));
+    const c = w.submit(unit('c'));
+    for (let i = 0; i < 5; i++) await new Promise<void>((resolve) => setImmediate(resolve));
+    const d = w.submit(unit('d'));
+    db.open();
+    await Promise.all([a, b, c, d]);
+    assert.deepEqual(db.committed, [['a'], ['b', 'c', 'd']], 'one commit after the one in flight, not one per turn');
+  });
+
+  test('a batch that stayed open through a write and then took a delivery sent ahead is not held after it', async () => {
+    const clock = new FakeClock();
+    const db = new FakeDatabase();
+    const w = db.writer({ clock, holdMs: 50 });
+    db.hold();
+    const applied = db.nextStatement();
+    const first = w.submit(unit('first'));
+    await applied;
+    const plain = w.submit(unit('plain')); // not to be held: the batch stays open while 'first' is written
+    for (let i = 0; i < 5; i++) await new Promise<void>((resolve) => setImmediate(resolve));
+    const sent = w.submit((tx) => { tx.insertMessage(message); tx.enqueueDeliveries([sentAhead(10)]); });
+    db.open();
+    await Promise.all([first, plain, sent]);
+    assert.deepEqual(db.committed, [['first'], ['plain', '+d10']]);
+    assert.ok(!clock.armed.includes(50), 'no hold timer was armed');
+  });
+
   test('a batch takes no more units once it reaches maxBatchRows; the unit that reaches it is its last', async () => {
     const db = new FakeDatabase();
     const w = db.writer({ maxBatchRows: 3 });
