@@ -75,7 +75,7 @@ function readInPlace(peer: RawPeer, onPublish: (flags: number, b: Buffer, s: num
 
 let latOn = false;
 let lat: number[] = [];
-/** BENCH_LAT_DUMP=FILE: also keep each sample's send time (monotonic ns) and write both to FILE.<pid>.json (attribution) */
+/** BENCH_LAT_DUMP=FILE: also keep each sample's send time (monotonic ns) and write both to FILE.<pid>.<n>.json, one per latency run (attribution) */
 const latDump = process.env['BENCH_LAT_DUMP'];
 let latAt: number[] = [];
 let latDumps = 0;

@@ -16,7 +16,7 @@ import { systemClock } from './broker/ports.ts';
 import { anonymousByDefault, ConfigError, helpText, isLoopbackHost, loadConfig, originList, type Config } from './config.ts';
 import { EventType } from './broker/events.ts';
 import { isValidHubName } from './mqtt/hub-name.ts';
-import { createLogger, LogSink } from './observability/logger.ts';
+import { createLogger, LogSink, type AppLogger } from './observability/logger.ts';
 import { Metrics } from './observability/metrics.ts';
 import { MemoryStore } from './store/memory-store.ts';
 import { startEmbeddedPostgres, type EmbeddedDatabase } from './postgres/embedded.ts';
@@ -90,9 +90,21 @@ let logSink: LogSink | undefined;
 /** How long an exit waits for buffered log lines (stdout may be stuck). */
 const LOG_FLUSH_AT_EXIT_MS = 1000;
 
-/** Exit once the buffered log lines are written, or the wait for them is over. */
+let exiting = false;
+
+/** Exit once the buffered log lines are written, or the wait for them is over; the first call decides the code. */
 function exitAfterLogs(code: number): void {
+  if (exiting) return;
+  exiting = true;
+  // (flushed() never rejects)
   void (logSink?.flushed(LOG_FLUSH_AT_EXIT_MS) ?? Promise.resolve()).then(() => process.exit(code));
+}
+
+/** Exit now, after a bug: the fatal line is written synchronously if stdout takes it at once, nothing is waited for. */
+function exitOnCrash(logger: AppLogger, err: unknown, what: string): void {
+  logSink?.directFromNow();
+  logger.fatal({ err }, what);
+  process.exit(1);
 }
 
 async function main(): Promise<void> {
@@ -120,14 +132,8 @@ async function main(): Promise<void> {
   // Known failures (a lost database connection, a refused row, a client's bad packet) are handled
   // where they happen. Anything reaching here is a bug whose damage is unknown: log it and exit
   // non-zero. Durable state is in PostgreSQL, so a supervisor's restart is safe.
-  process.on('unhandledRejection', (err) => {
-    logger.fatal({ err }, 'unhandled rejection; exiting');
-    exitAfterLogs(1);
-  });
-  process.on('uncaughtException', (err) => {
-    logger.fatal({ err }, 'uncaught exception; exiting');
-    exitAfterLogs(1);
-  });
+  process.on('unhandledRejection', (err) => exitOnCrash(logger, err, 'unhandled rejection; exiting'));
+  process.on('uncaughtException', (err) => exitOnCrash(logger, err, 'uncaught exception; exiting'));
   let uws: UwsBuild;
   try {
     uws = chooseUws(uwsCandidates);
@@ -337,7 +343,7 @@ async function main(): Promise<void> {
     listening = false;
     logger.info({ signal }, 'shutting down');
     // Every step below may wait on PostgreSQL: bound the whole shutdown
-    setTimeout(() => {
+    const deadline = setTimeout(() => {
       logger.error({ timeoutMs: shutdownTimeoutMs }, 'shutdown deadline passed; exiting without finishing');
       exitAfterLogs(1);
     }, shutdownTimeoutMs);
@@ -347,6 +353,7 @@ async function main(): Promise<void> {
     for (const l of listeners) await l.close();
     await store.close();
     await embedded?.stop();
+    clearTimeout(deadline);
     logger.info({}, 'stopped');
     exitAfterLogs(0);
   };

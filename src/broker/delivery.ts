@@ -63,7 +63,7 @@ export function toDeliveryRecord(owner: DeliveryOwner, d: Delivery): DeliveryRec
   return new RoutedRecord(owner, d);
 }
 
-/** The subscription ids of a record that has none (shared; frozen). */
+/** The subscription ids of a record that has none (shared; frozen: a push throws, typed number[] for DeliveryRecord). */
 const NO_IDS: number[] = Object.freeze([]) as unknown as number[];
 
 /** A delivery's durable row, as routing hands it to the store (a class: see QueuedDelivery). */

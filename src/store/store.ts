@@ -50,8 +50,8 @@ export interface DeliveryRecord {
   sentAhead?: boolean;
 }
 
-/** The subscription ids of a record that has none (shared; frozen). */
-export const NO_IDS: number[] = Object.freeze([]) as unknown as number[];
+/** The subscription ids of a record that has none (shared; frozen: a push throws, typed number[] for DeliveryRecord). */
+const NO_IDS: number[] = Object.freeze([]) as unknown as number[];
 
 /**
  * A delivery record made with `new` (see QueuedDelivery in broker/delivery.ts: records on the

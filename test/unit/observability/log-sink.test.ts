@@ -1,11 +1,11 @@
 // LogSink: lines wait in the output's buffer up to a bound, lines beyond it are dropped and
-// counted, and one line reports them once the buffer has room again.
+// counted, and one line reports them once the buffer drains.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
 import { LogSink } from '../../../src/observability/logger.ts';
 
-/** An output whose reader takes nothing until `take()`. */
+/** An output whose reader takes nothing until `take()`, which empties it and says so ('drain'). */
 class StalledOutput extends EventEmitter {
   written: string[] = [];
   writableLength = 0;
@@ -16,12 +16,14 @@ class StalledOutput extends EventEmitter {
   }
   take(): void {
     this.writableLength = 0;
+    this.emit('drain');
   }
 }
 
-const line = (n: number): string => `${JSON.stringify({ level: 30, n, msg: 'x'.repeat(80) })}\n`;
+const line = (n: number, level = 30): string => `${JSON.stringify({ level, n, msg: 'x'.repeat(80) })}\n`;
+const parsed = (s: string | undefined): Record<string, unknown> => JSON.parse(s!) as Record<string, unknown>;
 
-test('lines beyond the buffer are dropped and counted; one line reports them once there is room', () => {
+test('lines beyond the buffer are dropped and counted; one line reports them as soon as the buffer drains', () => {
   const out = new StalledOutput();
   const sink = new LogSink({ out, maxBufferBytes: 1000 });
   for (let i = 0; i < 30; i++) sink.write(line(i));
@@ -29,35 +31,60 @@ test('lines beyond the buffer are dropped and counted; one line reports them onc
   assert.ok(kept > 0 && kept < 30);
   assert.equal(sink.dropped, 30 - kept);
 
-  sink.write(line(30)); // still full: dropped, and no report yet
-  assert.equal(sink.dropped, 31 - kept);
-  assert.equal(out.written.length, kept);
+  out.take(); // nothing else is logged: the drain alone brings the report
+  assert.equal(out.written.length, kept + 1);
+  const report = parsed(out.written[kept]);
+  assert.equal(report['msg'], 'log lines dropped: stdout was not taking them');
+  assert.equal(report['level'], 40);
+  assert.equal(report['dropped'], 30 - kept);
 
-  out.take();
-  sink.write(line(31));
-  const report = JSON.parse(out.written[kept]!) as { level: number; dropped: number; msg: string };
-  assert.equal(report.msg, 'log lines dropped: stdout was not taking them');
-  assert.equal(report.level, 40);
-  assert.equal(report.dropped, 31 - kept);
-  assert.equal(JSON.parse(out.written[kept + 1]!).n, 31, 'the line after the report is the one logged');
-
-  sink.write(line(32));
-  assert.equal(out.written.length, kept + 3, 'reported once');
-  assert.equal(sink.dropped, 31 - kept, 'the count since start stays');
+  sink.write(line(30));
+  assert.equal(parsed(out.written[kept + 1])['n'], 30);
+  assert.equal(out.written.length, kept + 2, 'reported once');
+  assert.equal(sink.dropped, 30 - kept, 'the count since start stays');
 });
 
-test('a report that does not fit waits, and counts every line dropped until it goes out', () => {
+test('a report that does not fit waits for the next drain, and counts every line dropped until then', () => {
   const out = new StalledOutput();
   const sink = new LogSink({ out, maxBufferBytes: 300 });
   for (let i = 0; i < 10; i++) sink.write(line(i));
   const kept = out.written.length;
-  out.writableLength = 290; // room for neither a line nor the report
+  out.writableLength = 290; // drained a little, but room for neither a line nor the report
+  out.emit('drain');
   sink.write(line(10));
-  sink.write(line(11));
   assert.equal(out.written.length, kept);
   out.take();
-  sink.write(line(12));
-  assert.equal(JSON.parse(out.written[kept]!).dropped, 12 - kept);
+  assert.equal(parsed(out.written[kept])['dropped'], 11 - kept);
+});
+
+test('error and fatal lines pass the bound, and a line alone in the buffer goes however long', () => {
+  const out = new StalledOutput();
+  const sink = new LogSink({ out, maxBufferBytes: 200 });
+  sink.write(line(0));
+  sink.write(line(1));
+  sink.write(line(2, 50));
+  sink.write(line(3, 60));
+  assert.deepEqual(out.written.map((s) => parsed(s)['n']), [0, 2, 3]);
+  assert.equal(sink.dropped, 1);
+
+  const empty = new StalledOutput();
+  const fresh = new LogSink({ out: empty, maxBufferBytes: 200 });
+  fresh.write(`${JSON.stringify({ level: 30, msg: 'y'.repeat(1000) })}\n`);
+  assert.equal(parsed(empty.written[0])['msg'], 'y'.repeat(1000));
+  assert.equal(fresh.dropped, 0);
+});
+
+test('with reportDrops off (a level above warn) drops are counted but not reported', () => {
+  const out = new StalledOutput();
+  const sink = new LogSink({ out, maxBufferBytes: 200 });
+  sink.reportDrops = false;
+  for (let i = 0; i < 5; i++) sink.write(line(i));
+  const kept = out.written.length;
+  out.take();
+  sink.write(line(5));
+  assert.equal(out.written.length, kept + 1);
+  assert.equal(parsed(out.written[kept])['n'], 5);
+  assert.equal(sink.dropped, 5 - kept);
 });
 
 test('an output that failed for good (EPIPE) drops every later line', () => {
@@ -79,11 +106,10 @@ test('flushed() resolves once the output has written everything, or at its deadl
   let done = false;
   const flushed = sink.flushed(60_000).then(() => { done = true; });
   await new Promise((r) => setImmediate(r));
-  assert.equal(done, false);
+  assert.equal(done, false, 'still waiting while the output holds a line');
   out.take();
   await flushed;
-
-  sink.write(line(1)); // never taken: the deadline ends the wait
+  // Never taken: only the deadline ends the wait (a wait for the output would never end)
+  sink.write(line(1));
   await sink.flushed(20);
-  assert.ok(out.writableLength > 0);
 });

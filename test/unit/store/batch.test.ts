@@ -14,7 +14,6 @@ const delivery = (id: number, messageId: number, over: Partial<DeliveryRecord> =
   id, hub: 'h', clientId: 'c', messageId, qos: 1, retain: false, subscriptionIds: [], shareKey: undefined, packetId: 7, state: 'sent', ...over,
 });
 
-
 /** A batch's change of one delivery is a delete and nothing else. */
 function deleteOnly(c: { delete: boolean; insert?: unknown; update?: unknown } | undefined): boolean {
   return c !== undefined && c.delete && c.insert === undefined && c.update === undefined;
