@@ -25,28 +25,11 @@ export interface Delivery {
  * allocation site: they are promoted like any survivor, every run.
  */
 export class QueuedDelivery implements Delivery {
-  id: number;
-  message: Message;
-  qos: QoS;
-  retain: boolean;
-  subscriptionIds: number[] | undefined;
-  shareKey: string | undefined;
-  packetId: number;
-  state: DeliveryState;
-
   constructor(
-    id: number, message: Message, qos: QoS, retain: boolean, subscriptionIds: number[] | undefined, shareKey: string | undefined,
-    packetId = 0, state: DeliveryState = 'queued',
-  ) {
-    this.id = id;
-    this.message = message;
-    this.qos = qos;
-    this.retain = retain;
-    this.subscriptionIds = subscriptionIds;
-    this.shareKey = shareKey;
-    this.packetId = packetId;
-    this.state = state;
-  }
+    public id: number, public message: Message, public qos: QoS, public retain: boolean,
+    public subscriptionIds: number[] | undefined, public shareKey: string | undefined,
+    public packetId = 0, public state: DeliveryState = 'queued',
+  ) {}
 }
 
 /** Per-dispatch cache of encoded PUBLISH variants, so fan-out encodes once per variant. */
@@ -60,7 +43,7 @@ export interface DeliveryOwner {
 
 /** Durable-store row for a delivery. */
 export function toDeliveryRecord(owner: DeliveryOwner, d: Delivery): DeliveryRecord {
-  return new RoutedRecord(owner, d);
+  return new RoutedRecord(d.id, owner.hub.name, owner.clientId, d.message.id, d.qos, d.retain, d.subscriptionIds ?? NO_IDS, d.shareKey, d.packetId, d.state);
 }
 
 /** The subscription ids of a record that has none (shared; frozen: a push throws, typed number[] for DeliveryRecord). */
@@ -68,30 +51,11 @@ const NO_IDS: number[] = Object.freeze([]) as unknown as number[];
 
 /** A delivery's durable row, as routing hands it to the store (a class: see QueuedDelivery). */
 class RoutedRecord implements DeliveryRecord {
-  id: number;
-  hub: string;
-  clientId: string;
-  messageId: number;
-  qos: QoS;
-  retain: boolean;
-  subscriptionIds: number[];
-  shareKey: string | undefined;
-  packetId: number;
-  state: DeliveryState;
-  sentAhead = false;
-
-  constructor(owner: DeliveryOwner, d: Delivery) {
-    this.id = d.id;
-    this.hub = owner.hub.name;
-    this.clientId = owner.clientId;
-    this.messageId = d.message.id;
-    this.qos = d.qos;
-    this.retain = d.retain;
-    this.subscriptionIds = d.subscriptionIds ?? NO_IDS;
-    this.shareKey = d.shareKey;
-    this.packetId = d.packetId;
-    this.state = d.state;
-  }
+  constructor(
+    public id: number, public hub: string, public clientId: string, public messageId: number, public qos: QoS, public retain: boolean,
+    public subscriptionIds: number[], public shareKey: string | undefined, public packetId: number, public state: DeliveryState,
+    public sentAhead = false,
+  ) {}
 }
 
 /** Simple FIFO with O(1) shift. */

@@ -59,34 +59,11 @@ const NO_IDS: number[] = Object.freeze([]) as unknown as number[];
  * copy of what it writes.
  */
 export class DeliveryRow implements DeliveryRecord {
-  id: number;
-  hub: string;
-  clientId: string;
-  messageId: number;
-  qos: QoS;
-  retain: boolean;
-  subscriptionIds: number[];
-  shareKey: string | undefined;
-  packetId: number;
-  state: DeliveryState;
-  sentAhead: boolean;
-
   constructor(
-    id: number, hub: string, clientId: string, messageId: number, qos: QoS, retain: boolean, subscriptionIds: number[],
-    shareKey: string | undefined, packetId: number, state: DeliveryState, sentAhead = false,
-  ) {
-    this.id = id;
-    this.hub = hub;
-    this.clientId = clientId;
-    this.messageId = messageId;
-    this.qos = qos;
-    this.retain = retain;
-    this.subscriptionIds = subscriptionIds;
-    this.shareKey = shareKey;
-    this.packetId = packetId;
-    this.state = state;
-    this.sentAhead = sentAhead;
-  }
+    public id: number, public hub: string, public clientId: string, public messageId: number, public qos: QoS, public retain: boolean,
+    public subscriptionIds: number[], public shareKey: string | undefined, public packetId: number, public state: DeliveryState,
+    public sentAhead = false,
+  ) {}
 
   /** A copy of `r` (its subscription ids too): what a batch writes does not change with `r`. */
   static copy(r: DeliveryRecord): DeliveryRow {
