@@ -29,6 +29,11 @@ export async function turnsUntil(ready: () => boolean, what: string): Promise<vo
   assert.fail(`never happened: ${what}`);
 }
 
+/** Let the event loop turn `n` times (units submitted in turns of their own). */
+export async function turns(n: number): Promise<void> {
+  for (let i = 0; i < n; i++) await new Promise<void>((resolve) => setImmediate(resolve));
+}
+
 /** What the writer asked of the database, in order. */
 export type Call = { kind: 'apply' | 'savepoint'; labels: string[] } | { kind: 'begin' | 'commit' | 'rollback' };
 
@@ -69,6 +74,18 @@ export class FakeDatabase {
   open(): void {
     this.#gate = undefined;
     this.#openGate?.();
+  }
+
+  /**
+   * Hold the database, submit `build` to `w` and wait until its batch is being written: a commit in
+   * flight, settled (`done`) once `open()` is called.
+   */
+  async writing(w: GroupCommitWriter, build: (tx: UnitOfWork) => void): Promise<{ done: Promise<void> }> {
+    this.hold();
+    const applied = this.nextStatement();
+    const done = w.submit(build);
+    await applied;
+    return { done };
   }
 
   /** Resolves once the next statement (apply or savepoint) has been issued. */

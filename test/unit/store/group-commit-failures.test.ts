@@ -143,10 +143,7 @@ describe('group commit: watchdog and shutdown', () => {
   test('close() waits for the commit in flight and commits what is queued; then new units are refused', async () => {
     const db = new FakeDatabase();
     const w = db.writer();
-    db.hold();
-    const applied = db.nextStatement();
-    const a = w.submit(unit('a'));
-    await applied;
+    const a = (await db.writing(w, unit('a'))).done;
     const b = w.submit(unit('b'));
     let closed = false;
     const closing = w.close().then(() => { closed = true; });

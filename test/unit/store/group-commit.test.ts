@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import type { Message } from '../../../src/mqtt/packet.ts';
 import type { DeliveryRecord, UnitOfWork } from '../../../src/store/store.ts';
 import { FakeClock } from '../../helpers/fake-clock.ts';
-import { FakeDatabase, turnsUntil, unit } from './fake-database.ts';
+import { FakeDatabase, turns, turnsUntil, unit } from './fake-database.ts';
 
 /** Settles in the order the promises settle, recording each label. */
 function track(order: string[], label: string, p: Promise<void>): Promise<void> {
@@ -56,14 +56,11 @@ describe('group commit: order and batching', () => {
   test('units submitted over several event-loop turns of one commit all form the next batch', async () => {
     const db = new FakeDatabase();
     const w = db.writer();
-    db.hold();
-    const applied = db.nextStatement();
-    const a = w.submit(unit('a'));
-    await applied;
+    const a = (await db.writing(w, unit('a'))).done;
     const b = w.submit(unit('b'));
-    for (let i = 0; i < 5; i++) await new Promise<void>((resolve) => setImmediate(resolve));
+    await turns(5);
     const c = w.submit(unit('c'));
-    for (let i = 0; i < 5; i++) await new Promise<void>((resolve) => setImmediate(resolve));
+    await turns(5);
     const d = w.submit(unit('d'));
     db.open();
     await Promise.all([a, b, c, d]);
@@ -74,12 +71,9 @@ describe('group commit: order and batching', () => {
     const clock = new FakeClock();
     const db = new FakeDatabase();
     const w = db.writer({ clock, holdMs: 50 });
-    db.hold();
-    const applied = db.nextStatement();
-    const first = w.submit(unit('first'));
-    await applied;
+    const first = (await db.writing(w, unit('first'))).done;
     const plain = w.submit(unit('plain')); // not to be held: the batch stays open while 'first' is written
-    for (let i = 0; i < 5; i++) await new Promise<void>((resolve) => setImmediate(resolve));
+    await turns(5);
     const sent = w.submit((tx) => { tx.insertMessage(message); tx.enqueueDeliveries([sentAhead(10)]); });
     db.open();
     await Promise.all([first, plain, sent]);
@@ -213,14 +207,11 @@ describe('group commit: holding a batch for acknowledgements of QoS 1 deliveries
     const clock = new FakeClock();
     const db = new FakeDatabase();
     const w = db.writer({ clock, holdMs: 5 });
-    db.hold();
-    const applied = db.nextStatement();
-    const first = w.submit(unit('first'));
-    await applied; // 'first' is being written (and the database is slow)
+    const first = (await db.writing(w, unit('first'))).done; // being written (and the database is slow)
     const sent = w.submit((tx) => { tx.insertMessage(message); tx.enqueueDeliveries([sentAhead(10), sentAhead(11)]); });
     await turnsUntil(() => clock.armed.includes(5), 'the hold timer is armed (next to the watchdog of the commit being written)');
     clock.advance(5); // its hold is over; it now waits for 'first'
-    for (let i = 0; i < 5; i++) await new Promise<void>((resolve) => setImmediate(resolve));
+    await turns(5);
     const ack = w.submit((tx) => tx.deleteDelivery(10));
     db.open();
     await Promise.all([first, sent, ack]);
@@ -328,7 +319,7 @@ describe('group commit: one commit at a time', () => {
     const first = w.submit(insert(1));
     await turnsUntil(() => db.applied.length === 1, 'the first batch is being written');
     const second = w.submit(insert(2));
-    for (let i = 0; i < 5; i++) await new Promise<void>((resolve) => setImmediate(resolve));
+    await turns(5);
     assert.equal(db.applied.length, 1, 'the second waits');
     releaseFirst();
     await Promise.all([first, second]);
