@@ -3,22 +3,17 @@
 // QoS 1 deliveries sent ahead sealed and held for their acknowledgements, each unit's promise
 // settled in submission order. No SQL here: it drives the BatchConnection it is given.
 import { StoreError, type UnitOfWork } from '../store.ts';
-import { Batch, OP_SLOTS, RecordingUnit, replay, type LogRange } from './batch.ts';
+import { Batch, OP_SLOTS, RecordingUnit, type LogRange } from './batch.ts';
+import { isolateRefused, type SavepointConnection } from './refused-units.ts';
 import { isDataError, toStoreError } from './sqlstate.ts';
 
 /** One database connection checked out for one batch (PostgreSQL in production, a fake in tests). */
-export interface BatchConnection {
+export interface BatchConnection extends SavepointConnection {
   /**
    * Write a non-empty batch in one transaction; a failed one is rolled back, so the connection stays
    * usable after a data error.
    */
   apply(batch: Batch): Promise<void>;
-  /** Open the transaction in which a refused batch's units are tried again, range by range. */
-  begin(): Promise<void>;
-  /** Write `batch` under a savepoint of the open transaction; on a data error roll back to the savepoint, then throw. */
-  applyUnderSavepoint(batch: Batch): Promise<void>;
-  commit(): Promise<void>;
-  rollback(): Promise<void>;
   /** The watchdog gave up on this connection: end it now, so that its pending statement fails. */
   abandon(): void;
   /** Hand the connection back; a `broken` one is discarded. */
@@ -431,42 +426,14 @@ export class GroupCommitWriter {
   }
 
   /**
-   * PostgreSQL refused a batch because of the data of some unit (say a retained message whose topic
-   * is too long for its index). Apply the units again in one transaction on the same connection,
-   * bisecting with savepoints down to single units, so that only the offending units fail; the
-   * others commit together and resolve, still in submission order. A failure of another kind on the
-   * way rolls everything back and is thrown (the caller fails every unit, as a failed commit does).
+   * PostgreSQL refused a batch because of the data of some unit: only the offending units fail
+   * (isolateRefused); the others commit together and resolve, still in submission order. A
+   * failure of another kind on the way is thrown (the caller fails every unit, as a failed commit does).
    */
   async #isolate(conn: BatchConnection, batch: Batch, waiters: readonly Waiter[]): Promise<void> {
-    const { lateDeletes } = batch;
-    const refused: Array<StoreError | undefined> = new Array(waiters.length);
-    const applyRange = async (lo: number, hi: number): Promise<void> => {
-      try {
-        await conn.applyUnderSavepoint(replay(batch.log, waiters.slice(lo, hi), lateDeletes));
-        return;
-      } catch (e) {
-        if (!isDataError(e)) throw e;
-        if (hi - lo === 1) {
-          this.#logger.error({ err: e }, 'PostgreSQL refused the rows of a unit of work; that unit alone fails');
-          refused[lo] = toStoreError(e);
-          return;
-        }
-      }
-      const mid = (lo + hi) >> 1;
-      await applyRange(lo, mid);
-      await applyRange(mid, hi);
-    };
-    await conn.begin();
-    try {
-      // (the whole range is known to fail: start with its halves)
-      const mid = waiters.length >> 1;
-      await applyRange(0, mid);
-      await applyRange(mid, waiters.length);
-      await conn.commit();
-    } catch (e) {
-      await conn.rollback().catch(() => undefined);
-      throw e;
-    }
+    const refused = await isolateRefused(conn, batch, waiters, (err) => {
+      this.#logger.error({ err }, 'PostgreSQL refused the rows of a unit of work; that unit alone fails');
+    });
     this.commits++;
     this.units += unitsOf(waiters);
     for (let i = 0; i < waiters.length; i++) {
