@@ -50,28 +50,6 @@ export interface DeliveryRecord {
   sentAhead?: boolean;
 }
 
-/** The subscription ids of a record that has none (shared; frozen: a push throws, typed number[] for DeliveryRecord). */
-const NO_IDS: number[] = Object.freeze([]) as unknown as number[];
-
-/**
- * A delivery record made with `new` (see QueuedDelivery in broker/delivery.ts: records on the
- * write path outlive a group commit, and object-literal sites get pretenured by V8). A batch's own
- * copy of what it writes.
- */
-export class DeliveryRow implements DeliveryRecord {
-  constructor(
-    public id: number, public hub: string, public clientId: string, public messageId: number, public qos: QoS, public retain: boolean,
-    public subscriptionIds: number[], public shareKey: string | undefined, public packetId: number, public state: DeliveryState,
-    public sentAhead = false,
-  ) {}
-
-  /** A copy of `r` (its subscription ids too): what a batch writes does not change with `r`. */
-  static copy(r: DeliveryRecord): DeliveryRow {
-    const ids = r.subscriptionIds.length === 0 ? NO_IDS : r.subscriptionIds.slice();
-    return new DeliveryRow(r.id, r.hub, r.clientId, r.messageId, r.qos, r.retain, ids, r.shareKey, r.packetId, r.state, r.sentAhead === true);
-  }
-}
-
 /** A will waiting for its session's connection to end (or for its delay after that). */
 export interface WillRecord {
   hub: string;

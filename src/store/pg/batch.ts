@@ -1,8 +1,7 @@
 // Group-commit compaction: the units of work that accumulated while the previous commit was in
 // flight are folded into their net effect per row, so one transaction can apply them with a few
 // multi-row statements in a fixed order. Pure; no SQL here.
-import type { Message } from '../../mqtt/packet.ts';
-import { DeliveryRow } from '../store.ts';
+import type { Message, QoS } from '../../mqtt/packet.ts';
 import type {
   AuditEvent, DeliveryRecord, DeliveryState, HubSettingsRecord, PermissionRecord, PermissionSubjectKind, SessionRecord, SubscriptionRecord,
   UnitOfWork, WillRecord,
@@ -17,6 +16,28 @@ export type AccessChange =
 
 const k2 = (hub: string, clientId: string): string => `${hub}\u0000${clientId}`;
 const k3 = (hub: string, clientId: string, x: string | number): string => `${hub}\u0000${clientId}\u0000${x}`;
+
+/** The subscription ids of a record that has none (shared; frozen: a push throws, typed number[] for DeliveryRecord). */
+const NO_IDS: number[] = Object.freeze([]) as unknown as number[];
+
+/**
+ * A batch's own copy of a delivery record it writes, made with `new` (see QueuedDelivery in
+ * broker/delivery.ts: records on the write path outlive a group commit, and object-literal sites
+ * get pretenured by V8).
+ */
+class DeliveryRow implements DeliveryRecord {
+  constructor(
+    public id: number, public hub: string, public clientId: string, public messageId: number, public qos: QoS, public retain: boolean,
+    public subscriptionIds: number[], public shareKey: string | undefined, public packetId: number, public state: DeliveryState,
+    public sentAhead = false,
+  ) {}
+
+  /** A copy of `r` (its subscription ids too): what a batch writes does not change with `r`. */
+  static copy(r: DeliveryRecord): DeliveryRow {
+    const ids = r.subscriptionIds.length === 0 ? NO_IDS : r.subscriptionIds.slice();
+    return new DeliveryRow(r.id, r.hub, r.clientId, r.messageId, r.qos, r.retain, ids, r.shareKey, r.packetId, r.state, r.sentAhead === true);
+  }
+}
 
 /** What a batch does to one delivery row (a class: it lives until the commit; see QueuedDelivery). */
 class DeliveryChange {
