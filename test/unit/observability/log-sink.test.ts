@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
-import { LogSink } from '../../../src/observability/logger.ts';
+import { createLogger, LogSink } from '../../../src/observability/logger.ts';
 
 /** An output whose reader takes nothing until `take()`, which empties it and says so ('drain'). */
 class StalledOutput extends EventEmitter {
@@ -112,4 +112,25 @@ test('flushed() resolves once the output has written everything, or at its deadl
   // Never taken: only the deadline ends the wait (a wait for the output would never end)
   sink.write(line(1));
   await sink.flushed(20);
+});
+
+test('after directFromNow (a crash exit) every line is written at once, past the bound', () => {
+  const out = new StalledOutput();
+  const sink = new LogSink({ out, maxBufferBytes: 200 });
+  for (let i = 0; i < 5; i++) sink.write(line(i));
+  const kept = out.written.length;
+  assert.ok(kept < 5);
+  sink.directFromNow();
+  sink.write(line(60, 60));
+  sink.write(line(61));
+  assert.deepEqual(out.written.slice(kept).map((s) => parsed(s)['n']), [60, 61]);
+});
+
+test('createLogger reports drops only at levels that show warnings', () => {
+  const quiet = new LogSink({ out: new StalledOutput() });
+  createLogger('error', quiet);
+  assert.equal(quiet.reportDrops, false);
+  const normal = new LogSink({ out: new StalledOutput() });
+  createLogger('info', normal);
+  assert.equal(normal.reportDrops, true);
 });
