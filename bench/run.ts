@@ -278,7 +278,7 @@ async function latency(b: Broker, persistent = false): Promise<Outcome> {
   const pw = new ProcWindow(b);
   // The broker's event-loop delay (Tern): this scrape empties its histogram, the one after the window reads it
   const scrape = (): Promise<LoopDelaySeconds | Error> => (b.metricsUrl ? scrapeLoopDelay(b.metricsUrl).catch((e: Error) => e) : Promise.resolve(new Error('n/a')));
-  // Scrapes stay out of the latency window: one costs Tern's event loop ~1.5–10 ms (prom-client
+  // Scrapes stay out of the latency window: one costs Tern's event loop ~1.4 ms, tens of ms just after start-up (prom-client
   // renders every metric), which taken at the window's edges delayed its first and last messages
   const loop0 = await scrape();
   await sleep(SCRAPE_SETTLE_MS);
